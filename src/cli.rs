@@ -1,0 +1,356 @@
+//! Command line: the subcommands, global flags, and the dispatch from a parsed [`Args`] to
+//! the library. Errors are turned into messages here (anyhow); exit codes are set in `main`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::clock::{SystemClock, parse_utc};
+use crate::config::{Config, Overrides, ValidatedConfig};
+use crate::landing::{self, LandingMetrics, StreamOptions};
+use crate::store::Store;
+
+/// lakepipe — a lakehouse pipeline: streaming landing into S3 and a Lambda architecture
+/// (speed, Delta Lake batch, serving) with an embedded Airflow-style scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "lakepipe", version, about, long_about = None, after_help = ENV_HELP)]
+pub struct Args {
+    /// Lake location: a local directory or s3://bucket[/prefix] [default: ./lake]
+    #[arg(long, global = true, value_name = "URL")]
+    pub lake: Option<String>,
+    /// Configuration file [default: $LAKEPIPE_CONFIG, else ./lakepipe.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print results as JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seed of every generator [default: 42]
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+    /// Log filter for stderr (error, warn, info, debug, or tracing directives)
+    #[arg(long, global = true, env = "LAKEPIPE_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const ENV_HELP: &str = "\
+Environment: LAKEPIPE_CONFIG, LAKEPIPE_LAKE, LAKEPIPE_SEED, LAKEPIPE_CONCURRENCY,
+LAKEPIPE_S3_REGION, LAKEPIPE_S3_ENDPOINT, LAKEPIPE_S3_PROFILE, LAKEPIPE_LOG, and the standard
+AWS variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+Precedence: flags > environment > config file > defaults.";
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the main job: every landing streamer live until Ctrl-C
+    Up(GenArgs),
+    /// Land text, CSV and IoT files, live or for an event-time range
+    Stream(StreamArgs),
+    /// Show the effective configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Generation options shared by the streamers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenArgs {
+    /// Probability (0-1) that a line carries a fault (malformed or duplicate)
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub fault_rate: f64,
+    /// Multiply the records per file (benchmarks)
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    pub scale: f64,
+    /// Uploads in flight at once [default: store.concurrency, 32]
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+/// `lakepipe stream`.
+#[derive(Debug, clap::Args)]
+pub struct StreamArgs {
+    /// Which streamer to run
+    #[arg(value_enum)]
+    pub which: Which,
+    /// Start of the event-time range (RFC 3339, inclusive); needs --to
+    #[arg(long, value_parser = parse_time, requires = "to")]
+    pub from: Option<DateTime<Utc>>,
+    /// End of the event-time range (RFC 3339, exclusive); needs --from
+    #[arg(long, value_parser = parse_time, requires = "from")]
+    pub to: Option<DateTime<Utc>>,
+    /// Stop after N files per streamer
+    #[arg(long)]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub gen_args: GenArgs,
+}
+
+/// Streamer selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Which {
+    /// Text documents, every 5 s
+    Text,
+    /// CSV files, every 10 s
+    Csv,
+    /// IoT readings of four devices, every 15 s
+    Iot,
+    /// All three
+    All,
+}
+
+/// `lakepipe config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (credentials redacted)
+    Show,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_utc(s)
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v > 0.0 && v <= 10_000.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be > 0 and <= 10000"))
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    init_logging(&args.log);
+    let flags = Overrides {
+        lake: args.lake.clone(),
+        seed: args.seed,
+        concurrency: match &args.command {
+            Command::Up(g) => g.concurrency,
+            Command::Stream(s) => s.gen_args.concurrency,
+            Command::Config(_) => None,
+        },
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let config = Config::load(args.config.as_deref(), &env, &flags)?.validate()?;
+    match &args.command {
+        Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,
+        Command::Up(g) => up(&config, g, args.json).await,
+        Command::Stream(s) => stream(&config, s, args.json).await,
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+async fn config_show(config: &ValidatedConfig, json: bool) -> anyhow::Result<()> {
+    let mut text = config.config.to_redacted_toml();
+    let mut resolved = serde_json::json!({ "lake": config.lake.to_string() });
+    if let crate::store::LakeUrl::S3 { .. } = &config.lake {
+        let conn = crate::store::S3Connection::load(
+            &config.config.s3,
+            std::time::Duration::from_secs(config.config.store.connect_timeout_s),
+        )
+        .await;
+        let endpoint = conn
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| "AWS default".into());
+        text.push_str(&format!(
+            "\n# resolved from the AWS environment\n# region = {:?}\n# endpoint = {:?}\n# credentials = {}\n",
+            conn.region,
+            endpoint,
+            if conn.sdk.credentials_provider().is_some() { "AWS credential chain (not shown)" } else { "none" }
+        ));
+        resolved["region"] = conn.region.into();
+        resolved["endpoint"] = endpoint.into();
+    }
+    if json {
+        let mut v = serde_json::to_value(toml::from_str::<toml::Value>(
+            &config.config.to_redacted_toml(),
+        )?)?;
+        v["resolved"] = resolved;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+fn options(
+    config: &ValidatedConfig,
+    which: Which,
+    g: &GenArgs,
+    count: Option<u64>,
+) -> StreamOptions {
+    let datasets = match which {
+        Which::All => landing::DATASETS.iter().collect(),
+        Which::Text => vec![&landing::DATASETS[0]],
+        Which::Csv => vec![&landing::DATASETS[1]],
+        Which::Iot => vec![&landing::DATASETS[2]],
+    };
+    StreamOptions {
+        datasets,
+        seed: config.config.seed,
+        scale: g.scale,
+        fault_rate: g.fault_rate,
+        count,
+        concurrency: config.config.store.concurrency,
+    }
+}
+
+fn report(m: &LandingMetrics, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(m) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: cannot render metrics: {e}"),
+        }
+    } else {
+        println!("{}", m.summary());
+    }
+}
+
+async fn open_store(config: &ValidatedConfig) -> anyhow::Result<Store> {
+    Store::open(config)
+        .await
+        .with_context(|| format!("cannot open lake {}", config.lake))
+}
+
+async fn stream(config: &ValidatedConfig, s: &StreamArgs, json: bool) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let opts = options(config, s.which, &s.gen_args, s.count);
+    match (s.from, s.to) {
+        (Some(from), Some(to)) => {
+            landing::run_range(&store, &opts, from, to, &mut |m| report(m, json)).await?;
+            Ok(())
+        }
+        _ => live(&store, &opts, json).await,
+    }
+}
+
+async fn up(config: &ValidatedConfig, g: &GenArgs, json: bool) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let opts = options(config, Which::All, g, None);
+    live(&store, &opts, json).await
+}
+
+async fn live(store: &Store, opts: &StreamOptions, json: bool) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let names: Vec<String> = opts
+        .datasets
+        .iter()
+        .map(|d| format!("{} every {} s", d.name, d.cadence_s))
+        .collect();
+    eprintln!(
+        "streaming {} into {} (event-time UTC partitions); Ctrl-C to stop",
+        names.join(", "),
+        store.url()
+    );
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("stopping: finishing in-flight uploads…");
+        let _ = tx.send(true);
+    });
+    let m = landing::run_live(store, opts, Arc::new(SystemClock), rx).await?;
+    report(&m, json);
+    let (_, _, failed, _) = m.totals();
+    if failed > 0 {
+        tracing::warn!("{failed} uploads failed; see the errors above");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn range_needs_both_ends_and_valid_times() {
+        assert!(
+            Args::try_parse_from([
+                "lakepipe",
+                "stream",
+                "all",
+                "--from",
+                "2026-02-01T00:00:00Z"
+            ])
+            .is_err()
+        );
+        assert!(
+            Args::try_parse_from([
+                "lakepipe",
+                "stream",
+                "all",
+                "--from",
+                "yesterday",
+                "--to",
+                "2026-02-01T00:00:00Z"
+            ])
+            .is_err()
+        );
+        assert!(Args::try_parse_from(["lakepipe", "stream", "csv", "--fault-rate", "2"]).is_err());
+        let a = Args::try_parse_from([
+            "lakepipe",
+            "--lake",
+            "/tmp/x",
+            "stream",
+            "iot",
+            "--from",
+            "2026-02-01T00:00:00Z",
+            "--to",
+            "2026-02-01T01:00:00+01:00",
+        ])
+        .unwrap();
+        let Command::Stream(s) = a.command else {
+            panic!()
+        };
+        assert_eq!(s.which, Which::Iot);
+        assert_eq!(s.to, s.from);
+    }
+}

@@ -1,0 +1,381 @@
+//! Configuration: an optional `lakepipe.toml`, overridden by `LAKEPIPE_*` environment
+//! variables, overridden by command-line flags. [`Config::validate`] checks it before any I/O.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{LakeUrl, StoreConfig};
+
+/// Errors from reading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for lakepipe.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// An environment variable holds a value of the wrong form.
+    #[error("environment variable {name}={value:?} is invalid: {message}")]
+    Env {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+    /// A setting is out of its allowed range.
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Result with the config [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Name of the environment variable that points to the config file.
+pub const CONFIG_ENV: &str = "LAKEPIPE_CONFIG";
+
+/// The whole lakepipe configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the lake lives: a local directory (default `./lake`) or `s3://bucket[/prefix]`.
+    ///
+    /// Env: `LAKEPIPE_LAKE`. Flag: `--lake`.
+    #[serde(default = "default_lake")]
+    pub lake: String,
+
+    /// Seed of every generator: the same seed and time slot always give the same bytes.
+    ///
+    /// Env: `LAKEPIPE_SEED`. Flag: `--seed`. Default 42.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+
+    /// S3 connection settings; unset fields come from the standard AWS environment
+    /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_PROFILE`, `~/.aws/config`, …).
+    #[serde(default)]
+    pub s3: S3Config,
+
+    /// Object-store client behaviour: concurrency, timeouts, retries, multipart.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// S3 settings that override the AWS environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Region, e.g. `us-east-1`. Env: `LAKEPIPE_S3_REGION`; otherwise the AWS chain, then
+    /// `us-east-1`.
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible server, e.g. `http://127.0.0.1:3900`.
+    /// Env: `LAKEPIPE_S3_ENDPOINT`; otherwise `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    /// Named profile of `~/.aws/config`. Env: `LAKEPIPE_S3_PROFILE`; otherwise `AWS_PROFILE`.
+    pub profile: Option<String>,
+    /// Use virtual-hosted-style addressing (`bucket.host`) instead of path style.
+    /// Default: false (path style, which every local S3 server accepts).
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// Static access key id; prefer the AWS credential chain. Never printed.
+    pub access_key_id: Option<String>,
+    /// Static secret access key; prefer the AWS credential chain. Never printed.
+    pub secret_access_key: Option<String>,
+    /// Static session token. Never printed.
+    pub session_token: Option<String>,
+}
+
+fn default_lake() -> String {
+    "./lake".to_string()
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lake: default_lake(),
+            seed: default_seed(),
+            s3: S3Config::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--lake`
+    pub lake: Option<String>,
+    /// `--seed`
+    pub seed: Option<u64>,
+    /// `--concurrency`
+    pub concurrency: Option<usize>,
+}
+
+/// A configuration that passed [`Config::validate`].
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    /// The settings as given.
+    pub config: Config,
+    /// The parsed lake location.
+    pub lake: LakeUrl,
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Builds the effective configuration: defaults < file < environment < flags.
+    ///
+    /// `file` is the `--config` path; without it, `LAKEPIPE_CONFIG` is used, then
+    /// `./lakepipe.toml` if it exists. `env` looks up environment variables (injected for tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config> {
+        let path = file
+            .map(Path::to_path_buf)
+            .or_else(|| env(CONFIG_ENV).map(PathBuf::from))
+            .or_else(|| {
+                let p = PathBuf::from("lakepipe.toml");
+                p.exists().then_some(p)
+            });
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text, &path)?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.apply_flags(flags);
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+        fn parsed<T: std::str::FromStr>(
+            env: &dyn Fn(&str) -> Option<String>,
+            name: &'static str,
+        ) -> Result<Option<T>>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match env(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e: T::Err| Error::Env {
+                        name,
+                        message: e.to_string(),
+                        value,
+                    }),
+            }
+        }
+        if let Some(v) = env("LAKEPIPE_LAKE") {
+            self.lake = v;
+        }
+        if let Some(v) = parsed(env, "LAKEPIPE_SEED")? {
+            self.seed = v;
+        }
+        if let Some(v) = parsed(env, "LAKEPIPE_CONCURRENCY")? {
+            self.store.concurrency = v;
+        }
+        if let Some(v) = env("LAKEPIPE_S3_REGION") {
+            self.s3.region = Some(v);
+        }
+        if let Some(v) = env("LAKEPIPE_S3_ENDPOINT") {
+            self.s3.endpoint = Some(v);
+        }
+        if let Some(v) = env("LAKEPIPE_S3_PROFILE") {
+            self.s3.profile = Some(v);
+        }
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, flags: &Overrides) {
+        if let Some(v) = &flags.lake {
+            self.lake = v.clone();
+        }
+        if let Some(v) = flags.seed {
+            self.seed = v;
+        }
+        if let Some(v) = flags.concurrency {
+            self.store.concurrency = v;
+        }
+    }
+
+    /// Checks every setting before anything touches the network or disk.
+    pub fn validate(self) -> Result<ValidatedConfig> {
+        let lake = LakeUrl::parse(&self.lake).map_err(|message| Error::Invalid {
+            key: "lake",
+            message,
+        })?;
+        self.store
+            .validate()
+            .map_err(|(key, message)| Error::Invalid { key, message })?;
+        if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
+            return Err(Error::Invalid {
+                key: "s3.access_key_id",
+                message: "set both access_key_id and secret_access_key, or neither".into(),
+            });
+        }
+        Ok(ValidatedConfig { config: self, lake })
+    }
+
+    /// The configuration as TOML with credentials replaced by `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        for secret in [
+            &mut shown.s3.access_key_id,
+            &mut shown.s3.secret_access_key,
+            &mut shown.s3.session_token,
+        ] {
+            if secret.is_some() {
+                *secret = Some("***".into());
+            }
+        }
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn write_file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn toml_literal_parses_with_defaults_filled_in() {
+        let c = Config::from_toml(
+            r#"
+            lake = "s3://bucket/prefix"
+            [s3]
+            endpoint = "http://127.0.0.1:3900"
+            [store]
+            concurrency = 8
+            [store.retry]
+            max_retries = 2
+            "#,
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.lake, "s3://bucket/prefix");
+        assert_eq!(c.seed, 42);
+        assert_eq!(c.store.concurrency, 8);
+        assert_eq!(c.store.retry.max_retries, 2);
+        assert_eq!(c.s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_the_file_name() {
+        let err = Config::from_toml("lakee = \"x\"", Path::new("bad.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("bad.toml") && msg.contains("lakee"), "{msg}");
+    }
+
+    #[test]
+    fn precedence_is_default_then_file_then_env_then_flags() {
+        let file = write_file("lake = \"from-file\"\nseed = 1\n[store]\nconcurrency = 3\n");
+        let none = env_of(&[]);
+        let c = Config::load(None, &none, &Overrides::default()).unwrap();
+        assert_eq!((c.lake.as_str(), c.seed), ("./lake", 42));
+
+        let c = Config::load(Some(file.path()), &none, &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.lake.as_str(), c.seed, c.store.concurrency),
+            ("from-file", 1, 3)
+        );
+
+        let env = env_of(&[("LAKEPIPE_LAKE", "from-env"), ("LAKEPIPE_CONCURRENCY", "5")]);
+        let c = Config::load(Some(file.path()), &env, &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.lake.as_str(), c.seed, c.store.concurrency),
+            ("from-env", 1, 5)
+        );
+
+        let flags = Overrides {
+            lake: Some("from-flag".into()),
+            seed: Some(7),
+            concurrency: None,
+        };
+        let c = Config::load(Some(file.path()), &env, &flags).unwrap();
+        assert_eq!(
+            (c.lake.as_str(), c.seed, c.store.concurrency),
+            ("from-flag", 7, 5)
+        );
+    }
+
+    #[test]
+    fn config_file_can_come_from_the_environment() {
+        let file = write_file("lake = \"via-env-file\"\n");
+        let path = file.path().to_str().unwrap().to_string();
+        let env = env_of(&[(CONFIG_ENV, path.as_str())]);
+        let c = Config::load(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.lake, "via-env-file");
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        let env = env_of(&[("LAKEPIPE_SEED", "forty-two")]);
+        let err = Config::load(None, &env, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("LAKEPIPE_SEED"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = Config::default();
+        c.s3.access_key_id = Some("AKIAEXAMPLE".into());
+        c.s3.secret_access_key = Some("very-secret".into());
+        let shown = c.to_redacted_toml();
+        assert!(
+            !shown.contains("AKIAEXAMPLE") && !shown.contains("very-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn validate_rejects_bad_lake_and_half_credentials() {
+        let c = Config {
+            lake: "s3://".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.s3.access_key_id = Some("k".into());
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.store.concurrency = 0;
+        assert!(c.validate().is_err());
+    }
+}

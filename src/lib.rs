@@ -1,0 +1,20 @@
+//! lakepipe: a lakehouse pipeline in one binary.
+//!
+//! Data flows `sources` (generators, schemas as data) → `landing` (streamers into the lake)
+//! → `layers` (speed, batch, serving) → `catalog`, with `scheduler`, `store` (all lake I/O)
+//! and `web` beside them. The binary (`main.rs`) only parses arguments and calls [`run`].
+
+pub mod catalog;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod landing;
+pub mod layers;
+pub mod scheduler;
+pub mod sources;
+pub mod store;
+pub mod web;
+
+pub use cli::{Args, run};
+pub use error::{Error, Result};

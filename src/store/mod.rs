@@ -1,0 +1,579 @@
+//! All lake I/O: one [`Store`] over `object_store` for local disk and S3.
+//!
+//! Only this module builds object-store clients. It bounds concurrency, retries with backoff
+//! and jitter (`retry`), streams listings page by page, uploads large objects in parts, sets
+//! content types and user metadata on S3, and makes landing writes exactly-once
+//! ([`Store::put_new`]). AWS credentials, endpoints and checks live in `s3`.
+
+mod config;
+mod retry;
+mod s3;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, WriteMultipart,
+};
+use tokio::sync::{OnceCell, Semaphore};
+
+pub use config::{LakeUrl, StoreConfig, validate_bucket_name};
+pub use retry::RetryConfig;
+pub use s3::{DEFAULT_REGION, S3Connection};
+
+use crate::config::ValidatedConfig;
+
+/// Errors of lake I/O, with the key they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The lake cannot be used at all (missing bucket, bad credentials, unreachable endpoint).
+    #[error("{reason}")]
+    Unavailable { reason: String },
+    /// A request for one key failed after retries.
+    #[error("{op} {key} failed: {message}")]
+    Request {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// A deterministic key already holds different bytes: never overwritten.
+    #[error(
+        "{key} already exists with different content ({existing} bytes, new {new} bytes); refusing to overwrite"
+    )]
+    Conflict {
+        key: String,
+        existing: usize,
+        new: usize,
+    },
+    /// The local lake directory cannot be created.
+    #[error("cannot create lake directory {path}: {source}")]
+    LocalDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Result with the store [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Content type and user metadata of an object (S3 `x-amz-meta-*`; not kept on local disk).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectAttrs {
+    /// MIME type, e.g. `text/csv`.
+    pub content_type: Option<String>,
+    /// User metadata pairs, lower-case keys.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// What [`Store::put_new`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The object did not exist and was written.
+    Created,
+    /// The key already held exactly these bytes: already landed, nothing written.
+    AlreadyPresent,
+}
+
+/// How create-only writes are made on this store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateMode {
+    /// The store honours create-only writes (`If-None-Match: *`, or local no-clobber).
+    Conditional,
+    /// The store ignores `If-None-Match`: HEAD, then PUT. Safe only with a single writer.
+    CheckThenPut,
+}
+
+impl CreateMode {
+    /// Stable name used in summaries and capability records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreateMode::Conditional => "conditional",
+            CreateMode::CheckThenPut => "check-then-put",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Backend {
+    Local {
+        root: std::path::PathBuf,
+    },
+    S3 {
+        bucket: String,
+        conn: Box<S3Connection>,
+    },
+}
+
+/// A handle to the lake. Cheap to clone; all clones share the concurrency limit.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    backend: Arc<Backend>,
+    url: LakeUrl,
+    limit: Arc<Semaphore>,
+    multipart_threshold: usize,
+    create_mode: Arc<OnceCell<CreateMode>>,
+}
+
+impl Store {
+    /// Opens the lake named by the configuration. Creates a local lake directory; for S3,
+    /// loads the AWS chain but sends no request (see [`Store::preflight`]).
+    pub async fn open(cfg: &ValidatedConfig) -> Result<Store> {
+        let sc = &cfg.config.store;
+        let (inner, backend): (Arc<dyn ObjectStore>, Backend) = match &cfg.lake {
+            LakeUrl::Local(root) => {
+                std::fs::create_dir_all(root).map_err(|source| Error::LocalDir {
+                    path: root.display().to_string(),
+                    source,
+                })?;
+                let fs =
+                    object_store::local::LocalFileSystem::new_with_prefix(root).map_err(|e| {
+                        Error::LocalDir {
+                            path: root.display().to_string(),
+                            source: std::io::Error::other(e.to_string()),
+                        }
+                    })?;
+                (Arc::new(fs), Backend::Local { root: root.clone() })
+            }
+            LakeUrl::S3 { bucket, prefix } => {
+                let conn =
+                    S3Connection::load(&cfg.config.s3, Duration::from_secs(sc.connect_timeout_s))
+                        .await;
+                let client_opts = object_store::ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(sc.connect_timeout_s))
+                    .with_timeout(Duration::from_secs(sc.request_timeout_s))
+                    .with_allow_http(
+                        conn.endpoint
+                            .as_deref()
+                            .is_some_and(|e| e.starts_with("http://")),
+                    );
+                let mut b = object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(&conn.region)
+                    .with_virtual_hosted_style_request(conn.virtual_hosted_style)
+                    .with_client_options(client_opts)
+                    .with_retry(sc.retry.to_object_store());
+                if let Some(endpoint) = &conn.endpoint {
+                    b = b.with_endpoint(endpoint);
+                }
+                match s3::SdkCredentialProvider::new(&conn.sdk) {
+                    Some(p) => b = b.with_credentials(Arc::new(p)),
+                    None => b = b.with_skip_signature(true),
+                }
+                let s3 = b.build().map_err(|e| Error::Unavailable {
+                    reason: format!("cannot configure S3 client: {e}"),
+                })?;
+                let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
+                };
+                (
+                    inner,
+                    Backend::S3 {
+                        bucket: bucket.clone(),
+                        conn: Box::new(conn),
+                    },
+                )
+            }
+        };
+        Ok(Store {
+            inner,
+            backend: Arc::new(backend),
+            url: cfg.lake.clone(),
+            limit: Arc::new(Semaphore::new(sc.concurrency)),
+            multipart_threshold: (sc.multipart_threshold_mib as usize) << 20,
+            create_mode: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The lake location.
+    pub fn url(&self) -> &LakeUrl {
+        &self.url
+    }
+
+    /// True for a local-directory lake.
+    pub fn is_local(&self) -> bool {
+        matches!(*self.backend, Backend::Local { .. })
+    }
+
+    /// The S3 connection, for bucket administration (None on a local lake).
+    pub fn s3(&self) -> Option<(&str, &S3Connection)> {
+        match &*self.backend {
+            Backend::S3 { bucket, conn } => Some((bucket.as_str(), conn)),
+            Backend::Local { .. } => None,
+        }
+    }
+
+    /// The underlying object store (for engines such as deltalake and DataFusion).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.inner)
+    }
+
+    /// Fails with one clear reason if the lake cannot be used: missing bucket, denied
+    /// credentials, unreachable endpoint, or an unwritable local directory.
+    pub async fn preflight(&self) -> Result<()> {
+        match &*self.backend {
+            Backend::S3 { bucket, conn } => conn.preflight(bucket).await,
+            Backend::Local { root } => {
+                let meta = std::fs::metadata(root).map_err(|source| Error::LocalDir {
+                    path: root.display().to_string(),
+                    source,
+                })?;
+                if meta.permissions().readonly() {
+                    return Err(Error::Unavailable {
+                        reason: format!("lake directory {} is read-only", root.display()),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        // The semaphore is never closed, so acquire cannot fail.
+        self.limit.acquire().await.expect("store semaphore closed")
+    }
+
+    fn attributes(&self, attrs: &ObjectAttrs) -> Attributes {
+        let mut a = Attributes::new();
+        // Local disk keeps no attributes; object_store rejects them there.
+        if self.is_local() {
+            return a;
+        }
+        if let Some(ct) = &attrs.content_type {
+            a.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
+        }
+        for (k, v) in &attrs.metadata {
+            a.insert(
+                Attribute::Metadata(k.clone().into()),
+                AttributeValue::from(v.clone()),
+            );
+        }
+        a
+    }
+
+    /// How this store makes create-only writes; probed once per process on S3.
+    pub async fn create_mode(&self) -> Result<CreateMode> {
+        self.create_mode
+            .get_or_try_init(|| async {
+                if self.is_local() {
+                    return Ok(CreateMode::Conditional);
+                }
+                let mode = self.probe_conditional_put().await?;
+                if mode == CreateMode::CheckThenPut {
+                    tracing::warn!(
+                        lake = %self.url,
+                        "this S3 endpoint ignores `If-None-Match: *` (create-only PUT): \
+                         falling back to check-then-put; lakepipe must be the only writer of this lake"
+                    );
+                } else {
+                    tracing::info!(lake = %self.url, "S3 endpoint honours create-only PUT");
+                }
+                Ok(mode)
+            })
+            .await
+            .copied()
+    }
+
+    /// Writes an object twice with `If-None-Match: *`: a store that accepts the second write
+    /// ignores the header.
+    async fn probe_conditional_put(&self) -> Result<CreateMode> {
+        let nonce = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let key = Path::from(format!("_lakepipe/probe/conditional-put-{nonce}"));
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let _p = self.permit().await;
+        self.inner
+            .put_opts(&key, PutPayload::from_static(b"1"), create())
+            .await
+            .map_err(|e| request_error("PUT", &key, e))?;
+        let second = self
+            .inner
+            .put_opts(&key, PutPayload::from_static(b"2"), create())
+            .await;
+        let _ = self.inner.delete(&key).await;
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(CreateMode::Conditional),
+            Ok(_) => Ok(CreateMode::CheckThenPut),
+            // Stores that reject the header outright cannot do create-only writes either.
+            Err(object_store::Error::NotImplemented { .. }) => Ok(CreateMode::CheckThenPut),
+            Err(e) => Err(request_error("PUT", &key, e)),
+        }
+    }
+
+    /// Exactly-once write of a deterministic key: creates the object, or reports
+    /// [`WriteOutcome::AlreadyPresent`] if the key already holds identical bytes. A key holding
+    /// different bytes is a [`Error::Conflict`]; it is never overwritten.
+    pub async fn put_new(
+        &self,
+        key: &str,
+        body: Bytes,
+        attrs: &ObjectAttrs,
+    ) -> Result<WriteOutcome> {
+        let path = Path::from(key);
+        let mode = self.create_mode().await?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            attributes: self.attributes(attrs),
+            ..PutOptions::default()
+        };
+        if mode == CreateMode::CheckThenPut && self.head(key).await?.is_none() {
+            let opts = PutOptions {
+                mode: PutMode::Overwrite,
+                ..opts
+            };
+            let _p = self.permit().await;
+            self.inner
+                .put_opts(&path, PutPayload::from_bytes(body), opts)
+                .await
+                .map_err(|e| request_error("PUT", &path, e))?;
+            return Ok(WriteOutcome::Created);
+        }
+        if mode == CreateMode::Conditional {
+            let res = {
+                let _p = self.permit().await;
+                self.inner
+                    .put_opts(&path, PutPayload::from_bytes(body.clone()), opts)
+                    .await
+            };
+            match res {
+                Ok(_) => return Ok(WriteOutcome::Created),
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(request_error("PUT", &path, e)),
+            }
+        }
+        match self.get_opt(key).await? {
+            Some(existing) if existing == body => Ok(WriteOutcome::AlreadyPresent),
+            Some(existing) => Err(Error::Conflict {
+                key: key.to_string(),
+                existing: existing.len(),
+                new: body.len(),
+            }),
+            None => Err(Error::Request {
+                op: "PUT",
+                key: key.to_string(),
+                message: "object reported as existing but could not be read back".into(),
+            }),
+        }
+    }
+
+    /// Writes (or replaces) an object atomically: state files, metadata, logs.
+    pub async fn put(&self, key: &str, body: Bytes, attrs: &ObjectAttrs) -> Result<()> {
+        let path = Path::from(key);
+        if body.len() >= self.multipart_threshold {
+            return self
+                .upload(key, futures::stream::iter([Ok(body)]).boxed(), attrs)
+                .await;
+        }
+        let opts = PutOptions {
+            attributes: self.attributes(attrs),
+            ..PutOptions::default()
+        };
+        let _p = self.permit().await;
+        self.inner
+            .put_opts(&path, PutPayload::from_bytes(body), opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("PUT", &path, e))
+    }
+
+    /// Streams a large object up in parts (multipart upload); the object appears only when the
+    /// last part is committed, and a failed upload is aborted.
+    pub async fn upload(
+        &self,
+        key: &str,
+        mut chunks: BoxStream<'_, std::io::Result<Bytes>>,
+        attrs: &ObjectAttrs,
+    ) -> Result<()> {
+        let path = Path::from(key);
+        let opts = object_store::PutMultipartOptions {
+            attributes: self.attributes(attrs),
+            ..Default::default()
+        };
+        let upload = {
+            let _p = self.permit().await;
+            self.inner
+                .put_multipart_opts(&path, opts)
+                .await
+                .map_err(|e| request_error("multipart PUT", &path, e))?
+        };
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.multipart_threshold);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(Error::Request {
+                        op: "multipart PUT",
+                        key: key.to_string(),
+                        message: format!("reading the source failed: {e}"),
+                    });
+                }
+            };
+            if let Err(e) = writer.wait_for_capacity(4).await {
+                return Err(request_error("multipart PUT", &path, e));
+            }
+            writer.put(chunk);
+        }
+        writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("multipart PUT", &path, e))
+    }
+
+    /// Reads a whole object; `None` if it does not exist.
+    pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>> {
+        let path = Path::from(key);
+        let _p = self.permit().await;
+        let res = match self.inner.get(&path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(request_error("GET", &path, e)),
+        };
+        res.bytes()
+            .await
+            .map(Some)
+            .map_err(|e| request_error("GET", &path, e))
+    }
+
+    /// Size and modification time of an object; `None` if it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = Path::from(key);
+        let _p = self.permit().await;
+        match self.inner.head(&path).await {
+            Ok(m) => Ok(Some(m)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(request_error("HEAD", &path, e)),
+        }
+    }
+
+    /// Deletes an object (absent objects are fine).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let path = Path::from(key);
+        let _p = self.permit().await;
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(request_error("DELETE", &path, e)),
+        }
+    }
+
+    /// Lists every object under `prefix`, page by page as the caller consumes the stream.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectMeta>> {
+        let p = Path::from(prefix);
+        let shown = prefix.to_string();
+        self.inner
+            .list(Some(&p))
+            .map(move |r| {
+                r.map_err(|e| Error::Request {
+                    op: "LIST",
+                    key: shown.clone(),
+                    message: describe(&e),
+                })
+            })
+            .boxed()
+    }
+}
+
+fn request_error(op: &'static str, key: &Path, e: object_store::Error) -> Error {
+    Error::Request {
+        op,
+        key: key.to_string(),
+        message: describe(&e),
+    }
+}
+
+/// One line for an object_store error, including its sources.
+fn describe(e: &object_store::Error) -> String {
+    s3::source_chain(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    async fn local_store(dir: &std::path::Path) -> Store {
+        let cfg = Config {
+            lake: dir.display().to_string(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        Store::open(&cfg).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn put_new_is_exactly_once_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path()).await;
+        let attrs = ObjectAttrs::default();
+        let body = Bytes::from_static(b"hello\n");
+        assert_eq!(
+            store
+                .put_new("a/b.txt", body.clone(), &attrs)
+                .await
+                .unwrap(),
+            WriteOutcome::Created
+        );
+        assert_eq!(
+            store.put_new("a/b.txt", body, &attrs).await.unwrap(),
+            WriteOutcome::AlreadyPresent
+        );
+        let err = store
+            .put_new("a/b.txt", Bytes::from_static(b"other\n"), &attrs)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b.txt")).unwrap(),
+            b"hello\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn list_streams_every_object_and_multipart_upload_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local_store(dir.path()).await;
+        for i in 0..25 {
+            store
+                .put(
+                    &format!("p/{i:03}"),
+                    Bytes::from(vec![b'x'; i]),
+                    &ObjectAttrs::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let n = store
+            .list("p")
+            .filter(|r| futures::future::ready(r.is_ok()))
+            .count()
+            .await;
+        assert_eq!(n, 25);
+
+        let chunk = Bytes::from(vec![7u8; 3 << 20]);
+        let chunks = futures::stream::iter((0..4).map(|_| Ok(chunk.clone()))).boxed();
+        store
+            .upload("big/blob", chunks, &ObjectAttrs::default())
+            .await
+            .unwrap();
+        let got = store.get_opt("big/blob").await.unwrap().unwrap();
+        assert_eq!(got.len(), 12 << 20);
+        assert!(store.get_opt("missing").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `lakepipe` binary against temp local lakes and the S3 servers
+//! that `scripts/test` starts (moto and Garage).
+
+mod cli;
+mod landing;
+mod s3;
+mod util;

@@ -1,0 +1,227 @@
+//! Test helpers: a fresh temp dir per test, the binary with a clean environment, S3 servers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test, run in a temp dir with a clean environment.
+pub struct TestCommand {
+    pub dir: tempfile::TempDir,
+    envs: Vec<(String, String)>,
+}
+
+/// Result of one run.
+pub struct Run {
+    pub out: Output,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn code(&self) -> i32 {
+        self.out.status.code().unwrap_or(-1)
+    }
+    #[track_caller]
+    pub fn assert_exit_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+}
+
+impl TestCommand {
+    pub fn new() -> TestCommand {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let envs = vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ("HOME".into(), home.display().to_string()),
+            // Never let the AWS chain reach for instance metadata or the developer's profile.
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            (
+                "AWS_CONFIG_FILE".into(),
+                home.join("aws-config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                home.join("aws-creds").display().to_string(),
+            ),
+            ("LAKEPIPE_LOG".into(), "warn".into()),
+        ];
+        TestCommand { dir, envs }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> TestCommand {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lakepipe"));
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let out = self.command(args).output().expect("run lakepipe");
+        Run {
+            out,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Every file below `root`, as paths relative to it with `/` separators.
+pub fn files_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(
+                    p.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// An S3 server started by the test command.
+#[derive(Clone, Debug)]
+pub struct S3Server {
+    pub endpoint: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+/// The server named by `var`; fails (never skips) when the tests run outside `scripts/test`.
+pub fn s3_server(var: &str) -> S3Server {
+    let endpoint = std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the S3 tests through `scripts/test`, which starts moto and Garage")
+    });
+    let (key_id, secret) = if var == "LAKEPIPE_TEST_GARAGE" {
+        (
+            std::env::var("LAKEPIPE_TEST_GARAGE_KEY_ID").expect("LAKEPIPE_TEST_GARAGE_KEY_ID"),
+            std::env::var("LAKEPIPE_TEST_GARAGE_SECRET").expect("LAKEPIPE_TEST_GARAGE_SECRET"),
+        )
+    } else {
+        ("testing".into(), "testing".into())
+    };
+    S3Server {
+        endpoint,
+        key_id,
+        secret,
+    }
+}
+
+impl S3Server {
+    /// The binary's environment for this server.
+    pub fn apply(&self, t: TestCommand) -> TestCommand {
+        t.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", &self.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+    }
+
+    /// An SDK client for checks made by the test itself.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let creds =
+            aws_sdk_s3::config::Credentials::new(&self.key_id, &self.secret, None, None, "test");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates a fresh bucket for one test.
+    pub async fn new_bucket(&self, tag: &str) -> String {
+        let name = format!("lp-{tag}-{}", unique_suffix());
+        self.client()
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {name} at {}: {e:?}", self.endpoint));
+        name
+    }
+
+    /// All keys under `prefix` (paginated).
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client()
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("list objects");
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        out
+    }
+}
+
+/// Lower-case hex unique per call and per process: bucket names never collide across runs.
+fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:010x}{:x}{n}", nanos & 0xff_ffff_ffff, std::process::id())
+}
