@@ -287,7 +287,7 @@ impl Progress {
             Some(b) => b.inc(1),
             None => {
                 let step = (self.total / 10).max(1);
-                if done % step == 0 || done == self.total {
+                if done.is_multiple_of(step) || done == self.total {
                     eprintln!(
                         "landing: {done}/{} objects ({}%)",
                         self.total,

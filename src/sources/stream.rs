@@ -419,15 +419,16 @@ pub fn generate_interval(
 
 /// Applies a value-level fault to a field that can carry it; false if none can.
 fn corrupt_value(spec: &StreamSpec, rec: &mut Record, kind: FaultKind, rng: &mut Rng) -> bool {
-    let fits = |f: &&Field| match (kind, f.kind) {
-        (
-            FaultKind::WrongType,
-            Kind::Int { .. } | Kind::IntEnum(_) | Kind::Float { .. } | Kind::Bool,
-        ) => true,
-        (FaultKind::UnknownEnum, Kind::IntEnum(_)) => true,
-        (FaultKind::OutOfRange, Kind::Int { .. } | Kind::Float { .. }) => true,
-        (FaultKind::UnknownEnum | FaultKind::Noise, Kind::Enum(_)) => true,
-        _ => false,
+    let fits = |f: &&Field| {
+        matches!(
+            (kind, f.kind),
+            (
+                FaultKind::WrongType,
+                Kind::Int { .. } | Kind::IntEnum(_) | Kind::Float { .. } | Kind::Bool,
+            ) | (FaultKind::UnknownEnum, Kind::IntEnum(_))
+                | (FaultKind::OutOfRange, Kind::Int { .. } | Kind::Float { .. })
+                | (FaultKind::UnknownEnum | FaultKind::Noise, Kind::Enum(_))
+        )
     };
     let candidates: Vec<&Field> = spec
         .fields

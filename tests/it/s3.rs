@@ -18,7 +18,10 @@ fn land_hour(server: &S3Server, bucket: &str) -> serde_json::Value {
     r.json()
 }
 
-async fn check_heads(server: &S3Server, bucket: &str) {
+/// Checks content types and user metadata. moto's HTTP server drops request headers whose
+/// names contain `_` (so `x-amz-meta-document_id` never reaches it, even from boto3); AWS and
+/// Garage keep them, so the original system's keys are checked where the server keeps them.
+async fn check_heads(server: &S3Server, bucket: &str, keeps_underscore_metadata: bool) {
     let keys = server.keys(bucket, "lakepipe/data/").await;
     assert_eq!(keys.len(), 2040);
     let expect = [
@@ -53,13 +56,18 @@ async fn check_heads(server: &S3Server, bucket: &str) {
             .unwrap();
         assert_eq!(head.content_type(), Some(content_type), "{key}");
         let meta = head.metadata().cloned().unwrap_or_default();
-        for k in original.iter().chain(&["source", "slot", "schema_version"]) {
-            assert!(
-                meta.contains_key(*k),
-                "{key}: metadata {k} missing in {meta:?}"
-            );
+        let ours = ["source", "slot", "schema_version"];
+        for k in original.iter().chain(&ours) {
+            if keeps_underscore_metadata || !k.contains('_') {
+                assert!(
+                    meta.contains_key(*k),
+                    "{key}: metadata {k} missing in {meta:?}"
+                );
+            }
         }
-        assert_eq!(meta["schema_version"], "1");
+        if keeps_underscore_metadata {
+            assert_eq!(meta["schema_version"], "1");
+        }
         assert!(meta["slot"].starts_with("2026-02-01T00:") && meta["slot"].ends_with('Z'));
     }
 }
@@ -92,7 +100,7 @@ async fn moto_hour_lands_with_types_and_metadata_and_a_rerun_makes_no_new_versio
     );
     assert_eq!(m["datasets"]["text"]["written"], 720);
     assert_eq!(m["datasets"]["iot"]["written"], 960);
-    check_heads(&server, &bucket).await;
+    check_heads(&server, &bucket, false).await;
 
     let s = server.clone();
     let b = bucket.clone();
@@ -137,7 +145,7 @@ async fn garage_hour_lands_and_the_probe_detects_ignored_conditional_put() {
         "garage ignores If-None-Match"
     );
     assert_eq!(m["datasets"]["csv"]["written"], 360);
-    check_heads(&server, &bucket).await;
+    check_heads(&server, &bucket, true).await;
 
     let s = server.clone();
     let b = bucket.clone();
