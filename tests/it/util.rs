@@ -53,6 +53,9 @@ impl TestCommand {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
+        // Empty AWS files: the chain reads nothing from the developer's ~/.aws.
+        std::fs::write(home.join("aws-config"), "").unwrap();
+        std::fs::write(home.join("aws-creds"), "").unwrap();
         let envs = vec![
             ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
             ("HOME".into(), home.display().to_string()),
