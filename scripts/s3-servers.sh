@@ -15,6 +15,20 @@ ensure_venv() {
     cp "$req" "$stamp"
 }
 
+# Apache Airflow 3 in its own venv (its pins must not fight moto's): the export test runs the
+# exported DAGs in it. Exports LAKEPIPE_TEST_AIRFLOW (the venv's bin directory).
+ensure_airflow() {
+    local venv=${AIRFLOW_VENV:-$CACHE/airflow-venv}
+    local req="$ROOT/scripts/requirements-airflow.txt"
+    local stamp="$venv/.requirements"
+    if ! { [ -x "$venv/bin/airflow" ] && cmp -s "$req" "$stamp"; }; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+        cp "$req" "$stamp"
+    fi
+    export LAKEPIPE_TEST_AIRFLOW="$venv/bin"
+}
+
 ensure_garage() {
     GARAGE=$(command -v garage || true)
     if [ -n "$GARAGE" ]; then

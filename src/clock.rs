@@ -40,9 +40,58 @@ impl Clock for SystemClock {
     }
 }
 
+/// A simulated clock for `simulate` and tests: time moves only when the simulation sets it,
+/// and sleeping (retry back-off) jumps forward instead of waiting.
+#[derive(Debug)]
+pub struct SimClock {
+    now: std::sync::Mutex<DateTime<Utc>>,
+}
+
+impl SimClock {
+    /// A simulated clock standing at `t`.
+    pub fn new(t: DateTime<Utc>) -> SimClock {
+        SimClock {
+            now: std::sync::Mutex::new(t),
+        }
+    }
+
+    /// Moves the clock to `t` (never backwards).
+    pub fn advance_to(&self, t: DateTime<Utc>) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        if t > *now {
+            *now = t;
+        }
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sleep_until(
+        &self,
+        t: DateTime<Utc>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.advance_to(t);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Compact UTC timestamp used in object keys: `20260201T000500Z`.
+pub fn compact(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
 /// Parses an RFC 3339 timestamp and normalises it to UTC.
+/// A space instead of the `T` is accepted (Airflow renders `{{ logical_date }}` that way).
 pub fn parse_utc(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    let s = s.trim();
+    let normalised = match s.as_bytes().get(10) {
+        Some(b' ') => format!("{}T{}", &s[..10], &s[11..]),
+        _ => s.to_string(),
+    };
+    DateTime::parse_from_rfc3339(&normalised)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp (e.g. 2026-02-01T00:00:00Z): {e}"))
 }
@@ -66,5 +115,18 @@ mod tests {
         let t = parse_utc("2026-02-01T01:30:00+02:00").unwrap();
         assert_eq!(rfc3339_secs(t), "2026-01-31T23:30:00Z");
         assert!(parse_utc("2026-02-01 01:30").is_err());
+        let airflow = parse_utc("2026-02-01 00:05:00+00:00").unwrap();
+        assert_eq!(rfc3339_secs(airflow), "2026-02-01T00:05:00Z");
+        assert_eq!(compact(airflow), "20260201T000500Z");
+    }
+
+    #[test]
+    fn sim_clock_only_moves_forward_and_sleeps_instantly() {
+        let t0 = parse_utc("2026-02-01T00:00:00Z").unwrap();
+        let c = SimClock::new(t0);
+        c.advance_to(t0 - chrono::Duration::hours(1));
+        assert_eq!(c.now(), t0);
+        futures::executor::block_on(c.sleep_until(t0 + chrono::Duration::minutes(5)));
+        assert_eq!(c.now(), t0 + chrono::Duration::minutes(5));
     }
 }

@@ -61,6 +61,37 @@ pub struct Config {
     /// Object-store client behaviour: concurrency, timeouts, retries, multipart.
     #[serde(default)]
     pub store: StoreConfig,
+
+    /// The embedded scheduler: catch-up and the lease.
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+}
+
+/// Scheduler settings (`[scheduler]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// On start, run every fire time missed since the last recorded run of each DAG (Airflow's
+    /// `catchup`). Off: only the most recent missed fire time runs. Env:
+    /// `LAKEPIPE_CATCHUP`. Default false, as in Airflow 3.
+    #[serde(default)]
+    pub catchup: bool,
+    /// Seconds a scheduler lease stays valid without a heartbeat (renewed every third of it).
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_s: u64,
+}
+
+fn default_lease_ttl() -> u64 {
+    60
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            catchup: false,
+            lease_ttl_s: default_lease_ttl(),
+        }
+    }
 }
 
 /// S3 settings that override the AWS environment.
@@ -102,6 +133,7 @@ impl Default for Config {
             seed: default_seed(),
             s3: S3Config::default(),
             store: StoreConfig::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -205,6 +237,9 @@ impl Config {
         if let Some(v) = env("LAKEPIPE_S3_PROFILE") {
             self.s3.profile = Some(v);
         }
+        if let Some(v) = parsed(env, "LAKEPIPE_CATCHUP")? {
+            self.scheduler.catchup = v;
+        }
         Ok(())
     }
 
@@ -229,6 +264,15 @@ impl Config {
         self.store
             .validate()
             .map_err(|(key, message)| Error::Invalid { key, message })?;
+        if !(5..=3600).contains(&self.scheduler.lease_ttl_s) {
+            return Err(Error::Invalid {
+                key: "scheduler.lease_ttl_s",
+                message: format!(
+                    "{} is not between 5 and 3600 seconds",
+                    self.scheduler.lease_ttl_s
+                ),
+            });
+        }
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(Error::Invalid {
                 key: "s3.access_key_id",

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod landing;
 pub mod layers;
+pub mod progress;
 pub mod scheduler;
 pub mod sources;
 pub mod store;

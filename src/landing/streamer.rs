@@ -2,7 +2,6 @@
 //! an event-time range as fast as the store allows, with bounded concurrency and metrics.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use tokio::task::JoinSet;
 use super::naming::{Dataset, LandingObject, RenderArgs, slots};
 use super::{Error, Result};
 use crate::clock::{Clock, rfc3339_secs};
+use crate::progress::Progress;
 use crate::sources::LineFaults;
 use crate::store::{Store, WriteOutcome};
 
@@ -200,7 +200,7 @@ pub async fn run_range(
         .sum();
     let work = merge_by_time(opts.datasets.iter().map(|d| per_dataset(d)).collect());
     let args = opts.render_args();
-    let progress = Progress::new(total);
+    let progress = Progress::new(total, "landing", "objects");
 
     let mut results = futures::stream::iter(work)
         .map(|(d, slot, i)| {
@@ -251,58 +251,6 @@ where
             .min()?;
         lists[next.1].next()
     })
-}
-
-/// A progress bar on a terminal, plain lines every 10 % otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    total: u64,
-    done: std::cell::Cell<u64>,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(total);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} landing [{bar:40}] {pos}/{len} objects {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b
-        });
-        Progress {
-            bar,
-            total,
-            done: std::cell::Cell::new(0),
-        }
-    }
-
-    fn inc(&self) {
-        let done = self.done.get() + 1;
-        self.done.set(done);
-        match &self.bar {
-            Some(b) => b.inc(1),
-            None => {
-                let step = (self.total / 10).max(1);
-                if done.is_multiple_of(step) || done == self.total {
-                    eprintln!(
-                        "landing: {done}/{} objects ({}%)",
-                        self.total,
-                        done * 100 / self.total.max(1)
-                    );
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
 
 /// Runs the datasets live: each slot `[t, t + cadence)` is rendered and written when it closes

@@ -2,5 +2,8 @@
 //! batch (daily bronze → silver → gold Delta tables) and serving (unified tables, dashboards,
 //! analytics, alerts).
 //!
-//! Layers read generated events from [`crate::sources`] and do all I/O through
-//! [`crate::store::Store`]. Built by the scheduler and lambda issues.
+//! Layers read generated events from [`crate::sources`], do all I/O through
+//! [`crate::store::Store`], and register their task bodies in the scheduler's
+//! [`crate::scheduler::Registry`]. Batch and serving come with the lambda issue.
+
+pub mod speed;

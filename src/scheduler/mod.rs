@@ -1,4 +1,18 @@
-//! Embedded scheduler with Airflow's semantics: DAGs as data, cron fire times, data intervals,
-//! run and task state kept in the lake.
-//!
-//! Built by the scheduler issue; the landing streamers are continuous processes, not DAGs.
+//! The embedded scheduler, with Airflow's semantics: DAGs as data (`dag`), cron fire times and
+//! data intervals, task instances with retries, back-off and timeouts (`runner`), time-ordered
+//! driving for live mode, catch-up, `simulate` and backfill (`driver`), all state and task logs
+//! in the lake (`state`), a lease so only one scheduler writes a lake (`lease`), and the
+//! registry where layers plug in task bodies (`task`).
+
+pub mod airflow;
+pub mod dag;
+pub mod driver;
+pub mod lease;
+pub mod runner;
+pub mod state;
+pub mod task;
+
+pub use dag::{Dag, Schedule, TaskPolicy, TaskSpec, all_dags, dag_by_id};
+pub use runner::{Reprocess, Runner};
+pub use state::{DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
+pub use task::{Fatal, Registry, RunParams, TaskBody, TaskContext};

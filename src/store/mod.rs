@@ -371,6 +371,34 @@ impl Store {
         }
     }
 
+    /// Creates `key` only if it does not exist yet (leases, markers); `false` if it exists.
+    /// Uses create-only PUT where the store honours it, else HEAD then PUT (single writer).
+    pub async fn create_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
+        let path = Path::from(key);
+        let mode = self.create_mode().await?;
+        if mode == CreateMode::CheckThenPut {
+            if self.head(key).await?.is_some() {
+                return Ok(false);
+            }
+            self.put(key, body, &ObjectAttrs::default()).await?;
+            return Ok(true);
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let _p = self.permit().await;
+        match self
+            .inner
+            .put_opts(&path, PutPayload::from_bytes(body), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(request_error("PUT", &path, e)),
+        }
+    }
+
     /// Writes (or replaces) an object atomically: state files, metadata, logs.
     pub async fn put(&self, key: &str, body: Bytes, attrs: &ObjectAttrs) -> Result<()> {
         let path = Path::from(key);

@@ -1,7 +1,9 @@
 //! Integration tests: the real `lakepipe` binary against temp local lakes and the S3 servers
 //! that `scripts/test` starts (moto and Garage).
 
+mod airflow;
 mod cli;
 mod landing;
 mod s3;
+mod scheduler;
 mod util;

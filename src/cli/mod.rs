@@ -1,5 +1,8 @@
 //! Command line: the subcommands, global flags, and the dispatch from a parsed [`Args`] to
 //! the library. Errors are turned into messages here (anyhow); exit codes are set in `main`.
+//! The scheduler's commands (simulate, dags, tasks, runs, logs, airflow) live in `sched`.
+
+mod sched;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,10 +49,26 @@ Precedence: flags > environment > config file > defaults.";
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the main job: every landing streamer live until Ctrl-C
+    /// Run the main job: landing streamers and the scheduler, live until Ctrl-C
     Up(GenArgs),
     /// Land text, CSV and IoT files, live or for an event-time range
     Stream(StreamArgs),
+    /// Run every scheduled DAG run with fire time in (--from, --to] on a simulated clock
+    Simulate(sched::SimulateArgs),
+    /// List, show, trigger, backfill or test DAGs
+    #[command(subcommand)]
+    Dags(sched::DagsCommand),
+    /// Run one task instance and record the attempt (what an external Airflow calls)
+    #[command(subcommand)]
+    Tasks(sched::TasksCommand),
+    /// List DAG runs recorded in the lake
+    #[command(subcommand)]
+    Runs(sched::RunsCommand),
+    /// Print the log of a task attempt
+    Logs(sched::LogsArgs),
+    /// Export the DAGs as Airflow 3 DAG files
+    #[command(subcommand)]
+    Airflow(sched::AirflowCommand),
     /// Show the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -58,7 +77,7 @@ pub enum Command {
 /// Generation options shared by the streamers.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenArgs {
-    /// Probability (0-1) that a line carries a fault (malformed or duplicate)
+    /// Probability (0-1) that a record carries a fault (malformed, duplicate, late, …)
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub fault_rate: f64,
     /// Multiply the records per file (benchmarks)
@@ -108,7 +127,7 @@ pub enum ConfigCommand {
     Show,
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     parse_utc(s)
 }
 
@@ -139,7 +158,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         concurrency: match &args.command {
             Command::Up(g) => g.concurrency,
             Command::Stream(s) => s.gen_args.concurrency,
-            Command::Config(_) => None,
+            Command::Simulate(s) => s.gen_args.concurrency,
+            _ => None,
         },
     };
     let env = |k: &str| std::env::var(k).ok();
@@ -148,6 +168,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,
         Command::Up(g) => up(&config, g, args.json).await,
         Command::Stream(s) => stream(&config, s, args.json).await,
+        Command::Simulate(s) => sched::simulate(&config, s, args.json).await,
+        Command::Dags(c) => sched::dags(&config, c, args.json).await,
+        Command::Tasks(c) => sched::tasks(&config, c, args.json).await,
+        Command::Runs(c) => sched::runs(&config, c, args.json).await,
+        Command::Logs(l) => sched::logs(&config, l).await,
+        Command::Airflow(c) => sched::airflow(&config, c),
     }
 }
 
@@ -228,7 +254,7 @@ fn report(m: &LandingMetrics, json: bool) {
     }
 }
 
-async fn open_store(config: &ValidatedConfig) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &ValidatedConfig) -> anyhow::Result<Store> {
     Store::open(config)
         .await
         .with_context(|| format!("cannot open lake {}", config.lake))
@@ -248,12 +274,54 @@ async fn stream(config: &ValidatedConfig, s: &StreamArgs, json: bool) -> anyhow:
 
 async fn up(config: &ValidatedConfig, g: &GenArgs, json: bool) -> anyhow::Result<()> {
     let store = open_store(config).await?;
+    store.preflight().await?;
     let opts = options(config, Which::All, g, None);
-    live(&store, &opts, json).await
+    let lease = sched::take_lease(config, &store, "up").await?;
+    let (tx, rx) = shutdown_on_signal();
+    let mut lost = lease.lost();
+    let lost_tx = tx.clone();
+    tokio::spawn(async move {
+        if lost.wait_for(|l| *l).await.is_ok() {
+            let _ = lost_tx.send(true);
+        }
+    });
+    eprintln!(
+        "lakepipe up: landing streamers and the scheduler on {} (catchup {}); Ctrl-C to stop",
+        store.url(),
+        if config.config.scheduler.catchup {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    let scheduler = sched::live_scheduler(config, &store, g, rx.clone());
+    let landing = landing::run_live(&store, &opts, Arc::new(SystemClock), rx);
+    let (sched_res, landing_res) = tokio::join!(scheduler, landing);
+    lease.release().await;
+    let m = landing_res?;
+    report(&m, json);
+    let summary = sched_res?;
+    eprintln!("scheduler: {}", summary.line());
+    Ok(())
+}
+
+/// A shutdown flag that turns true on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::sync::watch::Receiver<bool>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let signal_tx = tx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("stopping: finishing in-flight work…");
+        let _ = signal_tx.send(true);
+    });
+    (tx, rx)
 }
 
 async fn live(store: &Store, opts: &StreamOptions, json: bool) -> anyhow::Result<()> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (_tx, rx) = shutdown_on_signal();
     let names: Vec<String> = opts
         .datasets
         .iter()
@@ -264,11 +332,6 @@ async fn live(store: &Store, opts: &StreamOptions, json: bool) -> anyhow::Result
         names.join(", "),
         store.url()
     );
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        eprintln!("stopping: finishing in-flight uploads…");
-        let _ = tx.send(true);
-    });
     let m = landing::run_live(store, opts, Arc::new(SystemClock), rx).await?;
     report(&m, json);
     let (_, _, failed, _) = m.totals();

@@ -1,0 +1,735 @@
+//! The scheduler's commands, named as in Airflow's CLI: `simulate`, `dags list|show|trigger|
+//! backfill|test`, `tasks run`, `runs list`, `logs`, `airflow export`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Subcommand, ValueEnum};
+use tokio::sync::watch;
+
+use super::{GenArgs, open_store, parse_time};
+use crate::clock::{Clock, SimClock, SystemClock, rfc3339_secs};
+use crate::config::ValidatedConfig;
+use crate::progress::Progress;
+use crate::scheduler::driver::{self, DriveSummary};
+use crate::scheduler::lease::Lease;
+use crate::scheduler::{
+    Dag, DagRun, Registry, Reprocess, RunParams, RunState, RunStore, RunType, Runner, all_dags,
+    dag_by_id,
+};
+use crate::store::Store;
+
+/// `lakepipe simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Start (exclusive): runs whose fire time is after this instant (RFC 3339)
+    #[arg(long, value_parser = parse_time)]
+    pub from: DateTime<Utc>,
+    /// End (inclusive): runs whose fire time is at or before this instant (RFC 3339)
+    #[arg(long, value_parser = parse_time)]
+    pub to: DateTime<Utc>,
+    /// Only these DAGs (repeatable) [default: every scheduled DAG]
+    #[arg(long = "dag", value_name = "DAG_ID")]
+    pub dags: Vec<String>,
+    #[command(flatten)]
+    pub gen_args: GenArgs,
+    /// Test hook: every attempt of DAG:TASK fails (repeatable)
+    #[arg(long, hide = true, value_name = "DAG:TASK")]
+    pub fail_task: Vec<String>,
+}
+
+/// `lakepipe dags …`.
+#[derive(Debug, Subcommand)]
+pub enum DagsCommand {
+    /// List every DAG with its schedule and next fire time
+    List,
+    /// Show a DAG's tasks, edges, retries and timeouts
+    Show {
+        /// DAG ID
+        dag: String,
+    },
+    /// Create a manual run and execute it now
+    Trigger {
+        /// DAG ID
+        dag: String,
+        /// Logical date of the run (RFC 3339) [default: now, to the second]
+        #[arg(long, value_parser = parse_time)]
+        logical_date: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        gen_args: GenArgs,
+    },
+    /// Run a DAG for every fire time in [--from, --to] (inclusive, as in Airflow)
+    Backfill {
+        /// DAG ID
+        dag: String,
+        /// First logical date (RFC 3339)
+        #[arg(long, value_parser = parse_time)]
+        from: DateTime<Utc>,
+        /// Last logical date (RFC 3339)
+        #[arg(long, value_parser = parse_time)]
+        to: DateTime<Utc>,
+        /// Which existing runs run again
+        #[arg(long, value_enum, default_value_t = ReprocessArg::None)]
+        reprocess: ReprocessArg,
+        #[command(flatten)]
+        gen_args: GenArgs,
+    },
+    /// Run a DAG in-process for one logical date, print its logs, record nothing
+    Test {
+        /// DAG ID
+        dag: String,
+        /// Logical date (RFC 3339)
+        #[arg(long, value_parser = parse_time)]
+        logical_date: DateTime<Utc>,
+        #[command(flatten)]
+        gen_args: GenArgs,
+    },
+}
+
+/// `--reprocess` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReprocessArg {
+    /// Keep finished runs; resume unfinished ones
+    None,
+    /// Re-run the failed tasks of failed runs
+    Failed,
+    /// Re-run every task
+    All,
+}
+
+/// `lakepipe tasks …`.
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Run one task once for a logical date and record the attempt; exit 1 if it fails
+    Run {
+        /// DAG ID
+        dag: String,
+        /// Task ID
+        task: String,
+        /// Logical date (RFC 3339; `2026-02-01 00:05:00+00:00` as Airflow renders it works too)
+        #[arg(long)]
+        logical_date: String,
+        #[command(flatten)]
+        gen_args: GenArgs,
+    },
+}
+
+/// `lakepipe runs …`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first
+    List {
+        /// Only this DAG
+        #[arg(long)]
+        dag: Option<String>,
+        /// Only runs in this state (queued, running, success, failed)
+        #[arg(long, value_parser = parse_run_state)]
+        state: Option<RunState>,
+    },
+}
+
+/// `lakepipe logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// DAG ID
+    pub dag: String,
+    /// Logical date of the run (RFC 3339)
+    #[arg(value_parser = parse_time)]
+    pub logical_date: DateTime<Utc>,
+    /// Task ID
+    pub task: String,
+    /// Attempt number [default: the latest]
+    #[arg(long)]
+    pub attempt: Option<u32>,
+}
+
+/// `lakepipe airflow …`.
+#[derive(Debug, Subcommand)]
+pub enum AirflowCommand {
+    /// Write one Airflow 3 DAG file per DAG
+    Export {
+        /// Directory for the DAG files (Airflow's dags folder)
+        #[arg(long)]
+        out: PathBuf,
+        /// lakepipe binary the Airflow workers run [default: this binary]
+        #[arg(long)]
+        binary: Option<String>,
+        /// Airflow start_date of the scheduled DAGs (RFC 3339)
+        #[arg(long, value_parser = parse_time, default_value = "2026-01-01T00:00:00Z")]
+        start_date: DateTime<Utc>,
+    },
+}
+
+fn parse_run_state(s: &str) -> Result<RunState, String> {
+    RunState::parse(s)
+        .ok_or_else(|| format!("`{s}` is not one of queued, running, success, failed"))
+}
+
+fn find_dag(id: &str) -> anyhow::Result<&'static Dag> {
+    dag_by_id(id).ok_or_else(|| {
+        let ids: Vec<&str> = all_dags().iter().map(|d| d.dag_id.as_str()).collect();
+        anyhow::anyhow!("no DAG `{id}`; DAGs: {}", ids.join(", "))
+    })
+}
+
+fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String]) -> RunParams {
+    RunParams {
+        seed: config.config.seed,
+        scale: g.scale,
+        fault_rate: g.fault_rate,
+        fail_tasks: fail_tasks.to_vec(),
+    }
+}
+
+fn runner(
+    store: &Store,
+    clock: Arc<dyn Clock>,
+    params: RunParams,
+    record: bool,
+    echo: bool,
+) -> Runner {
+    Runner::new(
+        RunStore::new(store.clone(), record),
+        Arc::new(Registry::standard()),
+        clock,
+        params,
+        echo,
+    )
+}
+
+/// Takes the scheduler lease of the lake, or fails with who holds it.
+pub(super) async fn take_lease(
+    config: &ValidatedConfig,
+    store: &Store,
+    command: &str,
+) -> anyhow::Result<Lease> {
+    let ttl = std::time::Duration::from_secs(config.config.scheduler.lease_ttl_s);
+    let lease = Lease::acquire(store, command, ttl).await?;
+    if store.create_mode().await? == crate::store::CreateMode::CheckThenPut {
+        tracing::warn!(
+            "this store ignores create-only writes: the lease cannot stop a scheduler started at the same instant; run one scheduler per lake"
+        );
+    }
+    Ok(lease)
+}
+
+fn print_summary(summary: &DriveSummary, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        println!("{}", summary.line());
+        for (dag, states) in &summary.by_dag {
+            let s: Vec<String> = states.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            println!("  {dag:<42} {}", s.join(", "));
+        }
+    }
+    if summary.failed() > 0 {
+        for f in &summary.failures {
+            eprintln!("failed: {f}");
+        }
+        anyhow::bail!(
+            "{} runs failed; `lakepipe runs list --state failed` lists them and `lakepipe logs` shows why",
+            summary.failed()
+        );
+    }
+    Ok(())
+}
+
+/// `lakepipe simulate`.
+pub(super) async fn simulate(
+    config: &ValidatedConfig,
+    a: &SimulateArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    if a.to <= a.from {
+        anyhow::bail!(
+            "--to ({}) must be after --from ({})",
+            rfc3339_secs(a.to),
+            rfc3339_secs(a.from)
+        );
+    }
+    let dags: Vec<&'static Dag> = if a.dags.is_empty() {
+        all_dags()
+            .iter()
+            .filter(|d| d.schedule.expr().is_some())
+            .collect()
+    } else {
+        a.dags
+            .iter()
+            .map(|d| find_dag(d))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let store = open_store(config).await?;
+    store.preflight().await?;
+    let lease = take_lease(config, &store, "simulate").await?;
+    let sim = Arc::new(SimClock::new(a.from));
+    let r = runner(
+        &store,
+        sim.clone(),
+        params(config, &a.gen_args, &a.fail_task),
+        true,
+        false,
+    );
+    let total = driver::count_runs(&dags, a.from, a.to);
+    let progress = Progress::new(total, "simulate", "runs");
+    let mut lost = lease.lost();
+    let mut on_run = |s: &DriveSummary| {
+        progress.set(s.executed + s.already_done);
+        progress.message(rfc3339_secs(sim.now()));
+    };
+    let result = tokio::select! {
+        r = driver::simulate(&r, &sim, &dags, a.from, a.to, &mut on_run) => r,
+        _ = lost.wait_for(|l| *l) => Err(anyhow::anyhow!("lost the scheduler lease to another process; stopped")),
+    };
+    progress.finish();
+    lease.release().await;
+    print_summary(&result?, json)
+}
+
+/// The live scheduler of `lakepipe up`.
+pub(super) async fn live_scheduler(
+    config: &ValidatedConfig,
+    store: &Store,
+    g: &GenArgs,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<DriveSummary> {
+    let r = runner(
+        store,
+        Arc::new(SystemClock),
+        params(config, g, &[]),
+        true,
+        false,
+    );
+    let dags: Vec<&'static Dag> = all_dags().iter().collect();
+    driver::live(
+        &r,
+        &dags,
+        config.config.scheduler.catchup,
+        shutdown,
+        &mut |s| {
+            tracing::info!("scheduler: {}", s.line());
+        },
+    )
+    .await
+}
+
+/// `lakepipe dags …`.
+pub(super) async fn dags(
+    config: &ValidatedConfig,
+    c: &DagsCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    match c {
+        DagsCommand::List => {
+            dags_list(json);
+            Ok(())
+        }
+        DagsCommand::Show { dag } => dags_show(find_dag(dag)?, json),
+        DagsCommand::Trigger {
+            dag,
+            logical_date,
+            gen_args,
+        } => {
+            let dag = find_dag(dag)?;
+            let t = logical_date.unwrap_or_else(|| {
+                let now = Utc::now();
+                now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
+            });
+            let store = open_store(config).await?;
+            store.preflight().await?;
+            let lease = take_lease(config, &store, "dags trigger").await?;
+            let r = runner(
+                &store,
+                Arc::new(SystemClock),
+                params(config, gen_args, &[]),
+                true,
+                false,
+            );
+            let existing = r.runs().get_run(&dag.dag_id, t).await?;
+            if let Some(run) = existing.filter(|r| r.state.is_finished()) {
+                lease.release().await;
+                anyhow::bail!(
+                    "{} already has a {} run at {} (state {}); use `lakepipe dags backfill {} --from {t} --to {t} --reprocess all` to run it again",
+                    dag.dag_id,
+                    run.run_type.as_str(),
+                    rfc3339_secs(t),
+                    run.state.as_str(),
+                    dag.dag_id,
+                    t = rfc3339_secs(t)
+                );
+            }
+            let res = r.run_dag(dag, t, RunType::Manual, Reprocess::None).await;
+            lease.release().await;
+            report_run(&res?, json)
+        }
+        DagsCommand::Backfill {
+            dag,
+            from,
+            to,
+            reprocess,
+            gen_args,
+        } => {
+            let dag = find_dag(dag)?;
+            if dag.schedule.expr().is_none() {
+                anyhow::bail!(
+                    "{} has no schedule; use `lakepipe dags trigger`",
+                    dag.dag_id
+                );
+            }
+            if to < from {
+                anyhow::bail!("--to must not be before --from");
+            }
+            let store = open_store(config).await?;
+            store.preflight().await?;
+            let lease = take_lease(config, &store, "dags backfill").await?;
+            let r = runner(
+                &store,
+                Arc::new(SystemClock),
+                params(config, gen_args, &[]),
+                true,
+                false,
+            );
+            let reprocess = match reprocess {
+                ReprocessArg::None => Reprocess::None,
+                ReprocessArg::Failed => Reprocess::Failed,
+                ReprocessArg::All => Reprocess::All,
+            };
+            let total = dag
+                .schedule
+                .fires_between(*from - chrono::Duration::milliseconds(1), *to)
+                .count() as u64;
+            let progress = Progress::new(total, "backfill", "runs");
+            let res = driver::backfill(&r, dag, *from, *to, reprocess, &mut |s| {
+                progress.set(s.executed + s.already_done)
+            })
+            .await;
+            progress.finish();
+            lease.release().await;
+            print_summary(&res?, json)
+        }
+        DagsCommand::Test {
+            dag,
+            logical_date,
+            gen_args,
+        } => {
+            let dag = find_dag(dag)?;
+            let store = open_store(config).await?;
+            store.preflight().await?;
+            let r = runner(
+                &store,
+                Arc::new(SystemClock),
+                params(config, gen_args, &[]),
+                false,
+                true,
+            );
+            let run = r
+                .run_dag(dag, *logical_date, RunType::Manual, Reprocess::All)
+                .await?;
+            report_run(&run, json)
+        }
+    }
+}
+
+fn report_run(run: &DagRun, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(run)?);
+    } else {
+        println!(
+            "{} {} ({}): {}",
+            run.dag_id,
+            rfc3339_secs(run.logical_date),
+            run.run_type.as_str(),
+            run.state.as_str()
+        );
+    }
+    if run.state == RunState::Failed {
+        anyhow::bail!(
+            "run failed: {}; `lakepipe logs {} {} <task>` shows why",
+            run.failed_tasks.join(", "),
+            run.dag_id,
+            rfc3339_secs(run.logical_date)
+        );
+    }
+    Ok(())
+}
+
+fn dags_list(json: bool) {
+    let now = Utc::now();
+    let registry = Registry::standard();
+    let rows: Vec<serde_json::Value> = all_dags()
+        .iter()
+        .map(|d| {
+            let available = d.tasks.iter().all(|t| registry.has(&d.dag_id, &t.task_id));
+            serde_json::json!({
+                "dag_id": d.dag_id,
+                "description": d.description,
+                "schedule": d.schedule.expr(),
+                "next_fire_time": d.schedule.next_after(now).map(rfc3339_secs),
+                "tasks": d.tasks.len(),
+                "max_active_runs": d.max_active_runs,
+                "available": available,
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "{:<42} {:<14} {:<22} {:>5}  available",
+        "dag_id", "schedule", "next fire (UTC)", "tasks"
+    );
+    for r in rows {
+        println!(
+            "{:<42} {:<14} {:<22} {:>5}  {}",
+            r["dag_id"].as_str().unwrap_or_default(),
+            r["schedule"].as_str().unwrap_or("manual"),
+            r["next_fire_time"].as_str().unwrap_or("-"),
+            r["tasks"],
+            if r["available"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "not yet"
+            }
+        );
+    }
+}
+
+fn dags_show(dag: &Dag, json: bool) -> anyhow::Result<()> {
+    let registry = Registry::standard();
+    if json {
+        let tasks: Vec<serde_json::Value> = dag
+            .tasks
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "task_id": t.task_id,
+                    "upstream": t.upstream,
+                    "retries": t.policy.retries,
+                    "retry_delay_s": t.policy.retry_delay.as_secs(),
+                    "max_retry_delay_s": t.policy.max_retry_delay.as_secs(),
+                    "execution_timeout_s": t.policy.execution_timeout.as_secs(),
+                    "available": registry.has(&dag.dag_id, &t.task_id),
+                })
+            })
+            .collect();
+        let edges: Vec<[&str; 2]> = dag
+            .tasks
+            .iter()
+            .flat_map(|t| {
+                t.upstream
+                    .iter()
+                    .map(move |u| [u.as_str(), t.task_id.as_str()])
+            })
+            .collect();
+        let v = serde_json::json!({
+            "dag_id": dag.dag_id,
+            "description": dag.description,
+            "schedule": dag.schedule.expr(),
+            "max_active_runs": dag.max_active_runs,
+            "tasks": tasks,
+            "edges": edges,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} — {}", dag.dag_id, dag.description);
+    println!(
+        "schedule: {}   max_active_runs: {}",
+        dag.schedule.expr().unwrap_or("manual"),
+        dag.max_active_runs
+    );
+    println!("\ntasks (upstreams first):");
+    for t in &dag.tasks {
+        println!(
+            "  {:<32} retries {} (back-off {} s .. {} s), timeout {} s{}",
+            t.task_id,
+            t.policy.retries,
+            t.policy.retry_delay.as_secs(),
+            t.policy.max_retry_delay.as_secs(),
+            t.policy.execution_timeout.as_secs(),
+            if registry.has(&dag.dag_id, &t.task_id) {
+                ""
+            } else {
+                "  [not available yet]"
+            }
+        );
+    }
+    println!("\nedges:");
+    for t in &dag.tasks {
+        for u in &t.upstream {
+            println!("  {u} >> {}", t.task_id);
+        }
+    }
+    Ok(())
+}
+
+/// `lakepipe tasks run`.
+pub(super) async fn tasks(
+    config: &ValidatedConfig,
+    c: &TasksCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let TasksCommand::Run {
+        dag,
+        task,
+        logical_date,
+        gen_args,
+    } = c;
+    let dag = find_dag(dag)?;
+    let t = crate::clock::parse_utc(logical_date)
+        .map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?;
+    let store = open_store(config).await?;
+    store.preflight().await?;
+    let r = runner(
+        &store,
+        Arc::new(SystemClock),
+        params(config, gen_args, &[]),
+        true,
+        true,
+    );
+    let ti = r.run_single_task(dag, task, t).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ti)?);
+    } else {
+        println!(
+            "{} {} {} try {}: {}",
+            dag.dag_id,
+            task,
+            rfc3339_secs(t),
+            ti.try_number(),
+            ti.state.as_str()
+        );
+    }
+    if !ti.state.lets_downstream_run() {
+        let why = ti
+            .attempts
+            .last()
+            .and_then(|a| a.error.clone())
+            .unwrap_or_default();
+        anyhow::bail!("task {task} failed: {why}");
+    }
+    Ok(())
+}
+
+/// `lakepipe runs list`.
+pub(super) async fn runs(
+    config: &ValidatedConfig,
+    c: &RunsCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let RunsCommand::List { dag, state } = c;
+    if let Some(d) = dag {
+        find_dag(d)?;
+    }
+    let store = open_store(config).await?;
+    let r = runner(
+        &store,
+        Arc::new(SystemClock),
+        RunParams::default(),
+        true,
+        false,
+    );
+    let runs = driver::list_runs(&r, dag.as_deref(), *state).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(());
+    }
+    println!(
+        "{:<42} {:<21} {:<10} {:<8} {:<21} {:<21}",
+        "dag_id", "logical_date", "run_type", "state", "data interval start", "end_date"
+    );
+    for run in &runs {
+        println!(
+            "{:<42} {:<21} {:<10} {:<8} {:<21} {:<21}",
+            run.dag_id,
+            rfc3339_secs(run.logical_date),
+            run.run_type.as_str(),
+            run.state.as_str(),
+            rfc3339_secs(run.data_interval_start),
+            run.end_date.map(rfc3339_secs).unwrap_or_else(|| "-".into())
+        );
+    }
+    eprintln!("{} runs", runs.len());
+    Ok(())
+}
+
+/// `lakepipe logs`.
+pub(super) async fn logs(config: &ValidatedConfig, l: &LogsArgs) -> anyhow::Result<()> {
+    let dag = find_dag(&l.dag)?;
+    dag.task_by_id(&l.task)
+        .ok_or_else(|| anyhow::anyhow!("DAG {} has no task {}", dag.dag_id, l.task))?;
+    let store = open_store(config).await?;
+    let runs = RunStore::new(store, true);
+    let attempt = match l.attempt {
+        Some(a) => a,
+        None => runs
+            .get_ti(&dag.dag_id, l.logical_date, &l.task)
+            .await?
+            .map(|ti| ti.try_number())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no recorded attempt of {} {} at {}",
+                    dag.dag_id,
+                    l.task,
+                    rfc3339_secs(l.logical_date)
+                )
+            })?,
+    };
+    let text = runs
+        .get_log(&dag.dag_id, l.logical_date, &l.task, attempt)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no log for {} {} at {} attempt {attempt}",
+                dag.dag_id,
+                l.task,
+                rfc3339_secs(l.logical_date)
+            )
+        })?;
+    use std::io::Write as _;
+    std::io::stdout().write_all(&text)?;
+    Ok(())
+}
+
+/// `lakepipe airflow export`.
+pub(super) fn airflow(config: &ValidatedConfig, c: &AirflowCommand) -> anyhow::Result<()> {
+    let AirflowCommand::Export {
+        out,
+        binary,
+        start_date,
+    } = c;
+    let binary = match binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .context("cannot tell where this binary is; pass --binary")?
+            .display()
+            .to_string(),
+    };
+    let opts = crate::scheduler::airflow::ExportOptions {
+        binary,
+        lake: match &config.lake {
+            // Airflow workers run elsewhere: give them an absolute path.
+            crate::store::LakeUrl::Local(p) => std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
+            other => other.to_string(),
+        },
+        catchup: config.config.scheduler.catchup,
+        start_date: *start_date,
+    };
+    let written = crate::scheduler::airflow::export(all_dags(), out, &opts)
+        .with_context(|| format!("cannot write DAG files into {}", out.display()))?;
+    for p in &written {
+        println!("{}", p.display());
+    }
+    eprintln!("{} DAG files written for lake {}", written.len(), opts.lake);
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The scheduler lease: one object, `_lakepipe/scheduler.lease`, names the process that may
+//! schedule runs on this lake. It is taken with a create-only write, renewed by a heartbeat
+//! and expires when the holder stops renewing it. A lease left by a process of this host that
+//! no longer exists (kill -9) is taken over at once. Lease times are wall-clock times, also
+//! under `simulate`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// Key of the lease object.
+pub const LEASE_KEY: &str = "_lakepipe/scheduler.lease";
+
+/// What the lease object holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Random ID of the holder (one per process start).
+    pub owner: String,
+    /// Host name of the holder.
+    pub host: String,
+    /// Process ID of the holder.
+    pub pid: u32,
+    /// What the holder runs (`up`, `simulate`, …).
+    pub command: String,
+    /// When it took the lease.
+    pub acquired_at: DateTime<Utc>,
+    /// Last renewal.
+    pub heartbeat_at: DateTime<Utc>,
+    /// The lease is free after this instant unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why the lease could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Another live scheduler holds it.
+    #[error(
+        "another scheduler is running on this lake: `lakepipe {}` (pid {} on {}), lease renewed {}, valid until {}; stop it first, or wait for its lease to expire",
+        .0.command, .0.pid, .0.host, crate::clock::rfc3339_secs(.0.heartbeat_at), crate::clock::rfc3339_secs(.0.expires_at)
+    )]
+    Held(Box<LeaseInfo>),
+    /// The lake could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Is process `pid` alive on this host? (`None` if this platform cannot tell.)
+fn process_alive(pid: u32) -> Option<bool> {
+    if cfg!(target_os = "linux") {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        // A zombie (state Z) is dead for our purposes.
+        Some(match stat {
+            Ok(s) => !s
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        })
+    } else {
+        None
+    }
+}
+
+/// A held lease. Renewed in the background until [`Lease::release`]; if it is lost (another
+/// process took it over), [`Lease::lost`] fires.
+#[derive(Debug)]
+pub struct Lease {
+    store: Store,
+    info: LeaseInfo,
+    stop: watch::Sender<bool>,
+    lost: watch::Receiver<bool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Takes the lease for `command`, or says who holds it.
+    pub async fn acquire(store: &Store, command: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+        let now = Utc::now();
+        let ttl_c = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+        let info = LeaseInfo {
+            owner: uuid::Uuid::from_u128(rand::random()).to_string(),
+            host: host_name(),
+            pid: std::process::id(),
+            command: command.to_string(),
+            acquired_at: now,
+            heartbeat_at: now,
+            expires_at: now + ttl_c,
+        };
+        let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lease serialises"));
+        for _ in 0..3 {
+            if store.create_if_absent(LEASE_KEY, body.clone()).await? {
+                return Ok(Lease::start(store.clone(), info, ttl));
+            }
+            let Some(existing) = store.get_opt(LEASE_KEY).await? else {
+                continue; // released between our write and read: try again
+            };
+            let held: Option<LeaseInfo> = serde_json::from_slice(&existing).ok();
+            let stale = match &held {
+                None => true, // unreadable lease: treat as abandoned
+                Some(h) if h.expires_at < Utc::now() => {
+                    tracing::warn!(holder = %h.command, pid = h.pid, host = %h.host, "taking over an expired scheduler lease");
+                    true
+                }
+                Some(h)
+                    if h.host == info.host
+                        && h.pid != info.pid
+                        && process_alive(h.pid) == Some(false) =>
+                {
+                    tracing::warn!(
+                        pid = h.pid,
+                        "the scheduler that held the lease (pid {}) is gone; taking over",
+                        h.pid
+                    );
+                    true
+                }
+                Some(h) if h.owner == info.owner => {
+                    return Ok(Lease::start(store.clone(), info, ttl));
+                }
+                Some(h) => return Err(LeaseError::Held(Box::new(h.clone()))),
+            };
+            if stale {
+                store.delete(LEASE_KEY).await?;
+            }
+        }
+        match store
+            .get_opt(LEASE_KEY)
+            .await?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(h) => Err(LeaseError::Held(Box::new(h))),
+            None => Err(LeaseError::Store(crate::store::Error::Unavailable {
+                reason: "cannot take the scheduler lease: it keeps changing hands".into(),
+            })),
+        }
+    }
+
+    fn start(store: Store, info: LeaseInfo, ttl: Duration) -> Lease {
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let hb_store = store.clone();
+        let mut hb_info = info.clone();
+        let heartbeat = tokio::spawn(async move {
+            let every = ttl / 3;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop_rx.changed() => return,
+                }
+                match renew(&hb_store, &mut hb_info, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(
+                            "the scheduler lease was taken over by another process; stopping"
+                        );
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::warn!("cannot renew the scheduler lease (will retry): {e}"),
+                }
+            }
+        });
+        Lease {
+            store,
+            info,
+            stop: stop_tx,
+            lost: lost_rx,
+            heartbeat,
+        }
+    }
+
+    /// Who holds the lease (us).
+    pub fn info(&self) -> &LeaseInfo {
+        &self.info
+    }
+
+    /// A receiver that turns `true` if the lease is lost.
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and deletes the lease object if it is still ours.
+    pub async fn release(self) {
+        let _ = self.stop.send(true);
+        let _ = self.heartbeat.await;
+        if let Ok(Some(b)) = self.store.get_opt(LEASE_KEY).await
+            && serde_json::from_slice::<LeaseInfo>(&b).is_ok_and(|h| h.owner == self.info.owner)
+        {
+            let _ = self.store.delete(LEASE_KEY).await;
+        }
+    }
+}
+
+/// Renews the lease if it is still ours; `false` if someone else holds it now.
+async fn renew(
+    store: &Store,
+    info: &mut LeaseInfo,
+    ttl: Duration,
+) -> Result<bool, crate::store::Error> {
+    let current = store.get_opt(LEASE_KEY).await?;
+    let ours = current
+        .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
+        .is_some_and(|h| h.owner == info.owner);
+    if !ours {
+        return Ok(false);
+    }
+    let now = Utc::now();
+    info.heartbeat_at = now;
+    info.expires_at =
+        now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+    let body = Bytes::from(serde_json::to_vec_pretty(&*info).expect("lease serialises"));
+    store.put(LEASE_KEY, body, &Default::default()).await?;
+    Ok(true)
+}
+
+/// Reads the lease without taking it (for `runs list`, the UI, error messages).
+pub async fn current(store: &Store) -> Result<Option<LeaseInfo>, crate::store::Error> {
+    Ok(store
+        .get_opt(LEASE_KEY)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_free_pid_is_not() {
+        if cfg!(target_os = "linux") {
+            assert_eq!(process_alive(std::process::id()), Some(true));
+            assert_eq!(process_alive(u32::MAX - 1), Some(false));
+        }
+    }
+}

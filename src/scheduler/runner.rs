@@ -1,0 +1,435 @@
+//! Executes one DAG run with Airflow's task semantics: tasks start when their upstreams
+//! succeeded (independent tasks run concurrently), a failed upstream marks its downstream
+//! `upstream_failed`, a failed attempt is retried after an exponential back-off, and an attempt
+//! that exceeds its execution timeout is cancelled and counts as a failure. Every state change
+//! is recorded in the lake before the next step, so a killed scheduler resumes where it was.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{FuturesUnordered, StreamExt as _};
+
+use super::dag::{Dag, TaskSpec};
+use super::state::{Attempt, DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
+use super::task::{Fatal, Registry, RunParams, TaskContext, TaskLog};
+use crate::clock::{Clock, rfc3339_secs};
+
+/// What to do with a run that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reprocess {
+    /// Finished runs stay as they are; unfinished ones resume.
+    None,
+    /// Failed tasks (and their downstream) of finished runs run again.
+    Failed,
+    /// Every task runs again.
+    All,
+}
+
+/// Runs DAG runs against a lake.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    runs: RunStore,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+    params: RunParams,
+    echo_logs: bool,
+}
+
+impl Runner {
+    /// A runner recording into `runs` (use a non-recording [`RunStore`] for `dags test`).
+    pub fn new(
+        runs: RunStore,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        params: RunParams,
+        echo_logs: bool,
+    ) -> Runner {
+        Runner {
+            runs,
+            registry,
+            clock,
+            params,
+            echo_logs,
+        }
+    }
+
+    /// The run store.
+    pub fn runs(&self) -> &RunStore {
+        &self.runs
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Executes (or resumes) the run of `dag` at `logical_date` and returns its final record.
+    /// A finished run is returned untouched unless `reprocess` says otherwise.
+    pub async fn run_dag(
+        &self,
+        dag: &Dag,
+        logical_date: DateTime<Utc>,
+        run_type: RunType,
+        reprocess: Reprocess,
+    ) -> anyhow::Result<DagRun> {
+        let existing = self.runs.get_run(&dag.dag_id, logical_date).await?;
+        if let Some(run) = &existing
+            && run.state.is_finished()
+            && (reprocess == Reprocess::None
+                || (reprocess == Reprocess::Failed && run.state == RunState::Success))
+        {
+            return Ok(run.clone());
+        }
+        let (start, end) = dag.schedule.data_interval(logical_date);
+        let now = self.clock.now();
+        let mut run = existing.unwrap_or_else(|| DagRun {
+            dag_id: dag.dag_id.clone(),
+            run_id: DagRun::run_id_for(run_type, logical_date),
+            run_type,
+            logical_date,
+            data_interval_start: start,
+            data_interval_end: end,
+            state: RunState::Queued,
+            queued_at: now,
+            start_date: None,
+            end_date: None,
+            failed_tasks: Vec::new(),
+        });
+        run.state = RunState::Running;
+        run.start_date = Some(now);
+        run.end_date = None;
+        run.failed_tasks.clear();
+        self.runs.put_run(&run).await?;
+
+        // Task instances: resume what is recorded, reset what is to be reprocessed.
+        let mut tis: BTreeMap<String, TaskInstance> = BTreeMap::new();
+        for t in &dag.tasks {
+            let max_tries = t.policy.retries + 1;
+            let recorded = if reprocess == Reprocess::All {
+                None
+            } else {
+                self.runs
+                    .get_ti(&dag.dag_id, logical_date, &t.task_id)
+                    .await?
+            };
+            let mut ti = recorded.unwrap_or_else(|| {
+                TaskInstance::new(&dag.dag_id, &t.task_id, logical_date, max_tries)
+            });
+            let clear = match ti.state {
+                TaskState::Success | TaskState::Skipped => false,
+                TaskState::Failed | TaskState::UpstreamFailed => reprocess != Reprocess::None,
+                // Attempts cut short by a crash: run again (the body is idempotent).
+                TaskState::Running | TaskState::Queued | TaskState::UpForRetry => true,
+            };
+            if clear {
+                if ti.state == TaskState::Running
+                    && let Some(a) = ti.attempts.last_mut()
+                {
+                    a.state = TaskState::Failed;
+                    a.error = Some("the scheduler stopped during this attempt".into());
+                }
+                ti.max_tries = ti.try_number() + max_tries;
+                ti.state = TaskState::Queued;
+            }
+            tis.insert(t.task_id.clone(), ti);
+        }
+
+        let mut in_flight = FuturesUnordered::new();
+        let mut started: std::collections::BTreeSet<String> = tis
+            .iter()
+            .filter(|(_, ti)| ti.state != TaskState::Queued)
+            .map(|(k, _)| k.clone())
+            .collect();
+        loop {
+            // Start every task whose upstreams are final; propagate upstream failures.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for t in &dag.tasks {
+                    if started.contains(&t.task_id) {
+                        continue;
+                    }
+                    let ups: Vec<TaskState> = t.upstream.iter().map(|u| tis[u].state).collect();
+                    if ups.iter().any(|s| s.is_failure()) {
+                        let ti = tis.get_mut(&t.task_id).expect("every task has an instance");
+                        ti.state = TaskState::UpstreamFailed;
+                        self.runs.put_ti(ti).await?;
+                        started.insert(t.task_id.clone());
+                        progressed = true;
+                    } else if ups.iter().all(|s| s.lets_downstream_run()) {
+                        started.insert(t.task_id.clone());
+                        let upstream = t
+                            .upstream
+                            .iter()
+                            .map(|u| (u.clone(), tis[u].output.clone().unwrap_or_default()))
+                            .collect();
+                        let ti = tis[&t.task_id].clone();
+                        in_flight.push(self.run_task(&run, t, ti, upstream));
+                    }
+                }
+            }
+            match in_flight.next().await {
+                Some(ti) => {
+                    let ti = ti?;
+                    tis.insert(ti.task_id.clone(), ti);
+                }
+                None => break,
+            }
+        }
+        drop(in_flight);
+
+        run.failed_tasks = tis
+            .values()
+            .filter(|ti| ti.state.is_failure())
+            .map(|ti| ti.task_id.clone())
+            .collect();
+        run.state = if run.failed_tasks.is_empty() {
+            RunState::Success
+        } else {
+            RunState::Failed
+        };
+        run.end_date = Some(self.clock.now());
+        self.runs.put_run(&run).await?;
+        Ok(run)
+    }
+
+    /// Runs one task of a run with its retries; records every attempt and its log.
+    async fn run_task(
+        &self,
+        run: &DagRun,
+        spec: &TaskSpec,
+        mut ti: TaskInstance,
+        upstream: BTreeMap<String, serde_json::Value>,
+    ) -> anyhow::Result<TaskInstance> {
+        loop {
+            let retryable = self.attempt(run, spec, &mut ti, upstream.clone()).await?;
+            match ti.state {
+                TaskState::Success => return Ok(ti),
+                _ if retryable && ti.try_number() < ti.max_tries => {
+                    let key = format!(
+                        "{}:{}:{}",
+                        run.dag_id,
+                        spec.task_id,
+                        rfc3339_secs(run.logical_date)
+                    );
+                    let delay = spec.policy.backoff(ti.try_number(), &key);
+                    ti.state = TaskState::UpForRetry;
+                    self.runs.put_ti(&ti).await?;
+                    let at = self.clock.now()
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
+                    self.clock.sleep_until(at).await;
+                }
+                _ => {
+                    ti.state = TaskState::Failed;
+                    self.runs.put_ti(&ti).await?;
+                    return Ok(ti);
+                }
+            }
+        }
+    }
+
+    /// One attempt: records it as running, executes the body under the timeout, records the
+    /// outcome and the log. Returns whether a failure may be retried.
+    async fn attempt(
+        &self,
+        run: &DagRun,
+        spec: &TaskSpec,
+        ti: &mut TaskInstance,
+        upstream: BTreeMap<String, serde_json::Value>,
+    ) -> anyhow::Result<bool> {
+        let try_number = ti.try_number() + 1;
+        ti.state = TaskState::Running;
+        ti.attempts.push(Attempt {
+            try_number,
+            state: TaskState::Running,
+            start_date: self.clock.now(),
+            end_date: None,
+            duration_s: 0.0,
+            error: None,
+        });
+        self.runs.put_ti(ti).await?;
+        let ctx = TaskContext {
+            store: self.runs.store().clone(),
+            dag_id: run.dag_id.clone(),
+            task_id: spec.task_id.clone(),
+            logical_date: run.logical_date,
+            data_interval: (run.data_interval_start, run.data_interval_end),
+            try_number,
+            params: self.params.clone(),
+            upstream,
+            log: TaskLog::new(self.echo_logs),
+        };
+        ctx.log.info(format!(
+            "{} {} try {try_number}/{}: logical date {}, data interval [{}, {})",
+            run.dag_id,
+            spec.task_id,
+            ti.max_tries,
+            rfc3339_secs(run.logical_date),
+            rfc3339_secs(run.data_interval_start),
+            rfc3339_secs(run.data_interval_end)
+        ));
+        let began = Instant::now();
+        let result = self.execute(spec, &ctx).await;
+        let duration_s = began.elapsed().as_secs_f64();
+        let retryable = match &result {
+            Ok(_) => true,
+            Err(e) => e.downcast_ref::<Fatal>().is_none(),
+        };
+        let attempt = ti.attempts.last_mut().expect("pushed above");
+        attempt.end_date = Some(self.clock.now());
+        attempt.duration_s = duration_s;
+        match result {
+            Ok(output) => {
+                ctx.log.info(format!("success in {duration_s:.3} s"));
+                attempt.state = TaskState::Success;
+                ti.state = TaskState::Success;
+                ti.output = Some(output);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                ctx.log.line(
+                    "ERROR",
+                    format!("attempt {try_number} failed after {duration_s:.3} s: {msg}"),
+                );
+                attempt.state = TaskState::Failed;
+                attempt.error = Some(msg);
+                ti.state = TaskState::Failed;
+            }
+        }
+        self.runs
+            .put_log(
+                &run.dag_id,
+                run.logical_date,
+                &spec.task_id,
+                try_number,
+                ctx.log.text(),
+            )
+            .await?;
+        if ti.state == TaskState::Success {
+            self.runs.put_ti(ti).await?;
+        }
+        Ok(retryable)
+    }
+
+    async fn execute(
+        &self,
+        spec: &TaskSpec,
+        ctx: &TaskContext,
+    ) -> anyhow::Result<serde_json::Value> {
+        let key = format!("{}:{}", ctx.dag_id, spec.task_id);
+        if self.params.fail_tasks.iter().any(|f| f == &key) {
+            anyhow::bail!("injected failure (--fail-task {key})");
+        }
+        let Some(body) = self.registry.get(&ctx.dag_id, &spec.task_id) else {
+            return Err(Fatal(format!(
+                "task {key} is not available yet: this build of lakepipe declares it but has no body for it"
+            ))
+            .into());
+        };
+        match tokio::time::timeout(spec.policy.execution_timeout, body.run(ctx)).await {
+            Ok(r) => r,
+            Err(_) => anyhow::bail!(
+                "execution timeout: the attempt ran longer than {} s and was cancelled",
+                spec.policy.execution_timeout.as_secs_f64()
+            ),
+        }
+    }
+
+    /// Runs a single task of a run once (`tasks run`, called by an external Airflow): no
+    /// retries here — the caller retries. Upstream outputs come from their recorded instances.
+    /// Creates the run record if missing and updates its state from all task instances.
+    pub async fn run_single_task(
+        &self,
+        dag: &Dag,
+        task_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> anyhow::Result<TaskInstance> {
+        let spec = dag.task_by_id(task_id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "DAG {} has no task {task_id}; `lakepipe dags show {}` lists them",
+                dag.dag_id,
+                dag.dag_id
+            )
+        })?;
+        let (start, end) = dag.schedule.data_interval(logical_date);
+        let now = self.clock.now();
+        let mut run = match self.runs.get_run(&dag.dag_id, logical_date).await? {
+            Some(r) => r,
+            None => DagRun {
+                dag_id: dag.dag_id.clone(),
+                run_id: DagRun::run_id_for(RunType::External, logical_date),
+                run_type: RunType::External,
+                logical_date,
+                data_interval_start: start,
+                data_interval_end: end,
+                state: RunState::Running,
+                queued_at: now,
+                start_date: Some(now),
+                end_date: None,
+                failed_tasks: Vec::new(),
+            },
+        };
+        let mut upstream = BTreeMap::new();
+        for u in &spec.upstream {
+            let ti = self.runs.get_ti(&dag.dag_id, logical_date, u).await?;
+            match ti {
+                Some(ti) if ti.state.lets_downstream_run() => {
+                    upstream.insert(u.clone(), ti.output.unwrap_or_default());
+                }
+                other => anyhow::bail!(
+                    "upstream task {u} of {} has not succeeded for {} (state: {}); run it first",
+                    dag.dag_id,
+                    rfc3339_secs(logical_date),
+                    other.map(|t| t.state.as_str()).unwrap_or("none")
+                ),
+            }
+        }
+        run.state = RunState::Running;
+        run.end_date = None;
+        self.runs.put_run(&run).await?;
+        let mut ti = self
+            .runs
+            .get_ti(&dag.dag_id, logical_date, task_id)
+            .await?
+            .unwrap_or_else(|| {
+                TaskInstance::new(&dag.dag_id, task_id, logical_date, spec.policy.retries + 1)
+            });
+        ti.max_tries = ti.max_tries.max(ti.try_number() + 1);
+        self.attempt(&run, spec, &mut ti, upstream).await?;
+        if ti.state != TaskState::Success {
+            self.runs.put_ti(&ti).await?;
+        }
+        // The run's state follows its task instances.
+        let mut states = Vec::new();
+        for t in &dag.tasks {
+            let s = if t.task_id == task_id {
+                Some(ti.state)
+            } else {
+                self.runs
+                    .get_ti(&dag.dag_id, logical_date, &t.task_id)
+                    .await?
+                    .map(|x| x.state)
+            };
+            states.push((t.task_id.clone(), s));
+        }
+        run.failed_tasks = states
+            .iter()
+            .filter(|(_, s)| s.is_some_and(|s| s.is_failure()))
+            .map(|(t, _)| t.clone())
+            .collect();
+        let all_done = states
+            .iter()
+            .all(|(_, s)| s.is_some_and(|s| s.lets_downstream_run()));
+        if all_done {
+            run.state = RunState::Success;
+            run.end_date = Some(self.clock.now());
+        } else if !run.failed_tasks.is_empty() {
+            run.state = RunState::Failed;
+            run.end_date = Some(self.clock.now());
+        }
+        self.runs.put_run(&run).await?;
+        Ok(ti)
+    }
+}

@@ -1,0 +1,151 @@
+//! What a task body sees and returns: the [`TaskBody`] trait, its [`TaskContext`] (data
+//! interval, lake, upstream outputs, a log), the [`Registry`] in which layers register their
+//! bodies, and the error kinds that decide whether a failure is retried.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::store::Store;
+
+/// A task's implementation, registered by the layer that owns it.
+#[async_trait::async_trait]
+pub trait TaskBody: Send + Sync {
+    /// Runs the task for `ctx`'s data interval. Must be idempotent for that interval: running
+    /// it twice leaves the lake as running it once. Returns a small JSON summary (Airflow's
+    /// XCom), kept in the task-instance record and passed to downstream tasks.
+    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value>;
+}
+
+/// A failure that retrying cannot fix (missing body, conflicting data, bad input): the task
+/// fails at once, whatever its retries.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+/// Options every run shares: generator seed, volume, faults, and test hooks.
+#[derive(Debug, Clone, Default)]
+pub struct RunParams {
+    /// Generator seed.
+    pub seed: u64,
+    /// Multiplier of events per run.
+    pub scale: f64,
+    /// Fraction of faulty events.
+    pub fault_rate: f64,
+    /// `dag_id:task_id` pairs whose every attempt fails (test hook, `--fail-task`).
+    pub fail_tasks: Vec<String>,
+}
+
+/// The task log of one attempt: kept in memory (task logs are small) and written to the lake
+/// when the attempt ends; echoed to stderr when asked (`dags test`).
+#[derive(Debug, Default)]
+pub struct TaskLog {
+    lines: Mutex<Vec<String>>,
+    echo: bool,
+}
+
+impl TaskLog {
+    /// A log that also prints each line to stderr if `echo`.
+    pub fn new(echo: bool) -> TaskLog {
+        TaskLog {
+            lines: Mutex::new(Vec::new()),
+            echo,
+        }
+    }
+
+    /// Adds a line with a UTC timestamp and level.
+    pub fn line(&self, level: &str, msg: impl AsRef<str>) {
+        let line = format!(
+            "[{}] {level:<5} {}",
+            crate::clock::rfc3339_millis(Utc::now()),
+            msg.as_ref()
+        );
+        if self.echo {
+            eprintln!("{line}");
+        }
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+
+    /// Adds an INFO line.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        self.line("INFO", msg);
+    }
+
+    /// The whole log so far.
+    pub fn text(&self) -> String {
+        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lines.join("\n");
+        s.push('\n');
+        s
+    }
+}
+
+/// Everything a task body may use.
+#[derive(Debug)]
+pub struct TaskContext {
+    /// The lake.
+    pub store: Store,
+    /// The DAG.
+    pub dag_id: String,
+    /// The task.
+    pub task_id: String,
+    /// The run's logical date (its fire time).
+    pub logical_date: DateTime<Utc>,
+    /// The data interval [start, end).
+    pub data_interval: (DateTime<Utc>, DateTime<Utc>),
+    /// 1-based attempt number.
+    pub try_number: u32,
+    /// Seed, scale, faults.
+    pub params: RunParams,
+    /// Outputs of the upstream tasks, by task ID.
+    pub upstream: BTreeMap<String, serde_json::Value>,
+    /// The attempt's log.
+    pub log: TaskLog,
+}
+
+/// Task bodies by (dag_id, task_id). A task without a body is declared but fails with "not
+/// available yet" — it never pretends to succeed.
+#[derive(Default)]
+pub struct Registry {
+    bodies: HashMap<(String, String), Arc<dyn TaskBody>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<_> = self.bodies.keys().collect();
+        keys.sort();
+        f.debug_struct("Registry").field("bodies", &keys).finish()
+    }
+}
+
+impl Registry {
+    /// Registers the body of one task.
+    pub fn register(&mut self, dag_id: &str, task_id: &str, body: Arc<dyn TaskBody>) {
+        self.bodies
+            .insert((dag_id.to_string(), task_id.to_string()), body);
+    }
+
+    /// The body of a task, if some layer provides it.
+    pub fn get(&self, dag_id: &str, task_id: &str) -> Option<Arc<dyn TaskBody>> {
+        self.bodies
+            .get(&(dag_id.to_string(), task_id.to_string()))
+            .cloned()
+    }
+
+    /// Does the task have a body?
+    pub fn has(&self, dag_id: &str, task_id: &str) -> bool {
+        self.bodies
+            .contains_key(&(dag_id.to_string(), task_id.to_string()))
+    }
+
+    /// The registry with every body this build of lakepipe provides.
+    pub fn standard() -> Registry {
+        let mut r = Registry::default();
+        crate::layers::speed::register(&mut r);
+        r
+    }
+}
