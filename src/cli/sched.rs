@@ -199,6 +199,26 @@ fn runner(
     )
 }
 
+/// Opens the lake, takes its lease and builds a recording runner on the wall clock: what every
+/// command that schedules runs (`dags trigger`, `dags backfill`) needs.
+async fn scheduling(
+    config: &ValidatedConfig,
+    g: &GenArgs,
+    command: &str,
+) -> anyhow::Result<(Lease, Runner)> {
+    let store = open_store(config).await?;
+    store.preflight().await?;
+    let lease = take_lease(config, &store, command).await?;
+    let r = runner(
+        &store,
+        Arc::new(SystemClock),
+        params(config, g, &[]),
+        true,
+        false,
+    );
+    Ok((lease, r))
+}
+
 /// Takes the scheduler lease of the lake, or fails with who holds it.
 pub(super) async fn take_lease(
     config: &ValidatedConfig,
@@ -337,16 +357,7 @@ pub(super) async fn dags(
                 let now = Utc::now();
                 now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
             });
-            let store = open_store(config).await?;
-            store.preflight().await?;
-            let lease = take_lease(config, &store, "dags trigger").await?;
-            let r = runner(
-                &store,
-                Arc::new(SystemClock),
-                params(config, gen_args, &[]),
-                true,
-                false,
-            );
+            let (lease, r) = scheduling(config, gen_args, "dags trigger").await?;
             let existing = r.runs().get_run(&dag.dag_id, t).await?;
             if let Some(run) = existing.filter(|r| r.state.is_finished()) {
                 lease.release().await;
@@ -381,16 +392,7 @@ pub(super) async fn dags(
             if to < from {
                 anyhow::bail!("--to must not be before --from");
             }
-            let store = open_store(config).await?;
-            store.preflight().await?;
-            let lease = take_lease(config, &store, "dags backfill").await?;
-            let r = runner(
-                &store,
-                Arc::new(SystemClock),
-                params(config, gen_args, &[]),
-                true,
-                false,
-            );
+            let (lease, r) = scheduling(config, gen_args, "dags backfill").await?;
             let reprocess = match reprocess {
                 ReprocessArg::None => Reprocess::None,
                 ReprocessArg::Failed => Reprocess::Failed,

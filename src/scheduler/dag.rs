@@ -155,7 +155,8 @@ pub struct Dag {
 }
 
 impl Dag {
-    fn new(dag_id: &str, description: &str, schedule: Schedule, max_active_runs: usize) -> Dag {
+    /// A DAG without tasks (add them with [`Dag::task`], then check with [`Dag::validated`]).
+    pub fn new(dag_id: &str, description: &str, schedule: Schedule, max_active_runs: usize) -> Dag {
         Dag {
             dag_id: dag_id.to_string(),
             description: description.to_string(),
@@ -165,7 +166,13 @@ impl Dag {
         }
     }
 
-    fn task(mut self, task_id: impl Into<String>, upstream: &[&str], policy: TaskPolicy) -> Dag {
+    /// Adds a task.
+    pub fn task(
+        mut self,
+        task_id: impl Into<String>,
+        upstream: &[&str],
+        policy: TaskPolicy,
+    ) -> Dag {
         self.tasks.push(TaskSpec {
             task_id: task_id.into(),
             upstream: upstream.iter().map(|s| s.to_string()).collect(),
@@ -209,7 +216,7 @@ impl Dag {
 
     /// Checks the graph: unique task IDs, known upstreams, no cycles; orders the tasks so
     /// that every task comes after its upstreams.
-    fn validated(mut self) -> Result<Dag, String> {
+    pub fn validated(mut self) -> Result<Dag, String> {
         let mut seen = BTreeSet::new();
         for t in &self.tasks {
             if !seen.insert(t.task_id.clone()) {

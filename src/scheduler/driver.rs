@@ -93,14 +93,12 @@ fn next_tick(
         .min()
 }
 
-/// Executes the runs of every DAG whose next fire time is `t`, group by group.
+/// Executes the scheduled runs of every DAG whose next fire time is `t`, group by group.
 async fn run_tick(
     runner: &Runner,
     dags: &[&'static Dag],
     cursors: &mut BTreeMap<String, DateTime<Utc>>,
     t: DateTime<Utc>,
-    run_type: RunType,
-    reprocess: Reprocess,
     summary: &mut DriveSummary,
 ) -> anyhow::Result<()> {
     let due: Vec<&'static Dag> = dags
@@ -121,7 +119,9 @@ async fn run_tick(
     for (_, group) in groups {
         let results = futures::future::join_all(group.iter().map(|d| async move {
             let before = runner.runs().get_run(&d.dag_id, t).await?;
-            let run = runner.run_dag(d, t, run_type, reprocess).await?;
+            let run = runner
+                .run_dag(d, t, RunType::Scheduled, Reprocess::None)
+                .await?;
             let executed = before.as_ref() != Some(&run);
             anyhow::Ok((run, executed))
         }))
@@ -153,16 +153,7 @@ pub async fn simulate(
     let mut summary = DriveSummary::default();
     while let Some(t) = next_tick(dags, &cursors).filter(|t| *t <= to) {
         sim.advance_to(t);
-        run_tick(
-            runner,
-            dags,
-            &mut cursors,
-            t,
-            RunType::Scheduled,
-            Reprocess::None,
-            &mut summary,
-        )
-        .await?;
+        run_tick(runner, dags, &mut cursors, t, &mut summary).await?;
         summary.elapsed_s = began.elapsed().as_secs_f64();
         on_run(&summary);
     }
@@ -249,10 +240,7 @@ pub async fn live(
         };
         cursors.insert(d.dag_id.clone(), cursor);
     }
-    loop {
-        let Some(t) = next_tick(dags, &cursors) else {
-            break;
-        };
+    while let Some(t) = next_tick(dags, &cursors) {
         if t > clock.now() {
             tokio::select! {
                 _ = clock.sleep_until(t) => {}
@@ -262,16 +250,7 @@ pub async fn live(
         if *shutdown.borrow() {
             break;
         }
-        run_tick(
-            runner,
-            dags,
-            &mut cursors,
-            t,
-            RunType::Scheduled,
-            Reprocess::None,
-            &mut summary,
-        )
-        .await?;
+        run_tick(runner, dags, &mut cursors, t, &mut summary).await?;
         summary.elapsed_s = began.elapsed().as_secs_f64();
         on_run(&summary);
     }

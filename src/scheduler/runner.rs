@@ -433,3 +433,292 @@ impl Runner {
         Ok(ti)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::{SimClock, parse_utc};
+    use crate::config::Config;
+    use crate::scheduler::dag::{Schedule, TaskPolicy};
+    use crate::scheduler::task::TaskBody;
+    use crate::store::Store;
+
+    /// Fails its first `fail_first` attempts, then succeeds; or sleeps past any timeout.
+    struct Flaky {
+        fail_first: u32,
+        calls: AtomicU32,
+        hang: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl TaskBody for Flaky {
+        async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.hang {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            if n <= self.fail_first {
+                anyhow::bail!("boom {n}");
+            }
+            Ok(
+                serde_json::json!({ "calls": n, "upstream": ctx.upstream.keys().collect::<Vec<_>>() }),
+            )
+        }
+    }
+
+    fn flaky(fail_first: u32, hang: bool) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            fail_first,
+            calls: AtomicU32::new(0),
+            hang,
+        })
+    }
+
+    fn policy(retries: u32, timeout_ms: u64) -> TaskPolicy {
+        TaskPolicy {
+            retries,
+            retry_delay: Duration::from_secs(10),
+            max_retry_delay: Duration::from_secs(600),
+            execution_timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    /// a >> b >> c, and d independent.
+    fn dag(retries: u32, timeout_ms: u64) -> Dag {
+        Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1)
+            .task("a", &[], policy(retries, timeout_ms))
+            .task("b", &["a"], policy(retries, timeout_ms))
+            .task("c", &["b"], policy(retries, timeout_ms))
+            .task("d", &[], policy(retries, timeout_ms))
+            .validated()
+            .unwrap()
+    }
+
+    async fn runner(
+        dir: &std::path::Path,
+        bodies: &[(&str, Arc<Flaky>)],
+    ) -> (Runner, Arc<SimClock>) {
+        let cfg = Config {
+            lake: dir.display().to_string(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        let store = Store::open(&cfg).await.unwrap();
+        let mut reg = Registry::default();
+        for (task, body) in bodies {
+            reg.register("t-dag", task, body.clone());
+        }
+        let clock = Arc::new(SimClock::new(parse_utc("2026-02-01T00:05:00Z").unwrap()));
+        let r = Runner::new(
+            RunStore::new(store, true),
+            Arc::new(reg),
+            clock.clone(),
+            RunParams::default(),
+            false,
+        );
+        (r, clock)
+    }
+
+    fn t0() -> DateTime<Utc> {
+        parse_utc("2026-02-01T00:05:00Z").unwrap()
+    }
+
+    #[tokio::test]
+    async fn retries_with_backoff_until_success_and_passes_outputs_downstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = flaky(2, false);
+        let bodies = [
+            ("a", a.clone()),
+            ("b", flaky(0, false)),
+            ("c", flaky(0, false)),
+            ("d", flaky(0, false)),
+        ];
+        let (r, clock) = runner(dir.path(), &bodies).await;
+        let run = r
+            .run_dag(&dag(3, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        assert_eq!(run.state, RunState::Success);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 3);
+        let ti = r.runs().get_ti("t-dag", t0(), "a").await.unwrap().unwrap();
+        assert_eq!(ti.state, TaskState::Success);
+        let states: Vec<TaskState> = ti.attempts.iter().map(|x| x.state).collect();
+        assert_eq!(
+            states,
+            [TaskState::Failed, TaskState::Failed, TaskState::Success]
+        );
+        assert_eq!(ti.attempts[0].error.as_deref(), Some("boom 1"));
+        // Back-off 10 s then 20 s (+ jitter) on the simulated clock.
+        assert!(clock.now() >= t0() + chrono::Duration::seconds(30));
+        let b = r.runs().get_ti("t-dag", t0(), "b").await.unwrap().unwrap();
+        assert_eq!(b.output.unwrap()["upstream"], serde_json::json!(["a"]));
+        assert_eq!(
+            run.data_interval_start,
+            parse_utc("2026-02-01T00:00:00Z").unwrap()
+        );
+        // Finished runs are not repeated.
+        let again = r
+            .run_dag(&dag(3, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        assert_eq!(again, run);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failure_marks_downstream_upstream_failed_and_independent_tasks_still_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, d) = (flaky(99, false), flaky(0, false), flaky(0, false));
+        let bodies = [
+            ("a", a.clone()),
+            ("b", b.clone()),
+            ("c", flaky(0, false)),
+            ("d", d.clone()),
+        ];
+        let (r, _) = runner(dir.path(), &bodies).await;
+        let run = r
+            .run_dag(&dag(1, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        assert_eq!(run.state, RunState::Failed);
+        assert_eq!(run.failed_tasks, ["a", "b", "c"]);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 2, "one retry");
+        assert_eq!(b.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(d.calls.load(Ordering::SeqCst), 1);
+        for (task, state) in [
+            ("a", TaskState::Failed),
+            ("b", TaskState::UpstreamFailed),
+            ("c", TaskState::UpstreamFailed),
+            ("d", TaskState::Success),
+        ] {
+            assert_eq!(
+                r.runs()
+                    .get_ti("t-dag", t0(), task)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .state,
+                state,
+                "{task}"
+            );
+        }
+        // Reprocess failed: only a, b, c run again; d keeps its success.
+        let a2 = flaky(0, false);
+        let bodies = [
+            ("a", a2.clone()),
+            ("b", b.clone()),
+            ("c", flaky(0, false)),
+            ("d", d.clone()),
+        ];
+        let (r, _) = runner(dir.path(), &bodies).await;
+        let run = r
+            .run_dag(&dag(1, 5000), t0(), RunType::Scheduled, Reprocess::Failed)
+            .await
+            .unwrap();
+        assert_eq!(run.state, RunState::Success);
+        assert_eq!(d.calls.load(Ordering::SeqCst), 1);
+        let ti = r.runs().get_ti("t-dag", t0(), "a").await.unwrap().unwrap();
+        assert_eq!(ti.try_number(), 3, "try numbers continue after a clear");
+    }
+
+    #[tokio::test]
+    async fn execution_timeout_cancels_the_attempt_and_counts_as_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let hang = flaky(0, true);
+        let bodies = [
+            ("a", hang.clone()),
+            ("b", flaky(0, false)),
+            ("c", flaky(0, false)),
+            ("d", flaky(0, false)),
+        ];
+        let (r, _) = runner(dir.path(), &bodies).await;
+        let run = r
+            .run_dag(&dag(1, 50), t0(), RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        assert_eq!(run.state, RunState::Failed);
+        let ti = r.runs().get_ti("t-dag", t0(), "a").await.unwrap().unwrap();
+        assert_eq!(ti.attempts.len(), 2, "a timed-out attempt is retried");
+        assert!(
+            ti.attempts[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("execution timeout")
+        );
+        let log = r
+            .runs()
+            .get_log("t-dag", t0(), "a", 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&log).contains("execution timeout"));
+    }
+
+    #[tokio::test]
+    async fn missing_bodies_fail_at_once_and_interrupted_runs_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        // No body for "a": fails without retries, never pretends to succeed.
+        let (r, _) = runner(dir.path(), &[("d", flaky(0, false))]).await;
+        let run = r
+            .run_dag(&dag(3, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        assert_eq!(run.state, RunState::Failed);
+        let ti = r.runs().get_ti("t-dag", t0(), "a").await.unwrap().unwrap();
+        assert_eq!(ti.attempts.len(), 1);
+        assert!(
+            ti.attempts[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("not available yet")
+        );
+
+        // A run a killed scheduler left running: its finished tasks stay, the rest re-run.
+        let t1 = parse_utc("2026-02-01T00:10:00Z").unwrap();
+        let bodies = [
+            ("a", flaky(0, false)),
+            ("b", flaky(0, false)),
+            ("c", flaky(0, false)),
+            ("d", flaky(0, false)),
+        ];
+        let (r, _) = runner(dir.path(), &bodies).await;
+        let d = dag(3, 5000);
+        let mut run = r
+            .run_dag(&d, t1, RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        run.state = RunState::Running;
+        r.runs().put_run(&run).await.unwrap();
+        let mut b = r.runs().get_ti("t-dag", t1, "b").await.unwrap().unwrap();
+        b.state = TaskState::Running;
+        r.runs().put_ti(&b).await.unwrap();
+        let a = flaky(0, false);
+        let b_body = flaky(0, false);
+        let bodies = [
+            ("a", a.clone()),
+            ("b", b_body.clone()),
+            ("c", flaky(0, false)),
+            ("d", flaky(0, false)),
+        ];
+        let (r, _) = runner(dir.path(), &bodies).await;
+        let resumed = r
+            .run_dag(&d, t1, RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        assert_eq!(resumed.state, RunState::Success);
+        assert_eq!(a.calls.load(Ordering::SeqCst), 0, "a had succeeded");
+        assert_eq!(b_body.calls.load(Ordering::SeqCst), 1, "b was interrupted");
+        let b = r.runs().get_ti("t-dag", t1, "b").await.unwrap().unwrap();
+        assert_eq!(b.attempts.len(), 2);
+        assert_eq!(
+            b.attempts[0].error.as_deref(),
+            Some("the scheduler stopped during this attempt")
+        );
+    }
+}

@@ -13,6 +13,15 @@ fn airflow_bin() -> std::path::PathBuf {
     std::path::Path::new(&dir).join("airflow")
 }
 
+/// The JSON document in Airflow's stdout (its Python warnings are logged there too).
+fn json_in(stdout: &str, context: &str) -> serde_json::Value {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('[') && !l.starts_with("[warning") || l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in airflow's output: {context}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {context}"))
+}
+
 #[test]
 fn exported_dags_import_cleanly_and_run_in_real_airflow() {
     let airflow = airflow_bin();
@@ -74,7 +83,7 @@ fn exported_dags_import_cleanly_and_run_in_real_airflow() {
     );
     let (ok, stdout, text) = af(&["dags", "list", "--local", "-o", "json"]);
     assert!(ok, "{text}");
-    let listed: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let listed = json_in(&stdout, &text);
     let ids: Vec<&str> = listed
         .as_array()
         .unwrap()
