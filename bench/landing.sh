@@ -3,7 +3,8 @@
 # objects) into one Garage server three ways and prints the rates and ratios:
 #   1. lakepipe stream all --from … --to …   (release build)
 #   2. the original system's style: a sequential boto3 put_object loop
-#   3. the server's ceiling: a bare concurrent boto3 PUT loop of the same objects (64 threads)
+#   3. the server's ceiling: bare concurrent PUTs of the same objects — curl's native parallel
+#      transfers (64 at once) and 64 boto3 threads; the faster of the two is the ceiling
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${LAKEPIPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lakepipe}
@@ -25,13 +26,25 @@ export AWS_ACCESS_KEY_ID=$LAKEPIPE_TEST_GARAGE_KEY_ID AWS_SECRET_ACCESS_KEY=$LAK
 export AWS_EC2_METADATA_DISABLED=true
 
 # The objects the peers upload: the very files lakepipe writes, landed once on local disk.
-"$BIN" --lake "$S3_TMP/local" stream all --from "$FROM" --to "$TO" >/dev/null
+"$BIN" --lake "$S3_TMP/local" stream all --from "$FROM" --to "$TO" >/dev/null 2>&1
 
-"$VENV/bin/python" "$ROOT/bench/landing_peers.py" make-buckets lp-bench-lakepipe lp-bench-seq lp-bench-bare
-
-start=$(date +%s.%N)
-"$BIN" --lake s3://lp-bench-lakepipe stream all --from "$FROM" --to "$TO" >"$S3_TMP/lakepipe.out"
-end=$(date +%s.%N)
-lakepipe_s=$(python3 -c "print($end - $start)")
-
-"$VENV/bin/python" "$ROOT/bench/landing_peers.py" run "$S3_TMP/local" lp-bench-seq lp-bench-bare "$lakepipe_s"
+PEERS="$VENV/bin/python $ROOT/bench/landing_peers.py"
+N=$(find "$S3_TMP/local/data" -type f | wc -l)
+ROUNDS=${ROUNDS:-3}
+lakepipe_runs=() curl_runs=()
+# lakepipe and the native ceiling alternate, each into a fresh bucket, ROUNDS times (medians).
+for r in $(seq 1 "$ROUNDS"); do
+    $PEERS make-buckets "lp-bench-lakepipe-$r"
+    start=$(date +%s.%N)
+    "$BIN" --lake "s3://lp-bench-lakepipe-$r" stream all --from "$FROM" --to "$TO" >"$S3_TMP/lakepipe.out" \
+        2>"$S3_TMP/lakepipe.err" || { cat "$S3_TMP/lakepipe.err" >&2; exit 1; }
+    end=$(date +%s.%N)
+    lakepipe_runs+=("$(python3 -c "print($end - $start)")")
+    curl_runs+=("$($PEERS curl "$S3_TMP/local" "lp-bench-curl-$r")")
+    echo "round $r: lakepipe ${lakepipe_runs[-1]} s, curl ${curl_runs[-1]} s" >&2
+done
+seq_s=$($PEERS seq "$S3_TMP/local" lp-bench-seq)
+threads_s=$($PEERS threads "$S3_TMP/local" lp-bench-threads)
+join() { local IFS=,; echo "$*"; }
+$PEERS report "$N" "lakepipe=$(join "${lakepipe_runs[@]}")" "seq=$seq_s" \
+    "curl=$(join "${curl_runs[@]}")" "threads=$threads_s"

@@ -20,7 +20,7 @@ trap 'rm -rf "$LAKE"' EXIT
 
 start=$(date +%s.%N)
 # Runs of DAGs whose bodies come with later issues fail (exit 1); the benchmark counts them too.
-"$BIN" --lake "$LAKE" --json --log error simulate --from "$FROM" --to "$TO" >"$LAKE.out" || true
+"$BIN" --lake "$LAKE" --json --log error simulate --from "$FROM" --to "$TO" >"$LAKE.out" 2>"$LAKE.err" || tail -1 "$LAKE.err"
 end=$(date +%s.%N)
 python3 - "$start" "$end" "$LAKE.out" "$LAKE" "$DAYS" <<'PY'
 import json, os, sys
@@ -41,4 +41,4 @@ print(f"by state: {s['by_state']}")
 print(f"target {target:.0f} s for {days} day(s): {target / wall:.2f}x the target speed "
       f"({'met' if wall <= target else 'MISSED'})")
 PY
-rm -f "$LAKE.out"
+rm -f "$LAKE.out" "$LAKE.err"

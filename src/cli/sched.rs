@@ -14,7 +14,8 @@ use crate::clock::{Clock, SimClock, SystemClock, rfc3339_secs};
 use crate::config::ValidatedConfig;
 use crate::progress::Progress;
 use crate::scheduler::driver::{self, DriveSummary};
-use crate::scheduler::lease::Lease;
+use crate::scheduler::lease::{Lease, LeaseError};
+use crate::scheduler::state::QueuedRun;
 use crate::scheduler::{
     Dag, DagRun, Registry, Reprocess, RunParams, RunState, RunStore, RunType, Runner, all_dags,
     dag_by_id,
@@ -199,8 +200,8 @@ fn runner(
     )
 }
 
-/// Opens the lake, takes its lease and builds a recording runner on the wall clock: what every
-/// command that schedules runs (`dags trigger`, `dags backfill`) needs.
+/// Opens the lake, takes its lease and builds a recording runner on the wall clock
+/// (`dags backfill`).
 async fn scheduling(
     config: &ValidatedConfig,
     g: &GenArgs,
@@ -357,10 +358,14 @@ pub(super) async fn dags(
                 let now = Utc::now();
                 now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
             });
-            let (lease, r) = scheduling(config, gen_args, "dags trigger").await?;
-            let existing = r.runs().get_run(&dag.dag_id, t).await?;
-            if let Some(run) = existing.filter(|r| r.state.is_finished()) {
-                lease.release().await;
+            let store = open_store(config).await?;
+            store.preflight().await?;
+            let runs = RunStore::new(store.clone(), true);
+            if let Some(run) = runs
+                .get_run(&dag.dag_id, t)
+                .await?
+                .filter(|r| r.state.is_finished())
+            {
                 anyhow::bail!(
                     "{} already has a {} run at {} (state {}); use `lakepipe dags backfill {} --from {t} --to {t} --reprocess all` to run it again",
                     dag.dag_id,
@@ -371,6 +376,55 @@ pub(super) async fn dags(
                     t = rfc3339_secs(t)
                 );
             }
+            let lease = match take_lease(config, &store, "dags trigger").await {
+                Ok(lease) => lease,
+                Err(e) => match e.downcast_ref::<LeaseError>() {
+                    // A scheduler runs on this lake: queue the run for it, as Airflow does.
+                    Some(LeaseError::Held(holder)) => {
+                        let (start, end) = dag.schedule.data_interval(t);
+                        let run = DagRun {
+                            dag_id: dag.dag_id.clone(),
+                            run_id: DagRun::run_id_for(RunType::Manual, t),
+                            run_type: RunType::Manual,
+                            logical_date: t,
+                            data_interval_start: start,
+                            data_interval_end: end,
+                            state: RunState::Queued,
+                            queued_at: Utc::now(),
+                            start_date: None,
+                            end_date: None,
+                            failed_tasks: Vec::new(),
+                        };
+                        runs.put_run(&run).await?;
+                        runs.enqueue(&QueuedRun {
+                            dag_id: dag.dag_id.clone(),
+                            logical_date: t,
+                        })
+                        .await?;
+                        if json {
+                            println!("{}", serde_json::to_string_pretty(&run)?);
+                        } else {
+                            println!(
+                                "{} {}: queued for the running scheduler (`lakepipe {}`, pid {} on {})",
+                                dag.dag_id,
+                                rfc3339_secs(t),
+                                holder.command,
+                                holder.pid,
+                                holder.host
+                            );
+                        }
+                        return Ok(());
+                    }
+                    _ => return Err(e),
+                },
+            };
+            let r = runner(
+                &store,
+                Arc::new(SystemClock),
+                params(config, gen_args, &[]),
+                true,
+                false,
+            );
             let res = r.run_dag(dag, t, RunType::Manual, Reprocess::None).await;
             lease.release().await;
             report_run(&res?, json)

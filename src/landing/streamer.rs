@@ -16,7 +16,7 @@ use super::{Error, Result};
 use crate::clock::{Clock, rfc3339_secs};
 use crate::progress::Progress;
 use crate::sources::LineFaults;
-use crate::store::{Store, WriteOutcome};
+use crate::store::{KeyIndex, Store, WriteOutcome};
 
 /// A run stops after this many failed uploads (the store is likely gone).
 const MAX_FAILURES: u64 = 10;
@@ -187,6 +187,8 @@ pub async fn run_range(
     store.preflight().await?;
     metrics.create_mode = store.create_mode().await?.as_str().to_string();
 
+    // Work goes in time order, so a few partitions per dataset (IoT: one per device) suffice.
+    let index = &KeyIndex::new(8 * opts.datasets.len().max(1));
     let limit = opts.count.unwrap_or(u64::MAX);
     let per_dataset = |d: &'static Dataset| {
         slots(d, from, to)
@@ -207,7 +209,9 @@ pub async fn run_range(
             let store = store.clone();
             async move {
                 let obj = d.render(&args, slot, i);
-                let res = store.put_new(&obj.key, obj.body.clone(), &obj.attrs).await;
+                let res = store
+                    .put_new_indexed(&obj.key, obj.body.clone(), &obj.attrs, index)
+                    .await;
                 (d, obj, res)
             }
         })

@@ -240,14 +240,23 @@ pub async fn live(
         };
         cursors.insert(d.dag_id.clone(), cursor);
     }
+    let mut stopping = false;
     while let Some(t) = next_tick(dags, &cursors) {
-        if t > clock.now() {
+        // Wait for the fire time, running manual runs queued by `dags trigger` meanwhile.
+        loop {
+            run_queued(runner, &mut summary).await?;
+            let now = clock.now();
+            stopping = stopping || *shutdown.borrow();
+            if now >= t || stopping {
+                break;
+            }
+            let wake = (now + chrono::Duration::seconds(QUEUE_POLL_S)).min(t);
             tokio::select! {
-                _ = clock.sleep_until(t) => {}
-                _ = shutdown.changed() => {}
+                _ = clock.sleep_until(wake) => {}
+                r = shutdown.changed() => stopping = r.is_err() || *shutdown.borrow(),
             }
         }
-        if *shutdown.borrow() {
+        if stopping {
             break;
         }
         run_tick(runner, dags, &mut cursors, t, &mut summary).await?;
@@ -256,6 +265,27 @@ pub async fn live(
     }
     summary.elapsed_s = began.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// How often a live scheduler looks for runs queued by `dags trigger`.
+const QUEUE_POLL_S: i64 = 2;
+
+/// Executes the manual runs that `dags trigger` queued while this scheduler held the lease.
+async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> anyhow::Result<()> {
+    for (key, q) in runner.runs().queued().await? {
+        match super::dag::dag_by_id(&q.dag_id) {
+            Some(dag) => {
+                tracing::info!(dag = %q.dag_id, logical_date = %crate::clock::rfc3339_secs(q.logical_date), "running a triggered run");
+                let run = runner
+                    .run_dag(dag, q.logical_date, RunType::Manual, Reprocess::None)
+                    .await?;
+                summary.add(&run, true);
+            }
+            None => tracing::warn!(dag = %q.dag_id, "dropping a queued run of an unknown DAG"),
+        }
+        runner.runs().dequeue(&key).await?;
+    }
+    Ok(())
 }
 
 /// Lists runs with optional filters, newest logical date first.

@@ -14,6 +14,18 @@ use crate::store::{ObjectAttrs, Store};
 /// Prefix of all run records.
 pub const RUNS_PREFIX: &str = "_lakepipe/runs";
 
+/// Prefix of manual runs waiting for the scheduler that holds the lease.
+pub const QUEUE_PREFIX: &str = "_lakepipe/queue";
+
+/// A manual run waiting for the running scheduler: `_lakepipe/queue/<dag_id>__<date>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedRun {
+    /// The DAG.
+    pub dag_id: String,
+    /// The logical date of the queued run.
+    pub logical_date: DateTime<Utc>,
+}
+
 /// State of a DAG run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -404,6 +416,43 @@ impl RunStore {
             })
             .try_buffered(16)
             .boxed()
+    }
+
+    /// Queues a manual run for the scheduler that holds the lease.
+    pub async fn enqueue(&self, q: &QueuedRun) -> anyhow::Result<()> {
+        let key = format!(
+            "{QUEUE_PREFIX}/{}__{}.json",
+            q.dag_id,
+            compact(q.logical_date)
+        );
+        self.put_json(&key, q).await
+    }
+
+    /// Queued manual runs with their keys (delete a key with [`RunStore::dequeue`]).
+    pub async fn queued(&self) -> anyhow::Result<Vec<(String, QueuedRun)>> {
+        let metas: Vec<_> = self
+            .store
+            .list(&format!("{QUEUE_PREFIX}/"))
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            let key = m.location.to_string();
+            match self.get_json::<QueuedRun>(&key).await {
+                Ok(Some(q)) => out.push((key, q)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("dropping an unreadable queue entry: {e:#}");
+                    self.dequeue(&key).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a queue entry.
+    pub async fn dequeue(&self, key: &str) -> anyhow::Result<()> {
+        Ok(self.store.delete(key).await?)
     }
 
     /// Task instances of one run, in the DAG's task order where known.

@@ -321,7 +321,7 @@ fn kill_9_midway_then_rerun_gives_the_same_objects_as_an_uninterrupted_run() {
 }
 
 #[test]
-fn a_second_scheduler_on_the_same_lake_is_refused() {
+fn a_second_scheduler_is_refused_and_a_trigger_is_queued_for_the_running_one() {
     let t = TestCommand::new();
     let mut up = t
         .command(&["--lake", "lake", "up"])
@@ -357,8 +357,38 @@ fn a_second_scheduler_on_the_same_lake_is_refused() {
         "dags",
         "trigger",
         "2-api_logs_realtime_ingest",
+        "--logical-date",
+        "2026-02-01T00:05:00Z",
     ]);
-    trigger.assert_exit_code(1);
+    // A trigger is not refused: it is queued for the running scheduler, which runs it.
+    trigger.assert_exit_code(0);
+    assert!(
+        trigger
+            .stdout()
+            .contains("queued for the running scheduler (`lakepipe up`"),
+        "{}",
+        trigger.stdout()
+    );
+    let run_json = t
+        .lake()
+        .join("_lakepipe/runs/2-api_logs_realtime_ingest/20260201T000500Z/run.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&run_json).unwrap()).unwrap();
+        if run["state"] == "success" {
+            assert_eq!(run["run_type"], "manual");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued run never ran: {run}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        t.lake()
+            .join("realtime/api_logs/date=2026-02-01/hour=00/api_logs_20260201T000000Z.jsonl")
+            .exists()
+    );
+    assert!(files_under(&t.lake().join("_lakepipe/queue")).is_empty());
 
     // SIGTERM: up finishes in-flight work, releases the lease and exits 0.
     std::process::Command::new("kill")
@@ -374,18 +404,22 @@ fn a_second_scheduler_on_the_same_lake_is_refused() {
         counts.contains_key("2-api_logs_realtime_ingest"),
         "{counts:?}"
     );
-    t.run(&[
+    // With the lease released, another scheduler may start; the triggered run is not repeated.
+    let after = t.run(&[
         "--lake",
         "lake",
+        "--json",
         "simulate",
         "--from",
         DAY_FROM,
         "--to",
-        "2026-02-01T00:05:00Z",
+        "2026-02-01T00:10:00Z",
         "--dag",
         "2-api_logs_realtime_ingest",
-    ])
-    .assert_exit_code(0);
+    ]);
+    after.assert_exit_code(0);
+    assert_eq!(after.json()["executed"], 1);
+    assert_eq!(after.json()["already_done"], 1);
 }
 
 #[test]
