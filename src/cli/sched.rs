@@ -324,14 +324,20 @@ pub(super) async fn live_scheduler(
         false,
     );
     let dags: Vec<&'static Dag> = all_dags().iter().collect();
+    let mut reported = 0;
+    let mut on_run = |s: &DriveSummary| {
+        tracing::info!("scheduler: {}", s.line());
+        for f in s.failures.iter().skip(reported) {
+            tracing::warn!("run failed: {f} (`lakepipe logs` shows why)");
+        }
+        reported = s.failures.len();
+    };
     driver::live(
         &r,
         &dags,
         config.config.scheduler.catchup,
         shutdown,
-        &mut |s| {
-            tracing::info!("scheduler: {}", s.line());
-        },
+        &mut on_run,
     )
     .await
 }
