@@ -307,3 +307,102 @@ pub async fn list_runs(
     });
     Ok(runs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{Clock, SimClock, parse_utc};
+    use crate::config::Config;
+    use crate::scheduler::{Registry, RunParams, RunStore, dag_by_id};
+    use crate::store::Store;
+
+    async fn runner(dir: &std::path::Path, at: &str) -> (Runner, Arc<SimClock>) {
+        let cfg = Config {
+            lake: dir.display().to_string(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        let store = Store::open(&cfg).await.unwrap();
+        let clock = Arc::new(SimClock::new(parse_utc(at).unwrap()));
+        let params = RunParams {
+            seed: 1,
+            scale: 0.01,
+            ..RunParams::default()
+        };
+        let r = Runner::new(
+            RunStore::new(store, true),
+            Arc::new(Registry::standard()),
+            clock.clone(),
+            params,
+            false,
+        );
+        (r, clock)
+    }
+
+    /// Runs live mode on the simulated clock until `stop_after` runs were executed.
+    async fn live_until(r: &Runner, catchup: bool, stop_after: u64) -> Vec<String> {
+        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
+        let (tx, rx) = watch::channel(false);
+        let mut on_run = |s: &DriveSummary| {
+            if s.executed >= stop_after {
+                let _ = tx.send(true);
+            }
+        };
+        live(r, &[dag], catchup, rx, &mut on_run).await.unwrap();
+        let mut dates: Vec<String> = list_runs(r, Some(&dag.dag_id), None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|run| crate::clock::rfc3339_secs(run.logical_date))
+            .collect();
+        dates.sort();
+        dates
+    }
+
+    #[tokio::test]
+    async fn live_start_catches_up_every_missed_fire_time_with_catchup() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = runner(dir.path(), "2026-02-01T00:05:00Z").await;
+        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
+        r.run_dag(
+            dag,
+            parse_utc("2026-02-01T00:05:00Z").unwrap(),
+            RunType::Scheduled,
+            Reprocess::None,
+        )
+        .await
+        .unwrap();
+        // The scheduler was down from 00:05 to 00:32.
+        let (r, clock) = runner(dir.path(), "2026-02-01T00:32:00Z").await;
+        let dates = live_until(&r, true, 5).await;
+        let expect: Vec<String> = (1..=6)
+            .map(|i| format!("2026-02-01T00:{:02}:00Z", i * 5))
+            .collect();
+        assert_eq!(
+            dates, expect,
+            "00:05 kept, 00:10 … 00:30 caught up in order"
+        );
+        assert!(clock.now() >= parse_utc("2026-02-01T00:30:00Z").unwrap());
+    }
+
+    #[tokio::test]
+    async fn live_start_without_catchup_runs_only_the_latest_fire_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = runner(dir.path(), "2026-02-01T00:05:00Z").await;
+        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
+        r.run_dag(
+            dag,
+            parse_utc("2026-02-01T00:05:00Z").unwrap(),
+            RunType::Scheduled,
+            Reprocess::None,
+        )
+        .await
+        .unwrap();
+        let (r, _) = runner(dir.path(), "2026-02-01T00:32:00Z").await;
+        let dates = live_until(&r, false, 1).await;
+        assert_eq!(dates, ["2026-02-01T00:05:00Z", "2026-02-01T00:30:00Z"]);
+    }
+}
