@@ -207,17 +207,28 @@ async fn scheduling(
     g: &GenArgs,
     command: &str,
 ) -> anyhow::Result<(Lease, Runner)> {
+    let r = wall_clock_runner(config, g, true, false).await?;
+    let lease = take_lease(config, r.runs().store(), command).await?;
+    Ok((lease, r))
+}
+
+/// Opens and checks the lake and builds a runner on the wall clock; `record = false` for
+/// `dags test`, `echo` prints task logs to stderr.
+async fn wall_clock_runner(
+    config: &ValidatedConfig,
+    g: &GenArgs,
+    record: bool,
+    echo: bool,
+) -> anyhow::Result<Runner> {
     let store = open_store(config).await?;
     store.preflight().await?;
-    let lease = take_lease(config, &store, command).await?;
-    let r = runner(
+    Ok(runner(
         &store,
         Arc::new(SystemClock),
         params(config, g, &[]),
-        true,
-        false,
-    );
-    Ok((lease, r))
+        record,
+        echo,
+    ))
 }
 
 /// Takes the scheduler lease of the lake, or fails with who holds it.
@@ -477,15 +488,7 @@ pub(super) async fn dags(
             gen_args,
         } => {
             let dag = find_dag(dag)?;
-            let store = open_store(config).await?;
-            store.preflight().await?;
-            let r = runner(
-                &store,
-                Arc::new(SystemClock),
-                params(config, gen_args, &[]),
-                false,
-                true,
-            );
+            let r = wall_clock_runner(config, gen_args, false, true).await?;
             let run = r
                 .run_dag(dag, *logical_date, RunType::Manual, Reprocess::All)
                 .await?;
@@ -646,15 +649,7 @@ pub(super) async fn tasks(
     let dag = find_dag(dag)?;
     let t = crate::clock::parse_utc(logical_date)
         .map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?;
-    let store = open_store(config).await?;
-    store.preflight().await?;
-    let r = runner(
-        &store,
-        Arc::new(SystemClock),
-        params(config, gen_args, &[]),
-        true,
-        true,
-    );
+    let r = wall_clock_runner(config, gen_args, true, true).await?;
     let ti = r.run_single_task(dag, task, t).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&ti)?);

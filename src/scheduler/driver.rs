@@ -342,6 +342,18 @@ mod tests {
         (r, clock)
     }
 
+    /// A lake whose api_logs ingest DAG last ran at 00:05.
+    async fn seeded() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = runner(dir.path(), "2026-02-01T00:05:00Z").await;
+        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
+        let t = parse_utc("2026-02-01T00:05:00Z").unwrap();
+        r.run_dag(dag, t, RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        dir
+    }
+
     /// Runs live mode on the simulated clock until `stop_after` runs were executed.
     async fn live_until(r: &Runner, catchup: bool, stop_after: u64) -> Vec<String> {
         let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
@@ -364,17 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn live_start_catches_up_every_missed_fire_time_with_catchup() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, _) = runner(dir.path(), "2026-02-01T00:05:00Z").await;
-        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
-        r.run_dag(
-            dag,
-            parse_utc("2026-02-01T00:05:00Z").unwrap(),
-            RunType::Scheduled,
-            Reprocess::None,
-        )
-        .await
-        .unwrap();
+        let dir = seeded().await;
         // The scheduler was down from 00:05 to 00:32.
         let (r, clock) = runner(dir.path(), "2026-02-01T00:32:00Z").await;
         let dates = live_until(&r, true, 5).await;
@@ -390,17 +392,7 @@ mod tests {
 
     #[tokio::test]
     async fn live_start_without_catchup_runs_only_the_latest_fire_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, _) = runner(dir.path(), "2026-02-01T00:05:00Z").await;
-        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
-        r.run_dag(
-            dag,
-            parse_utc("2026-02-01T00:05:00Z").unwrap(),
-            RunType::Scheduled,
-            Reprocess::None,
-        )
-        .await
-        .unwrap();
+        let dir = seeded().await;
         let (r, _) = runner(dir.path(), "2026-02-01T00:32:00Z").await;
         let dates = live_until(&r, false, 1).await;
         assert_eq!(dates, ["2026-02-01T00:05:00Z", "2026-02-01T00:30:00Z"]);
