@@ -313,7 +313,7 @@ pub(super) async fn simulate(
     };
     let result = tokio::select! {
         r = driver::simulate(&r, &sim, &dags, a.from, a.to, &mut on_run) => r,
-        _ = lost.wait_for(|l| *l) => Err(anyhow::anyhow!("lost the scheduler lease to another process; stopped")),
+        Ok(_) = lost.wait_for(|l| *l) => Err(anyhow::anyhow!("lost the scheduler lease to another process; stopped")),
     };
     progress.finish();
     lease.release().await;
@@ -398,20 +398,8 @@ pub(super) async fn dags(
                 Err(e) => match e.downcast_ref::<LeaseError>() {
                     // A scheduler runs on this lake: queue the run for it, as Airflow does.
                     Some(LeaseError::Held(holder)) => {
-                        let (start, end) = dag.schedule.data_interval(t);
-                        let run = DagRun {
-                            dag_id: dag.dag_id.clone(),
-                            run_id: DagRun::run_id_for(RunType::Manual, t),
-                            run_type: RunType::Manual,
-                            logical_date: t,
-                            data_interval_start: start,
-                            data_interval_end: end,
-                            state: RunState::Queued,
-                            queued_at: Utc::now(),
-                            start_date: None,
-                            end_date: None,
-                            failed_tasks: Vec::new(),
-                        };
+                        let run =
+                            DagRun::new(dag, t, RunType::Manual, RunState::Queued, Utc::now());
                         runs.put_run(&run).await?;
                         runs.enqueue(&QueuedRun {
                             dag_id: dag.dag_id.clone(),
@@ -685,14 +673,7 @@ pub(super) async fn runs(
         find_dag(d)?;
     }
     let store = open_store(config).await?;
-    let r = runner(
-        &store,
-        Arc::new(SystemClock),
-        RunParams::default(),
-        true,
-        false,
-    );
-    let runs = driver::list_runs(&r, dag.as_deref(), *state).await?;
+    let runs = driver::list_runs(&RunStore::new(store, true), dag.as_deref(), *state).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(());

@@ -186,14 +186,6 @@ impl Dag {
         self.tasks.iter().find(|t| t.task_id == task_id)
     }
 
-    /// Tasks that list `task_id` as an upstream.
-    pub fn downstream_of(&self, task_id: &str) -> Vec<&TaskSpec> {
-        self.tasks
-            .iter()
-            .filter(|t| t.upstream.iter().any(|u| u == task_id))
-            .collect()
-    }
-
     /// `task_id` and everything downstream of it, transitively.
     pub fn with_downstream(&self, task_id: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::from([task_id.to_string()]);

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::dag::Dag;
 use super::runner::{Reprocess, Runner};
-use super::state::{DagRun, RunState, RunType};
+use super::state::{DagRun, RunState, RunStore, RunType};
 
 /// Counts of what a drive did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -117,14 +117,11 @@ async fn run_tick(
         cursors.insert(d.dag_id.clone(), t);
     }
     for (_, group) in groups {
-        let results = futures::future::join_all(group.iter().map(|d| async move {
-            let before = runner.runs().get_run(&d.dag_id, t).await?;
-            let run = runner
-                .run_dag(d, t, RunType::Scheduled, Reprocess::None)
-                .await?;
-            let executed = before.as_ref() != Some(&run);
-            anyhow::Ok((run, executed))
-        }))
+        let results = futures::future::join_all(
+            group
+                .iter()
+                .map(|d| runner.run_dag_counted(d, t, RunType::Scheduled, Reprocess::None)),
+        )
         .await;
         for r in results {
             let (run, executed) = r?;
@@ -182,9 +179,10 @@ pub async fn backfill(
     let mut summary = DriveSummary::default();
     let start = from - chrono::Duration::milliseconds(1);
     for t in dag.schedule.fires_between(start, to) {
-        let before = runner.runs().get_run(&dag.dag_id, t).await?;
-        let run = runner.run_dag(dag, t, RunType::Backfill, reprocess).await?;
-        summary.add(&run, before.as_ref() != Some(&run));
+        let (run, executed) = runner
+            .run_dag_counted(dag, t, RunType::Backfill, reprocess)
+            .await?;
+        summary.add(&run, executed);
         summary.elapsed_s = began.elapsed().as_secs_f64();
         on_run(&summary);
     }
@@ -290,12 +288,11 @@ async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> anyhow::Resu
 
 /// Lists runs with optional filters, newest logical date first.
 pub async fn list_runs(
-    runner: &Runner,
+    runs: &RunStore,
     dag: Option<&str>,
     state: Option<RunState>,
 ) -> anyhow::Result<Vec<DagRun>> {
-    let mut runs: Vec<DagRun> = runner
-        .runs()
+    let mut runs: Vec<DagRun> = runs
         .runs(dag)
         .try_filter(|r| futures::future::ready(state.is_none_or(|s| r.state == s)))
         .try_collect()
@@ -364,7 +361,7 @@ mod tests {
             }
         };
         live(r, &[dag], catchup, rx, &mut on_run).await.unwrap();
-        let mut dates: Vec<String> = list_runs(r, Some(&dag.dag_id), None)
+        let mut dates: Vec<String> = list_runs(r.runs(), Some(&dag.dag_id), None)
             .await
             .unwrap()
             .iter()

@@ -180,24 +180,32 @@ impl Lease {
         }
     }
 
-    /// Who holds the lease (us).
-    pub fn info(&self) -> &LeaseInfo {
-        &self.info
-    }
-
     /// A receiver that turns `true` if the lease is lost.
     pub fn lost(&self) -> watch::Receiver<bool> {
         self.lost.clone()
     }
 
-    /// Stops renewing and deletes the lease object if it is still ours.
+    /// Stops renewing and deletes the lease object if it is still ours. If the lake cannot be
+    /// reached, the lease is left to expire and a warning says so.
     pub async fn release(self) {
+        // The heartbeat may already have ended (lease lost): nothing to stop then.
         let _ = self.stop.send(true);
-        let _ = self.heartbeat.await;
-        if let Ok(Some(b)) = self.store.get_opt(LEASE_KEY).await
-            && serde_json::from_slice::<LeaseInfo>(&b).is_ok_and(|h| h.owner == self.info.owner)
-        {
-            let _ = self.store.delete(LEASE_KEY).await;
+        if let Err(e) = self.heartbeat.await {
+            tracing::warn!("the lease heartbeat ended abnormally: {e}");
+        }
+        let ours = match self.store.get_opt(LEASE_KEY).await {
+            Ok(b) => b
+                .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
+                .is_some_and(|h| h.owner == self.info.owner),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the scheduler lease to release it (it expires on its own): {e}"
+                );
+                false
+            }
+        };
+        if ours && let Err(e) = self.store.delete(LEASE_KEY).await {
+            tracing::warn!("cannot release the scheduler lease (it expires on its own): {e}");
         }
     }
 }
@@ -222,14 +230,6 @@ async fn renew(
     let body = Bytes::from(serde_json::to_vec_pretty(&*info).expect("lease serialises"));
     store.put(LEASE_KEY, body, &Default::default()).await?;
     Ok(true)
-}
-
-/// Reads the lease without taking it (for `runs list`, the UI, error messages).
-pub async fn current(store: &Store) -> Result<Option<LeaseInfo>, crate::store::Error> {
-    Ok(store
-        .get_opt(LEASE_KEY)
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 #[cfg(test)]

@@ -74,29 +74,32 @@ impl Runner {
         run_type: RunType,
         reprocess: Reprocess,
     ) -> anyhow::Result<DagRun> {
+        Ok(self
+            .run_dag_counted(dag, logical_date, run_type, reprocess)
+            .await?
+            .0)
+    }
+
+    /// [`Runner::run_dag`], also saying whether the run was executed now (`false`: it was
+    /// already finished and left alone).
+    pub async fn run_dag_counted(
+        &self,
+        dag: &Dag,
+        logical_date: DateTime<Utc>,
+        run_type: RunType,
+        reprocess: Reprocess,
+    ) -> anyhow::Result<(DagRun, bool)> {
         let existing = self.runs.get_run(&dag.dag_id, logical_date).await?;
-        if let Some(run) = &existing
-            && run.state.is_finished()
-            && (reprocess == Reprocess::None
-                || (reprocess == Reprocess::Failed && run.state == RunState::Success))
-        {
-            return Ok(run.clone());
+        if let Some(run) = existing.as_ref().filter(|run| {
+            run.state.is_finished()
+                && (reprocess == Reprocess::None
+                    || (reprocess == Reprocess::Failed && run.state == RunState::Success))
+        }) {
+            return Ok((run.clone(), false));
         }
-        let (start, end) = dag.schedule.data_interval(logical_date);
         let now = self.clock.now();
-        let mut run = existing.unwrap_or_else(|| DagRun {
-            dag_id: dag.dag_id.clone(),
-            run_id: DagRun::run_id_for(run_type, logical_date),
-            run_type,
-            logical_date,
-            data_interval_start: start,
-            data_interval_end: end,
-            state: RunState::Queued,
-            queued_at: now,
-            start_date: None,
-            end_date: None,
-            failed_tasks: Vec::new(),
-        });
+        let mut run = existing
+            .unwrap_or_else(|| DagRun::new(dag, logical_date, run_type, RunState::Queued, now));
         run.state = RunState::Running;
         run.start_date = Some(now);
         run.end_date = None;
@@ -192,7 +195,7 @@ impl Runner {
         };
         run.end_date = Some(self.clock.now());
         self.runs.put_run(&run).await?;
-        Ok(run)
+        Ok((run, true))
     }
 
     /// Runs one task of a run with its retries; records every attempt and its log.
@@ -206,7 +209,10 @@ impl Runner {
         loop {
             let retryable = self.attempt(run, spec, &mut ti, upstream.clone()).await?;
             match ti.state {
-                TaskState::Success => return Ok(ti),
+                TaskState::Success => {
+                    self.runs.put_ti(&ti).await?;
+                    return Ok(ti);
+                }
                 _ if retryable && ti.try_number() < ti.max_tries => {
                     let key = format!(
                         "{}:{}:{}",
@@ -230,8 +236,9 @@ impl Runner {
         }
     }
 
-    /// One attempt: records it as running, executes the body under the timeout, records the
-    /// outcome and the log. Returns whether a failure may be retried.
+    /// One attempt: records it as running, executes the body under the timeout, writes the
+    /// log and sets the outcome on `ti`, which the caller records once it has decided what
+    /// follows (success, up_for_retry or failed). Returns whether a failure may be retried.
     async fn attempt(
         &self,
         run: &DagRun,
@@ -307,9 +314,6 @@ impl Runner {
                 ctx.log.text(),
             )
             .await?;
-        if ti.state == TaskState::Success {
-            self.runs.put_ti(ti).await?;
-        }
         Ok(retryable)
     }
 
@@ -353,23 +357,10 @@ impl Runner {
                 dag.dag_id
             )
         })?;
-        let (start, end) = dag.schedule.data_interval(logical_date);
         let now = self.clock.now();
         let mut run = match self.runs.get_run(&dag.dag_id, logical_date).await? {
             Some(r) => r,
-            None => DagRun {
-                dag_id: dag.dag_id.clone(),
-                run_id: DagRun::run_id_for(RunType::External, logical_date),
-                run_type: RunType::External,
-                logical_date,
-                data_interval_start: start,
-                data_interval_end: end,
-                state: RunState::Running,
-                queued_at: now,
-                start_date: Some(now),
-                end_date: None,
-                failed_tasks: Vec::new(),
-            },
+            None => DagRun::new(dag, logical_date, RunType::External, RunState::Running, now),
         };
         let mut upstream = BTreeMap::new();
         for u in &spec.upstream {
@@ -398,9 +389,7 @@ impl Runner {
             });
         ti.max_tries = ti.max_tries.max(ti.try_number() + 1);
         self.attempt(&run, spec, &mut ti, upstream).await?;
-        if ti.state != TaskState::Success {
-            self.runs.put_ti(&ti).await?;
-        }
+        self.runs.put_ti(&ti).await?;
         // The run's state follows its task instances.
         let mut states = Vec::new();
         for t in &dag.tasks {

@@ -169,6 +169,30 @@ pub struct DagRun {
 }
 
 impl DagRun {
+    /// A new run record of `dag` at `logical_date`, created at `now` in `state`.
+    pub fn new(
+        dag: &super::Dag,
+        logical_date: DateTime<Utc>,
+        run_type: RunType,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> DagRun {
+        let (start, end) = dag.schedule.data_interval(logical_date);
+        DagRun {
+            dag_id: dag.dag_id.clone(),
+            run_id: DagRun::run_id_for(run_type, logical_date),
+            run_type,
+            logical_date,
+            data_interval_start: start,
+            data_interval_end: end,
+            state,
+            queued_at: now,
+            start_date: (state == RunState::Running).then_some(now),
+            end_date: None,
+            failed_tasks: Vec::new(),
+        }
+    }
+
     /// Builds the run ID from type and logical date.
     pub fn run_id_for(run_type: RunType, logical_date: DateTime<Utc>) -> String {
         format!(
@@ -256,6 +280,11 @@ pub struct RunStore {
     record: bool,
 }
 
+/// Parses a state object, naming it if it is corrupt.
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> anyhow::Result<T> {
+    serde_json::from_slice(body).map_err(|e| anyhow::anyhow!("corrupt state object {key}: {e}"))
+}
+
 fn json_attrs() -> ObjectAttrs {
     ObjectAttrs {
         content_type: Some("application/json".into()),
@@ -274,20 +303,13 @@ impl RunStore {
         &self.store
     }
 
-    /// Whether writes are recorded.
-    pub fn records(&self) -> bool {
-        self.record
-    }
-
     async fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &str) -> anyhow::Result<Option<T>> {
         if !self.record {
             return Ok(None);
         }
         match self.store.get_opt(key).await? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("corrupt state object {key}: {e}")),
+            Some(b) => decode(key, &b).map(Some),
         }
     }
 
@@ -410,8 +432,7 @@ impl RunStore {
                         .get_opt(&key)
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("{key} vanished while listing"))?;
-                    serde_json::from_slice::<DagRun>(&body)
-                        .map_err(|e| anyhow::anyhow!("corrupt state object {key}: {e}"))
+                    decode::<DagRun>(&key, &body)
                 }
             })
             .try_buffered(16)
@@ -453,23 +474,5 @@ impl RunStore {
     /// Removes a queue entry.
     pub async fn dequeue(&self, key: &str) -> anyhow::Result<()> {
         Ok(self.store.delete(key).await?)
-    }
-
-    /// Task instances of one run, in the DAG's task order where known.
-    pub async fn task_instances(
-        &self,
-        dag_id: &str,
-        logical_date: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<TaskInstance>> {
-        let prefix = format!("{}/tasks/", run_dir(dag_id, logical_date));
-        let metas: Vec<_> = self.store.list(&prefix).try_collect().await?;
-        let mut out = Vec::with_capacity(metas.len());
-        for m in metas {
-            let key = m.location.to_string();
-            if let Some(ti) = self.get_json::<TaskInstance>(&key).await? {
-                out.push(ti);
-            }
-        }
-        Ok(out)
     }
 }
