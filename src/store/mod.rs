@@ -5,7 +5,9 @@
 //! content types and user metadata on S3, and makes landing writes exactly-once
 //! ([`Store::put_new`]). AWS credentials, endpoints and checks live in `s3`.
 
+pub mod bootstrap;
 mod config;
+pub mod oplog;
 mod retry;
 mod s3;
 
@@ -209,6 +211,74 @@ impl Store {
         }
     }
 
+    /// Does the folder `prefix` exist: a directory on disk, a folder marker (`prefix/`) on S3?
+    pub async fn folder_exists(&self, prefix: &str) -> Result<bool> {
+        match &*self.backend {
+            Backend::Local { root } => Ok(root.join(prefix).is_dir()),
+            Backend::S3 { bucket, conn } => {
+                let key = self.marker_key(prefix);
+                match conn
+                    .client()
+                    .head_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(Error::Request {
+                        op: "HEAD",
+                        key,
+                        message: s3::source_chain(&e),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Creates the folder `prefix`: a directory on disk, a zero-byte `prefix/` marker on S3 (how
+    /// consoles show folders; listings and the catalog skip markers).
+    pub async fn create_folder(&self, prefix: &str) -> Result<()> {
+        match &*self.backend {
+            Backend::Local { root } => {
+                let path = root.join(prefix);
+                std::fs::create_dir_all(&path).map_err(|source| Error::LocalDir {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+            Backend::S3 { bucket, conn } => {
+                let key = self.marker_key(prefix);
+                let _p = self.permit().await;
+                conn.client()
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .content_type("application/x-directory")
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b""))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| Error::Request {
+                        op: "PUT",
+                        key,
+                        message: s3::source_chain(&e),
+                    })
+            }
+        }
+    }
+
+    /// The bucket key of the folder marker of `prefix` (lake prefix included).
+    fn marker_key(&self, prefix: &str) -> String {
+        match &self.url {
+            LakeUrl::S3 { prefix: lake, .. } if !lake.is_empty() => format!("{lake}/{prefix}/"),
+            _ => format!("{prefix}/"),
+        }
+    }
+
     /// The underlying object store (for engines such as deltalake and DataFusion).
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.inner)
@@ -264,7 +334,11 @@ impl Store {
                 if self.is_local() {
                     return Ok(CreateMode::Conditional);
                 }
-                let mode = self.probe_conditional_put().await?;
+                let recorded = bootstrap::Capabilities::load(self).await?;
+                let mode = match recorded {
+                    Some(c) => c.create_mode(),
+                    None => self.probe_conditional_put().await?,
+                };
                 if mode == CreateMode::CheckThenPut {
                     tracing::warn!(
                         lake = %self.url,
@@ -282,7 +356,7 @@ impl Store {
 
     /// Writes an object twice with `If-None-Match: *`: a store that accepts the second write
     /// ignores the header.
-    async fn probe_conditional_put(&self) -> Result<CreateMode> {
+    pub(crate) async fn probe_conditional_put(&self) -> Result<CreateMode> {
         let nonce = format!(
             "{}-{}",
             std::process::id(),
@@ -533,14 +607,33 @@ impl Store {
         let shown = prefix.to_string();
         self.inner
             .list(Some(&p))
-            .map(move |r| {
-                r.map_err(|e| Error::Request {
-                    op: "LIST",
-                    key: shown.clone(),
-                    message: describe(&e),
-                })
-            })
+            .map(move |r| r.map_err(|e| list_error(&shown, e)))
             .boxed()
+    }
+
+    /// Lists the objects under `prefix` whose keys sort after `offset` (S3 `start-after`), page
+    /// by page: how incremental walks skip what they have seen.
+    pub fn list_after(&self, prefix: &str, offset: &str) -> BoxStream<'static, Result<ObjectMeta>> {
+        let p = Path::from(prefix);
+        let shown = prefix.to_string();
+        self.inner
+            .list_with_offset(Some(&p), &Path::from(offset))
+            .map(move |r| r.map_err(|e| list_error(&shown, e)))
+            .boxed()
+    }
+
+    /// One level of a listing: the sub-folders (full keys, no trailing `/`) and the objects
+    /// directly under `prefix`.
+    pub async fn list_dir(&self, prefix: &str) -> Result<(Vec<String>, Vec<ObjectMeta>)> {
+        let p = Path::from(prefix);
+        let _p = self.permit().await;
+        let res = self
+            .inner
+            .list_with_delimiter(Some(&p))
+            .await
+            .map_err(|e| list_error(prefix, e))?;
+        let dirs = res.common_prefixes.iter().map(|d| d.to_string()).collect();
+        Ok((dirs, res.objects))
     }
 }
 
@@ -602,6 +695,14 @@ impl KeyIndex {
             })
             .await?;
         Ok(keys.contains(key))
+    }
+}
+
+fn list_error(prefix: &str, e: object_store::Error) -> Error {
+    Error::Request {
+        op: "LIST",
+        key: prefix.to_string(),
+        message: describe(&e),
     }
 }
 

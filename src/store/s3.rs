@@ -97,7 +97,7 @@ impl S3Connection {
     }
 }
 
-fn classify_head_bucket<R: std::fmt::Debug>(
+pub(super) fn classify_head_bucket<R: std::fmt::Debug>(
     bucket: &str,
     endpoint: &str,
     err: SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError, R>,
