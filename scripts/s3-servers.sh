@@ -14,6 +14,8 @@ ensure_venv() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
     cp "$req" "$stamp"
 }
+# The venv's Python, for tests that check lakepipe's output with independent tools.
+export LAKEPIPE_TEST_PYTHON="$VENV/bin/python"
 
 # Apache Airflow 3 in its own venv (its pins must not fight moto's): the export test runs the
 # exported DAGs in it. Exports LAKEPIPE_TEST_AIRFLOW (the venv's bin directory).

@@ -1,7 +1,9 @@
 //! Command line: the subcommands, global flags, and the dispatch from a parsed [`Args`] to
 //! the library. Errors are turned into messages here (anyhow); exit codes are set in `main`.
-//! The scheduler's commands (simulate, dags, tasks, runs, logs, airflow) live in `sched`.
+//! The scheduler's commands (simulate, dags, tasks, runs, logs, airflow) live in `sched`;
+//! lake administration (bootstrap, catalog, query) in `admin`.
 
+mod admin;
 mod sched;
 
 use std::path::PathBuf;
@@ -69,6 +71,14 @@ pub enum Command {
     /// Export the DAGs as Airflow 3 DAG files
     #[command(subcommand)]
     Airflow(sched::AirflowCommand),
+    /// Create the bucket if missing and apply encryption, versioning, lifecycle, public-access
+    /// block, TLS-only policy and tags; record the store's capabilities
+    Bootstrap(admin::BootstrapArgs),
+    /// Catalog of the lake: partition verification, metadata, Athena DDL
+    #[command(subcommand)]
+    Catalog(admin::CatalogCommand),
+    /// Run SQL over the lake's tables
+    Query(admin::QueryArgs),
     /// Show the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -174,6 +184,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Runs(c) => sched::runs(&config, c, args.json).await,
         Command::Logs(l) => sched::logs(&config, l).await,
         Command::Airflow(c) => sched::airflow(&config, c),
+        Command::Bootstrap(b) => admin::bootstrap(&config, b, args.json).await,
+        Command::Catalog(c) => admin::catalog(&config, c, args.json).await,
+        Command::Query(q) => admin::query(&config, q).await,
     }
 }
 

@@ -2,8 +2,10 @@
 //! data intervals, task instances with retries, back-off and timeouts (`runner`), time-ordered
 //! driving for live mode, catch-up, `simulate` and backfill (`driver`), all state and task logs
 //! in the lake (`state`), a lease so only one scheduler writes a lake (`lease`), and the
-//! registry where layers plug in task bodies (`task`).
+//! registry where layers plug in task bodies (`task`); the bodies of the bootstrap and catalog
+//! DAGs live in `admin`.
 
+pub mod admin;
 pub mod airflow;
 pub mod dag;
 pub mod driver;

@@ -2,6 +2,8 @@
 //! that `scripts/test` starts (moto and Garage).
 
 mod airflow;
+mod bootstrap;
+mod catalog;
 mod cli;
 mod landing;
 mod s3;

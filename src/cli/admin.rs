@@ -1,0 +1,190 @@
+//! Lake administration commands: `bootstrap`, `catalog refresh` and `query`. Each prints a
+//! human summary (or JSON with `--json`) and fails with one clear line.
+
+use std::io::Write as _;
+
+use chrono::Utc;
+
+use super::open_store;
+use crate::catalog::{self, query::OutputFormat};
+use crate::config::ValidatedConfig;
+use crate::store::bootstrap;
+use crate::store::oplog::OpLog;
+
+/// `lakepipe bootstrap`.
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    /// Print the plan (read-only requests) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Settings the server does not support are errors (exit 1)
+    #[arg(long)]
+    pub strict: bool,
+    /// Default encryption SSE-KMS with this key (ARN, ID or alias) instead of SSE-S3
+    #[arg(long, value_name = "ARN")]
+    pub kms_key: Option<String>,
+}
+
+/// `lakepipe catalog …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CatalogCommand {
+    /// Verify partitions, write partition metadata, Athena DDL and the operation log
+    Refresh(RefreshArgs),
+}
+
+/// `lakepipe catalog refresh`.
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    /// List every partition again instead of continuing from the last refresh
+    #[arg(long)]
+    pub full: bool,
+    /// S3 location the Athena DDL points at [default: the lake, if on S3]
+    #[arg(long, value_name = "S3_URL", value_parser = parse_s3_url)]
+    pub athena_location: Option<String>,
+}
+
+/// `lakepipe query`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// The SQL statement
+    pub sql: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+fn parse_s3_url(s: &str) -> Result<String, String> {
+    match crate::store::LakeUrl::parse(s)? {
+        crate::store::LakeUrl::S3 { .. } => Ok(s.trim_end_matches('/').to_string()),
+        _ => Err(format!("`{s}` is not an s3://bucket[/prefix] URL")),
+    }
+}
+
+pub(super) async fn bootstrap(
+    config: &ValidatedConfig,
+    a: &BootstrapArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let log = OpLog::new("bootstrap", Utc::now());
+    let opts = bootstrap::Options {
+        dry_run: a.dry_run,
+        strict: a.strict,
+        kms_key: a.kms_key.clone(),
+    };
+    let report = bootstrap::run(&store, &opts, &log).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    if !a.dry_run {
+        log.publish(&store).await?;
+    }
+    let errors = report.errors(a.strict);
+    if !errors.is_empty() {
+        let names: Vec<&str> = errors.iter().map(|r| r.setting.as_str()).collect();
+        anyhow::bail!(
+            "bootstrap of {} incomplete: {} {}",
+            store.url(),
+            names.join(", "),
+            if a.strict {
+                "failed or unsupported (--strict)"
+            } else {
+                "failed"
+            }
+        );
+    }
+    let unsupported = report
+        .rows
+        .iter()
+        .filter(|r| r.result == bootstrap::Outcome::Unsupported)
+        .count();
+    if unsupported > 0 {
+        tracing::warn!(
+            "{unsupported} settings are not supported by this server (see the table; --strict makes this an error)"
+        );
+    }
+    eprintln!(
+        "{}",
+        match (a.dry_run, report.converged()) {
+            (true, true) => "dry run: nothing to change",
+            (true, false) => "dry run: nothing was changed; run without --dry-run to apply",
+            (false, true) => "bucket already bootstrapped: nothing changed",
+            (false, false) => "bootstrap complete",
+        }
+    );
+    Ok(())
+}
+
+pub(super) async fn catalog(
+    config: &ValidatedConfig,
+    c: &CatalogCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let CatalogCommand::Refresh(a) = c;
+    let store = open_store(config).await?;
+    store.preflight().await?;
+    let log = OpLog::new("catalog", Utc::now());
+    let opts = catalog::Options {
+        full: a.full,
+        athena_location: a.athena_location.clone(),
+    };
+    let summary = match catalog::refresh(&store, &opts, &log).await {
+        Ok(s) => s,
+        Err(e) => {
+            log.event(
+                crate::store::oplog::Level::Error,
+                "refresh.failed",
+                &[("error", e.to_string())],
+            );
+            let _ = log.publish(&store).await;
+            return Err(e.into());
+        }
+    };
+    let log_key = log.publish(&store).await?;
+    if json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["log_key"] = log_key.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:>10} {:>12} {:>14} {:>10} {:>10}",
+        "dataset", "partitions", "objects", "bytes", "listed", "anomalies"
+    );
+    for d in &summary.datasets {
+        println!(
+            "{:<32} {:>10} {:>12} {:>14} {:>10} {:>10}",
+            d.dataset,
+            d.partitions,
+            d.total_objects,
+            d.total_bytes,
+            d.listed_partitions.len(),
+            d.anomalies
+        );
+    }
+    println!(
+        "{} refresh: wrote {}, {} DDL files under {}/, log {log_key}",
+        summary.mode,
+        summary.metadata_key,
+        summary.ddl_keys.len(),
+        catalog::athena::PREFIX
+    );
+    if summary.anomalies > 0 {
+        tracing::warn!(
+            "{} anomalies (keys that do not match their dataset's layout): see `anomalies` in {}",
+            summary.anomalies,
+            summary.metadata_key
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn query(config: &ValidatedConfig, q: &QueryArgs) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    catalog::query::run(&store, &q.sql, q.format, &mut out).await?;
+    out.flush()?;
+    Ok(())
+}
