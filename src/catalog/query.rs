@@ -1,7 +1,8 @@
 //! SQL over the lake (`lakepipe query`): a DataFusion session reading through the lake's own
 //! object store, with the landing datasets registered as partitioned external tables
 //! (`text_files`, `csv_files`, `iot_data`; partition columns as strings, so
-//! `WHERE day = '01'` prunes folders). Results stream out as CSV or JSON lines; the table
+//! `WHERE day = '01'` prunes folders), and every Delta table of the Lambda layers under its
+//! layer name (`bronze_api_logs`, `silver_iot_sensors`, …). Results stream out as CSV or JSON lines; the table
 //! format collects them to size its columns.
 
 use std::io::Write;
@@ -73,6 +74,19 @@ pub async fn context(store: &Store) -> Result<(SessionContext, Vec<String>), Dat
             .with_schema(Arc::new(Schema::new(ds.columns.clone())));
         ctx.register_table(ds.name.as_str(), Arc::new(ListingTable::try_new(cfg)?))?;
         names.push(ds.name.clone());
+    }
+    // Every Delta table of the Lambda layers, under its layer name (`bronze_api_logs`).
+    let tables = super::athena::delta_tables(store)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    for t in tables {
+        let Some(table) = store.delta_table(&t.path).await? else {
+            continue;
+        };
+        table.update_datafusion_session(&ctx.state())?;
+        let provider = table.table_provider().await?;
+        ctx.register_table(t.name.as_str(), provider)?;
+        names.push(t.name);
     }
     Ok((ctx, names))
 }

@@ -146,6 +146,7 @@ impl Registry {
     pub fn standard() -> Registry {
         let mut r = Registry::default();
         crate::layers::speed::register(&mut r);
+        crate::layers::batch::register(&mut r);
         super::admin::register(&mut r);
         r
     }

@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 mod config;
+mod delta;
 pub mod oplog;
 mod retry;
 mod s3;
@@ -196,6 +197,14 @@ impl Store {
     /// The lake location.
     pub fn url(&self) -> &LakeUrl {
         &self.url
+    }
+
+    /// The directory of a local lake.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        match &*self.backend {
+            Backend::Local { root } => Some(root),
+            Backend::S3 { .. } => None,
+        }
     }
 
     /// True for a local-directory lake.

@@ -2,6 +2,7 @@
 //! that `scripts/test` starts (moto and Garage).
 
 mod airflow;
+mod batch;
 mod bootstrap;
 mod catalog;
 mod cli;

@@ -1,0 +1,32 @@
+//! The batch layer: the bodies of `3-batch_etl_all_streams`, on Delta Lake tables under
+//! `batch/`. A run at D 02:00 UTC consumes the speed-layer files no earlier run consumed
+//! (`lineage`) and appends them to `batch/bronze/<stream>` (`bronze`), exactly once per run.
+//! Silver, quarantine, gold and compaction come next (their tasks still report "not available
+//! yet").
+
+pub mod bronze;
+pub mod lineage;
+
+use std::sync::Arc;
+
+use crate::scheduler::Registry;
+use crate::sources::stream::all_streams;
+
+/// The batch DAG.
+pub const DAG_ID: &str = "3-batch_etl_all_streams";
+
+/// Lake path of the `layer` table of `name` (`batch/bronze/api_logs`).
+pub fn table_path(layer: &str, name: &str) -> String {
+    format!("batch/{layer}/{name}")
+}
+
+/// Registers the task bodies this layer provides.
+pub fn register(r: &mut Registry) {
+    for spec in all_streams() {
+        r.register(
+            DAG_ID,
+            &format!("bronze_{}", spec.name),
+            Arc::new(bronze::Bronze { spec }),
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! The batch layer's bronze stage on a local lake: every landed line exactly once, lineage
+//! across batch runs (late stragglers go to the next run), idempotent re-runs, and an
+//! independent Delta reader (the `deltalake` Python package) that agrees with `lakepipe query`.
+
+use crate::util::{TestCommand, files_under};
+
+const BATCH: &str = "3-batch_etl_all_streams";
+
+fn lines_landed(t: &TestCommand, stream: &str) -> u64 {
+    let root = t.lake().join("realtime").join(stream);
+    files_under(&root)
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(root.join(f))
+                .unwrap()
+                .lines()
+                .count() as u64
+        })
+        .sum()
+}
+
+fn query_u64(t: &TestCommand, sql: &str) -> u64 {
+    let lake = t.lake();
+    let r = t.run(&[
+        "--lake",
+        lake.to_str().unwrap(),
+        "query",
+        sql,
+        "--format",
+        "csv",
+    ]);
+    r.assert_exit_code(0);
+    let out = r.stdout();
+    out.lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{out}"))
+        .parse()
+        .unwrap()
+}
+
+fn bronze(t: &TestCommand, stream: &str, run: &str) -> serde_json::Value {
+    let lake = t.lake();
+    let r = t.run(&[
+        "--lake",
+        lake.to_str().unwrap(),
+        "--json",
+        "tasks",
+        "run",
+        BATCH,
+        &format!("bronze_{stream}"),
+        "--logical-date",
+        run,
+    ]);
+    r.assert_exit_code(0);
+    r.json()["output"].clone()
+}
+
+fn ingest(t: &TestCommand, stream: &str, from: &str, to: &str) {
+    let lake = t.lake();
+    t.run(&[
+        "--lake",
+        lake.to_str().unwrap(),
+        "dags",
+        "backfill",
+        &format!("2-{stream}_realtime_ingest"),
+        "--from",
+        from,
+        "--to",
+        to,
+        "--scale",
+        "0.1",
+        "--fault-rate",
+        "0.05",
+    ])
+    .assert_exit_code(0);
+}
+
+#[test]
+fn bronze_takes_every_landed_line_exactly_once_across_batch_runs() {
+    let t = TestCommand::new();
+    let stream = "api_logs";
+    ingest(&t, stream, "2026-02-01T00:05:00Z", "2026-02-02T02:00:00Z");
+    let landed_day1 = lines_landed(&t, stream);
+
+    let out = bronze(&t, stream, "2026-02-02T02:00:00Z");
+    assert_eq!(out["state"], "committed");
+    assert_eq!(out["rows"], landed_day1);
+    // Late events re-open earlier dates; the closed day is among the dates touched.
+    let dates: Vec<&str> = out["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        dates.contains(&"2026-02-01") && dates.len() > 2,
+        "{dates:?}"
+    );
+    let log = t.lake().join("batch/bronze/api_logs/_delta_log");
+    let versions = files_under(&log).len();
+
+    // A re-run of the same batch run writes nothing.
+    let again = bronze(&t, stream, "2026-02-02T02:00:00Z");
+    assert_eq!(again["state"], "already_committed");
+    assert_eq!(files_under(&log).len(), versions);
+    assert_eq!(
+        query_u64(&t, "SELECT count(*) FROM bronze_api_logs"),
+        landed_day1
+    );
+
+    // The next day's run takes only what no earlier run consumed.
+    ingest(&t, stream, "2026-02-02T02:05:00Z", "2026-02-03T02:00:00Z");
+    let landed_total = lines_landed(&t, stream);
+    let out = bronze(&t, stream, "2026-02-03T02:00:00Z");
+    assert_eq!(out["rows"], landed_total - landed_day1);
+    assert_eq!(
+        query_u64(&t, "SELECT count(*) FROM bronze_api_logs"),
+        landed_total
+    );
+    assert_eq!(
+        query_u64(
+            &t,
+            "SELECT count(*) FROM (SELECT DISTINCT _source_key, _line FROM bronze_api_logs)"
+        ),
+        landed_total,
+        "a landed line appears twice"
+    );
+    // Lineage: each file belongs to exactly one batch run.
+    assert_eq!(
+        query_u64(
+            &t,
+            "SELECT count(*) FROM (SELECT _source_key FROM bronze_api_logs GROUP BY _source_key HAVING count(DISTINCT _batch_run) > 1)"
+        ),
+        0
+    );
+
+    // An independent Delta reader sees the same table.
+    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake")
+    });
+    let script = r#"
+import os, sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1])
+print(t.to_pyarrow_table().num_rows, ",".join(t.metadata().partition_columns), flush=True)
+os._exit(0)  # pyarrow's threads can abort interpreter teardown
+"#;
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            script,
+            t.lake().join("batch/bronze/api_logs").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{landed_total} date")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bronze_commits_delta_tables_on_moto_and_garage() {
+    for var in ["LAKEPIPE_TEST_MOTO", "LAKEPIPE_TEST_GARAGE"] {
+        let server = crate::util::s3_server(var);
+        let bucket = server.new_bucket("bronze").await;
+        let lake = format!("s3://{bucket}/lp");
+        let s = server.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let t = s.apply(TestCommand::new());
+            let run = |args: &[&str]| {
+                let mut a = vec!["--lake", lake.as_str()];
+                a.extend_from_slice(args);
+                t.run(&a)
+            };
+            run(&[
+                "dags",
+                "backfill",
+                "2-api_logs_realtime_ingest",
+                "--from",
+                "2026-02-01T00:05:00Z",
+                "--to",
+                "2026-02-01T02:00:00Z",
+                "--scale",
+                "0.1",
+            ])
+            .assert_exit_code(0);
+            let task = [
+                "--json",
+                "tasks",
+                "run",
+                BATCH,
+                "bronze_api_logs",
+                "--logical-date",
+                "2026-02-01T02:00:00Z",
+            ];
+            let first = run(&task);
+            first.assert_exit_code(0);
+            let again = run(&task);
+            again.assert_exit_code(0);
+            let q = run(&[
+                "query",
+                "SELECT count(*) AS n FROM bronze_api_logs",
+                "--format",
+                "csv",
+            ]);
+            q.assert_exit_code(0);
+            (
+                first.json()["output"].clone(),
+                again.json()["output"].clone(),
+                q.stdout(),
+            )
+        })
+        .await
+        .unwrap();
+        let (first, again, count) = out;
+        // 24 runs of 100 events (scale 0.1), no faults.
+        assert_eq!(first["rows"], 2400, "{var}: {first}");
+        assert_eq!(again["state"], "already_committed", "{var}");
+        assert_eq!(count.trim(), "n\n2400", "{var}");
+        let log = server
+            .keys(&bucket, "lp/batch/bronze/api_logs/_delta_log/")
+            .await;
+        assert_eq!(log.len(), 2, "{var}: create + one append: {log:?}");
+    }
+}
