@@ -1,11 +1,13 @@
 //! The batch layer: the bodies of `3-batch_etl_all_streams`, on Delta Lake tables under
 //! `batch/`. A run at D 02:00 UTC consumes the speed-layer files no earlier run consumed
-//! (`lineage`) and appends them to `batch/bronze/<stream>` (`bronze`), exactly once per run.
-//! Silver, quarantine, gold and compaction come next (their tasks still report "not available
-//! yet").
+//! (`lineage`) and appends them to `batch/bronze/<stream>` (`bronze`), exactly once per run;
+//! `silver` recomputes `batch/silver/<stream>` and `batch/quarantine/<stream>` for the event
+//! dates those files touch. Gold and compaction come next (their tasks still report "not
+//! available yet").
 
 pub mod bronze;
 pub mod lineage;
+pub mod silver;
 
 use std::sync::Arc;
 
@@ -27,6 +29,11 @@ pub fn register(r: &mut Registry) {
             DAG_ID,
             &format!("bronze_{}", spec.name),
             Arc::new(bronze::Bronze { spec }),
+        );
+        r.register(
+            DAG_ID,
+            &format!("silver_{}", spec.name),
+            Arc::new(silver::Silver { spec }),
         );
     }
 }
