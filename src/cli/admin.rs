@@ -1,4 +1,5 @@
-//! Lake administration commands: `bootstrap`, `catalog refresh` and `query`. Each prints a
+//! Lake administration commands: `bootstrap`, `catalog refresh`, `query`, `compact` and
+//! `vacuum`. Each prints a
 //! human summary (or JSON with `--json`) and fails with one clear line.
 
 use std::io::Write as _;
@@ -51,6 +52,100 @@ pub struct QueryArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+}
+
+/// `lakepipe compact`.
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// Only this table (query name, e.g. silver_api_logs) [default: every Delta table]
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+/// `lakepipe vacuum`.
+#[derive(Debug, clap::Args)]
+pub struct VacuumArgs {
+    /// Keep unreferenced files younger than this many hours (Delta's default is 168; less
+    /// breaks time travel and readers of older versions)
+    #[arg(long, default_value_t = 168)]
+    pub retain: u64,
+    /// Only this table (query name) [default: every Delta table]
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+/// The Delta tables named by `only` (all if `None`); an unknown name is an error.
+async fn tables(
+    store: &crate::store::Store,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<catalog::athena::DeltaTable>> {
+    let all = catalog::athena::delta_tables(store).await?;
+    match only {
+        None => Ok(all),
+        Some(name) => {
+            let found: Vec<_> = all.iter().filter(|t| t.name == name).cloned().collect();
+            if found.is_empty() {
+                let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+                anyhow::bail!(
+                    "no Delta table `{name}` in the lake (tables: {})",
+                    names.join(", ")
+                );
+            }
+            Ok(found)
+        }
+    }
+}
+
+pub(super) async fn compact(
+    config: &ValidatedConfig,
+    a: &CompactArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let mut out = serde_json::Map::new();
+    for t in tables(&store, a.table.as_deref()).await? {
+        if let Some(c) = crate::layers::batch::compact::compact_table(&store, &t.path, None).await?
+        {
+            if !json {
+                println!(
+                    "{:<40} {:>5} files merged into {:>3} ({} partitions)",
+                    t.name, c.files_removed, c.files_added, c.partitions
+                );
+            }
+            out.insert(t.name, serde_json::to_value(c)?);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+pub(super) async fn vacuum(
+    config: &ValidatedConfig,
+    a: &VacuumArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    if a.retain < 168 {
+        tracing::warn!(
+            "retaining only {} h: readers of versions older than that will fail",
+            a.retain
+        );
+    }
+    let retain = std::time::Duration::from_secs(a.retain * 3600);
+    let mut out = serde_json::Map::new();
+    for t in tables(&store, a.table.as_deref()).await? {
+        let n = crate::layers::batch::compact::vacuum_table(&store, &t.path, retain).await?;
+        if !json {
+            println!("{:<40} {n:>5} files deleted", t.name);
+        }
+        out.insert(t.name, n.into());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
 }
 
 fn parse_s3_url(s: &str) -> Result<String, String> {

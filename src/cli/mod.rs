@@ -79,6 +79,10 @@ pub enum Command {
     Catalog(admin::CatalogCommand),
     /// Run SQL over the lake's tables
     Query(admin::QueryArgs),
+    /// Compact small files of the Delta tables (Delta optimize)
+    Compact(admin::CompactArgs),
+    /// Delete files the Delta tables no longer reference
+    Vacuum(admin::VacuumArgs),
     /// Show the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -187,6 +191,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Bootstrap(b) => admin::bootstrap(&config, b, args.json).await,
         Command::Catalog(c) => admin::catalog(&config, c, args.json).await,
         Command::Query(q) => admin::query(&config, q).await,
+        Command::Compact(c) => admin::compact(&config, c, args.json).await,
+        Command::Vacuum(v) => admin::vacuum(&config, v, args.json).await,
     }
 }
 

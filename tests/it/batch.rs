@@ -367,3 +367,300 @@ fn silver_and_quarantine_account_for_every_bronze_row_per_date() {
     assert_eq!(by_date(&t, "silver_api_logs"), s);
     assert_eq!(by_date(&t, "quarantine_api_logs"), q);
 }
+
+fn json_rows(t: &TestCommand, sql: &str) -> Vec<serde_json::Value> {
+    let lake = t.lake();
+    let r = t.run(&[
+        "--lake",
+        lake.to_str().unwrap(),
+        "query",
+        sql,
+        "--format",
+        "json",
+    ]);
+    r.assert_exit_code(0);
+    r.stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Rows of two engines agree: same keys, numbers within 1e-6 (relative).
+fn assert_same_rows(what: &str, ours: &[serde_json::Value], theirs: &[serde_json::Value]) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: row counts differ");
+    assert!(!ours.is_empty(), "{what}: no rows");
+    for (a, b) in ours.iter().zip(theirs) {
+        for (k, bv) in b.as_object().unwrap() {
+            let av = &a[k];
+            match (av.as_f64(), bv.as_f64()) {
+                (Some(x), Some(y)) => assert!(
+                    (x - y).abs() <= 1e-6 * y.abs().max(1.0),
+                    "{what}: {k} {x} != {y} in\n{a}\n{b}"
+                ),
+                _ => assert_eq!(av, bv, "{what}: {k} in\n{a}\n{b}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn gold_facts_equal_duckdb_recomputed_from_the_raw_files() {
+    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs duckdb")
+    });
+    let t = TestCommand::new();
+    let lake = t.lake();
+    let run = "2026-02-02T02:00:00Z";
+    let streams = [
+        "api_logs",
+        "ecommerce_clickstream",
+        "financial_transactions",
+    ];
+    for s in streams {
+        let r = t.run(&[
+            "--lake",
+            lake.to_str().unwrap(),
+            "dags",
+            "backfill",
+            &format!("2-{s}_realtime_ingest"),
+            "--from",
+            "2026-02-01T00:05:00Z",
+            "--to",
+            run,
+            "--scale",
+            "0.1",
+        ]);
+        r.assert_exit_code(0);
+    }
+    let task = |id: &str| {
+        t.run(&[
+            "--lake",
+            lake.to_str().unwrap(),
+            "tasks",
+            "run",
+            BATCH,
+            id,
+            "--logical-date",
+            run,
+        ])
+        .assert_exit_code(0);
+    };
+    for s in streams {
+        task(&format!("bronze_{s}"));
+        task(&format!("silver_{s}"));
+    }
+    for f in [
+        "fact_api_hourly",
+        "fact_ecommerce_revenue",
+        "fact_fraud_summary",
+    ] {
+        task(&format!("gold_{f}"));
+    }
+    // The same formulas, by DuckDB, over the raw JSON lines of the closed day.
+    let script = r#"
+import json, os, sys
+import duckdb
+lake = sys.argv[1]
+def raw(stream):
+    return f"read_json('{lake}/realtime/{stream}/date=2026-02-01/*/*.jsonl', format='newline_delimited')"
+queries = {
+ "api": f"""SELECT hour(CAST(event_time AS TIMESTAMP)) AS hour, endpoint, count(*) AS total_requests,
+            quantile_cont(response_time_ms, 0.95) AS p95_response_time,
+            sum(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END) AS error_count,
+            100.0 * sum(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END) / count(*) AS error_rate,
+            sum(CASE WHEN response_time_ms > 1000 THEN 1 ELSE 0 END) AS slow_requests,
+            sum(bytes_sent) AS total_bytes_sent, count(DISTINCT api_key_id) AS unique_api_keys
+          FROM {raw('api_logs')} GROUP BY ALL ORDER BY hour, endpoint""",
+ "revenue": f"""SELECT product_category, count(*) AS total_orders, sum(price * quantity) AS total_revenue,
+            count(DISTINCT user_id) AS unique_customers, sum(quantity) AS units
+          FROM {raw('ecommerce_clickstream')} WHERE event_type = 'checkout_complete'
+          GROUP BY ALL ORDER BY product_category""",
+ "fraud": f"""SELECT CASE WHEN risk_score < 0.3 THEN 'low' WHEN risk_score < 0.7 THEN 'medium' ELSE 'high' END AS risk_level,
+            count(*) AS transaction_count, sum(CASE WHEN fraud_flag THEN 1 ELSE 0 END) AS flagged_count,
+            sum(CASE WHEN status = 'declined' THEN 1 ELSE 0 END) AS declined_count, sum(amount) AS total_amount,
+            avg(risk_score) AS avg_risk_score
+          FROM {raw('financial_transactions')} GROUP BY ALL ORDER BY risk_level""",
+}
+out = {}
+for name, q in queries.items():
+    rel = duckdb.sql(q)
+    cols = rel.columns
+    out[name] = [dict(zip(cols, [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in row])) for row in rel.fetchall()]
+print(json.dumps(out), flush=True)
+os._exit(0)
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, lake.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = "WHERE date = '2026-02-01'";
+    let ours = json_rows(
+        &t,
+        &format!(
+            "SELECT CAST(hour AS DOUBLE) AS hour, endpoint, CAST(total_requests AS DOUBLE) AS total_requests, p95_response_time, CAST(error_count AS DOUBLE) AS error_count, error_rate, CAST(slow_requests AS DOUBLE) AS slow_requests, CAST(total_bytes_sent AS DOUBLE) AS total_bytes_sent, CAST(unique_api_keys AS DOUBLE) AS unique_api_keys FROM gold_fact_api_hourly {d} ORDER BY hour, endpoint"
+        ),
+    );
+    assert_same_rows("fact_api_hourly", &ours, duck["api"].as_array().unwrap());
+    let ours = json_rows(
+        &t,
+        &format!(
+            "SELECT product_category, CAST(total_orders AS DOUBLE) AS total_orders, total_revenue, CAST(unique_customers AS DOUBLE) AS unique_customers, CAST(units AS DOUBLE) AS units FROM gold_fact_ecommerce_revenue {d} ORDER BY product_category"
+        ),
+    );
+    assert_same_rows(
+        "fact_ecommerce_revenue",
+        &ours,
+        duck["revenue"].as_array().unwrap(),
+    );
+    let ours = json_rows(
+        &t,
+        &format!(
+            "SELECT risk_level, CAST(transaction_count AS DOUBLE) AS transaction_count, CAST(flagged_count AS DOUBLE) AS flagged_count, CAST(declined_count AS DOUBLE) AS declined_count, total_amount, avg_risk_score FROM gold_fact_fraud_summary {d} ORDER BY risk_level"
+        ),
+    );
+    assert_same_rows(
+        "fact_fraud_summary",
+        &ours,
+        duck["fraud"].as_array().unwrap(),
+    );
+}
+
+/// Per event date, lines landed by ingest runs up to `until` and, of those, exact repeats of
+/// an earlier line (the duplicate fault), from the raw files.
+fn raw_counts_by_date(
+    t: &TestCommand,
+    stream: &str,
+    until: &str,
+) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let root = t.lake().join("realtime").join(stream);
+    let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = std::collections::BTreeMap::new();
+    for f in files_under(&root) {
+        let name = f.rsplit('/').next().unwrap();
+        let stamp = &name[stream.len() + 1..stream.len() + 17];
+        let start = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").unwrap();
+        if start.and_utc() + chrono::Duration::minutes(5) > until {
+            continue;
+        }
+        let date = f
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_start_matches("date=")
+            .to_string();
+        for line in std::fs::read_to_string(root.join(&f)).unwrap().lines() {
+            let e: &mut (u64, u64) = out.entry(date.clone()).or_default();
+            e.0 += 1;
+            if !seen.insert(line.to_string()) {
+                e.1 += 1;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_changes_nothing() {
+    let t = TestCommand::new();
+    let lake = t.lake();
+    let l = lake.to_str().unwrap();
+    let r = t.run(&[
+        "--lake",
+        l,
+        "simulate",
+        "--from",
+        "2026-02-01T00:00:00Z",
+        "--to",
+        "2026-02-03T03:00:00Z",
+        "--scale",
+        "0.05",
+        "--fault-rate",
+        "0.03",
+    ]);
+    // The serving layer is not built yet: its runs fail; the three batch runs must succeed.
+    let runs = t.run(&["--lake", l, "--json", "runs", "list", "--dag", BATCH]);
+    runs.assert_exit_code(0);
+    let runs = runs.json();
+    let states: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["success"; 3], "{}\n{}", r.stderr(), runs);
+
+    let tables = |stream: &str| {
+        (
+            by_date(&t, &format!("bronze_{stream}")),
+            by_date(&t, &format!("silver_{stream}")),
+            by_date(&t, &format!("quarantine_{stream}")),
+        )
+    };
+    let mut before = Vec::new();
+    for stream in [
+        "iot_sensors",
+        "api_logs",
+        "social_media",
+        "ecommerce_clickstream",
+        "financial_transactions",
+    ] {
+        let raw = raw_counts_by_date(&t, stream, "2026-02-03T02:00:00Z");
+        let (b, s, q) = tables(stream);
+        let raw_lines: std::collections::BTreeMap<String, u64> =
+            raw.iter().map(|(d, (n, _))| (d.clone(), *n)).collect();
+        assert_eq!(
+            b, raw_lines,
+            "{stream}: bronze holds exactly the consumed lines"
+        );
+        for (date, (n, dups)) in &raw {
+            let (s, q) = (
+                s.get(date).copied().unwrap_or(0),
+                q.get(date).copied().unwrap_or(0),
+            );
+            assert_eq!(
+                *n,
+                s + q + dups,
+                "{stream} {date}: {n} != silver {s} + quarantine {q} + duplicates {dups}"
+            );
+        }
+        before.push((s, q));
+    }
+    let gold_before = by_date(&t, "gold_fact_api_hourly");
+
+    // Re-running the second batch run changes nothing.
+    t.run(&[
+        "--lake",
+        l,
+        "dags",
+        "backfill",
+        BATCH,
+        "--from",
+        "2026-02-03T02:00:00Z",
+        "--to",
+        "2026-02-03T02:00:00Z",
+        "--reprocess",
+        "all",
+    ])
+    .assert_exit_code(0);
+    for (i, stream) in [
+        "iot_sensors",
+        "api_logs",
+        "social_media",
+        "ecommerce_clickstream",
+        "financial_transactions",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (_, s, q) = tables(stream);
+        assert_eq!((s, q), before[i], "{stream} changed on re-run");
+    }
+    assert_eq!(by_date(&t, "gold_fact_api_hourly"), gold_before);
+}

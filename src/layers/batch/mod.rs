@@ -2,10 +2,12 @@
 //! `batch/`. A run at D 02:00 UTC consumes the speed-layer files no earlier run consumed
 //! (`lineage`) and appends them to `batch/bronze/<stream>` (`bronze`), exactly once per run;
 //! `silver` recomputes `batch/silver/<stream>` and `batch/quarantine/<stream>` for the event
-//! dates those files touch. Gold and compaction come next (their tasks still report "not
-//! available yet").
+//! dates those files touch; `gold` recomputes the seven facts for those dates; `compact`
+//! optimizes the partitions the run rewrote.
 
 pub mod bronze;
+pub mod compact;
+pub mod gold;
 pub mod lineage;
 pub mod silver;
 
@@ -36,4 +38,12 @@ pub fn register(r: &mut Registry) {
             Arc::new(silver::Silver { spec }),
         );
     }
+    for fact in gold::FACTS {
+        r.register(
+            DAG_ID,
+            &format!("gold_{}", fact.name),
+            Arc::new(gold::Gold { fact }),
+        );
+    }
+    r.register(DAG_ID, "compact", Arc::new(compact::Compact));
 }

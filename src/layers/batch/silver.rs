@@ -648,7 +648,8 @@ pub fn session() -> Result<SessionContext, DataFusionError> {
     Ok(DeltaSessionContext::with_runtime_env(runtime).into_inner())
 }
 
-fn in_dates(dates: &[String]) -> String {
+/// SQL predicate `date IN (…)`.
+pub fn in_dates(dates: &[String]) -> String {
     let list: Vec<String> = dates.iter().map(|d| format!("'{d}'")).collect();
     format!("date IN ({})", list.join(", "))
 }
