@@ -361,6 +361,12 @@ fn silver_and_quarantine_account_for_every_bronze_row_per_date() {
         ),
         0
     );
+    // The manifest now tells the serving layer that silver holds these files.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lake.join("_lakepipe/lineage/api_logs/20260202T020000Z.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["silver_committed"], true);
     // Re-running recomputes the same dates to the same rows.
     let again = silver();
     assert_eq!(again["silver"], out["silver"]);

@@ -95,8 +95,8 @@ fn delta_fields() -> Vec<StructField> {
         .collect()
 }
 
-/// The rows of one landed file.
-fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Result<RecordBatch> {
+/// The rows of one landed file, with lineage (`batch_run` empty when read by the serving layer).
+pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Result<RecordBatch> {
     let text = String::from_utf8_lossy(body);
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len();

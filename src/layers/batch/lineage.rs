@@ -48,6 +48,10 @@ pub struct Manifest {
     pub batch_run: String,
     /// Files, by key.
     pub files: Vec<ConsumedFile>,
+    /// Whether silver holds these files' rows (set by `silver_<stream>`): until then the
+    /// serving layer reads them from the speed layer.
+    #[serde(default)]
+    pub silver_committed: bool,
 }
 
 impl Manifest {
@@ -88,24 +92,60 @@ pub async fn plan(
         tracing::warn!("unreadable lineage manifest for {stream} at {run}; planning again");
     }
     let window_start = run - Duration::days(LOOKBACK_DAYS);
-    // Files consumed by the earlier runs of the window.
-    let mut consumed: HashSet<String> = HashSet::new();
+    let consumed: HashSet<String> = manifests(store, stream, window_start, run)
+        .await?
+        .into_iter()
+        .filter(|m| m.batch_run != rfc3339_secs(run))
+        .flat_map(|m| m.files.into_iter().map(|f| f.key))
+        .collect();
+    let files = landed(store, stream, window_start, run)
+        .await?
+        .into_iter()
+        .filter(|f| !consumed.contains(&f.key))
+        .collect();
+    Ok(Manifest {
+        stream: stream.to_string(),
+        batch_run: rfc3339_secs(run),
+        files,
+        silver_committed: false,
+    })
+}
+
+/// The manifests of the batch runs in [`from`, `until`].
+pub async fn manifests(
+    store: &Store,
+    stream: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> crate::store::Result<Vec<Manifest>> {
     let folder = format!("{PREFIX}/{stream}");
-    let mut manifests = store.list_after(&folder, &format!("{folder}/{}", compact(window_start)));
-    let mine = manifest_key(stream, run);
-    while let Some(meta) = manifests.next().await {
+    let mut listing = store.list_after(&folder, &format!("{folder}/{}", compact(from)));
+    let last = manifest_key(stream, until);
+    let mut out = Vec::new();
+    while let Some(meta) = listing.next().await {
         let key = meta?.location.to_string();
-        if key >= mine {
+        if key > last {
             continue;
         }
         if let Some(b) = store.get_opt(&key).await?
             && let Ok(m) = serde_json::from_slice::<Manifest>(&b)
         {
-            consumed.extend(m.files.into_iter().map(|f| f.key));
+            out.push(m);
         }
     }
+    Ok(out)
+}
+
+/// Speed-layer files of `stream` landed by ingest runs up to `until`, in event-date
+/// partitions from `from`'s date on, by key.
+pub async fn landed(
+    store: &Store,
+    stream: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> crate::store::Result<Vec<ConsumedFile>> {
     let root = format!("{SPEED_PREFIX}/{stream}");
-    let offset = format!("{root}/date={}", window_start.format("%Y-%m-%d"));
+    let offset = format!("{root}/date={}", from.format("%Y-%m-%d"));
     let mut listing = store.list_after(&root, &offset);
     let mut files = Vec::new();
     while let Some(meta) = listing.next().await {
@@ -117,7 +157,7 @@ pub async fn plan(
         let Some(landed_by) = ingest_run_of(stream, name) else {
             continue; // not a speed-layer file (the catalog reports it)
         };
-        if landed_by > run || consumed.contains(&key) {
+        if landed_by > until {
             continue;
         }
         let Some(date) = key
@@ -135,11 +175,7 @@ pub async fn plan(
         });
     }
     files.sort();
-    Ok(Manifest {
-        stream: stream.to_string(),
-        batch_run: rfc3339_secs(run),
-        files,
-    })
+    Ok(files)
 }
 
 /// Records a manifest (after the data it describes is committed).

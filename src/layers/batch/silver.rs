@@ -820,6 +820,10 @@ impl TaskBody for Silver {
                 counts.rows_in
             ));
         }
+        // The serving layer reads these files from silver from now on.
+        let mut manifest = manifest;
+        manifest.silver_committed = true;
+        lineage::record(store, ctx.logical_date, &manifest).await?;
         let late = counts
             .warnings
             .get("event_time_on_time")
