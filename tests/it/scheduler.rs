@@ -92,7 +92,7 @@ fn simulate_one_day_records_every_run_and_a_rerun_adds_nothing() {
         "logs",
         "4-serving_layer_merge",
         "2026-02-01T01:00:00Z",
-        "dashboards",
+        "unified_api_logs",
     ]);
     log.assert_exit_code(0);
     assert!(
