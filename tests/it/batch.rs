@@ -2,6 +2,8 @@
 //! across batch runs (late stragglers go to the next run), idempotent re-runs, and an
 //! independent Delta reader (the `deltalake` Python package) that agrees with `lakepipe query`.
 
+use std::collections::BTreeMap;
+
 use crate::util::{TestCommand, files_under};
 
 const BATCH: &str = "3-batch_etl_all_streams";
@@ -639,6 +641,40 @@ fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_cha
         before.push((s, q));
     }
     let gold_before = by_date(&t, "gold_fact_api_hourly");
+
+    // Every table, read by an independent Delta reader, has lakepipe's row count.
+    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake")
+    });
+    let script = r#"
+import glob, json, os, sys
+from deltalake import DeltaTable
+out = {}
+for log in sorted(glob.glob(sys.argv[1] + "/batch/*/*/_delta_log")):
+    path = os.path.dirname(log)
+    layer, name = path.split("/")[-2:]
+    out[f"{layer}_{name}"] = DeltaTable(path).to_pyarrow_table().num_rows
+print(json.dumps(out), flush=True)
+os._exit(0)
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, l])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: BTreeMap<String, u64> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(theirs.len(), 5 * 3 + 7, "{theirs:?}");
+    for (table, n) in &theirs {
+        assert_eq!(
+            query_u64(&t, &format!("SELECT count(*) FROM {table}")),
+            *n,
+            "{table}"
+        );
+    }
 
     // Re-running the second batch run changes nothing.
     t.run(&[
