@@ -285,14 +285,7 @@ async fn refresh_dataset(
             for o in objects {
                 let key = o.location.to_string();
                 if key != ds.prefix {
-                    stray.push(anomaly(
-                        ds,
-                        &key,
-                        format!(
-                            "outside the partition layout (expected {}/<file>)",
-                            ds.template()
-                        ),
-                    ));
+                    stray.push(anomaly(ds, &key, outside_layout(ds)));
                 }
             }
             for dir in dirs {
@@ -355,6 +348,14 @@ struct Walk {
     anomalies: Vec<Anomaly>,
 }
 
+/// Reason of a key that is not below a partition of `ds`.
+fn outside_layout(ds: &Dataset) -> String {
+    format!(
+        "outside the partition layout (expected {}/<file>)",
+        ds.template()
+    )
+}
+
 fn anomaly(ds: &Dataset, key: &str, reason: String) -> Anomaly {
     Anomaly {
         dataset: ds.name.clone(),
@@ -382,11 +383,11 @@ async fn walk_root(
             None => w.clone(),
         }
     });
-    let mut listing = match &from {
-        Some(p) => store.list_after(root, &format!("{root}/{p}")),
+    let offset_key = from.as_ref().map(|p| format!("{root}/{p}"));
+    let mut listing = match &offset_key {
+        Some(o) => store.list_after(root, o),
         None => store.list(root),
     };
-    let offset_key = from.as_ref().map(|p| format!("{root}/{p}"));
     // Forget what is about to be listed again.
     let redo = |part: &str| match &from {
         None => true,
@@ -417,10 +418,7 @@ async fn walk_root(
         let partition = ds.layout.parse(&segs[..n]).map(|_| segs[..n].join("/"));
         let Some(part) = partition else {
             let reason = if segs.len() <= depth {
-                format!(
-                    "outside the partition layout (expected {}/<file>)",
-                    ds.template()
-                )
+                outside_layout(ds)
             } else {
                 format!(
                     "partition `{}` does not match {}",

@@ -83,9 +83,7 @@ pub async fn context(store: &Store) -> Result<(SessionContext, Vec<String>), Dat
         let Some(table) = store.delta_table(&t.path).await? else {
             continue;
         };
-        table.update_datafusion_session(&ctx.state())?;
-        let provider = table.table_provider().await?;
-        ctx.register_table(t.name.as_str(), provider)?;
+        crate::store::register_delta(&ctx, &t.name, &table).await?;
         names.push(t.name);
     }
     Ok((ctx, names))

@@ -10,6 +10,8 @@
 
 use std::sync::{Arc, Once};
 
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::logstore::{
     LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
 };
@@ -105,4 +107,16 @@ impl Store {
         }
         self.table_builder(path)?.build()
     }
+}
+
+/// Makes `table` readable in `ctx` as `name`: registers its object store with the session and
+/// the table as a provider.
+pub async fn register_delta(
+    ctx: &SessionContext,
+    name: &str,
+    table: &DeltaTable,
+) -> Result<(), DataFusionError> {
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table(name, table.table_provider().await?)?;
+    Ok(())
 }

@@ -25,6 +25,7 @@ use object_store::{
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use config::{LakeUrl, StoreConfig, validate_bucket_name};
+pub use delta::register_delta;
 pub use retry::RetryConfig;
 pub use s3::{DEFAULT_REGION, S3Connection};
 

@@ -4,13 +4,9 @@
 //! system's first, then ours; rates are percentages; the p95 is exact with linear
 //! interpolation (`percentile_cont`).
 
-use std::sync::Arc;
-
-use deltalake::datafusion::prelude::SessionContext;
-use deltalake::protocol::SaveMode;
-
 use super::{lineage, silver};
 use crate::scheduler::{Fatal, TaskBody, TaskContext};
+use crate::store::register_delta;
 
 /// One gold fact: name, the stream whose silver table it reads, and its query over `silver`
 /// (already restricted to the affected dates).
@@ -153,8 +149,7 @@ impl TaskBody for Gold {
             ))
         })?;
         let df_ctx = silver::session()?;
-        silver.update_datafusion_session(&df_ctx.state())?;
-        df_ctx.register_table("silver_all", silver.table_provider().await?)?;
+        register_delta(&df_ctx, "silver_all", &silver).await?;
         df_ctx
             .sql(&format!(
                 "CREATE VIEW silver AS SELECT * FROM silver_all WHERE {}",
@@ -162,15 +157,7 @@ impl TaskBody for Gold {
             ))
             .await?;
         let plan = df_ctx.sql(f.sql).await?.into_unoptimized_plan();
-        let table = store.delta_table_or_new(&path).await?;
-        let table = table
-            .write(Vec::new())
-            .with_input_plan(plan)
-            .with_session_state(Arc::new(df_ctx.state()))
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(silver::in_dates(&dates))
-            .with_partition_columns(["date"])
-            .await?;
+        let table = super::replace_dates(store, &path, &df_ctx, plan, &dates).await?;
         let rows = silver::count_by_date(store, &path, &dates).await?;
         ctx.log.info(format!(
             "{path}: version {} with {} rows for {dates:?}",
@@ -179,14 +166,6 @@ impl TaskBody for Gold {
         ));
         Ok(serde_json::json!({ "fact": f.name, "dates": dates, "rows_by_date": rows }))
     }
-}
-
-/// Runs a fact's query over a `silver` table already registered in `ctx` (tests, tools).
-pub async fn evaluate(
-    ctx: &SessionContext,
-    fact: &Fact,
-) -> deltalake::datafusion::error::Result<Vec<deltalake::arrow::array::RecordBatch>> {
-    ctx.sql(fact.sql).await?.collect().await
 }
 
 #[cfg(test)]
@@ -198,6 +177,8 @@ mod tests {
     };
     use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use deltalake::datafusion::datasource::MemTable;
+    use deltalake::datafusion::prelude::SessionContext;
+    use std::sync::Arc;
 
     fn fact(name: &str) -> Fact {
         *FACTS.iter().find(|f| f.name == name).unwrap()
@@ -207,7 +188,13 @@ mod tests {
         let ctx = SessionContext::new();
         let t = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
         ctx.register_table("silver", Arc::new(t)).unwrap();
-        let mut out = evaluate(&ctx, &fact(name)).await.unwrap();
+        let mut out = ctx
+            .sql(fact(name).sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         out.retain(|b| b.num_rows() > 0);
         out
     }

@@ -85,11 +85,8 @@ pub async fn plan(
     stream: &str,
     run: DateTime<Utc>,
 ) -> crate::store::Result<Manifest> {
-    if let Some(b) = store.get_opt(&manifest_key(stream, run)).await? {
-        if let Ok(m) = serde_json::from_slice::<Manifest>(&b) {
-            return Ok(m);
-        }
-        tracing::warn!("unreadable lineage manifest for {stream} at {run}; planning again");
+    if let Some(m) = read_manifest(store, &manifest_key(stream, run)).await? {
+        return Ok(m);
     }
     let window_start = run - Duration::days(LOOKBACK_DAYS);
     let consumed: HashSet<String> = manifests(store, stream, window_start, run)
@@ -111,6 +108,21 @@ pub async fn plan(
     })
 }
 
+/// The manifest at `key`, if any. An unreadable one is an error, never skipped: its files
+/// would be consumed twice.
+async fn read_manifest(store: &Store, key: &str) -> crate::store::Result<Option<Manifest>> {
+    let Some(b) = store.get_opt(key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&b)
+        .map(Some)
+        .map_err(|e| crate::store::Error::Request {
+            op: "GET",
+            key: key.to_string(),
+            message: format!("unreadable lineage manifest: {e}"),
+        })
+}
+
 /// The manifests of the batch runs in [`from`, `until`].
 pub async fn manifests(
     store: &Store,
@@ -127,11 +139,7 @@ pub async fn manifests(
         if key > last {
             continue;
         }
-        if let Some(b) = store.get_opt(&key).await?
-            && let Ok(m) = serde_json::from_slice::<Manifest>(&b)
-        {
-            out.push(m);
-        }
+        out.extend(read_manifest(store, &key).await?);
     }
     Ok(out)
 }

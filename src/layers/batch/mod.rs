@@ -13,8 +13,14 @@ pub mod silver;
 
 use std::sync::Arc;
 
+use deltalake::datafusion::logical_expr::LogicalPlan;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaResult, DeltaTable};
+
 use crate::scheduler::Registry;
 use crate::sources::stream::all_streams;
+use crate::store::Store;
 
 /// The batch DAG.
 pub const DAG_ID: &str = "3-batch_etl_all_streams";
@@ -22,6 +28,28 @@ pub const DAG_ID: &str = "3-batch_etl_all_streams";
 /// Lake path of the `layer` table of `name` (`batch/bronze/api_logs`).
 pub fn table_path(layer: &str, name: &str) -> String {
     format!("batch/{layer}/{name}")
+}
+
+/// Replaces the `dates` partitions of the table at `path` (created, partitioned by `date`, if
+/// missing) with the rows of `plan`, planned and run in `df_ctx`, in one Delta commit
+/// (replace-where): how silver, quarantine and gold recompute the dates a run touched.
+pub async fn replace_dates(
+    store: &Store,
+    path: &str,
+    df_ctx: &SessionContext,
+    plan: LogicalPlan,
+    dates: &[String],
+) -> DeltaResult<DeltaTable> {
+    store
+        .delta_table_or_new(path)
+        .await?
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(df_ctx.state()))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_replace_where(silver::in_dates(dates))
+        .with_partition_columns(["date"])
+        .await
 }
 
 /// Registers the task bodies this layer provides.

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, ListBuilder,
-    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::streaming::StreamingTable;
@@ -32,14 +32,13 @@ use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::DeltaSessionContext;
-use deltalake::protocol::SaveMode;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::Value;
 
 use super::lineage;
 use crate::scheduler::{Fatal, TaskBody, TaskContext};
 use crate::sources::stream::{Kind, StreamSpec};
-use crate::store::Store;
+use crate::store::{Store, register_delta};
 
 /// Memory DataFusion may use before sorts spill to disk.
 pub const MEMORY_LIMIT: usize = 512 << 20;
@@ -268,7 +267,10 @@ type Row = (String, i64, Vec<Typed>);
 pub struct Cleaner {
     spec: &'static StreamSpec,
     rules: Vec<Expectation>,
-    run: DateTime<Utc>,
+    /// The run's logical date, in µs: later events are in the future.
+    run_micros: i64,
+    /// The event date the run closes: earlier events are late.
+    closed: chrono::NaiveDate,
     clean: SchemaRef,
     quarantine: SchemaRef,
 }
@@ -285,7 +287,8 @@ impl Cleaner {
         Cleaner {
             spec,
             rules,
-            run,
+            run_micros: run.timestamp_micros(),
+            closed: (run - Duration::days(1)).date_naive(),
             clean: clean_schema(spec),
             quarantine: quarantine_schema(),
         }
@@ -332,12 +335,11 @@ impl Cleaner {
                         None => Some(v.to_string()),
                     }
                 }
-                Check::NotFuture => (micros > self.run.timestamp_micros())
+                Check::NotFuture => (micros > self.run_micros)
                     .then(|| field_of(obj.as_ref(), "event_time").to_string()),
                 Check::OnTime => {
-                    let closed = (self.run - Duration::days(1)).date_naive();
                     let day = DateTime::from_timestamp_micros(micros).map(|t| t.date_naive());
-                    day.filter(|d| *d < closed).map(|d| d.to_string())
+                    day.filter(|d| *d < self.closed).map(|d| d.to_string())
                 }
                 Check::Field(i) => {
                     let f = &self.spec.fields[i];
@@ -501,46 +503,22 @@ impl Cleaner {
         for (fi, f) in self.spec.fields.iter().enumerate() {
             let vals = rows.iter().map(|(_, _, v)| &v[fi]);
             let col: ArrayRef = match arrow_type(f.kind) {
-                DataType::Utf8 => {
-                    let mut b = StringBuilder::new();
-                    for v in vals {
-                        match v {
-                            Typed::Str(s) => b.append_value(s),
-                            _ => b.append_null(),
-                        }
-                    }
-                    Arc::new(b.finish())
-                }
-                DataType::Int64 => {
-                    let mut b = Int64Builder::new();
-                    for v in vals {
-                        match v {
-                            Typed::Int(x) => b.append_value(*x),
-                            _ => b.append_null(),
-                        }
-                    }
-                    Arc::new(b.finish())
-                }
-                DataType::Float64 => {
-                    let mut b = Float64Builder::new();
-                    for v in vals {
-                        match v {
-                            Typed::Float(x) => b.append_value(*x),
-                            _ => b.append_null(),
-                        }
-                    }
-                    Arc::new(b.finish())
-                }
-                DataType::Boolean => {
-                    let mut b = BooleanBuilder::new();
-                    for v in vals {
-                        match v {
-                            Typed::Bool(x) => b.append_value(*x),
-                            _ => b.append_null(),
-                        }
-                    }
-                    Arc::new(b.finish())
-                }
+                DataType::Utf8 => Arc::new(StringArray::from_iter(vals.map(|v| match v {
+                    Typed::Str(s) => Some(s.as_str()),
+                    _ => None,
+                }))),
+                DataType::Int64 => Arc::new(Int64Array::from_iter(vals.map(|v| match v {
+                    Typed::Int(x) => Some(*x),
+                    _ => None,
+                }))),
+                DataType::Float64 => Arc::new(Float64Array::from_iter(vals.map(|v| match v {
+                    Typed::Float(x) => Some(*x),
+                    _ => None,
+                }))),
+                DataType::Boolean => Arc::new(BooleanArray::from_iter(vals.map(|v| match v {
+                    Typed::Bool(x) => Some(*x),
+                    _ => None,
+                }))),
                 _ => {
                     let mut b = ListBuilder::new(StringBuilder::new());
                     for v in vals {
@@ -665,8 +643,7 @@ pub async fn count_by_date(
         return Ok(out);
     };
     let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state())?;
-    ctx.register_table("t", table.table_provider().await?)?;
+    register_delta(&ctx, "t", &table).await?;
     let batches = ctx
         .sql(&format!(
             "SELECT date, count(*) AS n FROM t WHERE {} GROUP BY date",
@@ -721,8 +698,7 @@ impl TaskBody for Silver {
         ));
         let cleaner = Arc::new(Cleaner::new(spec, ctx.logical_date, expectations(spec)));
         let df_ctx = session()?;
-        bronze.update_datafusion_session(&df_ctx.state())?;
-        df_ctx.register_table("bronze", bronze.table_provider().await?)?;
+        register_delta(&df_ctx, "bronze", &bronze).await?;
         let input = df_ctx
             .sql(&format!(
                 "SELECT raw, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE {}",
@@ -771,14 +747,7 @@ impl TaskBody for Silver {
             derived = derived.join(", "),
         );
         let silver_plan = df_ctx.sql(&silver_sql).await?.into_unoptimized_plan();
-        let silver = store.delta_table_or_new(&silver_path).await?;
-        silver
-            .write(Vec::new())
-            .with_input_plan(silver_plan)
-            .with_session_state(Arc::new(df_ctx.state()))
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(in_dates(&dates))
-            .with_partition_columns(["date"])
+        super::replace_dates(store, &silver_path, &df_ctx, silver_plan, &dates)
             .await
             .map_err(|e| unwrap_fatal(e.into()))?;
         let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -790,14 +759,7 @@ impl TaskBody for Silver {
             .sql("SELECT * FROM quarantined")
             .await?
             .into_unoptimized_plan();
-        let quarantine = store.delta_table_or_new(&quarantine_path).await?;
-        quarantine
-            .write(Vec::new())
-            .with_input_plan(q_plan)
-            .with_session_state(Arc::new(df_ctx.state()))
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(in_dates(&dates))
-            .with_partition_columns(["date"])
+        super::replace_dates(store, &quarantine_path, &df_ctx, q_plan, &dates)
             .await
             .map_err(|e| unwrap_fatal(e.into()))?;
 
