@@ -35,7 +35,8 @@ pub struct Args {
     /// Seed of every generator [default: 42]
     #[arg(long, global = true)]
     pub seed: Option<u64>,
-    /// Log filter for stderr (error, warn, info, debug, or tracing directives)
+    /// Log filter for stderr: a level for lakepipe (error, warn, info, debug; dependencies stay
+    /// at warn) or tracing directives
     #[arg(long, global = true, env = "LAKEPIPE_LOG", default_value = "info")]
     pub log: String,
     #[command(subcommand)]
@@ -197,8 +198,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A bare level is lakepipe's; dependencies (delta-kernel logs every snapshot at info) stay
+    // at warn unless directives name them.
+    let directives = if filter.contains('=') || filter.contains(',') {
+        filter.to_string()
+    } else {
+        format!("lakepipe={filter},warn")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("lakepipe=info,warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -4,8 +4,8 @@
 //!
 //! Layers read generated events from [`crate::sources`], do all I/O through
 //! [`crate::store::Store`], and register their task bodies in the scheduler's
-//! [`crate::scheduler::Registry`]. The batch layer has its bronze stage; silver, gold and
-//! serving come with the rest of the lambda issue.
+//! [`crate::scheduler::Registry`].
 
 pub mod batch;
+pub mod serving;
 pub mod speed;

@@ -147,6 +147,7 @@ impl Registry {
         let mut r = Registry::default();
         crate::layers::speed::register(&mut r);
         crate::layers::batch::register(&mut r);
+        crate::layers::serving::register(&mut r);
         super::admin::register(&mut r);
         r
     }

@@ -4,9 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::{TestCommand, files_under};
+use crate::util::{TestCommand, files_under, query_rows};
 
 const BATCH: &str = "3-batch_etl_all_streams";
+const STREAMS: [&str; 5] = [
+    "iot_sensors",
+    "api_logs",
+    "social_media",
+    "ecommerce_clickstream",
+    "financial_transactions",
+];
 
 fn lines_landed(t: &TestCommand, stream: &str) -> u64 {
     let root = t.lake().join("realtime").join(stream);
@@ -377,20 +384,7 @@ fn silver_and_quarantine_account_for_every_bronze_row_per_date() {
 }
 
 fn json_rows(t: &TestCommand, sql: &str) -> Vec<serde_json::Value> {
-    let lake = t.lake();
-    let r = t.run(&[
-        "--lake",
-        lake.to_str().unwrap(),
-        "query",
-        sql,
-        "--format",
-        "json",
-    ]);
-    r.assert_exit_code(0);
-    r.stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    query_rows(t, t.lake().to_str().unwrap(), sql)
 }
 
 /// Rows of two engines agree: same keys, numbers within 1e-6 (relative).
@@ -579,7 +573,9 @@ fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_cha
     let t = TestCommand::new();
     let lake = t.lake();
     let l = lake.to_str().unwrap();
-    let r = t.run(&[
+    // The serving layer, checked after every run by `tests/it/serving.rs`, runs here once at
+    // the end (a first run over two days of history).
+    let mut args = vec![
         "--lake",
         l,
         "simulate",
@@ -591,8 +587,17 @@ fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_cha
         "0.05",
         "--fault-rate",
         "0.03",
-    ]);
-    // The serving layer is not built yet: its runs fail; the three batch runs must succeed.
+    ];
+    let ingest: Vec<String> = STREAMS
+        .iter()
+        .map(|s| format!("2-{s}_realtime_ingest"))
+        .collect();
+    for d in &ingest {
+        args.extend(["--dag", d.as_str()]);
+    }
+    args.extend(["--dag", BATCH]);
+    let r = t.run(&args);
+    r.assert_exit_code(0);
     let runs = t.run(&["--lake", l, "--json", "runs", "list", "--dag", BATCH]);
     runs.assert_exit_code(0);
     let runs = runs.json();
@@ -612,13 +617,7 @@ fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_cha
         )
     };
     let mut before = Vec::new();
-    for stream in [
-        "iot_sensors",
-        "api_logs",
-        "social_media",
-        "ecommerce_clickstream",
-        "financial_transactions",
-    ] {
+    for stream in STREAMS {
         let raw = raw_counts_by_date(&t, stream, "2026-02-03T02:00:00Z");
         let (b, s, q) = tables(stream);
         let raw_lines: std::collections::BTreeMap<String, u64> =
@@ -642,6 +641,42 @@ fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_cha
     }
     let gold_before = by_date(&t, "gold_fact_api_hourly");
 
+    // A first serving run over this history serves silver's rows from batch, each once.
+    t.run(&[
+        "--lake",
+        l,
+        "dags",
+        "backfill",
+        "4-serving_layer_merge",
+        "--from",
+        "2026-02-03T03:00:00Z",
+        "--to",
+        "2026-02-03T03:00:00Z",
+    ])
+    .assert_exit_code(0);
+    for (stream, id) in [
+        ("iot_sensors", "reading_id"),
+        ("financial_transactions", "transaction_id"),
+    ] {
+        let silver = by_date(&t, &format!("silver_{stream}"));
+        let batch_rows = by_date(
+            &t,
+            &format!("serving_unified_{stream} WHERE _source = 'batch'"),
+        );
+        assert_eq!(batch_rows, silver, "{stream}");
+        assert_eq!(
+            query_u64(
+                &t,
+                &format!("SELECT count(*) FROM serving_unified_{stream}")
+            ),
+            query_u64(
+                &t,
+                &format!("SELECT count(DISTINCT {id}) FROM serving_unified_{stream}")
+            ),
+            "{stream}: an id twice"
+        );
+    }
+
     // Every table, read by an independent Delta reader, has lakepipe's row count.
     let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake")
@@ -650,10 +685,13 @@ fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_cha
 import glob, json, os, sys
 from deltalake import DeltaTable
 out = {}
-for log in sorted(glob.glob(sys.argv[1] + "/batch/*/*/_delta_log")):
+root = sys.argv[1]
+logs = glob.glob(root + "/batch/*/*/_delta_log") + glob.glob(root + "/serving/*/*/_delta_log")
+for log in sorted(logs):
     path = os.path.dirname(log)
-    layer, name = path.split("/")[-2:]
-    out[f"{layer}_{name}"] = DeltaTable(path).to_pyarrow_table().num_rows
+    parts = os.path.relpath(path, root).split("/")
+    name = "_".join(parts[1:]) if parts[0] == "batch" else "_".join(parts)
+    out[name] = DeltaTable(path).to_pyarrow_table().num_rows
 print(json.dumps(out), flush=True)
 os._exit(0)
 "#;
@@ -667,7 +705,9 @@ os._exit(0)
         String::from_utf8_lossy(&out.stderr)
     );
     let theirs: BTreeMap<String, u64> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(theirs.len(), 5 * 3 + 7, "{theirs:?}");
+    // Batch: 5 × (bronze, silver, quarantine) + 7 gold; serving: 5 unified, 5 dashboards,
+    // alerts, stream_dates and master_summary.
+    assert_eq!(theirs.len(), 5 * 3 + 7 + 5 + 5 + 1 + 2, "{theirs:?}");
     for (table, n) in &theirs {
         assert_eq!(
             query_u64(&t, &format!("SELECT count(*) FROM {table}")),
@@ -691,16 +731,7 @@ os._exit(0)
         "all",
     ])
     .assert_exit_code(0);
-    for (i, stream) in [
-        "iot_sensors",
-        "api_logs",
-        "social_media",
-        "ecommerce_clickstream",
-        "financial_transactions",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, stream) in STREAMS.iter().enumerate() {
         let (_, s, q) = tables(stream);
         assert_eq!((s, q), before[i], "{stream} changed on re-run");
     }

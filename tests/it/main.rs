@@ -9,4 +9,5 @@ mod cli;
 mod landing;
 mod s3;
 mod scheduler;
+mod serving;
 mod util;

@@ -228,3 +228,34 @@ fn unique_suffix() -> String {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{:010x}{:x}{n}", nanos & 0xff_ffff_ffff, std::process::id())
 }
+
+/// Runs `script` with the test venv's Python (deltalake, pyarrow, duckdb) and `args`; returns
+/// its stdout. Fails (never skips) outside `scripts/test`.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake, pyarrow and duckdb")
+    });
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Rows of `lakepipe query <sql> --format json` over the lake `lake`, as JSON objects.
+pub fn query_rows(t: &TestCommand, lake: &str, sql: &str) -> Vec<serde_json::Value> {
+    let r = t.run(&["--lake", lake, "query", sql, "--format", "json"]);
+    r.assert_exit_code(0);
+    r.stdout()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaResult, DeltaTable};
 
@@ -40,16 +41,57 @@ pub async fn replace_dates(
     plan: LogicalPlan,
     dates: &[String],
 ) -> DeltaResult<DeltaTable> {
-    store
-        .delta_table_or_new(path)
-        .await?
+    write_plan(
+        store.delta_table_or_new(path).await?,
+        df_ctx,
+        plan,
+        Write::ReplaceDates(dates),
+        CommitProperties::default(),
+    )
+    .await
+}
+
+/// How [`write_plan`] writes.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// Add the rows (partitioned by `date`).
+    Append,
+    /// Replace these `date` partitions (replace-where).
+    ReplaceDates(&'a [String]),
+    /// Replace the whole table (not partitioned): snapshots such as dashboards.
+    Overwrite,
+}
+
+/// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
+/// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`.
+pub async fn write_plan(
+    table: DeltaTable,
+    df_ctx: &SessionContext,
+    plan: LogicalPlan,
+    mode: Write<'_>,
+    props: CommitProperties,
+) -> DeltaResult<DeltaTable> {
+    let write = table
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(df_ctx.state()))
-        .with_save_mode(SaveMode::Overwrite)
-        .with_replace_where(silver::in_dates(dates))
-        .with_partition_columns(["date"])
-        .await
+        .with_commit_properties(props);
+    match mode {
+        Write::Append => {
+            write
+                .with_partition_columns(["date"])
+                .with_save_mode(SaveMode::Append)
+                .await
+        }
+        Write::ReplaceDates(dates) => {
+            write
+                .with_partition_columns(["date"])
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(silver::in_dates(dates))
+                .await
+        }
+        Write::Overwrite => write.with_save_mode(SaveMode::Overwrite).await,
+    }
 }
 
 /// Registers the task bodies this layer provides.

@@ -1,0 +1,455 @@
+//! `alerts`: the alert rules of SPEC "Serving layer", declared as data ([`RULES`]), each a SQL
+//! query over the view `w` — the unified rows of one stream with event time in
+//! [T − window, T) — returning one row per alert: subject, severity, the measured value, the ids
+//! of the rows that triggered it, and a detail line.
+//!
+//! Alerts are appended to the Delta table `serving/alerts/history` (partitioned by the date they were
+//! raised) with a deterministic `alert_id`: `rule:subject` for event rules (a fraudulent
+//! transaction alerts once, never again in a later overlapping window or on a re-run) and
+//! `rule:subject:T` for condition rules (an endpoint over its error budget alerts once per run
+//! while the condition holds). Ids already in the table are never appended again.
+//! `serving/alerts/latest.json` lists the alerts of the run and those of the last 24 hours.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use deltalake::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array,
+};
+use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::protocol::SaveMode;
+
+use super::{
+    collect, dates_between, json_rows, put_json, run_label, ts_sql, unified_session, window_view,
+};
+use crate::clock::{compact, rfc3339_secs};
+use crate::layers::batch::silver;
+use crate::scheduler::{TaskBody, TaskContext};
+use crate::store::register_delta;
+
+/// Lake path of the alerts table (`serving_alerts_history`): beside `latest.json`, not around it,
+/// so that a vacuum of the table never deletes the document.
+pub const ALERTS_PATH: &str = "serving/alerts/history";
+/// Key of the latest-alerts document.
+pub const LATEST_KEY: &str = "serving/alerts/latest.json";
+
+/// One alert rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// Rule name.
+    pub name: &'static str,
+    /// Stream it reads.
+    pub stream: &'static str,
+    /// Window length in minutes.
+    pub minutes: i64,
+    /// An event rule alerts once per subject, ever; a condition rule once per subject and run.
+    pub once_per_subject: bool,
+    /// The threshold, as reported with each alert.
+    pub threshold: f64,
+    /// SELECT over `w` giving `subject`, `severity`, `value`, `triggering_ids` (a list of
+    /// event ids) and `detail`, one row per alert.
+    pub sql: &'static str,
+}
+
+/// The rules. Thresholds are SPEC's; on default data fewer than 1 % of transactions alert,
+/// and only the flaky API endpoint crosses its error and latency budgets.
+pub const RULES: [Rule; 5] = [
+    Rule {
+        name: "fraud_transaction",
+        stream: "financial_transactions",
+        minutes: 10,
+        once_per_subject: true,
+        threshold: 0.9,
+        sql: "SELECT transaction_id AS subject,
+                CASE WHEN fraud_flag THEN 'critical' ELSE 'high' END AS severity,
+                risk_score AS value,
+                make_array(transaction_id) AS triggering_ids,
+                concat('fraud_flag=', CAST(fraud_flag AS VARCHAR), ', risk_score=', CAST(risk_score AS VARCHAR),
+                       ', amount_usd=', CAST(round(amount_usd, 2) AS VARCHAR), ', account ', account_id) AS detail
+              FROM w WHERE fraud_flag OR risk_score >= 0.9",
+    },
+    Rule {
+        name: "api_error_rate",
+        stream: "api_logs",
+        minutes: 15,
+        once_per_subject: false,
+        threshold: 5.0,
+        sql: "SELECT endpoint AS subject, 'high' AS severity,
+                100.0 * sum(CASE WHEN is_error THEN 1 ELSE 0 END) / count(*) AS value,
+                array_agg(log_id ORDER BY event_time, log_id) FILTER (WHERE is_error) AS triggering_ids,
+                concat(CAST(sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS VARCHAR), ' errors in ',
+                       CAST(count(*) AS VARCHAR), ' requests (error rate > 5 % with >= 50 requests)') AS detail
+              FROM w GROUP BY endpoint
+              HAVING count(*) >= 50 AND 100.0 * sum(CASE WHEN is_error THEN 1 ELSE 0 END) / count(*) > 5",
+    },
+    Rule {
+        name: "api_p95_latency",
+        stream: "api_logs",
+        minutes: 15,
+        once_per_subject: false,
+        threshold: 2000.0,
+        sql: "SELECT endpoint AS subject, 'medium' AS severity,
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms) AS value,
+                array_agg(log_id ORDER BY event_time, log_id) FILTER (WHERE response_time_ms > 2000) AS triggering_ids,
+                concat('p95 ', CAST(round(percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms), 1) AS VARCHAR),
+                       ' ms over ', CAST(count(*) AS VARCHAR), ' requests (> 2000 ms)') AS detail
+              FROM w GROUP BY endpoint
+              HAVING count(*) >= 50 AND percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms) > 2000",
+    },
+    Rule {
+        name: "iot_critical_status",
+        stream: "iot_sensors",
+        minutes: 10,
+        once_per_subject: false,
+        threshold: 1.0,
+        sql: "SELECT sensor_id AS subject, 'high' AS severity, CAST(count(*) AS DOUBLE) AS value,
+                array_agg(reading_id ORDER BY event_time, reading_id) AS triggering_ids,
+                concat(CAST(count(*) AS VARCHAR), ' critical reading(s), ', max(sensor_type), ' in ',
+                       max(building_id), ' floor ', CAST(max(floor) AS VARCHAR)) AS detail
+              FROM w WHERE status = 'critical' GROUP BY sensor_id",
+    },
+    Rule {
+        name: "iot_battery_low",
+        stream: "iot_sensors",
+        minutes: 10,
+        once_per_subject: false,
+        threshold: 10.0,
+        sql: "SELECT sensor_id AS subject, 'medium' AS severity, min(battery_level) AS value,
+                array_agg(reading_id ORDER BY event_time, reading_id) AS triggering_ids,
+                concat('battery ', CAST(min(battery_level) AS VARCHAR), ' % (< 10 %) in ',
+                       max(building_id), ' floor ', CAST(max(floor) AS VARCHAR)) AS detail
+              FROM w WHERE battery_level < 10 GROUP BY sensor_id",
+    },
+];
+
+/// Schema of `serving/alerts/history`.
+pub fn alerts_schema() -> SchemaRef {
+    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, false),
+        Field::new("window_start", ts(), false),
+        Field::new("window_end", ts(), false),
+        Field::new("triggered_at", ts(), false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("threshold", DataType::Float64, false),
+        Field::new(
+            "triggering_ids",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+        Field::new("triggering_count", DataType::Int64, false),
+        Field::new("detail", DataType::Utf8, true),
+        Field::new("date", DataType::Utf8, false),
+    ]))
+}
+
+/// The alerts of `rule` for the run at `t`, in [`alerts_schema`], from the view `w`.
+fn rule_sql(rule: &Rule, t: DateTime<Utc>) -> String {
+    let start = t - Duration::minutes(rule.minutes);
+    let id = if rule.once_per_subject {
+        format!("concat('{}:', subject)", rule.name)
+    } else {
+        format!("concat('{}:', subject, ':{}')", rule.name, compact(t))
+    };
+    format!(
+        "SELECT {id} AS alert_id, '{name}' AS rule, severity, '{stream}' AS stream, subject,
+           {start} AS window_start, {end} AS window_end, {end} AS triggered_at,
+           CAST(value AS DOUBLE) AS value, CAST({threshold} AS DOUBLE) AS threshold,
+           triggering_ids, CAST(coalesce(cardinality(triggering_ids), 0) AS BIGINT) AS triggering_count,
+           detail, '{date}' AS date
+         FROM ({sql}) ORDER BY subject",
+        name = rule.name,
+        stream = rule.stream,
+        start = ts_sql(start),
+        end = ts_sql(t),
+        threshold = rule.threshold,
+        date = t.date_naive(),
+        sql = rule.sql,
+    )
+}
+
+/// `b` with the columns of [`alerts_schema`], cast to its types.
+fn conform(b: &RecordBatch, schema: &SchemaRef) -> anyhow::Result<RecordBatch> {
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match b.column_by_name(f.name()) {
+            Some(c) => Ok(cast(c, f.data_type())?),
+            None => Ok(new_null_array(f.data_type(), b.num_rows())),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// The body of `alerts`.
+pub struct Alerts;
+
+#[async_trait::async_trait]
+impl TaskBody for Alerts {
+    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        let t = ctx.logical_date;
+        let store = &ctx.store;
+        let streams: Vec<&'static str> = RULES.iter().map(|r| r.stream).collect();
+        let (df_ctx, present) = unified_session(store, &streams).await?;
+        let existing = store.delta_table(ALERTS_PATH).await?;
+        // Ids raised in the last day: an event leaves every window within minutes.
+        let recent_dates = dates_between(t - Duration::days(1), t + Duration::seconds(1));
+        let mut known: HashSet<String> = HashSet::new();
+        if let Some(table) = &existing {
+            register_delta(&df_ctx, "alerts", table).await?;
+            let (_, batches) = collect(
+                df_ctx
+                    .sql(&format!(
+                        "SELECT alert_id FROM alerts WHERE {}",
+                        silver::in_dates(&recent_dates)
+                    ))
+                    .await?,
+            )
+            .await?;
+            for b in batches {
+                let ids = cast(b.column(0), &DataType::Utf8)?;
+                if let Some(ids) = ids.as_any().downcast_ref::<StringArray>() {
+                    known.extend(ids.iter().flatten().map(str::to_string));
+                }
+            }
+        }
+        let schema = alerts_schema();
+        let mut new_batches = Vec::new();
+        let mut by_rule = serde_json::Map::new();
+        for rule in &RULES {
+            if !present.contains(&rule.stream) {
+                continue;
+            }
+            window_view(
+                &df_ctx,
+                "w",
+                rule.stream,
+                t - Duration::minutes(rule.minutes),
+                t,
+            )
+            .await?;
+            let (_, batches) = collect(df_ctx.sql(&rule_sql(rule, t)).await?).await?;
+            let mut raised = 0usize;
+            for b in batches {
+                let b = conform(&b, &schema)?;
+                let ids = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| anyhow::anyhow!("alert_id is not a string column"))?;
+                let fresh: BooleanArray = ids
+                    .iter()
+                    .map(|id| Some(id.is_some_and(|id| known.insert(id.to_string()))))
+                    .collect();
+                let b = filter_record_batch(&b, &fresh)?;
+                raised += b.num_rows();
+                if b.num_rows() > 0 {
+                    new_batches.push(b);
+                }
+            }
+            by_rule.insert(rule.name.to_string(), raised.into());
+        }
+        let raised_rows = json_rows(&new_batches)?;
+        let version = if new_batches.is_empty() {
+            existing.as_ref().and_then(|t| t.version())
+        } else {
+            let table = store
+                .delta_table_or_new(ALERTS_PATH)
+                .await?
+                .write(new_batches)
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(["date"])
+                .with_commit_properties(run_label(t))
+                .await?;
+            table.version()
+        };
+        // The last day's alerts, newest first, for the document.
+        let recent = match store.delta_table(ALERTS_PATH).await? {
+            Some(table) => {
+                register_delta(&df_ctx, "alerts_now", &table).await?;
+                let (_, batches) = collect(
+                    df_ctx
+                        .sql(&format!(
+                            "SELECT * FROM alerts_now WHERE {} AND triggered_at > {} AND triggered_at <= {}
+                             ORDER BY triggered_at DESC, alert_id LIMIT 200",
+                            silver::in_dates(&recent_dates),
+                            ts_sql(t - Duration::days(1)),
+                            ts_sql(t)
+                        ))
+                        .await?,
+                )
+                .await?;
+                json_rows(&batches)?
+            }
+            None => Vec::new(),
+        };
+        ctx.log.info(format!(
+            "raised {} alert(s) at {}: {by_rule:?}",
+            raised_rows.len(),
+            rfc3339_secs(t)
+        ));
+        let doc = serde_json::json!({
+            "as_of": rfc3339_secs(t),
+            "raised_by_rule": by_rule,
+            "raised": raised_rows,
+            "last_24h": recent,
+            "delta_version": version,
+        });
+        put_json(store, LATEST_KEY, &doc).await?;
+        Ok(serde_json::json!({ "raised_by_rule": by_rule, "raised": raised_rows.len() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_utc;
+    use deltalake::arrow::array::{Float64Array, TimestampMicrosecondArray};
+    use deltalake::datafusion::datasource::MemTable;
+    use deltalake::datafusion::prelude::SessionContext;
+
+    /// Runs `rule` at `t` over hand-made rows registered as `w`.
+    async fn fire(rule: &str, w: RecordBatch, t: &str) -> Vec<serde_json::Value> {
+        let rule = RULES.iter().find(|r| r.name == rule).unwrap();
+        let ctx = SessionContext::new();
+        let table = MemTable::try_new(w.schema(), vec![vec![w]]).unwrap();
+        ctx.register_table("w", Arc::new(table)).unwrap();
+        let (_, batches) = collect(
+            ctx.sql(&rule_sql(rule, parse_utc(t).unwrap()))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let batches: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| conform(b, &alerts_schema()).unwrap())
+            .collect();
+        json_rows(&batches).unwrap()
+    }
+
+    fn ts(n: usize) -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![1_769_990_400_000_000i64; n]).with_timezone("UTC"),
+        )
+    }
+
+    fn api(rows: &[(&str, bool, f64)]) -> RecordBatch {
+        let n = rows.len();
+        RecordBatch::try_from_iter(vec![
+            (
+                "log_id",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("l{i:03}")),
+                )) as ArrayRef,
+            ),
+            ("event_time", ts(n)),
+            (
+                "endpoint",
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            ),
+            (
+                "is_error",
+                Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.1)))),
+            ),
+            (
+                "response_time_ms",
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn api_error_rate_needs_fifty_requests_and_more_than_five_percent() {
+        // /a: 60 requests, 4 errors (6.7 %); /b: 60 requests, 3 errors (5 %, not above);
+        // /c: 40 requests, all errors (too few requests).
+        let mut rows = Vec::new();
+        for i in 0..60 {
+            rows.push(("/a", i < 4, 10.0));
+            rows.push(("/b", i < 3, 10.0));
+        }
+        for _ in 0..40 {
+            rows.push(("/c", true, 10.0));
+        }
+        let out = fire("api_error_rate", api(&rows), "2026-02-02T00:15:00Z").await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        let a = &out[0];
+        assert_eq!(a["subject"], "/a");
+        assert_eq!(a["alert_id"], "api_error_rate:/a:20260202T001500Z");
+        assert_eq!(a["triggering_count"], 4);
+        assert_eq!(a["triggering_ids"].as_array().unwrap().len(), 4);
+        assert_eq!(a["window_start"], "2026-02-02T00:00:00Z");
+        assert_eq!(a["window_end"], "2026-02-02T00:15:00Z");
+        assert!((a["value"].as_f64().unwrap() - 400.0 / 60.0).abs() < 1e-9);
+        assert_eq!(a["threshold"], 5.0);
+    }
+
+    #[tokio::test]
+    async fn api_p95_latency_fires_above_two_seconds_only() {
+        // 100 requests: 90 fast, 10 slow. p95 interpolates between the 95th and 96th values.
+        let mut slow = Vec::new();
+        let mut fast = Vec::new();
+        for i in 0..100 {
+            slow.push(("/slow", false, if i < 90 { 100.0 } else { 3000.0 }));
+            fast.push(("/fast", false, if i < 96 { 100.0 } else { 3000.0 }));
+        }
+        slow.extend(fast);
+        let out = fire("api_p95_latency", api(&slow), "2026-02-02T00:15:00Z").await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0]["subject"], "/slow");
+        assert_eq!(out[0]["value"], 3000.0);
+        assert_eq!(out[0]["triggering_count"], 10);
+    }
+
+    #[tokio::test]
+    async fn fraud_alerts_name_each_transaction_once_by_id() {
+        let n = 4;
+        let w = RecordBatch::try_from_iter(vec![
+            (
+                "transaction_id",
+                Arc::new(StringArray::from(vec!["t0", "t1", "t2", "t3"])) as ArrayRef,
+            ),
+            ("event_time", ts(n)),
+            (
+                "fraud_flag",
+                Arc::new(BooleanArray::from(vec![true, false, false, false])),
+            ),
+            (
+                "risk_score",
+                Arc::new(Float64Array::from(vec![0.2, 0.95, 0.9, 0.89])),
+            ),
+            (
+                "amount_usd",
+                Arc::new(Float64Array::from(vec![10.0, 20.0, 30.0, 40.0])),
+            ),
+            (
+                "account_id",
+                Arc::new(StringArray::from(vec!["a", "b", "c", "d"])),
+            ),
+        ])
+        .unwrap();
+        let out = fire("fraud_transaction", w, "2026-02-02T00:10:00Z").await;
+        let ids: Vec<&str> = out
+            .iter()
+            .map(|a| a["alert_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "fraud_transaction:t0",
+                "fraud_transaction:t1",
+                "fraud_transaction:t2"
+            ]
+        );
+        assert_eq!(out[0]["severity"], "critical");
+        assert_eq!(out[1]["severity"], "high");
+        assert_eq!(out[1]["triggering_ids"], serde_json::json!(["t1"]));
+    }
+}

@@ -1,0 +1,197 @@
+//! The serving layer: the bodies of `4-serving_layer_merge` (every 10 minutes).
+//!
+//! - `unified_<stream>` merges batch and speed results into `serving/unified/<stream>` so that
+//!   every event counts exactly once at every moment ([`unified`]).
+//! - `dashboards` computes the five dashboards of SPEC over windows ending at the run's logical
+//!   time, as Delta snapshots under `serving/dashboards/` and JSON documents ([`dashboards`]).
+//! - `alerts` raises fraud, API and IoT alerts, each once, into `serving/alerts/history` and
+//!   `serving/alerts/latest.json` ([`alerts`]).
+//! - `analytics` keeps per stream and date figures and the per-domain master summary
+//!   ([`analytics`]).
+//!
+//! Windows are relative to the run's logical time T and end at T (exclusive), never the wall
+//! clock. Everything reads the unified tables, never the whole history: windows prune by date.
+
+pub mod alerts;
+pub mod analytics;
+pub mod dashboards;
+pub mod unified;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+
+use crate::clock::rfc3339_secs;
+use crate::layers::batch::silver;
+use crate::scheduler::Registry;
+use crate::sources::stream::all_streams;
+use crate::store::{ObjectAttrs, Store, register_delta};
+
+/// The serving DAG.
+pub const DAG_ID: &str = "4-serving_layer_merge";
+
+/// Registers the task bodies this layer provides.
+pub fn register(r: &mut Registry) {
+    for spec in all_streams() {
+        r.register(
+            DAG_ID,
+            &format!("unified_{}", spec.name),
+            Arc::new(unified::Unified { spec }),
+        );
+    }
+    r.register(DAG_ID, "dashboards", Arc::new(dashboards::Dashboards));
+    r.register(DAG_ID, "alerts", Arc::new(alerts::Alerts));
+    r.register(DAG_ID, "analytics", Arc::new(analytics::Analytics));
+}
+
+/// SQL literal of the UTC instant `t`, typed like `event_time`.
+pub fn ts_sql(t: DateTime<Utc>) -> String {
+    format!(
+        "arrow_cast('{}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
+        rfc3339_secs(t)
+    )
+}
+
+/// Event dates (`YYYY-MM-DD`) that the window [`start`, `end`) touches.
+pub fn dates_between(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
+    let first = start.date_naive();
+    let last = (end - Duration::microseconds(1)).date_naive().max(first);
+    first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// A DataFusion session over the unified tables: registers `unified_<stream>` for each stream
+/// in `streams` whose table exists, and returns the ones that do.
+pub async fn unified_session(
+    store: &Store,
+    streams: &[&'static str],
+) -> anyhow::Result<(SessionContext, Vec<&'static str>)> {
+    let ctx = silver::session()?;
+    let mut present = Vec::new();
+    let unique: std::collections::BTreeSet<&'static str> = streams.iter().copied().collect();
+    for s in &unique {
+        if let Some(t) = store.delta_table(&unified::unified_path(s)).await? {
+            register_delta(&ctx, &format!("unified_{s}"), &t).await?;
+            present.push(*s);
+        }
+    }
+    Ok((ctx, present))
+}
+
+/// Registers the view `name`: the rows of `unified_<stream>` with event time in
+/// [`start`, `end`) (partitions pruned by date).
+pub async fn window_view(
+    ctx: &SessionContext,
+    name: &str,
+    stream: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {name} AS SELECT * FROM unified_{stream} WHERE {} AND event_time >= {} AND event_time < {}",
+        silver::in_dates(&dates_between(start, end)),
+        ts_sql(start),
+        ts_sql(end)
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Runs `df` and returns its rows with its schema (also when there are none).
+pub async fn collect(df: DataFrame) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.collect().await?;
+    batches.retain(|b| b.num_rows() > 0);
+    Ok((schema, batches))
+}
+
+/// Rows as JSON objects.
+pub fn json_rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut w = deltalake::arrow::json::ArrayWriter::new(Vec::new());
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    let bytes = w.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// Replaces the whole Delta table at `path` by `batches` (a snapshot), in one commit labelled
+/// with the serving run `t`.
+pub async fn overwrite_snapshot(
+    store: &Store,
+    path: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    t: DateTime<Utc>,
+) -> anyhow::Result<u64> {
+    let batches = if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    };
+    let table = store
+        .delta_table_or_new(path)
+        .await?
+        .write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .with_commit_properties(run_label(t))
+        .await?;
+    Ok(table.version().unwrap_or_default())
+}
+
+/// Commit properties naming the serving run.
+pub fn run_label(t: DateTime<Utc>) -> CommitProperties {
+    CommitProperties::default().with_metadata([(
+        unified::RUN_KEY.to_string(),
+        serde_json::Value::from(rfc3339_secs(t)),
+    )])
+}
+
+/// Writes a small JSON document for UIs and BI tools.
+pub async fn put_json(store: &Store, key: &str, doc: &serde_json::Value) -> anyhow::Result<()> {
+    let attrs = ObjectAttrs {
+        content_type: Some("application/json".into()),
+        metadata: Vec::new(),
+    };
+    store
+        .put(key, Bytes::from(serde_json::to_vec_pretty(doc)?), &attrs)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_utc;
+
+    #[test]
+    fn windows_touch_the_dates_they_span() {
+        let at = |s: &str| parse_utc(s).unwrap();
+        assert_eq!(
+            dates_between(at("2026-02-01T23:50:00Z"), at("2026-02-02T00:00:00Z")),
+            ["2026-02-01"]
+        );
+        assert_eq!(
+            dates_between(at("2026-02-01T23:50:00Z"), at("2026-02-02T00:10:00Z")),
+            ["2026-02-01", "2026-02-02"]
+        );
+        assert_eq!(
+            dates_between(at("2026-02-02T00:00:00Z"), at("2026-02-02T02:00:00Z")),
+            ["2026-02-02"]
+        );
+    }
+}
