@@ -19,7 +19,7 @@ LAKE=$(mktemp -d "${TMPDIR:-/tmp}/lakepipe-bench-sim.XXXXXX")
 trap 'rm -rf "$LAKE"' EXIT
 
 start=$(date +%s.%N)
-# Runs of DAGs whose bodies come with later issues fail (exit 1); the benchmark counts them too.
+# Failed runs make simulate exit 1; the benchmark reports them too.
 "$BIN" --lake "$LAKE" --json --log error simulate --from "$FROM" --to "$TO" >"$LAKE.out" 2>"$LAKE.err" || tail -1 "$LAKE.err"
 end=$(date +%s.%N)
 python3 - "$start" "$end" "$LAKE.out" "$LAKE" "$DAYS" <<'PY'
