@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::{TestCommand, files_under, query_rows};
+use crate::util::{TestCommand, files_under, python, query_rows};
 
 const BATCH: &str = "3-batch_etl_all_streams";
 const STREAMS: [&str; 5] = [
@@ -14,6 +14,15 @@ const STREAMS: [&str; 5] = [
     "ecommerce_clickstream",
     "financial_transactions",
 ];
+
+/// Event date of a speed-layer file, from its path under `realtime/<stream>/`.
+fn date_of(file: &str) -> String {
+    file.split('/')
+        .next()
+        .unwrap()
+        .trim_start_matches("date=")
+        .to_string()
+}
 
 fn lines_landed(t: &TestCommand, stream: &str) -> u64 {
     let root = t.lake().join("realtime").join(stream);
@@ -144,9 +153,6 @@ fn bronze_takes_every_landed_line_exactly_once_across_batch_runs() {
     );
 
     // An independent Delta reader sees the same table.
-    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake")
-    });
     let script = r#"
 import os, sys
 from deltalake import DeltaTable
@@ -154,23 +160,11 @@ t = DeltaTable(sys.argv[1])
 print(t.to_pyarrow_table().num_rows, ",".join(t.metadata().partition_columns), flush=True)
 os._exit(0)  # pyarrow's threads can abort interpreter teardown
 "#;
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            script,
-            t.lake().join("batch/bronze/api_logs").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = python(
+        script,
+        &[t.lake().join("batch/bronze/api_logs").to_str().unwrap()],
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{landed_total} date")
-    );
+    assert_eq!(out.trim(), format!("{landed_total} date"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,12 +243,7 @@ fn duplicate_lines_by_date(
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut out = std::collections::BTreeMap::new();
     for f in files_under(&root) {
-        let date = f
-            .split('/')
-            .next()
-            .unwrap()
-            .trim_start_matches("date=")
-            .to_string();
+        let date = date_of(&f);
         for line in std::fs::read_to_string(root.join(&f)).unwrap().lines() {
             let e = out.entry(date.clone()).or_insert(0u64);
             if !seen.insert(line.to_string()) {
@@ -407,9 +396,6 @@ fn assert_same_rows(what: &str, ours: &[serde_json::Value], theirs: &[serde_json
 
 #[test]
 fn gold_facts_equal_duckdb_recomputed_from_the_raw_files() {
-    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs duckdb")
-    });
     let t = TestCommand::new();
     let lake = t.lake();
     let run = "2026-02-02T02:00:00Z";
@@ -491,16 +477,8 @@ for name, q in queries.items():
 print(json.dumps(out), flush=True)
 os._exit(0)
 "#;
-    let out = std::process::Command::new(python)
-        .args(["-c", script, lake.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let duck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let duck: serde_json::Value =
+        serde_json::from_str(&python(script, &[lake.to_str().unwrap()])).unwrap();
     let d = "WHERE date = '2026-02-01'";
     let ours = json_rows(
         &t,
@@ -551,12 +529,7 @@ fn raw_counts_by_date(
         if start.and_utc() + chrono::Duration::minutes(5) > until {
             continue;
         }
-        let date = f
-            .split('/')
-            .next()
-            .unwrap()
-            .trim_start_matches("date=")
-            .to_string();
+        let date = date_of(&f);
         for line in std::fs::read_to_string(root.join(&f)).unwrap().lines() {
             let e: &mut (u64, u64) = out.entry(date.clone()).or_default();
             e.0 += 1;
@@ -678,9 +651,6 @@ fn simulated_days_with_faults_keep_the_identity_per_stream_and_day_and_rerun_cha
     }
 
     // Every table, read by an independent Delta reader, has lakepipe's row count.
-    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake")
-    });
     let script = r#"
 import glob, json, os, sys
 from deltalake import DeltaTable
@@ -695,16 +665,7 @@ for log in sorted(logs):
 print(json.dumps(out), flush=True)
 os._exit(0)
 "#;
-    let out = std::process::Command::new(python)
-        .args(["-c", script, l])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let theirs: BTreeMap<String, u64> = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs: BTreeMap<String, u64> = serde_json::from_str(&python(script, &[l])).unwrap();
     // Batch: 5 × (bronze, silver, quarantine) + 7 gold; serving: 5 unified, 5 dashboards,
     // alerts, stream_dates and master_summary.
     assert_eq!(theirs.len(), 5 * 3 + 7 + 5 + 5 + 1 + 2, "{theirs:?}");

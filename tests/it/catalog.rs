@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::util::{TestCommand, files_under};
+use crate::util::{TestCommand, files_under, python};
 
 /// Objects and bytes per partition of `dataset_dir`, from a directory walk made by the test.
 /// `depth` is the number of partition segments (IoT: 4 with the device folder).
@@ -242,9 +242,6 @@ fn refresh_counts_partitions_reports_anomalies_and_lists_incrementally() {
 
 #[test]
 fn athena_ddl_parses_with_an_independent_parser() {
-    let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs sqlglot")
-    });
     let t = TestCommand::new();
     let lake = t.lake();
     let lake_s = lake.to_str().unwrap();
@@ -281,16 +278,12 @@ for path in sorted(glob.glob(sys.argv[1] + "/*.sql")):
     out[path.rsplit("/", 1)[1]] = {"kind": e.args["kind"], "props": props, "columns": cols, "location": loc}
 print(json.dumps(out))
 "#;
-    let out = std::process::Command::new(python)
-        .args(["-c", script, lake.join("metadata/athena").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sqlglot rejected the DDL:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A failure prints sqlglot's rejection of the DDL.
+    let parsed: serde_json::Value = serde_json::from_str(&python(
+        script,
+        &[lake.join("metadata/athena").to_str().unwrap()],
+    ))
+    .unwrap();
     assert_eq!(parsed["00_database.sql"]["kind"], "DATABASE");
     for table in [
         "text_files",

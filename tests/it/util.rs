@@ -233,7 +233,7 @@ fn unique_suffix() -> String {
 /// its stdout. Fails (never skips) outside `scripts/test`.
 pub fn python(script: &str, args: &[&str]) -> String {
     let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake, pyarrow and duckdb")
+        panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`, which installs deltalake, pyarrow, duckdb and sqlglot")
     });
     let out = Command::new(python)
         .arg("-c")
