@@ -626,6 +626,14 @@ pub fn session() -> Result<SessionContext, DataFusionError> {
     Ok(DeltaSessionContext::with_runtime_env(runtime).into_inner())
 }
 
+/// SQL keeping, of the rows of `input`, the first landed one of each `id` (by ingest run, file,
+/// line): silver's de-duplication rule, which the serving layer applies too.
+pub fn first_landed(id: &str, input: &str) -> String {
+    format!(
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY \"{id}\" ORDER BY _ingest_run, _source_key, _line) AS _rn FROM ({input})) WHERE _rn = 1"
+    )
+}
+
 /// SQL predicate `date IN (…)`.
 pub fn in_dates(dates: &[String]) -> String {
     let list: Vec<String> = dates.iter().map(|d| format!("'{d}'")).collect();
@@ -741,7 +749,8 @@ impl TaskBody for Silver {
             .map(|(n, sql)| format!("{sql} AS \"{n}\""))
             .collect();
         let silver_sql = format!(
-            "SELECT {cols}{sep}{derived} FROM (SELECT *, row_number() OVER (PARTITION BY \"{id}\" ORDER BY _ingest_run, _source_key, _line) AS _rn FROM clean) WHERE _rn = 1",
+            "SELECT {cols}{sep}{derived} FROM ({})",
+            first_landed(id, "SELECT * FROM clean"),
             cols = base.join(", "),
             sep = if derived.is_empty() { "" } else { ", " },
             derived = derived.join(", "),

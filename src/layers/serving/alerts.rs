@@ -256,23 +256,25 @@ impl TaskBody for Alerts {
             by_rule.insert(rule.name.to_string(), raised.into());
         }
         let raised_rows = json_rows(&new_batches)?;
-        let version = if new_batches.is_empty() {
-            existing.as_ref().and_then(|t| t.version())
+        let table = if new_batches.is_empty() {
+            existing
         } else {
-            let table = store
-                .delta_table_or_new(ALERTS_PATH)
-                .await?
-                .write(new_batches)
-                .with_save_mode(SaveMode::Append)
-                .with_partition_columns(["date"])
-                .with_commit_properties(run_label(t))
-                .await?;
-            table.version()
+            Some(
+                store
+                    .delta_table_or_new(ALERTS_PATH)
+                    .await?
+                    .write(new_batches)
+                    .with_save_mode(SaveMode::Append)
+                    .with_partition_columns(["date"])
+                    .with_commit_properties(run_label(t))
+                    .await?,
+            )
         };
+        let version = table.as_ref().and_then(|t| t.version());
         // The last day's alerts, newest first, for the document.
-        let recent = match store.delta_table(ALERTS_PATH).await? {
+        let recent = match &table {
             Some(table) => {
-                register_delta(&df_ctx, "alerts_now", &table).await?;
+                register_delta(&df_ctx, "alerts_now", table).await?;
                 let (_, batches) = collect(
                     df_ctx
                         .sql(&format!(

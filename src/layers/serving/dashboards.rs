@@ -149,6 +149,7 @@ impl TaskBody for Dashboards {
                 .await?;
             let (schema, batches) = collect(df).await?;
             let rows = json_rows(&batches)?;
+            let n_rows = rows.len();
             let by_source = source_counts(&df_ctx).await?;
             let version =
                 overwrite_snapshot(store, &dashboard_path(d.name), schema, batches, t).await?;
@@ -163,13 +164,12 @@ impl TaskBody for Dashboards {
             });
             super::put_json(store, &format!("{}.json", dashboard_path(d.name)), &doc).await?;
             ctx.log.info(format!(
-                "{}: {} rows, window events by source {by_source}",
-                d.name,
-                doc["rows"].as_array().map_or(0, Vec::len)
+                "{}: {n_rows} rows, window events by source {by_source}",
+                d.name
             ));
             out.insert(
                 d.name.to_string(),
-                serde_json::json!({ "rows": doc["rows"].as_array().map_or(0, Vec::len), "events_by_source": by_source }),
+                serde_json::json!({ "rows": n_rows, "events_by_source": by_source }),
             );
         }
         Ok(serde_json::Value::Object(out))

@@ -129,7 +129,12 @@ impl PartitionStream for SpeedFiles {
                     .get_opt(&f.key)
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))?
-                    .unwrap_or_default();
+                    .ok_or_else(|| {
+                        DataFusionError::Execution(format!(
+                            "{} was listed but is gone: the speed layer lost a file",
+                            f.key
+                        ))
+                    })?;
                 let batch = bronze::file_batch(&f, &body, "")
                     .map_err(|e| DataFusionError::External(e.into()))?;
                 cleaner.apply(&batch, true, &counts)
@@ -353,7 +358,8 @@ impl Unified {
         let speed = format!("SELECT *{derived_sql}, 'speed' AS _source FROM speed_clean");
         let first_landed = |input: &str| {
             format!(
-                "SELECT {col_list}, _source FROM (SELECT *, row_number() OVER (PARTITION BY \"{id}\" ORDER BY _ingest_run, _source_key, _line) AS _rn FROM ({input})) WHERE _rn = 1"
+                "SELECT {col_list}, _source FROM ({})",
+                silver::first_landed(id, input)
             )
         };
         if !replace {
