@@ -45,6 +45,23 @@ ensure_garage() {
     fi
 }
 
+# Headless Chromium for the web UI's browser tests, from the distribution's packages.
+# Exports LAKEPIPE_TEST_CHROMIUM.
+ensure_chromium() {
+    local bin
+    bin=$(command -v chromium || command -v chromium-browser || true)
+    if [ -z "$bin" ]; then
+        echo "installing chromium from the distribution's packages (once)" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y --no-install-recommends chromium >/dev/null \
+            || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends chromium >/dev/null; }
+        bin=$(command -v chromium)
+    fi
+    echo "using $bin" >&2
+    export LAKEPIPE_TEST_CHROMIUM="$bin"
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

@@ -52,8 +52,8 @@ Precedence: flags > environment > config file > defaults.";
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the main job: landing streamers and the scheduler, live until Ctrl-C
-    Up(GenArgs),
+    /// Run the main job: landing streamers, the scheduler and the web UI, live until Ctrl-C
+    Up(UpArgs),
     /// Land text, CSV and IoT files, live or for an event-time range
     Stream(StreamArgs),
     /// Run every scheduled DAG run with fire time in (--from, --to] on a simulated clock
@@ -84,9 +84,34 @@ pub enum Command {
     Compact(admin::CompactArgs),
     /// Delete files the Delta tables no longer reference
     Vacuum(admin::VacuumArgs),
+    /// Serve the web UI and JSON API over the lake (no scheduler)
+    Ui(UiArgs),
     /// Show the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// Where the web UI listens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UiArgs {
+    /// Address of the web UI; a non-loopback address needs --token
+    #[arg(long, value_name = "ADDR", default_value = crate::web::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Token every request must carry (Authorization: Bearer, or ?token= once in a browser)
+    #[arg(long, env = "LAKEPIPE_UI_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `lakepipe up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub gen_args: GenArgs,
+    #[command(flatten)]
+    pub ui: UiArgs,
+    /// Do not serve the web UI
+    #[arg(long)]
+    pub no_ui: bool,
 }
 
 /// Generation options shared by the streamers.
@@ -171,7 +196,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         lake: args.lake.clone(),
         seed: args.seed,
         concurrency: match &args.command {
-            Command::Up(g) => g.concurrency,
+            Command::Up(u) => u.gen_args.concurrency,
             Command::Stream(s) => s.gen_args.concurrency,
             Command::Simulate(s) => s.gen_args.concurrency,
             _ => None,
@@ -181,7 +206,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &env, &flags)?.validate()?;
     match &args.command {
         Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,
-        Command::Up(g) => up(&config, g, args.json).await,
+        Command::Up(u) => up(&config, u, args.json).await,
+        Command::Ui(u) => ui(&config, u).await,
         Command::Stream(s) => stream(&config, s, args.json).await,
         Command::Simulate(s) => sched::simulate(&config, s, args.json).await,
         Command::Dags(c) => sched::dags(&config, c, args.json).await,
@@ -299,12 +325,50 @@ async fn stream(config: &ValidatedConfig, s: &StreamArgs, json: bool) -> anyhow:
     }
 }
 
-async fn up(config: &ValidatedConfig, g: &GenArgs, json: bool) -> anyhow::Result<()> {
+/// Binds the UI's address and says where it is (the first line a user needs).
+async fn bind_ui(u: &UiArgs, store: &Store) -> anyhow::Result<tokio::net::TcpListener> {
+    crate::web::check_listen(&u.listen, u.token.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(u.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", u.listen))?;
+    eprintln!(
+        "lakepipe ui: http://{}/ over {}",
+        listener.local_addr()?,
+        store.url()
+    );
+    Ok(listener)
+}
+
+/// `lakepipe ui`.
+async fn ui(config: &ValidatedConfig, u: &UiArgs) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    store.preflight().await?;
+    let listener = bind_ui(u, &store).await?;
+    crate::web::serve(store, listener, u.token.clone(), wait_for_signal()).await
+}
+
+async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<()> {
+    let g = &u.gen_args;
     let store = open_store(config).await?;
     store.preflight().await?;
     let opts = options(config, Which::All, g, None);
+    let listener = match u.no_ui {
+        true => None,
+        false => Some(bind_ui(&u.ui, &store).await?),
+    };
     let lease = sched::take_lease(config, &store, "up").await?;
     let (tx, rx) = shutdown_on_signal();
+    if let Some(listener) = listener {
+        let mut stop = rx.clone();
+        let web = crate::web::serve(store.clone(), listener, u.ui.token.clone(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        tokio::spawn(async move {
+            if let Err(e) = web.await {
+                tracing::error!("web UI stopped: {e:#}");
+            }
+        });
+    }
     let mut lost = lease.lost();
     let lost_tx = tx.clone();
     tokio::spawn(async move {

@@ -1,5 +1,5 @@
 //! The scheduler's commands, named as in Airflow's CLI: `simulate`, `dags list|show|trigger|
-//! backfill|test`, `tasks run`, `runs list`, `logs`, `airflow export`.
+//! backfill|test|pause|unpause`, `tasks run|clear`, `runs list`, `logs`, `airflow export`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,9 +13,9 @@ use super::{GenArgs, open_store, parse_time};
 use crate::clock::{Clock, SimClock, SystemClock, rfc3339_secs};
 use crate::config::ValidatedConfig;
 use crate::progress::Progress;
+use crate::scheduler::control::{self, Request};
 use crate::scheduler::driver::{self, DriveSummary};
 use crate::scheduler::lease::{Lease, LeaseError};
-use crate::scheduler::state::QueuedRun;
 use crate::scheduler::{
     Dag, DagRun, Registry, Reprocess, RunParams, RunState, RunStore, RunType, Runner, all_dags,
     dag_by_id,
@@ -77,6 +77,16 @@ pub enum DagsCommand {
         #[command(flatten)]
         gen_args: GenArgs,
     },
+    /// Stop scheduling a DAG: its fire times pass without runs until it is unpaused
+    Pause {
+        /// DAG ID
+        dag: String,
+    },
+    /// Resume scheduling a paused DAG
+    Unpause {
+        /// DAG ID
+        dag: String,
+    },
     /// Run a DAG in-process for one logical date, print its logs, record nothing
     Test {
         /// DAG ID
@@ -112,6 +122,17 @@ pub enum TasksCommand {
         /// Logical date (RFC 3339; `2026-02-01 00:05:00+00:00` as Airflow renders it works too)
         #[arg(long)]
         logical_date: String,
+        #[command(flatten)]
+        gen_args: GenArgs,
+    },
+    /// Re-run the failed tasks of a failed run and their downstream (queued for the running
+    /// scheduler if there is one)
+    Clear {
+        /// DAG ID
+        dag: String,
+        /// Logical date of the run (RFC 3339)
+        #[arg(long, value_parser = parse_time)]
+        logical_date: DateTime<Utc>,
         #[command(flatten)]
         gen_args: GenArgs,
     },
@@ -375,64 +396,24 @@ pub(super) async fn dags(
                 let now = Utc::now();
                 now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
             });
+            manual_request(config, dag, t, Request::Trigger, gen_args, json).await
+        }
+        DagsCommand::Pause { dag } | DagsCommand::Unpause { dag } => {
+            let dag = find_dag(dag)?;
+            let paused = matches!(c, DagsCommand::Pause { .. });
             let store = open_store(config).await?;
             store.preflight().await?;
-            let runs = RunStore::new(store.clone(), true);
-            if let Some(run) = runs
-                .get_run(&dag.dag_id, t)
-                .await?
-                .filter(|r| r.state.is_finished())
-            {
-                anyhow::bail!(
-                    "{} already has a {} run at {} (state {}); use `lakepipe dags backfill {} --from {t} --to {t} --reprocess all` to run it again",
+            let rec = control::set_paused(&store, dag, paused, "cli").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rec)?);
+            } else {
+                println!(
+                    "{}: {}",
                     dag.dag_id,
-                    run.run_type.as_str(),
-                    rfc3339_secs(t),
-                    run.state.as_str(),
-                    dag.dag_id,
-                    t = rfc3339_secs(t)
+                    if paused { "paused" } else { "unpaused" }
                 );
             }
-            let lease = match take_lease(config, &store, "dags trigger").await {
-                Ok(lease) => lease,
-                Err(e) => match e.downcast_ref::<LeaseError>() {
-                    // A scheduler runs on this lake: queue the run for it, as Airflow does.
-                    Some(LeaseError::Held(holder)) => {
-                        let run =
-                            DagRun::new(dag, t, RunType::Manual, RunState::Queued, Utc::now());
-                        runs.put_run(&run).await?;
-                        runs.enqueue(&QueuedRun {
-                            dag_id: dag.dag_id.clone(),
-                            logical_date: t,
-                        })
-                        .await?;
-                        if json {
-                            println!("{}", serde_json::to_string_pretty(&run)?);
-                        } else {
-                            println!(
-                                "{} {}: queued for the running scheduler (`lakepipe {}`, pid {} on {})",
-                                dag.dag_id,
-                                rfc3339_secs(t),
-                                holder.command,
-                                holder.pid,
-                                holder.host
-                            );
-                        }
-                        return Ok(());
-                    }
-                    _ => return Err(e),
-                },
-            };
-            let r = runner(
-                &store,
-                Arc::new(SystemClock),
-                params(config, gen_args, &[]),
-                true,
-                false,
-            );
-            let res = r.run_dag(dag, t, RunType::Manual, Reprocess::None).await;
-            lease.release().await;
-            report_run(&res?, json)
+            Ok(())
         }
         DagsCommand::Backfill {
             dag,
@@ -483,6 +464,63 @@ pub(super) async fn dags(
             report_run(&run, json)
         }
     }
+}
+
+/// A manual trigger or clear: executed now under the lease, or — when a scheduler holds the
+/// lease — recorded and queued for it, as Airflow's CLI does.
+async fn manual_request(
+    config: &ValidatedConfig,
+    dag: &'static Dag,
+    t: DateTime<Utc>,
+    request: Request,
+    gen_args: &GenArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    store.preflight().await?;
+    let runs = RunStore::new(store.clone(), true);
+    let existing = runs.get_run(&dag.dag_id, t).await?;
+    control::check_request(dag, t, request, existing.as_ref())?;
+    let command = match request {
+        Request::Trigger => "dags trigger",
+        Request::Clear => "tasks clear",
+    };
+    let lease = match take_lease(config, &store, command).await {
+        Ok(lease) => lease,
+        Err(e) => match e.downcast_ref::<LeaseError>() {
+            Some(LeaseError::Held(holder)) => {
+                let run = control::enqueue(&runs, dag, t, request).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&run)?);
+                } else {
+                    println!(
+                        "{} {}: queued for the running scheduler (`lakepipe {}`, pid {} on {})",
+                        dag.dag_id,
+                        rfc3339_secs(t),
+                        holder.command,
+                        holder.pid,
+                        holder.host
+                    );
+                }
+                return Ok(());
+            }
+            _ => return Err(e),
+        },
+    };
+    let r = runner(
+        &store,
+        Arc::new(SystemClock),
+        params(config, gen_args, &[]),
+        true,
+        false,
+    );
+    let reprocess = match request {
+        Request::Trigger => Reprocess::None,
+        Request::Clear => Reprocess::Failed,
+    };
+    let res = r.run_dag(dag, t, RunType::Manual, reprocess).await;
+    lease.release().await;
+    report_run(&res?, json)
 }
 
 fn report_run(run: &DagRun, json: bool) -> anyhow::Result<()> {
@@ -628,12 +666,23 @@ pub(super) async fn tasks(
     c: &TasksCommand,
     json: bool,
 ) -> anyhow::Result<()> {
-    let TasksCommand::Run {
-        dag,
-        task,
-        logical_date,
-        gen_args,
-    } = c;
+    let (dag, task, logical_date, gen_args) = match c {
+        TasksCommand::Run {
+            dag,
+            task,
+            logical_date,
+            gen_args,
+        } => (dag, task, logical_date, gen_args),
+        TasksCommand::Clear {
+            dag,
+            logical_date,
+            gen_args,
+        } => {
+            let dag = find_dag(dag)?;
+            return manual_request(config, dag, *logical_date, Request::Clear, gen_args, json)
+                .await;
+        }
+    };
     let dag = find_dag(dag)?;
     let t = crate::clock::parse_utc(logical_date)
         .map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?;

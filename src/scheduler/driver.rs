@@ -111,10 +111,20 @@ async fn run_tick(
                 == Some(t)
         })
         .collect();
+    // Paused DAGs let their fire times pass without a run (one listing per tick).
+    let paused = if due.is_empty() {
+        Vec::new()
+    } else {
+        super::control::paused(runner.runs().store()).await?
+    };
     let mut groups: BTreeMap<u32, Vec<&'static Dag>> = BTreeMap::new();
     for d in due {
-        groups.entry(d.order_group()).or_default().push(d);
         cursors.insert(d.dag_id.clone(), t);
+        if paused.contains(&d.dag_id) {
+            tracing::debug!(dag = %d.dag_id, "paused: no run at {}", crate::clock::rfc3339_secs(t));
+            continue;
+        }
+        groups.entry(d.order_group()).or_default().push(d);
     }
     for (_, group) in groups {
         let results = futures::future::join_all(
@@ -273,9 +283,14 @@ async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> anyhow::Resu
     for (key, q) in runner.runs().queued().await? {
         match super::dag::dag_by_id(&q.dag_id) {
             Some(dag) => {
-                tracing::info!(dag = %q.dag_id, logical_date = %crate::clock::rfc3339_secs(q.logical_date), "running a triggered run");
+                let (what, reprocess) = if q.clear {
+                    ("clearing the failed tasks of", Reprocess::Failed)
+                } else {
+                    ("running", Reprocess::None)
+                };
+                tracing::info!(dag = %q.dag_id, logical_date = %crate::clock::rfc3339_secs(q.logical_date), "{what} a queued run");
                 let run = runner
-                    .run_dag(dag, q.logical_date, RunType::Manual, Reprocess::None)
+                    .run_dag(dag, q.logical_date, RunType::Manual, reprocess)
                     .await?;
                 summary.add(&run, true);
             }

@@ -35,6 +35,15 @@ pub struct LeaseInfo {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The live holder of the lease, if a scheduler is running on this lake.
+pub async fn holder(store: &Store) -> Result<Option<LeaseInfo>, crate::store::Error> {
+    Ok(store
+        .get_opt(LEASE_KEY)
+        .await?
+        .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
+        .filter(|h| h.expires_at > Utc::now()))
+}
+
 /// Why the lease could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {

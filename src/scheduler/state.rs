@@ -24,6 +24,9 @@ pub struct QueuedRun {
     pub dag_id: String,
     /// The logical date of the queued run.
     pub logical_date: DateTime<Utc>,
+    /// Re-run the failed tasks of the recorded run (`tasks clear`) instead of a new run.
+    #[serde(default)]
+    pub clear: bool,
 }
 
 /// State of a DAG run.

@@ -3,11 +3,13 @@
 //! Only this module builds object-store clients. It bounds concurrency, retries with backoff
 //! and jitter (`retry`), streams listings page by page, uploads large objects in parts, sets
 //! content types and user metadata on S3, and makes landing writes exactly-once
-//! ([`Store::put_new`]). AWS credentials, endpoints and checks live in `s3`.
+//! ([`Store::put_new`]). AWS credentials, endpoints and checks live in `s3`; request counters
+//! for `/metrics` in `metrics`.
 
 pub mod bootstrap;
 mod config;
 mod delta;
+pub mod metrics;
 pub mod oplog;
 mod retry;
 mod s3;
@@ -160,6 +162,7 @@ impl Store {
                     .with_region(&conn.region)
                     .with_virtual_hosted_style_request(conn.virtual_hosted_style)
                     .with_client_options(client_opts)
+                    .with_http_connector(metrics::CountingConnector)
                     .with_retry(sc.retry.to_object_store());
                 if let Some(endpoint) = &conn.endpoint {
                     b = b.with_endpoint(endpoint);
@@ -590,6 +593,25 @@ impl Store {
             .map_err(|e| request_error("GET", &path, e))
     }
 
+    /// Reads an object as a stream of chunks, without holding it whole; `None` if it does not
+    /// exist.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<Option<BoxStream<'static, std::result::Result<Bytes, std::io::Error>>>> {
+        let path = Path::from(key);
+        let _p = self.permit().await;
+        match self.inner.get(&path).await {
+            Ok(r) => Ok(Some(
+                r.into_stream()
+                    .map(|c| c.map_err(std::io::Error::other))
+                    .boxed(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(request_error("GET", &path, e)),
+        }
+    }
+
     /// Size and modification time of an object; `None` if it does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let path = Path::from(key);
@@ -729,20 +751,21 @@ fn describe(e: &object_store::Error) -> String {
     s3::source_chain(e)
 }
 
+/// A store over a local directory with the default configuration (unit tests).
+#[cfg(test)]
+pub(crate) async fn local_store(dir: &std::path::Path) -> Store {
+    let cfg = crate::config::Config {
+        lake: dir.display().to_string(),
+        ..crate::config::Config::default()
+    }
+    .validate()
+    .unwrap();
+    Store::open(&cfg).await.unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    async fn local_store(dir: &std::path::Path) -> Store {
-        let cfg = Config {
-            lake: dir.display().to_string(),
-            ..Config::default()
-        }
-        .validate()
-        .unwrap();
-        Store::open(&cfg).await.unwrap()
-    }
 
     #[tokio::test]
     async fn put_new_is_exactly_once_and_refuses_to_overwrite() {

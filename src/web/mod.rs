@@ -1,3 +1,1092 @@
-//! Web UI and JSON API over the lake (DAG grid, logs, lake browser, dashboards, alerts).
+//! Web UI and JSON API over the lake (`lakepipe ui`, and beside the scheduler in `lakepipe
+//! up`): DAGs and Airflow's grid, runs with task attempts and logs, the lake (catalog datasets
+//! and Delta tables), the serving dashboards as charts, alerts, and Prometheus `/metrics`.
 //!
-//! Built by the web UI issue; read-only over [`crate::store::Store`] except explicit actions.
+//! Everything is read from the lake through [`data::LakeView`]; the only writes are the
+//! actions — trigger a DAG, clear a failed run's tasks, pause / unpause — which are recorded
+//! exactly as their CLI counterparts record them ([`crate::scheduler::control`]) and carried
+//! out by the scheduler holding the lake's lease. Pages are rendered on the server
+//! ([`pages`], [`charts`]) with their stylesheet compiled into the binary.
+//!
+//! Listening on a non-loopback address requires a token; every request must then carry it
+//! (`Authorization: Bearer`, the `lakepipe_token` cookie, or `?token=` once, which sets the
+//! cookie).
+
+pub mod charts;
+pub mod data;
+pub mod metrics;
+pub mod pages;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::clock::{parse_utc, rfc3339_secs};
+use crate::scheduler::control::{self, Request as Action};
+use crate::scheduler::lease;
+use crate::scheduler::state::log_key;
+use crate::scheduler::{Dag, dag_by_id};
+use crate::store::Store;
+use data::LakeView;
+
+/// Default address of the UI.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Runs shown in a grid unless `?limit=` says otherwise.
+const GRID_RUNS: usize = 25;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    view: Arc<LakeView>,
+    token: Option<Arc<str>>,
+}
+
+/// An error answered as JSON (API) with its status.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn not_found(what: String) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, what)
+}
+
+fn find_dag(id: &str) -> ApiResult<&'static Dag> {
+    dag_by_id(id).ok_or_else(|| not_found(format!("no DAG {id}")))
+}
+
+fn parse_date(s: &str) -> ApiResult<DateTime<Utc>> {
+    parse_utc(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("logical date {s}: {e}")))
+}
+
+/// Checks where the UI may listen: a non-loopback address needs a token.
+pub fn check_listen(addr: &SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
+        anyhow::bail!(
+            "listening on {addr} (not loopback) needs a token: pass --token or set LAKEPIPE_UI_TOKEN"
+        );
+    }
+    Ok(())
+}
+
+/// The router over `store`; with `token`, every request must carry it.
+pub fn router(store: Store, token: Option<String>) -> Router {
+    let state = AppState {
+        view: Arc::new(LakeView::new(store)),
+        token: token.filter(|t| !t.is_empty()).map(Arc::from),
+    };
+    Router::new()
+        // Pages.
+        .route("/", get(dags_html))
+        .route("/dags/{dag}", get(grid_html))
+        .route("/dags/{dag}/runs/{date}", get(run_html))
+        .route("/dags/{dag}/runs/{date}/tasks/{task}/log", get(log_html))
+        .route("/lake", get(lake_html))
+        .route("/dashboards", get(dashboards_html))
+        .route("/alerts", get(alerts_html))
+        // Form actions: the API's actions, answered with a redirect back.
+        .route("/dags/{dag}/trigger", post(trigger_form))
+        .route("/dags/{dag}/pause", post(pause_form))
+        .route("/dags/{dag}/unpause", post(unpause_form))
+        .route("/dags/{dag}/runs/{date}/clear", post(clear_form))
+        // JSON API.
+        .route("/api/dags", get(api_dags))
+        .route("/api/dags/{dag}", get(api_dag))
+        .route("/api/dags/{dag}/grid", get(api_grid))
+        .route("/api/dags/{dag}/runs/{date}", get(api_run))
+        .route("/api/dags/{dag}/runs/{date}/tasks/{task}/log", get(api_log))
+        .route("/api/dags/{dag}/trigger", post(api_trigger))
+        .route("/api/dags/{dag}/pause", post(api_pause))
+        .route("/api/dags/{dag}/unpause", post(api_unpause))
+        .route("/api/dags/{dag}/runs/{date}/clear", post(api_clear))
+        .route("/api/lake", get(api_lake))
+        .route("/api/dashboards", get(api_dashboards))
+        .route("/api/dashboards/{name}", get(api_dashboard))
+        .route("/api/alerts", get(api_alerts))
+        .route("/metrics", get(metrics_text))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// Serves the UI on `listener` until `shutdown` resolves.
+pub async fn serve(
+    store: Store,
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(store, token))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("lakepipe_token="))
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = st.token.as_deref() else {
+        return next.run(req).await;
+    };
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let ok = bearer.is_some_and(|b| same(b, token))
+        || cookie_token(req.headers()).is_some_and(|c| same(c, token))
+        || query.as_deref().is_some_and(|q| same(q, token));
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(json!({ "error": "this UI needs its token (Authorization: Bearer <token>, or ?token=<token>)" })),
+        )
+            .into_response();
+    }
+    let set_cookie = query.is_some();
+    let mut res = next.run(req).await;
+    if set_cookie
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "lakepipe_token={token}; Path=/; HttpOnly; SameSite=Strict"
+        ))
+    {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+// ---------------------------------------------------------------- JSON API
+
+async fn api_dags(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(st.view.dags().await?))
+}
+
+async fn api_dag(
+    State(st): State<AppState>,
+    Path(dag): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let d = find_dag(&dag)?;
+    let summary = st
+        .view
+        .dags()
+        .await?
+        .into_iter()
+        .find(|s| s.dag_id == d.dag_id);
+    let tasks: Vec<_> = d
+        .tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "task_id": t.task_id,
+                "upstream": t.upstream,
+                "retries": t.policy.retries,
+                "execution_timeout_s": t.policy.execution_timeout.as_secs(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "dag": summary, "tasks": tasks })))
+}
+
+async fn api_grid(
+    State(st): State<AppState>,
+    Path(dag): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let d = find_dag(&dag)?;
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(GRID_RUNS);
+    Ok(axum::Json(st.view.grid(d, limit).await?))
+}
+
+async fn api_run(
+    State(st): State<AppState>,
+    Path((dag, date)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let d = find_dag(&dag)?;
+    let t = parse_date(&date)?;
+    match st.view.run_detail(d, t).await? {
+        Some(detail) => Ok(axum::Json(detail)),
+        None => Err(not_found(format!("no run of {dag} at {date}"))),
+    }
+}
+
+/// The attempt asked for (`?attempt=N`), else the last one recorded.
+async fn attempt_of(
+    st: &AppState,
+    dag: &Dag,
+    t: DateTime<Utc>,
+    task: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<u32> {
+    if let Some(a) = q.get("attempt") {
+        return a.parse().map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("attempt {a}: not a number"),
+            )
+        });
+    }
+    let ti = st
+        .view
+        .run_store()
+        .get_ti(&dag.dag_id, t, task)
+        .await?
+        .ok_or_else(|| {
+            not_found(format!(
+                "no task {task} in {} at {}",
+                dag.dag_id,
+                rfc3339_secs(t)
+            ))
+        })?;
+    Ok(ti.try_number().max(1))
+}
+
+/// A task log, streamed from the lake as it is read.
+async fn api_log(
+    State(st): State<AppState>,
+    Path((dag, date, task)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let d = find_dag(&dag)?;
+    let t = parse_date(&date)?;
+    let attempt = attempt_of(&st, d, t, &task, &q).await?;
+    let key = log_key(&d.dag_id, t, &task, attempt);
+    match st
+        .view
+        .store()
+        .get_stream(&key)
+        .await
+        .map_err(anyhow::Error::from)?
+    {
+        Some(stream) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            Body::from_stream(stream),
+        )
+            .into_response()),
+        None => Err(not_found(format!("no log {key} (try {attempt})"))),
+    }
+}
+
+/// Carries out an action; returns what the API answers.
+async fn act(
+    st: &AppState,
+    dag: &Dag,
+    action: Action,
+    t: DateTime<Utc>,
+) -> ApiResult<serde_json::Value> {
+    let run = control::enqueue(st.view.run_store(), dag, t, action)
+        .await
+        .map_err(|e| ApiError(StatusCode::CONFLICT, format!("{e:#}")))?;
+    st.view.invalidate().await;
+    let holder = lease::holder(st.view.store())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let message = match &holder {
+        Some(h) => format!(
+            "{} {}: queued for the running scheduler (`lakepipe {}`, pid {} on {})",
+            dag.dag_id,
+            rfc3339_secs(t),
+            h.command,
+            h.pid,
+            h.host
+        ),
+        None => format!(
+            "{} {}: queued; no scheduler is running on this lake — `lakepipe up` runs it",
+            dag.dag_id,
+            rfc3339_secs(t)
+        ),
+    };
+    Ok(json!({ "run": run, "queued": true, "scheduler": holder, "message": message }))
+}
+
+fn now_secs() -> DateTime<Utc> {
+    let now = Utc::now();
+    now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
+}
+
+async fn api_trigger(
+    State(st): State<AppState>,
+    Path(dag): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let d = find_dag(&dag)?;
+    let t = match q.get("logical_date") {
+        Some(s) => parse_date(s)?,
+        None => now_secs(),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(act(&st, d, Action::Trigger, t).await?),
+    ))
+}
+
+async fn api_clear(
+    State(st): State<AppState>,
+    Path((dag, date)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let d = find_dag(&dag)?;
+    let t = parse_date(&date)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(act(&st, d, Action::Clear, t).await?),
+    ))
+}
+
+async fn set_paused(st: &AppState, dag: &str, paused: bool) -> ApiResult<serde_json::Value> {
+    let d = find_dag(dag)?;
+    let c = control::set_paused(st.view.store(), d, paused, "ui").await?;
+    Ok(serde_json::to_value(c).map_err(anyhow::Error::from)?)
+}
+
+async fn api_pause(
+    State(st): State<AppState>,
+    Path(dag): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(set_paused(&st, &dag, true).await?))
+}
+
+async fn api_unpause(
+    State(st): State<AppState>,
+    Path(dag): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(set_paused(&st, &dag, false).await?))
+}
+
+async fn api_lake(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let datasets = st.view.partition_metadata().await?;
+    let tables = st.view.tables().await?;
+    Ok(axum::Json(json!({
+        "lake": st.view.store().url().to_string(),
+        "catalog": datasets,
+        "tables": tables,
+    })))
+}
+
+async fn api_dashboards(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(st.view.dashboards().await?))
+}
+
+async fn api_dashboard(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    st.view
+        .dashboards()
+        .await?
+        .remove(&name)
+        .map(axum::Json)
+        .ok_or_else(|| not_found(format!("no dashboard {name}")))
+}
+
+async fn api_alerts(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(st.view.alerts().await?.unwrap_or_else(
+        || json!({ "as_of": null, "raised": [], "last_24h": [] }),
+    )))
+}
+
+async fn metrics_text(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(&st.view).await?,
+    ))
+}
+
+// ---------------------------------------------------------------- pages
+
+/// An error shown as a page.
+pub struct PageError(ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl From<anyhow::Error> for PageError {
+    fn from(e: anyhow::Error) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let ApiError(status, msg) = self.0;
+        (
+            status,
+            Html(pages::layout(
+                status.canonical_reason().unwrap_or("error"),
+                "",
+                &format!("<p class=\"error\">{}</p>", pages::esc(&msg)),
+            )),
+        )
+            .into_response()
+    }
+}
+
+type PageResult = Result<Html<String>, PageError>;
+
+fn msg(q: &HashMap<String, String>) -> Option<&str> {
+    q.get("msg").map(String::as_str)
+}
+
+async fn dags_html(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> PageResult {
+    Ok(Html(pages::dags_page(&st.view.dags().await?, msg(&q))))
+}
+
+async fn grid_html(
+    State(st): State<AppState>,
+    Path(dag): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> PageResult {
+    let d = find_dag(&dag)?;
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(GRID_RUNS);
+    let grid = st.view.grid(d, limit).await?;
+    let paused = control::paused(st.view.store()).await?.contains(&d.dag_id);
+    Ok(Html(pages::grid_page(d, &grid, paused, msg(&q))))
+}
+
+async fn run_html(
+    State(st): State<AppState>,
+    Path((dag, date)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> PageResult {
+    let d = find_dag(&dag)?;
+    let t = parse_date(&date)?;
+    let detail = st
+        .view
+        .run_detail(d, t)
+        .await?
+        .ok_or_else(|| not_found(format!("no run of {dag} at {date}")))?;
+    Ok(Html(pages::run_page(&detail, msg(&q))))
+}
+
+async fn log_html(
+    State(st): State<AppState>,
+    Path((dag, date, task)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> PageResult {
+    let d = find_dag(&dag)?;
+    let t = parse_date(&date)?;
+    let attempt = attempt_of(&st, d, t, &task, &q).await?;
+    let text = st
+        .view
+        .run_store()
+        .get_log(&d.dag_id, t, &task, attempt)
+        .await?
+        .ok_or_else(|| not_found(format!("no log of {task} try {attempt}")))?;
+    Ok(Html(pages::log_page(
+        &d.dag_id,
+        &rfc3339_secs(t),
+        &task,
+        attempt,
+        &String::from_utf8_lossy(&text),
+    )))
+}
+
+async fn lake_html(State(st): State<AppState>) -> PageResult {
+    let meta = st.view.partition_metadata().await?;
+    let tables = st.view.tables().await?;
+    Ok(Html(pages::lake_page(meta.as_ref(), &tables)))
+}
+
+async fn dashboards_html(State(st): State<AppState>) -> PageResult {
+    Ok(Html(pages::dashboards_page(&st.view.dashboards().await?)))
+}
+
+async fn alerts_html(State(st): State<AppState>) -> PageResult {
+    Ok(Html(pages::alerts_page(st.view.alerts().await?.as_ref())))
+}
+
+/// Redirects to `to` with the action's outcome as the page's message.
+fn back(to: &str, outcome: ApiResult<serde_json::Value>) -> Redirect {
+    let text = match outcome {
+        Ok(v) => v["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "{}: {}",
+                    v["dag_id"].as_str().unwrap_or_default(),
+                    if v["is_paused"] == true {
+                        "paused"
+                    } else {
+                        "unpaused"
+                    }
+                )
+            }),
+        Err(ApiError(_, e)) => e,
+    };
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("msg", &text)
+        .finish();
+    Redirect::to(&format!("{to}?{q}"))
+}
+
+async fn trigger_form(State(st): State<AppState>, Path(dag): Path<String>) -> RedirectResult {
+    let d = find_dag(&dag)?;
+    Ok(back(
+        &format!("/dags/{}", d.dag_id),
+        act(&st, d, Action::Trigger, now_secs()).await,
+    ))
+}
+
+async fn clear_form(
+    State(st): State<AppState>,
+    Path((dag, date)): Path<(String, String)>,
+) -> RedirectResult {
+    let d = find_dag(&dag)?;
+    let t = parse_date(&date)?;
+    Ok(back(
+        &pages::run_href(&d.dag_id, &rfc3339_secs(t)),
+        act(&st, d, Action::Clear, t).await,
+    ))
+}
+
+async fn pause_form(State(st): State<AppState>, Path(dag): Path<String>) -> RedirectResult {
+    Ok(back("/", set_paused(&st, &dag, true).await))
+}
+
+async fn unpause_form(State(st): State<AppState>, Path(dag): Path<String>) -> RedirectResult {
+    Ok(back("/", set_paused(&st, &dag, false).await))
+}
+
+type RedirectResult = Result<Redirect, PageError>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::to_bytes;
+    use axum::http::Request as HttpRequest;
+    use bytes::Bytes;
+    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::scheduler::state::{Attempt, RunStore};
+    use crate::scheduler::{DagRun, RunState, RunType, TaskInstance, TaskState, all_dags};
+    use crate::store::ObjectAttrs;
+
+    const DAG: &str = "4-serving_layer_merge";
+    const T: &str = "2026-02-01T10:00:00Z";
+
+    /// A lake with one failed serving run (one task failed, its downstream upstream_failed),
+    /// one successful one, a log, a Delta table, the dashboards, alerts and catalog documents.
+    async fn lake() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let runs = RunStore::new(store.clone(), true);
+        let dag = dag_by_id(DAG).unwrap();
+        let t = parse_utc(T).unwrap();
+        for (at, state) in [
+            (t, RunState::Failed),
+            (t - chrono::Duration::minutes(10), RunState::Success),
+        ] {
+            let mut run = DagRun::new(dag, at, RunType::Scheduled, state, at);
+            run.start_date = Some(at);
+            run.end_date = Some(at + chrono::Duration::seconds(3));
+            runs.put_run(&run).await.unwrap();
+            for (i, spec) in dag.tasks.iter().enumerate() {
+                let mut ti = TaskInstance::new(DAG, &spec.task_id, at, 2);
+                ti.state = match (state, i) {
+                    (RunState::Failed, 0) => TaskState::Failed,
+                    (RunState::Failed, _) if !spec.upstream.is_empty() => TaskState::UpstreamFailed,
+                    _ => TaskState::Success,
+                };
+                if ti.state != TaskState::UpstreamFailed {
+                    ti.attempts.push(Attempt {
+                        try_number: 1,
+                        state: ti.state,
+                        start_date: at,
+                        end_date: Some(at + chrono::Duration::seconds(1)),
+                        duration_s: 1.0,
+                        error: (ti.state == TaskState::Failed).then(|| "boom".to_string()),
+                    });
+                    runs.put_log(
+                        DAG,
+                        at,
+                        &spec.task_id,
+                        1,
+                        format!("log of {}\n", spec.task_id),
+                    )
+                    .await
+                    .unwrap();
+                }
+                runs.put_ti(&ti).await.unwrap();
+            }
+        }
+        let json_attrs = ObjectAttrs::default();
+        let put = |key: &'static str, v: serde_json::Value| {
+            let store = store.clone();
+            let attrs = json_attrs.clone();
+            async move {
+                store
+                    .put(key, Bytes::from(serde_json::to_vec(&v).unwrap()), &attrs)
+                    .await
+                    .unwrap()
+            }
+        };
+        put(
+            "serving/dashboards/api_health_1h.json",
+            json!({"name": "api_health_1h", "stream": "api_logs", "as_of": T,
+                   "window": {"start": "2026-02-01T09:00:00Z", "end": T, "minutes": 60},
+                   "events_by_source": {"batch": 5, "speed": 2},
+                   "rows": [{"endpoint": "/api/v1/payments", "request_count": 7, "p95_ms": 2300.0, "error_rate_pct": 14.29}]}),
+        )
+        .await;
+        put(
+            "serving/alerts/latest.json",
+            json!({"as_of": T, "raised": [], "last_24h": [{"alert_id": "api_error_rate:/x:1", "rule": "api_error_rate",
+                   "severity": "high", "subject": "/x", "window_start": "2026-02-01T09:45:00Z", "window_end": T,
+                   "triggered_at": T, "value": 12.0, "threshold": 5.0, "triggering_ids": ["l1", "l2"],
+                   "triggering_count": 2, "detail": "2 errors"}]}),
+        )
+        .await;
+        put(
+            "metadata/partition_metadata.json",
+            json!({"generated_at": T, "partitions": {"realtime_api_logs": {"total_objects": 3, "total_bytes": 300,
+                   "partition_count": 1, "by_partition": [{"partition": "date=2026-02-01/hour=09", "objects": 3, "bytes": 300}]}}}),
+        )
+        .await;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("log_id", DataType::Utf8, false),
+            Field::new("status_code", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int64Array::from(vec![200, 500])),
+            ],
+        )
+        .unwrap();
+        store
+            .delta_table_or_new("batch/silver/api_logs")
+            .await
+            .unwrap()
+            .write(vec![batch])
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut req = HttpRequest::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = to_bytes(res.into_body(), 1 << 24).await.unwrap();
+        (status, headers, body)
+    }
+
+    async fn get_json(app: &Router, uri: &str) -> serde_json::Value {
+        let (status, headers, body) = call(app, "GET", uri, &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_read_route_answers_with_its_shape() {
+        let (_d, store) = lake().await;
+        let app = router(store, None);
+
+        let dags = get_json(&app, "/api/dags").await;
+        assert_eq!(dags.as_array().unwrap().len(), all_dags().len());
+        let serving = dags
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dag_id"] == DAG)
+            .unwrap();
+        assert_eq!(serving["last_run"]["state"], "failed");
+        assert_eq!(serving["last_run"]["logical_date"], T);
+        assert_eq!(serving["runs_by_state"], json!({"failed": 1, "success": 1}));
+        assert_eq!(serving["next_fire_time"], "2026-02-01T10:10:00Z");
+        assert_eq!(serving["is_paused"], false);
+
+        let dag = get_json(&app, &format!("/api/dags/{DAG}")).await;
+        assert_eq!(
+            dag["tasks"].as_array().unwrap().len(),
+            dag_by_id(DAG).unwrap().tasks.len()
+        );
+        assert!(dag["tasks"][0]["task_id"].is_string());
+
+        let grid = get_json(&app, &format!("/api/dags/{DAG}/grid")).await;
+        let first_task = grid["task_ids"][0].as_str().unwrap().to_string();
+        assert_eq!(grid["runs"].as_array().unwrap().len(), 2);
+        assert_eq!(grid["runs"][0]["logical_date"], T, "newest first");
+        assert_eq!(
+            grid["runs"][0]["data_interval_start"],
+            "2026-02-01T09:50:00Z"
+        );
+        assert_eq!(grid["runs"][0]["data_interval_end"], T);
+        assert_eq!(grid["runs"][0]["tasks"][&first_task], "failed");
+        assert_eq!(grid["runs"][1]["tasks"][&first_task], "success");
+        let limited = get_json(&app, &format!("/api/dags/{DAG}/grid?limit=1")).await;
+        assert_eq!(limited["runs"].as_array().unwrap().len(), 1);
+
+        let run = get_json(&app, &format!("/api/dags/{DAG}/runs/{T}")).await;
+        assert_eq!(run["run"]["state"], "failed");
+        assert_eq!(run["task_instances"][0]["attempts"][0]["error"], "boom");
+
+        let (status, headers, body) = call(
+            &app,
+            "GET",
+            &format!("/api/dags/{DAG}/runs/{T}/tasks/{first_task}/log"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(body, format!("log of {first_task}\n"));
+
+        let lake = get_json(&app, "/api/lake").await;
+        assert_eq!(
+            lake["catalog"]["partitions"]["realtime_api_logs"]["total_objects"],
+            3
+        );
+        let t = &lake["tables"][0];
+        assert_eq!(
+            (t["name"].as_str(), t["layer"].as_str()),
+            (Some("silver_api_logs"), Some("silver"))
+        );
+        assert_eq!(
+            (
+                t["rows"].as_u64(),
+                t["files"].as_u64(),
+                t["version"].as_u64()
+            ),
+            (Some(2), Some(1), Some(0))
+        );
+        assert_eq!(t["schema"][1], json!(["status_code", "long"]));
+
+        let dashboards = get_json(&app, "/api/dashboards").await;
+        assert_eq!(dashboards.as_object().unwrap().len(), 1);
+        let one = get_json(&app, "/api/dashboards/api_health_1h").await;
+        assert_eq!(one["events_by_source"]["batch"], 5);
+        let alerts = get_json(&app, "/api/alerts").await;
+        assert_eq!(alerts["last_24h"][0]["rule"], "api_error_rate");
+
+        let (status, headers, body) = call(&app, "GET", "/metrics", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for line in [
+            format!("lakepipe_dag_runs{{dag_id=\"{DAG}\",state=\"failed\"}} 1"),
+            format!("lakepipe_dag_runs{{dag_id=\"{DAG}\",state=\"success\"}} 1"),
+            format!(
+                "lakepipe_task_duration_seconds_count{{dag_id=\"{DAG}\",task_id=\"{first_task}\"}} 1"
+            ),
+            "lakepipe_table_rows{layer=\"silver\",table=\"silver_api_logs\"} 2".to_string(),
+            "lakepipe_layer_rows{layer=\"silver\"} 2".to_string(),
+            "lakepipe_landing_objects{dataset=\"realtime_api_logs\"} 3".to_string(),
+            "lakepipe_landing_bytes{dataset=\"realtime_api_logs\"} 300".to_string(),
+            "lakepipe_s3_retries_total ".to_string(),
+            "lakepipe_s3_requests_total{method=\"GET\"} ".to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_things_are_404_and_bad_dates_400() {
+        let (_d, store) = lake().await;
+        let app = router(store, None);
+        for uri in [
+            "/api/dags/nope".to_string(),
+            "/api/dags/nope/grid".to_string(),
+            format!("/api/dags/{DAG}/runs/2026-01-01T00:00:00Z"),
+            format!("/api/dags/{DAG}/runs/{T}/tasks/nope/log"),
+            format!("/api/dags/{DAG}/runs/{T}/tasks/unified_api_logs/log?attempt=7"),
+            "/api/dashboards/nope".to_string(),
+            "/dags/nope".to_string(),
+        ] {
+            let (status, _, body) = call(&app, "GET", &uri, &[]).await;
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{uri}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let (status, _, body) =
+            call(&app, "GET", &format!("/api/dags/{DAG}/runs/yesterday"), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"].is_string());
+    }
+
+    #[tokio::test]
+    async fn actions_are_recorded_like_the_cli_does() {
+        let (_d, store) = lake().await;
+        let app = router(store.clone(), None);
+        let runs = RunStore::new(store.clone(), true);
+
+        // Trigger: a queued manual run and a queue entry for the scheduler.
+        let at = "2026-02-01T10:05:00Z";
+        let (status, _, body) = call(
+            &app,
+            "POST",
+            &format!("/api/dags/{DAG}/trigger?logical_date={at}"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (v["run"]["state"].as_str(), v["run"]["run_type"].as_str()),
+            (Some("queued"), Some("manual"))
+        );
+        assert!(v["scheduler"].is_null());
+        let q = runs.queued().await.unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            (q[0].1.logical_date, q[0].1.clear),
+            (parse_utc(at).unwrap(), false)
+        );
+
+        // Clear: only a failed run; recorded as a clear request.
+        let (status, _, _) = call(
+            &app,
+            "POST",
+            &format!("/api/dags/{DAG}/runs/2026-02-01T09:50:00Z/clear"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "a successful run has nothing to clear"
+        );
+        let (status, _, _) = call(
+            &app,
+            "POST",
+            &format!("/api/dags/{DAG}/runs/{T}/clear"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let q = runs.queued().await.unwrap();
+        assert!(
+            q.iter()
+                .any(|(_, q)| q.clear && q.logical_date == parse_utc(T).unwrap())
+        );
+
+        // Pause / unpause, seen by the DAG list.
+        let (status, _, body) = call(&app, "POST", &format!("/api/dags/{DAG}/pause"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["changed_by"],
+            "ui"
+        );
+        let dags = get_json(&app, "/api/dags").await;
+        let d = dags
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["dag_id"] == DAG)
+            .unwrap()
+            .clone();
+        assert_eq!(d["is_paused"], true);
+        assert_eq!(
+            crate::scheduler::control::paused(&store).await.unwrap(),
+            vec![DAG.to_string()]
+        );
+        let (status, _, _) = call(&app, "POST", &format!("/api/dags/{DAG}/unpause"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            crate::scheduler::control::paused(&store)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // The form counterpart redirects back with the outcome.
+        let (status, headers, _) = call(&app, "POST", &format!("/dags/{DAG}/pause"), &[]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(
+            headers[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .contains("paused")
+        );
+        let (status, _, _) = call(&app, "POST", "/api/dags/nope/trigger", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_token_guards_every_route() {
+        let (_d, store) = lake().await;
+        let app = router(store, Some("s3cret".into()));
+        for uri in ["/", "/api/dags", "/metrics", "/api/alerts"] {
+            let (status, _, _) = call(&app, "GET", uri, &[]).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        }
+        let (status, _, _) = call(&app, "POST", &format!("/api/dags/{DAG}/pause"), &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = call(
+            &app,
+            "GET",
+            "/api/dags",
+            &[("authorization", "Bearer wrong")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, _) = call(
+            &app,
+            "GET",
+            "/api/dags",
+            &[("authorization", "Bearer s3cret")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, _) = call(&app, "GET", "/?token=s3cret", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .starts_with("lakepipe_token=s3cret;")
+        );
+        let (status, _, _) = call(
+            &app,
+            "GET",
+            "/lake",
+            &[("cookie", "a=b; lakepipe_token=s3cret")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert!(check_listen(&any, None).is_err());
+        assert!(check_listen(&any, Some("")).is_err());
+        assert!(check_listen(&any, Some("t")).is_ok());
+        assert!(check_listen(&local, None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn pages_render_the_lake() {
+        let (_d, store) = lake().await;
+        let app = router(store, None);
+        let page = |uri: String| {
+            let app = app.clone();
+            async move {
+                let (status, headers, body) = call(&app, "GET", &uri, &[]).await;
+                assert_eq!(status, StatusCode::OK, "{uri}");
+                assert!(
+                    headers[header::CONTENT_TYPE]
+                        .to_str()
+                        .unwrap()
+                        .starts_with("text/html")
+                );
+                String::from_utf8(body.to_vec()).unwrap()
+            }
+        };
+        let home = page("/".into()).await;
+        for d in all_dags() {
+            assert!(
+                home.contains(&format!("data-dag-id=\"{}\"", d.dag_id)),
+                "{}",
+                d.dag_id
+            );
+        }
+        let grid = page(format!("/dags/{DAG}")).await;
+        assert_eq!(grid.matches("class=\"cell state-failed\"").count(), 1);
+        assert!(grid.matches("data-state=\"upstream_failed\"").count() >= 1);
+        let run = page(format!("/dags/{DAG}/runs/{T}")).await;
+        assert!(run.contains("clear failed tasks") && run.contains("boom"));
+        let log = page(format!(
+            "/dags/{DAG}/runs/{T}/tasks/unified_api_logs/log?attempt=1"
+        ))
+        .await;
+        assert!(log.contains("log of unified_api_logs"));
+        let lake = page("/lake".into()).await;
+        assert!(
+            lake.contains("data-table=\"silver_api_logs\"")
+                && lake.contains("data-dataset=\"realtime_api_logs\"")
+        );
+        let dash = page("/dashboards".into()).await;
+        assert!(dash.contains("data-label=\"/api/v1/payments\" data-value=\"2300\""));
+        let alerts = page("/alerts".into()).await;
+        assert!(alerts.contains("data-rule=\"api_error_rate\"") && alerts.contains("l1, l2"));
+    }
+}

@@ -11,3 +11,4 @@ mod s3;
 mod scheduler;
 mod serving;
 mod util;
+mod web;

@@ -434,4 +434,47 @@ async fn unified_tables_on_moto_hold_each_event_once_across_a_batch_run() {
     ] {
         assert!(keys.iter().any(|k| k == doc), "{doc} in {keys:?}");
     }
+
+    // The web UI over the S3 lake: runs, tables, dashboards, alerts and S3 request counters.
+    let ui = crate::web::Ui::start(&t, &lake);
+    let out = python(
+        r#"
+import json, sys, urllib.request
+base = sys.argv[1]
+get = lambda p: urllib.request.urlopen(base + p, timeout=60).read().decode()
+dags = {d["dag_id"]: d for d in json.loads(get("/api/dags"))}
+lake = json.loads(get("/api/lake"))
+metrics = get("/metrics")
+print(json.dumps({
+    "serving_runs": dags["4-serving_layer_merge"]["runs_by_state"],
+    "batch_last": dags["3-batch_etl_all_streams"]["last_run"]["state"],
+    "lake": lake["lake"],
+    "silver_rows": sum(t["rows"] for t in lake["tables"] if t["layer"] == "silver"),
+    "tables": len(lake["tables"]),
+    "dashboards": sorted(json.loads(get("/api/dashboards"))),
+    "alerts_as_of": json.loads(get("/api/alerts"))["as_of"],
+    "s3_gets": [float(l.split()[-1]) for l in metrics.splitlines() if l.startswith('lakepipe_s3_requests_total{method="GET"}')],
+    "grid_page": "data-state=\"success\"" in get("/dags/4-serving_layer_merge"),
+}))
+"#,
+        &[&ui.base],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["serving_runs"], serde_json::json!({"success": 16}), "{v}");
+    assert_eq!(v["batch_last"], "success");
+    assert_eq!(v["lake"], lake.as_str());
+    let silver: u64 = STREAMS
+        .iter()
+        .map(|(s, _)| {
+            rows(&format!("SELECT count(*) AS n FROM silver_{s}"))[0]["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(v["silver_rows"], silver, "{v}");
+    assert_eq!(v["dashboards"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(v["alerts_as_of"], "2026-02-02T02:10:00Z");
+    assert!(v["s3_gets"][0].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["grid_page"], true);
+    drop(ui);
 }

@@ -1,0 +1,384 @@
+//! The web UI in a real browser: `lakepipe ui` over a lake filled by `simulate` (one day, by
+//! the scheduler's one-day test, plus one failed serving run), every page loaded by headless
+//! Chromium (Debian's package; `scripts/test` installs it). The DOM must show the DAG IDs,
+//! grid cells in their states, charts with data points and the alerts. Screenshots are saved
+//! under `<target>/tmp/ui-screenshots/`. Then the failed run is cleared with `tasks clear`,
+//! and a paused DAG gets no runs.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::util::TestCommand;
+
+const SERVING: &str = "4-serving_layer_merge";
+/// The serving run that fails (its unified_api_logs task), after the simulated day.
+const FAILED_AT: &str = "2026-02-02T00:10:00Z";
+
+/// `lakepipe ui` on a free loopback port, stopped on drop.
+pub struct Ui {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Ui {
+    /// Starts the UI over `lake` and waits until it says where it listens.
+    pub fn start(t: &TestCommand, lake: &str) -> Ui {
+        let mut child = t
+            .command(&["--lake", lake, "ui", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start lakepipe ui");
+        let base = ui_address(&mut child);
+        Ui { child, base }
+    }
+}
+
+/// Reads the stderr of a `lakepipe ui` or `lakepipe up` started with `Stdio::piped()` stderr
+/// until it says where the UI listens; keeps draining it afterwards.
+pub fn ui_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("lakepipe exited before saying where the UI listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("lakepipe ui: ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_string();
+        }
+    };
+    // Keep draining stderr so the process never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    base
+}
+
+/// POSTs to the UI (an action) with Python's urllib; returns (status, body).
+pub fn post(base: &str, path: &str) -> (u16, serde_json::Value) {
+    let out = crate::util::python(
+        r#"
+import json, sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1] + sys.argv[2], method="POST")
+try:
+    r = urllib.request.urlopen(req, timeout=60); print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+"#,
+        &[base, path],
+    );
+    let (status, body) = out.split_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap(),
+    )
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium() -> String {
+    if let Ok(c) = std::env::var("LAKEPIPE_TEST_CHROMIUM") {
+        return c;
+    }
+    for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(c).exists() {
+            return c.to_string();
+        }
+    }
+    panic!("Chromium not found: scripts/test installs it (apt-get install chromium)");
+}
+
+fn screenshots() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Headless Chromium with the flags this closed network needs.
+fn browser(profile: &Path, args: &[&str]) -> String {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Loads `path` in the browser, saves a screenshot as `<name>.png`, returns the DOM.
+fn page(ui: &Ui, profile: &Path, path: &str, name: &str) -> String {
+    let url = format!("{}{path}", ui.base);
+    let shot = screenshots().join(format!("{name}.png"));
+    browser(
+        profile,
+        &[
+            "--window-size=1400,1100",
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ],
+    );
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "no screenshot of {url}"
+    );
+    let dom = browser(profile, &["--dump-dom", &url]);
+    assert!(dom.contains("<main>"), "{url} did not render: {dom}");
+    dom
+}
+
+/// `data-value`s of the chart points inside the element that starts at `marker`.
+fn points_after(dom: &str, marker: &str) -> Vec<f64> {
+    let start = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} missing"));
+    let section = &dom[start..];
+    let end = section.find("</section>").unwrap_or(section.len());
+    section[..end]
+        .split("class=\"point")
+        .skip(1)
+        .filter_map(|p| {
+            let v = p.split("data-value=\"").nth(1)?;
+            v[..v.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+/// Runs after the one-day simulation of the scheduler test, on its lake.
+pub fn browse_the_one_day_lake(t: &TestCommand) {
+    // One more serving run, whose unified_api_logs task fails every attempt.
+    let r = t.run(&[
+        "--lake",
+        "lake",
+        "simulate",
+        "--from",
+        "2026-02-02T00:00:00Z",
+        "--to",
+        FAILED_AT,
+        "--dag",
+        SERVING,
+        "--fail-task",
+        &format!("{SERVING}:unified_api_logs"),
+    ]);
+    r.assert_exit_code(1);
+
+    let ui = Ui::start(t, "lake");
+    let profile = tempfile::tempdir().unwrap();
+    let profile = profile.path();
+
+    // DAGs: every DAG ID, the serving DAG's run counts and last (failed) run.
+    let dom = page(&ui, profile, "/", "dags");
+    for d in [
+        "1-infra_s3_bootstrap",
+        "2-iot_sensors_realtime_ingest",
+        "2-api_logs_realtime_ingest",
+        "2-social_media_realtime_ingest",
+        "2-ecommerce_clickstream_realtime_ingest",
+        "2-financial_transactions_realtime_ingest",
+        "3-batch_etl_all_streams",
+        SERVING,
+        "5-lake_catalog_refresh",
+    ] {
+        assert!(dom.contains(&format!("data-dag-id=\"{d}\"")), "{d} missing");
+    }
+    let row = &dom[dom.find(&format!("data-dag-id=\"{SERVING}\"")).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains(">144 success<") && row.contains(">1 failed<"),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!("{FAILED_AT}</a>")) && row.contains("data-state=\"failed\""),
+        "{row}"
+    );
+
+    // The serving grid: the failed run's cells in their states, the runs before all green.
+    let dom = page(&ui, profile, &format!("/dags/{SERVING}"), "grid-serving");
+    let cell = |task: &str, run: &str| {
+        let m = format!("data-task=\"{task}\" data-run=\"{run}\" data-state=\"");
+        let i = dom
+            .find(&m)
+            .unwrap_or_else(|| panic!("no cell {task} {run}"));
+        let s = &dom[i + m.len()..];
+        s[..s.find('"').unwrap()].to_string()
+    };
+    assert_eq!(cell("unified_api_logs", FAILED_AT), "failed");
+    assert_eq!(cell("unified_iot_sensors", FAILED_AT), "success");
+    for task in ["dashboards", "alerts", "analytics"] {
+        assert_eq!(cell(task, FAILED_AT), "upstream_failed", "{task}");
+        assert_eq!(cell(task, "2026-02-01T23:50:00Z"), "success", "{task}");
+    }
+    assert_eq!(
+        dom.matches("class=\"cell state-").count(),
+        25 * 8,
+        "25 runs x 8 tasks"
+    );
+    assert!(
+        dom.contains("2026-02-02T00:00:00Z<br>– 2026-02-02T00:10:00Z"),
+        "data interval shown"
+    );
+
+    // The batch grid and the failed run's page with its attempts and log links.
+    let dom = page(&ui, profile, "/dags/3-batch_etl_all_streams", "grid-batch");
+    assert!(dom.contains(
+        "data-task=\"silver_api_logs\" data-run=\"2026-02-01T02:00:00Z\" data-state=\"success\""
+    ));
+    let dom = page(
+        &ui,
+        profile,
+        &format!("/dags/{SERVING}/runs/{FAILED_AT}"),
+        "run-failed",
+    );
+    assert!(dom.contains("clear failed tasks"));
+    assert!(dom.contains("tasks/unified_api_logs/log?attempt=1"));
+    let dom = page(
+        &ui,
+        profile,
+        &format!("/dags/{SERVING}/runs/2026-02-01T01:00:00Z/tasks/unified_api_logs/log?attempt=1"),
+        "log",
+    );
+    assert!(
+        dom.contains("serving/unified/api_logs: appending to"),
+        "log streamed: {dom}"
+    );
+
+    // Lake: the catalog's datasets and every layer's Delta tables.
+    let dom = page(&ui, profile, "/lake", "lake");
+    for name in ["realtime_api_logs", "realtime_iot_sensors"] {
+        assert!(dom.contains(&format!("data-dataset=\"{name}\"")), "{name}");
+    }
+    for name in [
+        "bronze_api_logs",
+        "silver_api_logs",
+        "quarantine_api_logs",
+        "gold_fact_api_hourly",
+        "serving_unified_api_logs",
+        "serving_alerts_history",
+    ] {
+        assert!(dom.contains(&format!("data-table=\"{name}\"")), "{name}");
+    }
+
+    // Dashboards: five cards, each with a chart that has data points, and the batch/speed
+    // boundary of its window.
+    let dom = page(&ui, profile, "/dashboards", "dashboards");
+    for d in [
+        "iot_current_status",
+        "api_health_1h",
+        "social_trending_2h",
+        "ecommerce_realtime_kpi",
+        "financial_realtime_monitor",
+    ] {
+        let marker = format!("data-dashboard=\"{d}\"");
+        let points = points_after(&dom, &marker);
+        assert!(points.len() >= 3, "{d}: {points:?}");
+        assert!(points.iter().any(|v| *v > 0.0), "{d}: all zero");
+        let section = &dom[dom.find(&marker).unwrap()..];
+        assert!(
+            section.contains("data-label=\"batch\"") && section.contains("data-label=\"speed\"")
+        );
+    }
+    let api = points_after(&dom, "data-dashboard=\"api_health_1h\"");
+    assert!(
+        api.len() >= 2 + 3 * 12,
+        "split + 3 charts x 12 endpoints: {}",
+        api.len()
+    );
+
+    // Alerts: the rows of latest.json, with rule, window and triggering ids.
+    let latest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(t.lake().join("serving/alerts/latest.json")).unwrap(),
+    )
+    .unwrap();
+    let last = latest["last_24h"].as_array().unwrap();
+    assert!(
+        !last.is_empty(),
+        "one day at scale 0.05 raises fraud alerts"
+    );
+    let dom = page(&ui, profile, "/alerts", "alerts");
+    assert_eq!(dom.matches("<tr class=\"alert ").count(), last.len());
+    let first = &last[0];
+    assert!(dom.contains(&format!(
+        "data-rule=\"{}\"",
+        first["rule"].as_str().unwrap()
+    )));
+    assert!(dom.contains(first["triggering_ids"][0].as_str().unwrap()));
+    assert!(dom.contains(first["window_start"].as_str().unwrap()));
+    drop(ui);
+
+    // `tasks clear` re-runs the failed task and its downstream: the run turns green.
+    let r = t.run(&[
+        "--lake",
+        "lake",
+        "--json",
+        "tasks",
+        "clear",
+        SERVING,
+        "--logical-date",
+        FAILED_AT,
+    ]);
+    r.assert_exit_code(0);
+    assert_eq!(r.json()["state"], "success");
+    let r = t.run(&[
+        "--lake",
+        "lake",
+        "tasks",
+        "clear",
+        SERVING,
+        "--logical-date",
+        FAILED_AT,
+    ]);
+    r.assert_exit_code(1);
+    assert!(r.stderr().contains("only failed runs"), "{}", r.stderr());
+
+    // A paused DAG gets no runs; unpaused, it is scheduled again.
+    let serving_runs = |from: &str, to: &str| {
+        let r = t.run(&[
+            "--lake", "lake", "--json", "simulate", "--from", from, "--to", to, "--dag", SERVING,
+        ]);
+        r.assert_exit_code(0);
+        r.json()["executed"].as_u64().unwrap()
+    };
+    t.run(&["--lake", "lake", "dags", "pause", SERVING])
+        .assert_exit_code(0);
+    assert_eq!(serving_runs(FAILED_AT, "2026-02-02T00:30:00Z"), 0);
+    assert!(
+        !t.lake()
+            .join(format!("_lakepipe/runs/{SERVING}/20260202T002000Z"))
+            .exists()
+    );
+    t.run(&["--lake", "lake", "dags", "unpause", SERVING])
+        .assert_exit_code(0);
+    assert_eq!(
+        serving_runs("2026-02-02T00:30:00Z", "2026-02-02T00:40:00Z"),
+        1
+    );
+}
