@@ -206,8 +206,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), &env, &flags)?.validate()?;
     match &args.command {
         Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,
-        Command::Up(u) => up(&config, u, args.json).await,
-        Command::Ui(u) => ui(&config, u).await,
+        Command::Up(u) => {
+            if !u.no_ui {
+                usage_check(crate::web::check_listen(
+                    &u.ui.listen,
+                    u.ui.token.as_deref(),
+                ));
+            }
+            up(&config, u, args.json).await
+        }
+        Command::Ui(u) => {
+            usage_check(crate::web::check_listen(&u.listen, u.token.as_deref()));
+            ui(&config, u).await
+        }
         Command::Stream(s) => stream(&config, s, args.json).await,
         Command::Simulate(s) => sched::simulate(&config, s, args.json).await,
         Command::Dags(c) => sched::dags(&config, c, args.json).await,
@@ -220,6 +231,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Query(q) => admin::query(&config, q).await,
         Command::Compact(c) => admin::compact(&config, c, args.json).await,
         Command::Vacuum(v) => admin::vacuum(&config, v, args.json).await,
+    }
+}
+
+/// A usage error found after parsing (flags that only make sense together): clap's message
+/// and exit code 2.
+fn usage_check(r: anyhow::Result<()>) {
+    if let Err(e) = r {
+        use clap::CommandFactory as _;
+        Args::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, e)
+            .exit();
     }
 }
 

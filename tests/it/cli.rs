@@ -7,7 +7,7 @@ fn help_lists_every_subcommand_and_version_works() {
     let t = TestCommand::new();
     let help = t.run(&["--help"]);
     help.assert_exit_code(0);
-    for sub in ["up", "stream", "config"] {
+    for sub in ["up", "stream", "config", "ui"] {
         assert!(
             help.stdout()
                 .lines()
@@ -101,4 +101,18 @@ fn bad_input_gets_a_clear_message_and_the_right_exit_code() {
         r.stderr()
     );
     assert!(!r.stderr().contains("panicked"));
+}
+
+#[test]
+fn the_ui_refuses_a_non_loopback_address_without_a_token() {
+    let t = TestCommand::new();
+    for args in [
+        &["ui", "--listen", "0.0.0.0:0"][..],
+        &["up", "--listen", "0.0.0.0:0"][..],
+    ] {
+        let r = t.run(args);
+        r.assert_exit_code(2);
+        assert!(r.stderr().contains("needs a token"), "{}", r.stderr());
+    }
+    assert!(!t.lake().exists(), "refused before the lake is touched");
 }
