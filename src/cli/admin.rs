@@ -104,7 +104,8 @@ pub(super) async fn compact(
     let store = open_store(config).await?;
     let mut out = serde_json::Map::new();
     for t in tables(&store, a.table.as_deref()).await? {
-        if let Some(c) = crate::layers::batch::compact::compact_table(&store, &t.path, None).await?
+        if let Some(c) =
+            crate::layers::batch::compact::compact_table(&store, &t.path, None, None).await?
         {
             if !json {
                 println!(

@@ -158,6 +158,32 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
     sim("2026-02-02T02:20:00Z", "2026-02-02T02:40:00Z");
     assert_eq!(late_rows(&t), BTreeMap::from([("speed".into(), 3)]));
 
+    // On the hour, the append is followed by a compaction of the partitions it appended to:
+    // at 23:00, 2026-02-01 holds the file compacted at 22:00 and the appends of 22:10 … 23:00
+    // (late events add partitions of older dates).
+    let ti = read_json(
+        &t,
+        "_lakepipe/runs/4-serving_layer_merge/20260201T230000Z/tasks/unified_api_logs.json",
+    );
+    assert_eq!(ti["output"]["mode"], "append", "{ti}");
+    let c = &ti["output"]["compacted"];
+    let (added, removed) = (
+        c["files_added"].as_u64().unwrap(),
+        c["files_removed"].as_u64().unwrap(),
+    );
+    assert!(
+        removed >= 7 && added >= 1 && added <= c["partitions"].as_u64().unwrap(),
+        "{ti}"
+    );
+    let ti = read_json(
+        &t,
+        "_lakepipe/runs/4-serving_layer_merge/20260201T231000Z/tasks/unified_api_logs.json",
+    );
+    assert!(
+        ti["output"]["compacted"].is_null(),
+        "only on the hour: {ti}"
+    );
+
     // Dashboards at 02:40 describe their windows of the unified tables.
     let in_window = |stream: &str, from: &str| {
         count(

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{FilterOp, FilterValue};
 
 use super::{gold, lineage};
@@ -27,12 +28,13 @@ pub struct Compacted {
     pub partitions: u64,
 }
 
-/// Optimizes the table at `path`, only the `dates` partitions if given; `None` if there is no
-/// table.
+/// Optimizes the table at `path`, only the `dates` partitions if given, with `props` in the
+/// commit if given; `None` if there is no table.
 pub async fn compact_table(
     store: &Store,
     path: &str,
     dates: Option<&[String]>,
+    props: Option<CommitProperties>,
 ) -> anyhow::Result<Option<Compacted>> {
     let Some(table) = store.delta_table(path).await? else {
         return Ok(None);
@@ -48,6 +50,9 @@ pub async fn compact_table(
         .with_target_size(std::num::NonZeroU64::new(TARGET_FILE_BYTES).expect("non-zero"));
     if dates.is_some() {
         op = op.with_filters(&filters);
+    }
+    if let Some(props) = props {
+        op = op.with_commit_properties(props);
     }
     let (_, m) = op.await?;
     Ok(Some(Compacted {
@@ -104,7 +109,7 @@ impl TaskBody for Compact {
             if dates.is_empty() {
                 continue;
             }
-            if let Some(c) = compact_table(store, &path, Some(dates)).await? {
+            if let Some(c) = compact_table(store, &path, Some(dates), None).await? {
                 ctx.log.info(format!(
                     "{path}: {} files merged into {} over {} partitions",
                     c.files_removed, c.files_added, c.partitions

@@ -3,8 +3,9 @@
 //! the same rules, de-duplicated by id (first landed wins) — every event exactly once at every
 //! moment: before a batch run, right after it, and when late files arrive.
 //!
-//! Each run makes at most one Delta commit, labelled with the run's logical date
-//! (`lakepipe.serving_run` in the commit info):
+//! Each run makes at most one data commit, labelled with the run's logical date
+//! (`lakepipe.serving_run` in the commit info), and on the hour a compaction of the partitions
+//! it appended to (same rows, fewer files, same label):
 //! - **append** (the usual case): the speed files landed since the last run are cleaned,
 //!   de-duplicated among themselves, anti-joined against the ids their dates already hold, and
 //!   appended. A re-run appends nothing: every id is already there.
@@ -23,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike as _, Utc};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::error::DataFusionError;
@@ -39,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
 use crate::layers::batch::silver::{self, Cleaner, Counts, expectations};
-use crate::layers::batch::{self, Write, bronze, table_path};
+use crate::layers::batch::{self, Write, bronze, compact, table_path};
 use crate::scheduler::{TaskBody, TaskContext, dag_by_id};
 use crate::sources::stream::StreamSpec;
 use crate::store::{ObjectAttrs, Store, register_delta};
@@ -276,10 +277,12 @@ impl TaskBody for Unified {
             .sql(&df_ctx, store, existing.as_ref(), &dates, replace)
             .await?;
         let plan = df_ctx.sql(&sql).await?.into_unoptimized_plan();
-        let props = CommitProperties::default().with_metadata([(
-            RUN_KEY.to_string(),
-            serde_json::Value::from(rfc3339_secs(t)),
-        )]);
+        let props = || {
+            CommitProperties::default().with_metadata([(
+                RUN_KEY.to_string(),
+                serde_json::Value::from(rfc3339_secs(t)),
+            )])
+        };
         let target = match existing {
             Some(t) => t,
             None => store.delta_table_or_new(&path).await?,
@@ -293,7 +296,7 @@ impl TaskBody for Unified {
             } else {
                 Write::Append
             },
-            props,
+            props(),
         )
         .await?;
 
@@ -317,8 +320,23 @@ impl TaskBody for Unified {
                 &ObjectAttrs::default(),
             )
             .await?;
+        // Each append leaves one small file in its dates' partitions. Once an hour they are
+        // merged (Delta optimize of those dates, labelled with this run like the append), so
+        // the windows every serving task reads stay a handful of files instead of up to 144.
+        let compacted = if !replace && t.minute() == 0 {
+            compact::compact_table(store, &path, Some(&dates), Some(props())).await?
+        } else {
+            None
+        };
+        if let Some(c) = &compacted {
+            ctx.log.info(format!(
+                "{path}: hourly compaction merged {} files into {}",
+                c.files_removed, c.files_added
+            ));
+        }
         let c = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(serde_json::json!({
+            "compacted": compacted,
             "stream": stream,
             "mode": if replace { "recompute" } else { "append" },
             "version": table.version(),
