@@ -96,6 +96,13 @@ pub fn parse_utc(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp (e.g. 2026-02-01T00:00:00Z): {e}"))
 }
 
+/// The wall clock truncated to the second: the default logical date of a manual run
+/// (`dags trigger`, the UI's trigger), as Airflow renders it.
+pub fn now_to_the_second() -> DateTime<Utc> {
+    let now = SystemClock.now();
+    now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
+}
+
 /// Formats a UTC time as RFC 3339 with whole seconds and a `Z`.
 pub fn rfc3339_secs(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

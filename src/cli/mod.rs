@@ -58,10 +58,11 @@ pub enum Command {
     Stream(StreamArgs),
     /// Run every scheduled DAG run with fire time in (--from, --to] on a simulated clock
     Simulate(sched::SimulateArgs),
-    /// List, show, trigger, backfill or test DAGs
+    /// List, show, trigger, backfill, test, pause or unpause DAGs
     #[command(subcommand)]
     Dags(sched::DagsCommand),
-    /// Run one task instance and record the attempt (what an external Airflow calls)
+    /// Run one task instance and record the attempt (what an external Airflow calls), or clear
+    /// a failed run's failed tasks
     #[command(subcommand)]
     Tasks(sched::TasksCommand),
     /// List DAG runs recorded in the lake

@@ -392,10 +392,7 @@ pub(super) async fn dags(
             gen_args,
         } => {
             let dag = find_dag(dag)?;
-            let t = logical_date.unwrap_or_else(|| {
-                let now = Utc::now();
-                now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
-            });
+            let t = logical_date.unwrap_or_else(crate::clock::now_to_the_second);
             manual_request(config, dag, t, Request::Trigger, gen_args, json).await
         }
         DagsCommand::Pause { dag } | DagsCommand::Unpause { dag } => {

@@ -267,6 +267,24 @@ pub fn run_dir(dag_id: &str, logical_date: DateTime<Utc>) -> String {
     format!("{RUNS_PREFIX}/{dag_id}/{}", compact(logical_date))
 }
 
+/// Key of a run record.
+pub fn run_key(dag_id: &str, logical_date: DateTime<Utc>) -> String {
+    format!("{}/run.json", run_dir(dag_id, logical_date))
+}
+
+/// Whether a key listed under [`RUNS_PREFIX`] is a run record (not a task record).
+pub fn is_run_key(key: &str) -> bool {
+    key.ends_with("/run.json")
+}
+
+/// Reads the run record at `key` (from a listing); `None` if it is gone.
+pub async fn read_run(store: &Store, key: &str) -> anyhow::Result<Option<DagRun>> {
+    match store.get_opt(key).await? {
+        None => Ok(None),
+        Some(body) => decode(key, &body).map(Some),
+    }
+}
+
 /// Key of a task log.
 pub fn log_key(dag_id: &str, logical_date: DateTime<Utc>, task_id: &str, attempt: u32) -> String {
     format!(
@@ -333,17 +351,13 @@ impl RunStore {
         dag_id: &str,
         logical_date: DateTime<Utc>,
     ) -> anyhow::Result<Option<DagRun>> {
-        self.get_json(&format!("{}/run.json", run_dir(dag_id, logical_date)))
-            .await
+        self.get_json(&run_key(dag_id, logical_date)).await
     }
 
     /// Writes a run record.
     pub async fn put_run(&self, run: &DagRun) -> anyhow::Result<()> {
-        self.put_json(
-            &format!("{}/run.json", run_dir(&run.dag_id, run.logical_date)),
-            run,
-        )
-        .await
+        self.put_json(&run_key(&run.dag_id, run.logical_date), run)
+            .await
     }
 
     /// A task instance, if recorded.
@@ -426,16 +440,14 @@ impl RunStore {
         self.store
             .list(&prefix)
             .map_err(anyhow::Error::from)
-            .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with("/run.json")))
+            .try_filter(|m| futures::future::ready(is_run_key(m.location.as_ref())))
             .map_ok(move |m| {
                 let store = store.clone();
                 async move {
                     let key = m.location.to_string();
-                    let body = store
-                        .get_opt(&key)
+                    read_run(&store, &key)
                         .await?
-                        .ok_or_else(|| anyhow::anyhow!("{key} vanished while listing"))?;
-                    decode::<DagRun>(&key, &body)
+                        .ok_or_else(|| anyhow::anyhow!("{key} vanished while listing"))
                 }
             })
             .try_buffered(16)

@@ -19,7 +19,7 @@ use crate::clock::rfc3339_secs;
 use crate::layers::serving::alerts::LATEST_KEY;
 use crate::layers::serving::dashboards::{DASHBOARDS, dashboard_path};
 use crate::scheduler::control;
-use crate::scheduler::state::{RUNS_PREFIX, run_dir};
+use crate::scheduler::state::{RUNS_PREFIX, is_run_key, read_run, run_key};
 use crate::scheduler::{Dag, DagRun, RunStore, TaskInstance, all_dags};
 use crate::store::Store;
 
@@ -162,10 +162,6 @@ pub struct RunDetail {
     pub task_instances: Vec<TaskInstance>,
 }
 
-fn key_of(run: &DagRun) -> String {
-    format!("{}/run.json", run_dir(&run.dag_id, run.logical_date))
-}
-
 fn tag_of(m: &object_store::ObjectMeta) -> String {
     m.e_tag
         .clone()
@@ -205,7 +201,7 @@ impl LakeView {
             let metas: Vec<object_store::ObjectMeta> = self
                 .store()
                 .list(&format!("{RUNS_PREFIX}/"))
-                .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with("/run.json")))
+                .try_filter(|m| futures::future::ready(is_run_key(m.location.as_ref())))
                 .try_collect()
                 .await?;
             let mut fresh: HashMap<String, (String, DagRun)> = HashMap::with_capacity(metas.len());
@@ -225,15 +221,7 @@ impl LakeView {
                 .map(|(key, tag)| {
                     let store = store.clone();
                     async move {
-                        let body = store.get_opt(&key).await?;
-                        let run = match body {
-                            Some(b) => {
-                                Some(serde_json::from_slice::<DagRun>(&b).map_err(|e| {
-                                    anyhow::anyhow!("corrupt run record {key}: {e}")
-                                })?)
-                            }
-                            None => None,
-                        };
+                        let run = read_run(&store, &key).await?;
                         anyhow::Ok(run.map(|r| (key, tag, r)))
                     }
                 })
@@ -305,7 +293,7 @@ impl LakeView {
         dag: &Dag,
         run: &DagRun,
     ) -> anyhow::Result<Vec<TaskInstance>> {
-        let key = key_of(run);
+        let key = run_key(&run.dag_id, run.logical_date);
         let tag = {
             let idx = self.index.lock().await;
             idx.runs.get(&key).map(|(t, _)| t.clone())

@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::clock::{parse_utc, rfc3339_secs};
+use crate::clock::{now_to_the_second, parse_utc, rfc3339_secs};
 use crate::scheduler::control::{self, Request as Action};
 use crate::scheduler::lease;
 use crate::scheduler::state::log_key;
@@ -343,11 +343,6 @@ async fn act(
     Ok(json!({ "run": run, "queued": true, "scheduler": holder, "message": message }))
 }
 
-fn now_secs() -> DateTime<Utc> {
-    let now = Utc::now();
-    now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
-}
-
 async fn api_trigger(
     State(st): State<AppState>,
     Path(dag): Path<String>,
@@ -356,7 +351,7 @@ async fn api_trigger(
     let d = find_dag(&dag)?;
     let t = match q.get("logical_date") {
         Some(s) => parse_date(s)?,
-        None => now_secs(),
+        None => now_to_the_second(),
     };
     Ok((
         StatusCode::ACCEPTED,
@@ -576,7 +571,7 @@ async fn trigger_form(State(st): State<AppState>, Path(dag): Path<String>) -> Re
     let d = find_dag(&dag)?;
     Ok(back(
         &format!("/dags/{}", d.dag_id),
-        act(&st, d, Action::Trigger, now_secs()).await,
+        act(&st, d, Action::Trigger, now_to_the_second()).await,
     ))
 }
 

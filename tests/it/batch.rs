@@ -4,16 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::{TestCommand, files_under, python, query_rows};
+use crate::util::{STREAMS, TestCommand, files_under, python, query_rows};
 
 const BATCH: &str = "3-batch_etl_all_streams";
-const STREAMS: [&str; 5] = [
-    "iot_sensors",
-    "api_logs",
-    "social_media",
-    "ecommerce_clickstream",
-    "financial_transactions",
-];
 
 /// Event date of a speed-layer file, from its path under `realtime/<stream>/`.
 fn date_of(file: &str) -> String {

@@ -5,17 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::util::{TestCommand, files_under, query_rows};
+use crate::util::{STREAMS, TestCommand, files_under, query_rows};
 
 const DAY_FROM: &str = "2026-02-01T00:00:00Z";
 const DAY_TO: &str = "2026-02-02T00:00:00Z";
-const STREAMS: [&str; 5] = [
-    "iot_sensors",
-    "api_logs",
-    "social_media",
-    "ecommerce_clickstream",
-    "financial_transactions",
-];
 
 /// Runs by DAG and state, from `runs list --json`.
 fn run_counts(t: &TestCommand) -> BTreeMap<String, BTreeMap<String, u64>> {

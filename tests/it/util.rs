@@ -107,6 +107,15 @@ impl TestCommand {
     }
 }
 
+/// The five Lambda streams.
+pub const STREAMS: [&str; 5] = [
+    "iot_sensors",
+    "api_logs",
+    "social_media",
+    "ecommerce_clickstream",
+    "financial_transactions",
+];
+
 /// Every file below `root`, as paths relative to it with `/` separators.
 pub fn files_under(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
