@@ -111,7 +111,7 @@ with DAG(
     schedule={schedule},
     start_date=datetime({y}, {m}, {d}, {hh}, {mm}, tzinfo=timezone.utc),
     catchup={catchup},
-    max_active_runs={max_active_runs},
+    max_active_runs={max_active_runs},{max_active_tasks}
     tags=["lakepipe"],
 ) as dag:
     tasks = {{}}
@@ -130,6 +130,10 @@ with DAG(
         mm = sd.format("%-M"),
         catchup = py_bool(opts.catchup),
         max_active_runs = dag.max_active_runs,
+        max_active_tasks = dag
+            .max_active_tasks
+            .map(|n| format!("\n    max_active_tasks={n},"))
+            .unwrap_or_default(),
     )
 }
 
@@ -182,8 +186,10 @@ mod tests {
         assert!(py.contains("execution_timeout=timedelta(seconds=7200)"));
         assert!(py.contains(r#"{{ logical_date or dag_run.run_after }}"#));
         assert!(py.contains("catchup=False"));
+        assert!(py.contains("max_active_runs=1,\n    max_active_tasks=2,\n"));
         let manual = dag_file(dag_by_id("1-infra_s3_bootstrap").unwrap(), &opts());
         assert!(manual.contains("schedule=None,"));
+        assert!(!manual.contains("max_active_tasks"));
         assert_eq!(file_name(dag), "lakepipe_3_batch_etl_all_streams.py");
     }
 }

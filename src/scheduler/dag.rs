@@ -150,6 +150,9 @@ pub struct Dag {
     pub schedule: Schedule,
     /// At most this many runs of the DAG at once.
     pub max_active_runs: usize,
+    /// At most this many tasks of one run at once (Airflow's `max_active_tasks`); `None`: no
+    /// limit.
+    pub max_active_tasks: Option<usize>,
     /// Tasks in a topological order (upstreams first).
     pub tasks: Vec<TaskSpec>,
 }
@@ -162,8 +165,15 @@ impl Dag {
             description: description.to_string(),
             schedule,
             max_active_runs,
+            max_active_tasks: None,
             tasks: Vec::new(),
         }
+    }
+
+    /// Limits the tasks of one run that execute at once.
+    pub fn max_active_tasks(mut self, n: usize) -> Dag {
+        self.max_active_tasks = Some(n.max(1));
+        self
     }
 
     /// Adds a task.
@@ -260,6 +270,8 @@ const fn policy(retries: u32, delay_s: u64, max_delay_s: u64, timeout_s: u64) ->
 const INGEST: TaskPolicy = policy(3, 10, 120, 240);
 const BATCH: TaskPolicy = policy(2, 300, 1800, 7200);
 const SERVING: TaskPolicy = policy(1, 30, 60, 480);
+/// Tasks of one batch run that execute at once.
+pub const BATCH_ACTIVE_TASKS: usize = 2;
 const CATALOG: TaskPolicy = policy(2, 60, 600, 1800);
 const BOOTSTRAP: TaskPolicy = policy(0, 60, 60, 600);
 
@@ -307,7 +319,10 @@ fn build() -> Result<Vec<Dag>, String> {
         "daily bronze → silver → gold on Delta Lake for the closed event date",
         Schedule::cron("0 2 * * *")?,
         1,
-    );
+    )
+    // Each task already runs its plan on every core (DataFusion partitions); more of them at
+    // once only adds memory (sort buffers, Parquet writers).
+    .max_active_tasks(BATCH_ACTIVE_TASKS);
     for s in &streams {
         let bronze = format!("bronze_{s}");
         batch = batch.task(bronze.clone(), &[], BATCH).task(

@@ -162,6 +162,9 @@ impl Runner {
                         started.insert(t.task_id.clone());
                         progressed = true;
                     } else if ups.iter().all(|s| s.lets_downstream_run()) {
+                        if dag.max_active_tasks.is_some_and(|n| in_flight.len() >= n) {
+                            continue; // started when a running task finishes
+                        }
                         started.insert(t.task_id.clone());
                         let upstream = t
                             .upstream
@@ -556,6 +559,67 @@ mod tests {
             .unwrap();
         assert_eq!(again, run);
         assert_eq!(a.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// Counts the attempts running at once.
+    #[derive(Default)]
+    struct Gauge {
+        running: std::sync::atomic::AtomicUsize,
+        peak: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl TaskBody for Gauge {
+        async fn run(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            Ok(serde_json::Value::Null)
+        }
+    }
+
+    #[tokio::test]
+    async fn max_active_tasks_bounds_the_tasks_running_at_once() {
+        for (limit, peak) in [(None, 4), (Some(2), 2), (Some(1), 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let gauge = Arc::new(Gauge::default());
+            let cfg = Config {
+                lake: dir.path().display().to_string(),
+                ..Config::default()
+            }
+            .validate()
+            .unwrap();
+            let mut reg = Registry::default();
+            let mut dag = Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1);
+            for t in ["a", "b", "c", "d"] {
+                reg.register("t-dag", t, gauge.clone());
+                dag = dag.task(t, &[], policy(0, 5000));
+            }
+            dag = dag.task("e", &["a", "b", "c", "d"], policy(0, 5000));
+            reg.register("t-dag", "e", gauge.clone());
+            if let Some(n) = limit {
+                dag = dag.max_active_tasks(n);
+            }
+            let r = Runner::new(
+                RunStore::new(Store::open(&cfg).await.unwrap(), true),
+                Arc::new(reg),
+                Arc::new(SimClock::new(t0())),
+                RunParams::default(),
+                false,
+            );
+            let run = r
+                .run_dag(
+                    &dag.validated().unwrap(),
+                    t0(),
+                    RunType::Scheduled,
+                    Reprocess::None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(run.state, RunState::Success, "{limit:?}");
+            assert_eq!(gauge.peak.load(Ordering::SeqCst), peak, "{limit:?}");
+        }
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 
 pub mod csv;
 pub mod iot;
+pub mod scalar;
 pub mod stream;
 pub mod text;
 

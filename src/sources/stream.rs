@@ -13,6 +13,7 @@ use rand_distr::{Distribution, LogNormal, Normal};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::scalar::Scalar;
 use super::{Rng, rng_for, round_to, scaled, stable_hash, uuid_from};
 use crate::clock::rfc3339_millis;
 
@@ -66,6 +67,11 @@ impl Field {
 
     /// Checks a value against this field's type and allowed values.
     pub fn check(&self, v: &Value) -> Result<(), String> {
+        self.check_scalar(&Scalar::of_value(v))
+    }
+
+    /// [`Field::check`] on a borrowed value (silver's hot path).
+    pub fn check_scalar(&self, v: &Scalar<'_>) -> Result<(), String> {
         if v.is_null() {
             return if self.nullable {
                 Ok(())
@@ -74,16 +80,18 @@ impl Field {
             };
         }
         let ok = match self.kind {
-            Kind::Str => v.is_string(),
+            Kind::Str => v.as_str().is_some(),
             Kind::Enum(set) => v.as_str().is_some_and(|s| set.contains(&s)),
             Kind::IntEnum(set) => v.as_i64().is_some_and(|x| set.contains(&x)),
             Kind::Int { min, max } => v.as_i64().is_some_and(|x| (min..=max).contains(&x)),
             Kind::Float { min, max } => v.as_f64().is_some_and(|x| (min..=max).contains(&x)),
-            Kind::Bool => v.is_boolean(),
-            Kind::Tags(set) => v.as_array().is_some_and(|a| {
-                a.iter()
-                    .all(|t| t.as_str().is_some_and(|s| set.contains(&s)))
-            }),
+            Kind::Bool => v.as_bool().is_some(),
+            Kind::Tags(set) => match v {
+                Scalar::List(a) => a
+                    .iter()
+                    .all(|t| t.as_str().is_some_and(|s| set.contains(&s))),
+                _ => false,
+            },
         };
         if ok {
             Ok(())

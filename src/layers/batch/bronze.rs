@@ -6,7 +6,9 @@
 //! Exactly once: the commit carries a Delta application transaction
 //! (`lakepipe-bronze-<stream>`, version = the run's epoch seconds), written in the same atomic
 //! commit as the data; a re-run that finds it committed writes nothing. Files are read one at a
-//! time and parquet is flushed every [`FLUSH_BYTES`], so memory does not grow with the day.
+//! time and streamed into Parquet files that roll at the optimizer's target size
+//! ([`super::compact::TARGET_FILE_BYTES`], so `compact` leaves them alone), in row groups of
+//! [`ROW_GROUP_ROWS`]: memory does not grow with the day.
 
 use std::sync::Arc;
 
@@ -15,6 +17,9 @@ use deltalake::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, DataType as DeltaType, StructField, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 
@@ -24,8 +29,9 @@ use crate::scheduler::{Fatal, TaskBody, TaskContext};
 use crate::sources::stream::StreamSpec;
 use crate::store::Store;
 
-/// Buffered bytes after which parquet files are written out.
-pub const FLUSH_BYTES: usize = 64 << 20;
+/// Rows per Parquet row group of the batch layer's tables: the writer holds one row group in
+/// memory before it goes out (Parquet's default, 1 Mi rows, is hundreds of MiB of raw lines).
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Columns of every bronze table: (name, is 64-bit integer).
 const COLUMNS: [(&str, bool); 6] = [
@@ -126,6 +132,19 @@ pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Res
     )?)
 }
 
+/// Parquet settings of bronze files: Snappy as deltalake's default, but the `raw` lines — all
+/// different, and never filtered on — get neither a dictionary (it would overflow after a page
+/// and fall back to plain anyway) nor min/max statistics.
+fn writer_properties() -> WriterProperties {
+    let raw = ColumnPath::from("raw");
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(raw.clone(), false)
+        .set_column_statistics_enabled(raw, EnabledStatistics::None)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
 /// Commits `adds` with the application transaction that marks the run as done.
 async fn commit(
     table: &mut DeltaTable,
@@ -191,8 +210,9 @@ impl TaskBody for Bronze {
             manifest.dates()
         ));
         let batch_run = rfc3339_secs(run);
-        let mut writer = RecordBatchWriter::for_table(&table)?;
-        let mut adds = Vec::new();
+        let mut writer = RecordBatchWriter::for_table(&table)?
+            .with_writer_properties(writer_properties())
+            .with_target_file_size(super::compact::TARGET_FILE_BYTES);
         let mut rows = 0u64;
         for f in &manifest.files {
             let body = store.get_opt(&f.key).await?.ok_or_else(|| {
@@ -204,11 +224,8 @@ impl TaskBody for Bronze {
             let batch = file_batch(f, &body, &batch_run)?;
             rows += batch.num_rows() as u64;
             writer.write(batch).await?;
-            if writer.buffer_len() >= FLUSH_BYTES {
-                adds.extend(writer.flush().await?.into_iter().map(Action::Add));
-            }
         }
-        adds.extend(writer.flush().await?.into_iter().map(Action::Add));
+        let adds = writer.flush().await?.into_iter().map(Action::Add).collect();
         let version = commit(&mut table, adds, Transaction::new(&app_id, run.timestamp())).await?;
         lineage::record(store, run, &manifest).await?;
         ctx.log.info(format!(

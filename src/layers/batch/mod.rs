@@ -16,6 +16,8 @@ use std::sync::Arc;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaResult, DeltaTable};
 
@@ -63,7 +65,8 @@ pub enum Write<'a> {
 }
 
 /// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
-/// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`.
+/// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`: Snappy Parquet in row
+/// groups of [`bronze::ROW_GROUP_ROWS`], files rolled at the optimizer's target size.
 pub async fn write_plan(
     table: DeltaTable,
     df_ctx: &SessionContext,
@@ -75,7 +78,14 @@ pub async fn write_plan(
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(df_ctx.state()))
-        .with_commit_properties(props);
+        .with_commit_properties(props)
+        .with_writer_properties(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(bronze::ROW_GROUP_ROWS))
+                .build(),
+        )
+        .with_target_file_size(std::num::NonZeroU64::new(compact::TARGET_FILE_BYTES));
     match mode {
         Write::Append => {
             write

@@ -1,25 +1,32 @@
 //! `silver_<stream>`: recomputes `batch/silver/<stream>` and `batch/quarantine/<stream>` for
 //! every event date the run's files touch, from all bronze rows of those dates.
 //!
-//! Each raw line is parsed, trimmed, enum values normalised to their canonical spelling
+//! Each raw line is parsed (into the stream's fields only, strings borrowed from the line:
+//! [`crate::sources::scalar`]), trimmed, enum values normalised to their canonical spelling
 //! (cosmetic noise is fixed, not rejected), typed by the stream's schema (`sources`), and
 //! checked against the stream's [`expectations`] — declared as data, each with an action in
 //! the style of Delta Live Tables: `warn` (kept, counted), `drop` (to quarantine with the rule,
 //! the offending value, the raw line and its lineage) or `fail` (the task fails with the row).
-//! Valid rows are de-duplicated by the stream's id, first landed wins (ingest run, file, line),
-//! with a DataFusion window that spills to disk, and get the derived columns of [`derived`].
-//! Both tables are replaced for the affected dates only (Delta replace-where).
+//! One pass over bronze feeds both tables: cleaning runs in every partition of the bronze scan,
+//! typed rows flow on to silver and quarantine rows go through a channel to the quarantine
+//! write, which runs at the same time. Valid rows are de-duplicated by the stream's id, first
+//! landed wins (ingest run, file, line): DataFusion sorts them by id and lineage (spilling to
+//! disk beyond [`MEMORY_LIMIT`]) and [`FirstPerId`] keeps the first row of each id. They get
+//! the derived columns of [`derived`]. Both tables are replaced for the affected dates only
+//! (Delta replace-where).
 //!
 //! The task checks `bronze = silver + quarantine + duplicates` on the committed tables for
 //! those dates and fails if it does not hold.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Array, Int64Builder,
+    ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::streaming::StreamingTable;
@@ -27,21 +34,31 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::TaskContext as DfTaskContext;
 use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
+use deltalake::datafusion::physical_expr::expressions::col;
+use deltalake::datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
+use deltalake::datafusion::physical_plan::repartition::RepartitionExec;
+use deltalake::datafusion::physical_plan::sorts::sort::SortExec;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
-use deltalake::datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::datafusion::physical_plan::{
+    ExecutionPlan, ExecutionPlanProperties as _, SendableRecordBatchStream,
+};
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use futures::{StreamExt as _, TryStreamExt as _};
-use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::lineage;
 use crate::scheduler::{Fatal, TaskBody, TaskContext};
+use crate::sources::scalar::{Scalar, parse_record};
 use crate::sources::stream::{Kind, StreamSpec};
 use crate::store::{Store, register_delta};
 
 /// Memory DataFusion may use before sorts spill to disk.
 pub const MEMORY_LIMIT: usize = 512 << 20;
+
+/// Memory a sort sets aside, within [`MEMORY_LIMIT`], to merge its spilled runs.
+pub const SORT_MERGE_RESERVATION: usize = 32 << 20;
 
 /// What happens to a row that breaks an expectation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,25 +265,17 @@ struct Violation {
     action: Action,
 }
 
-/// A typed value of one field.
-#[derive(Debug, Clone, PartialEq)]
-enum Typed {
-    Null,
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Tags(Vec<String>),
-}
-
-/// A row that passed: id, event time (µs) and typed fields.
-type Row = (String, i64, Vec<Typed>);
+/// A row that passed: id, event time (µs) and the checked values of the stream's fields, still
+/// borrowed from the raw line where they can be.
+type Row<'a> = (Cow<'a, str>, i64, Vec<Scalar<'a>>);
 
 /// Cleans and checks raw lines of one stream for one batch run.
 #[derive(Debug)]
 pub struct Cleaner {
     spec: &'static StreamSpec,
     rules: Vec<Expectation>,
+    /// The keys a line is parsed into: the id, `event_time`, then the stream's fields.
+    names: Vec<&'static str>,
     /// The run's logical date, in µs: later events are in the future.
     run_micros: i64,
     /// The event date the run closes: earlier events are late.
@@ -275,18 +284,45 @@ pub struct Cleaner {
     quarantine: SchemaRef,
 }
 
+/// The slots of the id and `event_time` in a parsed line; the fields follow.
+const ID_SLOT: usize = 0;
+const TIME_SLOT: usize = 1;
+const FIELD_SLOTS: usize = 2;
+
+/// What [`Cleaner::apply`] makes of a bronze batch: the typed rows, and the rows that broke a
+/// `drop` rule with rule, value and lineage.
+#[derive(Debug)]
+pub struct Cleaned {
+    /// Rows in [`clean_schema`].
+    pub clean: RecordBatch,
+    /// Rows in [`quarantine_schema`].
+    pub quarantine: RecordBatch,
+}
+
 /// Canonical spelling of `s` in `set` (trimmed, case-insensitive), if any.
 fn canonical(set: &[&'static str], s: &str) -> Option<&'static str> {
     let t = s.trim();
     set.iter().copied().find(|c| c.eq_ignore_ascii_case(t))
 }
 
+/// `s` without surrounding white space, still borrowed if it was.
+fn trimmed(s: Cow<'_, str>) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    }
+}
+
 impl Cleaner {
     /// A cleaner for `spec` in the batch run at `run`.
     pub fn new(spec: &'static StreamSpec, run: DateTime<Utc>, rules: Vec<Expectation>) -> Cleaner {
+        let mut names = vec![spec.id_field, "event_time"];
+        names.extend(spec.fields.iter().map(|f| f.name));
         Cleaner {
             spec,
             rules,
+            names,
             run_micros: run.timestamp_micros(),
             closed: (run - Duration::days(1)).date_naive(),
             clean: clean_schema(spec),
@@ -296,37 +332,40 @@ impl Cleaner {
 
     /// Checks one line; returns the typed row, or the first `drop`/`fail` violation, plus the
     /// `warn` rules it broke.
-    fn check(&self, raw: &str) -> (Result<Row, Violation>, Vec<String>) {
+    fn check<'a>(&self, raw: &'a str) -> (Result<Row<'a>, Violation>, Vec<String>) {
         let mut warned = Vec::new();
-        let mut obj = None;
-        let mut id = String::new();
+        let mut slots: Option<Vec<Scalar<'a>>> = None;
+        let mut id = Cow::Borrowed("");
         let mut micros = 0i64;
-        let mut values: Vec<Typed> = vec![Typed::Null; self.spec.fields.len()];
+        let mut values: Vec<Scalar<'a>> = vec![Scalar::Null; self.spec.fields.len()];
         for e in &self.rules {
-            let broken: Option<String> = match e.check {
-                Check::ValidJson => match serde_json::from_str::<Value>(raw) {
-                    Ok(Value::Object(m)) => {
-                        obj = Some(m);
+            let broken: Option<String> = match (e.check, slots.as_mut()) {
+                (Check::ValidJson, _) => match parse_record(raw, &self.names) {
+                    Ok(s) => {
+                        slots = Some(s);
                         None
                     }
-                    _ => Some(raw.chars().take(200).collect()),
+                    Err(_) => Some(raw.chars().take(200).collect()),
                 },
-                _ if obj.is_none() => None, // only reachable if valid_json is not a drop rule
-                Check::IdPresent => {
-                    let v = field_of(obj.as_ref(), self.spec.id_field);
-                    match v.as_str().map(str::trim) {
-                        Some(s) if !s.is_empty() => {
-                            id = s.to_string();
+                (_, None) => None, // only reachable if valid_json is not a drop rule
+                (Check::IdPresent, Some(s)) => {
+                    match std::mem::replace(&mut s[ID_SLOT], Scalar::Null) {
+                        Scalar::Str(v) if !v.trim().is_empty() => {
+                            id = trimmed(v);
                             None
                         }
-                        _ => Some(v.to_string()),
+                        other => {
+                            let text = other.to_string();
+                            s[ID_SLOT] = other;
+                            Some(text)
+                        }
                     }
                 }
-                Check::EventTimeParses => {
-                    let v = field_of(obj.as_ref(), "event_time");
+                (Check::EventTimeParses, Some(s)) => {
+                    let v = &s[TIME_SLOT];
                     match v
                         .as_str()
-                        .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+                        .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
                     {
                         Some(t) => {
                             micros = t.with_timezone(&Utc).timestamp_micros();
@@ -335,19 +374,22 @@ impl Cleaner {
                         None => Some(v.to_string()),
                     }
                 }
-                Check::NotFuture => (micros > self.run_micros)
-                    .then(|| field_of(obj.as_ref(), "event_time").to_string()),
-                Check::OnTime => {
+                (Check::NotFuture, Some(s)) => {
+                    (micros > self.run_micros).then(|| s[TIME_SLOT].to_string())
+                }
+                (Check::OnTime, _) => {
                     let day = DateTime::from_timestamp_micros(micros).map(|t| t.date_naive());
                     day.filter(|d| *d < self.closed).map(|d| d.to_string())
                 }
-                Check::Field(i) => {
+                (Check::Field(i), Some(s)) => {
                     let f = &self.spec.fields[i];
-                    let v = field_of(obj.as_ref(), f.name).clone();
-                    let v = normalise(f.kind, v);
-                    match f.check(&v) {
+                    let v = normalise(
+                        f.kind,
+                        std::mem::replace(&mut s[FIELD_SLOTS + i], Scalar::Null),
+                    );
+                    match f.check_scalar(&v) {
                         Ok(()) => {
-                            values[i] = typed(f.kind, &v);
+                            values[i] = v;
                             None
                         }
                         Err(_) => Some(v.to_string()),
@@ -370,7 +412,7 @@ impl Cleaner {
                 }
             }
         }
-        if obj.is_none() {
+        if slots.is_none() {
             return (
                 Err(Violation {
                     rule: "valid_json".into(),
@@ -383,13 +425,12 @@ impl Cleaner {
         (Ok((id, micros, values)), warned)
     }
 
-    /// Splits a bronze batch into typed rows (`want_clean`) or quarantine rows, counting.
+    /// Splits a bronze batch into typed rows and quarantine rows, counting both.
     pub fn apply(
         &self,
         b: &RecordBatch,
-        want_clean: bool,
         counts: &Mutex<Counts>,
-    ) -> Result<RecordBatch, DataFusionError> {
+    ) -> Result<Cleaned, DataFusionError> {
         // Scans may hand out string views: cast to the types this cleaner writes.
         let col = |name: &str| -> Result<ArrayRef, DataFusionError> {
             let a = b
@@ -406,24 +447,41 @@ impl Cleaner {
         let raw = raw_col
             .as_any()
             .downcast_ref::<StringArray>()
-            .ok_or_else(|| DataFusionError::Internal("raw is not a string column".into()))?
-            .clone();
+            .ok_or_else(|| DataFusionError::Internal("raw is not a string column".into()))?;
         let lineage: Vec<ArrayRef> = LINEAGE.iter().map(|n| col(n)).collect::<Result<_, _>>()?;
-        let mut keep: Vec<u32> = Vec::new();
-        let mut rows: Vec<Row> = Vec::new();
-        let mut bad: Vec<(u32, Violation)> = Vec::new();
+        let n = b.num_rows();
+        let mut keep: Vec<u32> = Vec::with_capacity(n);
+        let mut id = StringBuilder::with_capacity(n, n * 36);
+        let mut ts = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut fields: Vec<Column> = self
+            .spec
+            .fields
+            .iter()
+            .map(|f| Column::new(f.kind, n))
+            .collect();
+        let mut bad: Vec<u32> = Vec::new();
+        let (mut rule, mut value, mut raws) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut local = Counts::default();
-        for i in 0..b.num_rows() {
+        for i in 0..n {
             local.rows_in += 1;
-            let (verdict, warned) = self.check(raw.value(i));
+            let line = raw.value(i);
+            let (verdict, warned) = self.check(line);
             for w in warned {
                 *local.warnings.entry(w).or_default() += 1;
             }
             match verdict {
-                Ok(row) => {
+                Ok((row_id, micros, values)) => {
                     local.clean += 1;
                     keep.push(i as u32);
-                    rows.push(row);
+                    id.append_value(&row_id);
+                    ts.append_value(micros);
+                    for (c, v) in fields.iter_mut().zip(&values) {
+                        c.append(v);
+                    }
                 }
                 Err(v) if v.action == Action::Fail => {
                     let key = lineage[0]
@@ -444,7 +502,10 @@ impl Cleaner {
                 }
                 Err(v) => {
                     *local.quarantined.entry(v.rule.clone()).or_default() += 1;
-                    bad.push((i as u32, v));
+                    bad.push(i as u32);
+                    rule.append_value(&v.rule);
+                    value.append_value(&v.value);
+                    raws.append_value(line);
                 }
             }
         }
@@ -459,8 +520,11 @@ impl Cleaner {
                 *c.warnings.entry(k).or_default() += v;
             }
         }
-        let take = |idx: &[u32]| -> Result<Vec<ArrayRef>, DataFusionError> {
-            let idx = deltalake::arrow::array::UInt32Array::from(idx.to_vec());
+        let take = |idx: Vec<u32>| -> Result<Vec<ArrayRef>, DataFusionError> {
+            if idx.len() == n {
+                return Ok(lineage.clone());
+            }
+            let idx = deltalake::arrow::array::UInt32Array::from(idx);
             lineage
                 .iter()
                 .map(|a| {
@@ -468,97 +532,89 @@ impl Cleaner {
                 })
                 .collect()
         };
-        if want_clean {
-            let mut cols = self.typed_columns(&rows);
-            cols.extend(take(&keep)?);
-            Ok(RecordBatch::try_new(self.clean.clone(), cols)?)
-        } else {
-            let idx: Vec<u32> = bad.iter().map(|(i, _)| *i).collect();
-            let mut rule = StringBuilder::new();
-            let mut value = StringBuilder::new();
-            let mut raws = StringBuilder::new();
-            for (i, v) in &bad {
-                rule.append_value(&v.rule);
-                value.append_value(&v.value);
-                raws.append_value(raw.value(*i as usize));
-            }
-            let mut cols: Vec<ArrayRef> = vec![
-                Arc::new(rule.finish()),
-                Arc::new(value.finish()),
-                Arc::new(raws.finish()),
-            ];
-            cols.extend(take(&idx)?);
-            Ok(RecordBatch::try_new(self.quarantine.clone(), cols)?)
-        }
-    }
-
-    fn typed_columns(&self, rows: &[Row]) -> Vec<ArrayRef> {
-        let mut id = StringBuilder::new();
-        let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        for (i, t, _) in rows {
-            id.append_value(i);
-            ts.append_value(*t);
-        }
-        let mut cols: Vec<ArrayRef> = vec![Arc::new(id.finish()), Arc::new(ts.finish())];
-        for (fi, f) in self.spec.fields.iter().enumerate() {
-            let vals = rows.iter().map(|(_, _, v)| &v[fi]);
-            let col: ArrayRef = match arrow_type(f.kind) {
-                DataType::Utf8 => Arc::new(StringArray::from_iter(vals.map(|v| match v {
-                    Typed::Str(s) => Some(s.as_str()),
-                    _ => None,
-                }))),
-                DataType::Int64 => Arc::new(Int64Array::from_iter(vals.map(|v| match v {
-                    Typed::Int(x) => Some(*x),
-                    _ => None,
-                }))),
-                DataType::Float64 => Arc::new(Float64Array::from_iter(vals.map(|v| match v {
-                    Typed::Float(x) => Some(*x),
-                    _ => None,
-                }))),
-                DataType::Boolean => Arc::new(BooleanArray::from_iter(vals.map(|v| match v {
-                    Typed::Bool(x) => Some(*x),
-                    _ => None,
-                }))),
-                _ => {
-                    let mut b = ListBuilder::new(StringBuilder::new());
-                    for v in vals {
-                        match v {
-                            Typed::Tags(tags) => {
-                                for t in tags {
-                                    b.values().append_value(t);
-                                }
-                                b.append(true);
-                            }
-                            _ => b.append(false),
-                        }
-                    }
-                    Arc::new(b.finish())
-                }
-            };
-            cols.push(col);
-        }
-        cols
+        let mut clean: Vec<ArrayRef> = vec![Arc::new(id.finish()), Arc::new(ts.finish())];
+        clean.extend(fields.into_iter().map(Column::finish));
+        clean.extend(take(keep)?);
+        let mut quarantine: Vec<ArrayRef> = vec![
+            Arc::new(rule.finish()),
+            Arc::new(value.finish()),
+            Arc::new(raws.finish()),
+        ];
+        quarantine.extend(take(bad)?);
+        Ok(Cleaned {
+            clean: RecordBatch::try_new(self.clean.clone(), clean)?,
+            quarantine: RecordBatch::try_new(self.quarantine.clone(), quarantine)?,
+        })
     }
 }
 
-/// A member of the parsed object; JSON null when absent.
-fn field_of<'a>(obj: Option<&'a serde_json::Map<String, Value>>, name: &str) -> &'a Value {
-    static NULL: Value = Value::Null;
-    obj.and_then(|o| o.get(name)).unwrap_or(&NULL)
+/// An Arrow column being built from checked values of one field.
+enum Column {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Tags(ListBuilder<StringBuilder>),
+}
+
+impl Column {
+    fn new(kind: Kind, rows: usize) -> Column {
+        match arrow_type(kind) {
+            DataType::Utf8 => Column::Str(StringBuilder::with_capacity(rows, rows * 8)),
+            DataType::Int64 => Column::Int(Int64Builder::with_capacity(rows)),
+            DataType::Float64 => Column::Float(Float64Builder::with_capacity(rows)),
+            DataType::Boolean => Column::Bool(BooleanBuilder::with_capacity(rows)),
+            _ => Column::Tags(ListBuilder::new(StringBuilder::new())),
+        }
+    }
+
+    /// Appends a value that passed its field's check (so of the column's type, or null).
+    fn append(&mut self, v: &Scalar<'_>) {
+        match self {
+            Column::Str(b) => b.append_option(v.as_str()),
+            Column::Int(b) => b.append_option(v.as_i64()),
+            Column::Float(b) => b.append_option(v.as_f64()),
+            Column::Bool(b) => b.append_option(v.as_bool()),
+            Column::Tags(b) => match v {
+                Scalar::List(tags) => {
+                    for t in tags {
+                        if let Some(s) = t.as_str() {
+                            b.values().append_value(s);
+                        }
+                    }
+                    b.append(true);
+                }
+                _ => b.append(false),
+            },
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Column::Str(mut b) => Arc::new(b.finish()),
+            Column::Int(mut b) => Arc::new(b.finish()),
+            Column::Float(mut b) => Arc::new(b.finish()),
+            Column::Bool(mut b) => Arc::new(b.finish()),
+            Column::Tags(mut b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 /// Fixes cosmetic noise: trims strings, maps enum values to their canonical spelling.
-fn normalise(kind: Kind, v: Value) -> Value {
+fn normalise(kind: Kind, v: Scalar<'_>) -> Scalar<'_> {
     match (kind, v) {
-        (Kind::Enum(set), Value::String(s)) => match canonical(set, &s) {
-            Some(c) => Value::from(c),
-            None => Value::String(s),
+        (Kind::Enum(set), Scalar::Str(s)) => match canonical(set, &s) {
+            Some(c) => Scalar::Str(Cow::Borrowed(c)),
+            None => Scalar::Str(s),
         },
-        (Kind::Str, Value::String(s)) => Value::from(s.trim()),
-        (Kind::Tags(set), Value::Array(a)) => Value::Array(
+        (Kind::Str, Scalar::Str(s)) => Scalar::Str(trimmed(s)),
+        (Kind::Tags(set), Scalar::List(a)) => Scalar::List(
             a.into_iter()
                 .map(|t| match t {
-                    Value::String(s) => canonical(set, &s).map_or(Value::String(s), Value::from),
+                    Scalar::Str(s) => match canonical(set, &s) {
+                        Some(c) => Scalar::Str(Cow::Borrowed(c)),
+                        None => Scalar::Str(s),
+                    },
                     other => other,
                 })
                 .collect(),
@@ -567,63 +623,239 @@ fn normalise(kind: Kind, v: Value) -> Value {
     }
 }
 
-/// The typed form of a checked value.
-fn typed(kind: Kind, v: &Value) -> Typed {
-    if v.is_null() {
-        return Typed::Null;
-    }
-    match kind {
-        Kind::Str | Kind::Enum(_) => Typed::Str(v.as_str().unwrap_or_default().to_string()),
-        Kind::IntEnum(_) | Kind::Int { .. } => Typed::Int(v.as_i64().unwrap_or_default()),
-        Kind::Float { .. } => Typed::Float(v.as_f64().unwrap_or_default()),
-        Kind::Bool => Typed::Bool(v.as_bool().unwrap_or_default()),
-        Kind::Tags(_) => Typed::Tags(
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|t| t.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        ),
-    }
-}
-
-/// Bronze rows of some dates, cleaned on the fly: a DataFusion partition stream, so the
-/// cleaning is part of a streaming plan (one pass per output).
+/// Bronze rows of some dates, cleaned on the fly: one DataFusion partition stream per
+/// partition of the bronze scan (so cleaning runs on every core), yielding the typed rows and
+/// sending the quarantine rows to [`QuarantineRows`] — one pass over bronze for both tables.
 #[derive(Debug)]
 struct CleanedBronze {
-    input: DataFrame,
+    scan: Arc<dyn ExecutionPlan>,
+    partition: usize,
     cleaner: Arc<Cleaner>,
-    want_clean: bool,
     counts: Arc<Mutex<Counts>>,
-    schema: SchemaRef,
+    quarantine: Arc<QuarantineChannel>,
+}
+
+/// Where the cleaning partitions send quarantine rows, and how the reader knows they all
+/// reached the end of bronze (a partition that stops early must not look like the end).
+#[derive(Debug)]
+struct QuarantineChannel {
+    tx: Mutex<Option<mpsc::Sender<RecordBatch>>>,
+    rx: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+    /// Partitions that have not yet read their whole input.
+    unfinished: AtomicUsize,
+}
+
+impl QuarantineChannel {
+    fn new(partitions: usize) -> Arc<QuarantineChannel> {
+        let (tx, rx) = mpsc::channel(4);
+        Arc::new(QuarantineChannel {
+            // No partitions: nothing will be sent, the channel is closed from the start.
+            tx: Mutex::new((partitions > 0).then_some(tx)),
+            rx: Mutex::new(Some(rx)),
+            unfinished: AtomicUsize::new(partitions),
+        })
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<RecordBatch>> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// One partition read all its input; the last one closes the channel.
+    fn finished(&self) {
+        if self.unfinished.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+    }
 }
 
 impl PartitionStream for CleanedBronze {
+    fn schema(&self) -> &SchemaRef {
+        &self.cleaner.clean
+    }
+
+    fn execute(&self, ctx: Arc<DfTaskContext>) -> SendableRecordBatchStream {
+        let cleaner = Arc::clone(&self.cleaner);
+        let counts = Arc::clone(&self.counts);
+        let channel = Arc::clone(&self.quarantine);
+        let tx = channel.sender();
+        let input = futures::stream::once(futures::future::ready(
+            self.scan.execute(self.partition, ctx),
+        ))
+        .try_flatten();
+        let cleaned = input.and_then(move |b| {
+            let tx = tx.clone();
+            let cleaned = cleaner.apply(&b, &counts);
+            async move {
+                let Cleaned { clean, quarantine } = cleaned?;
+                if quarantine.num_rows() > 0 {
+                    let tx = tx.ok_or_else(|| {
+                        DataFusionError::Internal("quarantine channel already closed".into())
+                    })?;
+                    tx.send(quarantine).await.map_err(|_| {
+                        DataFusionError::Execution("the quarantine writer stopped".into())
+                    })?;
+                }
+                Ok(clean)
+            }
+        });
+        let end = futures::stream::once(async move {
+            channel.finished();
+        })
+        .filter_map(|()| futures::future::ready(None));
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.cleaner.clean.clone(),
+            cleaned.chain(end),
+        ))
+    }
+}
+
+/// The quarantine rows of a pass, read from [`QuarantineChannel`]: ends when every cleaning
+/// partition has read its whole input, and fails if the channel closes before.
+#[derive(Debug)]
+struct QuarantineRows {
+    channel: Arc<QuarantineChannel>,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for QuarantineRows {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     fn execute(&self, _ctx: Arc<DfTaskContext>) -> SendableRecordBatchStream {
-        let input = self.input.clone();
-        let cleaner = Arc::clone(&self.cleaner);
-        let counts = Arc::clone(&self.counts);
-        let want_clean = self.want_clean;
-        let stream = futures::stream::once(async move { input.execute_stream().await })
-            .try_flatten()
-            .map(move |b| b.and_then(|b| cleaner.apply(&b, want_clean, &counts)));
+        let rx = self
+            .channel
+            .rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let channel = Arc::clone(&self.channel);
+        let stream = futures::stream::unfold(rx, move |rx| {
+            let channel = Arc::clone(&channel);
+            async move {
+                let Some(mut rx) = rx else {
+                    return Some((
+                        Err(DataFusionError::Internal(
+                            "quarantine rows read twice".into(),
+                        )),
+                        None,
+                    ));
+                };
+                match rx.recv().await {
+                    Some(b) => Some((Ok(b), Some(rx))),
+                    None if channel.unfinished.load(Ordering::SeqCst) == 0 => None,
+                    None => Some((
+                        Err(DataFusionError::Execution(
+                            "the silver pass stopped before the end of bronze".into(),
+                        )),
+                        None,
+                    )),
+                }
+            }
+        });
+        // After an error the stream ends.
+        let stream = stream.scan(false, |failed, item| {
+            let out = (!*failed).then_some(item);
+            if let Some(Err(_)) = &out {
+                *failed = true;
+            }
+            futures::future::ready(out)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+/// Keeps the first row of each run of equal ids in one partition of a plan hash-partitioned by
+/// id and sorted by (id, ingest run, file, line) — the first landed — and counts the others:
+/// silver's de-duplication on a sorted, spillable stream instead of a window per id.
+struct FirstPerId {
+    sorted: Arc<dyn ExecutionPlan>,
+    partition: usize,
+    id_column: usize,
+    schema: SchemaRef,
+    duplicates: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for FirstPerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstPerId").finish_non_exhaustive()
+    }
+}
+
+/// The rows of `b` whose id (column `id_column`, UTF-8) differs from the row before; `last`
+/// carries the last id across batches. Returns the kept rows and how many were dropped.
+fn first_of_each_id(
+    b: &RecordBatch,
+    id_column: usize,
+    last: &mut Option<String>,
+) -> Result<(RecordBatch, usize), DataFusionError> {
+    let ids = deltalake::arrow::compute::cast(b.column(id_column), &DataType::Utf8)?;
+    let ids = ids
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Internal("the id is not a string column".into()))?;
+    let mut prev: Option<&str> = last.as_deref();
+    let mut dropped = 0;
+    let mask: BooleanArray = (0..ids.len())
+        .map(|i| {
+            let id = ids.value(i);
+            let first = prev != Some(id);
+            dropped += usize::from(!first);
+            prev = Some(id);
+            Some(first)
+        })
+        .collect();
+    if !ids.is_empty() {
+        *last = Some(ids.value(ids.len() - 1).to_string());
+    }
+    if dropped == 0 {
+        return Ok((b.clone(), 0));
+    }
+    Ok((
+        deltalake::arrow::compute::filter_record_batch(b, &mask)?,
+        dropped,
+    ))
+}
+
+impl PartitionStream for FirstPerId {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<DfTaskContext>) -> SendableRecordBatchStream {
+        let id_column = self.id_column;
+        let duplicates = Arc::clone(&self.duplicates);
+        let sorted = futures::stream::once(futures::future::ready(
+            self.sorted.execute(self.partition, ctx),
+        ))
+        .try_flatten();
+        let stream = sorted.scan(None::<String>, move |last, b| {
+            let out = b.and_then(|b| {
+                let (kept, dropped) = first_of_each_id(&b, id_column, last)?;
+                duplicates.fetch_add(dropped as u64, Ordering::Relaxed);
+                Ok(kept)
+            });
+            futures::future::ready(Some(out))
+        });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }
 
 /// A DataFusion session with deltalake's planner (for writes from plans) and a memory limit
-/// (sorts spill to disk beyond it).
+/// (sorts spill to disk beyond it). Each sorter reserves [`SORT_MERGE_RESERVATION`] up front
+/// for merging its own spilled runs.
 pub fn session() -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(MEMORY_LIMIT)))
         .build_arc()?;
-    Ok(DeltaSessionContext::with_runtime_env(runtime).into_inner())
+    let ctx = DeltaSessionContext::with_runtime_env(runtime).into_inner();
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        options.execution.sort_spill_reservation_bytes = SORT_MERGE_RESERVATION;
+    }
+    Ok(ctx)
 }
 
 /// SQL keeping, of the rows of `input`, the first landed one of each `id` (by ingest run, file,
@@ -707,39 +939,77 @@ impl TaskBody for Silver {
         let cleaner = Arc::new(Cleaner::new(spec, ctx.logical_date, expectations(spec)));
         let df_ctx = session()?;
         register_delta(&df_ctx, "bronze", &bronze).await?;
-        let input = df_ctx
+        let scan = df_ctx
             .sql(&format!(
                 "SELECT raw, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE {}",
                 in_dates(&dates)
             ))
+            .await?
+            .create_physical_plan()
             .await?;
-        let pass = |want_clean: bool,
-                    counts: Arc<Mutex<Counts>>|
-         -> Result<Arc<StreamingTable>, DataFusionError> {
-            let schema = if want_clean {
-                cleaner.clean.clone()
-            } else {
-                cleaner.quarantine.clone()
-            };
-            let part = CleanedBronze {
-                input: input.clone(),
-                cleaner: Arc::clone(&cleaner),
-                want_clean,
-                counts,
-                schema: schema.clone(),
-            };
-            Ok(Arc::new(StreamingTable::try_new(
-                schema,
-                vec![Arc::new(part)],
-            )?))
-        };
 
-        // Silver: typed rows, first landed wins, derived columns.
+        // One pass over bronze: typed rows to silver, broken ones to quarantine, both written
+        // at once (the quarantine rows travel through a channel).
+        let partitions = scan.output_partitioning().partition_count();
         let counts = Arc::new(Mutex::new(Counts::default()));
-        df_ctx.register_table("clean", pass(true, Arc::clone(&counts))?)?;
+        let channel = QuarantineChannel::new(partitions);
+        let cleaning: Vec<Arc<dyn PartitionStream>> = (0..partitions)
+            .map(|partition| {
+                Arc::new(CleanedBronze {
+                    scan: Arc::clone(&scan),
+                    partition,
+                    cleaner: Arc::clone(&cleaner),
+                    counts: Arc::clone(&counts),
+                    quarantine: Arc::clone(&channel),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let clean_schema = cleaner.clean.clone();
+        df_ctx.register_table(
+            "clean",
+            Arc::new(StreamingTable::try_new(clean_schema.clone(), cleaning)?),
+        )?;
+
+        // Silver: first landed of each id (sorted, spilling beyond the memory limit), derived
+        // columns.
         let id = spec.id_field;
-        let base: Vec<String> = cleaner
-            .clean
+        // Rows of one id meet in one partition (hash of the id), each partition is sorted by id
+        // and lineage and de-duplicated on its own: every core works, and no merge of sorted
+        // partitions is needed.
+        let clean = df_ctx.table("clean").await?.create_physical_plan().await?;
+        let key = |name: &str| -> Result<PhysicalSortExpr, DataFusionError> {
+            Ok(PhysicalSortExpr::new_default(col(name, &clean_schema)?))
+        };
+        let ordering = LexOrdering::new([
+            key(id)?,
+            key("_ingest_run")?,
+            key("_source_key")?,
+            key("_line")?,
+        ])
+        .ok_or_else(|| DataFusionError::Internal("empty sort order".into()))?;
+        let by_id = Arc::new(RepartitionExec::try_new(
+            clean,
+            Partitioning::Hash(vec![col(id, &clean_schema)?], partitions.max(1)),
+        )?);
+        let sorted: Arc<dyn ExecutionPlan> =
+            Arc::new(SortExec::new(ordering, by_id).with_preserve_partitioning(true));
+        let duplicates = Arc::new(AtomicU64::new(0));
+        let dedup: Vec<Arc<dyn PartitionStream>> = (0..partitions.max(1))
+            .map(|partition| {
+                Arc::new(FirstPerId {
+                    sorted: Arc::clone(&sorted),
+                    partition,
+                    id_column: 0,
+                    schema: clean_schema.clone(),
+                    duplicates: Arc::clone(&duplicates),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        df_ctx.register_table(
+            "deduped",
+            Arc::new(StreamingTable::try_new(clean_schema.clone(), dedup)?),
+        )?;
+        let base: Vec<String> = clean_schema
             .fields()
             .iter()
             .map(|f| format!("\"{}\"", f.name()))
@@ -749,39 +1019,46 @@ impl TaskBody for Silver {
             .map(|(n, sql)| format!("{sql} AS \"{n}\""))
             .collect();
         let silver_sql = format!(
-            "SELECT {cols}{sep}{derived} FROM ({})",
-            first_landed(id, "SELECT * FROM clean"),
+            "SELECT {cols}{sep}{derived} FROM deduped",
             cols = base.join(", "),
             sep = if derived.is_empty() { "" } else { ", " },
             derived = derived.join(", "),
         );
         let silver_plan = df_ctx.sql(&silver_sql).await?.into_unoptimized_plan();
-        super::replace_dates(store, &silver_path, &df_ctx, silver_plan, &dates)
-            .await
-            .map_err(|e| unwrap_fatal(e.into()))?;
-        let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
         // Quarantine: the rows that broke a drop rule, with rule, value and lineage.
-        let q_counts = Arc::new(Mutex::new(Counts::default()));
-        df_ctx.register_table("quarantined", pass(false, Arc::clone(&q_counts))?)?;
+        df_ctx.register_table(
+            "quarantined",
+            Arc::new(StreamingTable::try_new(
+                cleaner.quarantine.clone(),
+                vec![Arc::new(QuarantineRows {
+                    channel,
+                    schema: cleaner.quarantine.clone(),
+                })],
+            )?),
+        )?;
         let q_plan = df_ctx
             .sql("SELECT * FROM quarantined")
             .await?
             .into_unoptimized_plan();
-        super::replace_dates(store, &quarantine_path, &df_ctx, q_plan, &dates)
-            .await
-            .map_err(|e| unwrap_fatal(e.into()))?;
+        tokio::try_join!(
+            super::replace_dates(store, &silver_path, &df_ctx, silver_plan, &dates),
+            super::replace_dates(store, &quarantine_path, &df_ctx, q_plan, &dates),
+        )
+        .map_err(|e| unwrap_fatal(e.into()))?;
+        let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let duplicates = duplicates.load(Ordering::SeqCst);
 
         // The identity, on the committed tables.
         let b = count_by_date(store, &bronze_path, &dates).await?;
         let s = count_by_date(store, &silver_path, &dates).await?;
         let q = count_by_date(store, &quarantine_path, &dates).await?;
         let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
-        let duplicates = counts.clean.saturating_sub(total(&s));
         let quarantined: u64 = counts.quarantined.values().sum();
         if total(&b) != total(&s) + total(&q) + duplicates
             || total(&q) != quarantined
             || counts.rows_in != total(&b)
+            || counts.clean != total(&s) + duplicates
         {
             return Err(anyhow::anyhow!(
                 "row accounting broken for {stream} on {dates:?}: bronze {} != silver {} + quarantine {} + duplicates {duplicates} (read {}, quarantined by the cleaner {quarantined})",
@@ -843,6 +1120,7 @@ mod tests {
     use super::*;
     use crate::clock::parse_utc;
     use crate::sources::stream::stream_by_name;
+    use serde_json::Value;
 
     fn cleaner(stream: &str) -> Cleaner {
         let spec = stream_by_name(stream).unwrap();
@@ -918,15 +1196,17 @@ mod tests {
             Some("method_valid".into())
         );
         // Cosmetic noise is fixed, not rejected.
-        let (row, _) = c.check(&with("method", Value::from(" Get ")));
+        let line = with("method", Value::from(" Get "));
+        let (row, _) = c.check(&line);
         let row = row.unwrap();
         assert_eq!(
             row.2[1],
-            Typed::Str("GET".into()),
+            Scalar::Str("GET".into()),
             "method is the second field"
         );
         // Late rows are kept with a warning.
-        let (row, warned) = c.check(&with("event_time", Value::from("2026-01-30T00:00:00Z")));
+        let line = with("event_time", Value::from("2026-01-30T00:00:00Z"));
+        let (row, warned) = c.check(&line);
         assert!(row.is_ok());
         assert_eq!(warned, ["event_time_on_time"]);
     }
@@ -944,26 +1224,112 @@ mod tests {
             }
         }
         let c = Cleaner::new(spec, parse_utc("2026-02-02T02:00:00Z").unwrap(), rules);
-        let (v, warned) = c.check(&api_line(&[
-            ("log_id", Value::Null),
-            ("endpoint", Value::from("/x")),
-        ]));
+        let line = api_line(&[("log_id", Value::Null), ("endpoint", Value::from("/x"))]);
+        let (v, warned) = c.check(&line);
         assert_eq!(warned, ["id_present"]);
         assert_eq!(
             v.unwrap_err().rule,
             "endpoint_valid",
             "drop still applies after a warning"
         );
-        let (v, _) = c.check(&api_line(&[("status_code", Value::from(299))]));
+        let line = api_line(&[("status_code", Value::from(299))]);
+        let (v, _) = c.check(&line);
         assert_eq!(v.unwrap_err().action, Action::Fail);
     }
 
     #[test]
     fn country_code_na_and_the_string_none_are_values_not_nulls() {
-        assert_eq!(normalise(Kind::Str, Value::from(" NA ")), Value::from("NA"));
         assert_eq!(
-            typed(Kind::Str, &Value::from("None")),
-            Typed::Str("None".into())
+            normalise(Kind::Str, Scalar::Str(" NA ".into())),
+            Scalar::Str("NA".into())
         );
+        let c = cleaner("api_logs");
+        let (batch, _) = apply_lines(&c, &[&api_line(&[("user_agent", Value::from("None"))])]);
+        let ua = batch.clean.column_by_name("user_agent").unwrap();
+        let ua = ua.as_any().downcast_ref::<StringArray>().unwrap();
+        assert!(ua.is_valid(0));
+        assert_eq!(ua.value(0), "None");
+    }
+
+    /// Runs `lines` (as one landed file) through the cleaner.
+    fn apply_lines(c: &Cleaner, lines: &[&str]) -> (Cleaned, Counts) {
+        let f = lineage::ConsumedFile {
+            key: "realtime/api_logs/date=2026-02-01/hour=10/f.jsonl".into(),
+            date: "2026-02-01".into(),
+            ingest_run: "2026-02-01T10:05:00Z".into(),
+            bytes: 0,
+        };
+        let body = lines.join("\n");
+        let b =
+            super::super::bronze::file_batch(&f, body.as_bytes(), "2026-02-02T02:00:00Z").unwrap();
+        let counts = Mutex::new(Counts::default());
+        let out = c.apply(&b, &counts).unwrap();
+        (out, counts.into_inner().unwrap())
+    }
+
+    fn strings(b: &RecordBatch, col: &str) -> Vec<String> {
+        let a = b.column_by_name(col).unwrap();
+        let a = deltalake::arrow::compute::cast(a, &DataType::Utf8).unwrap();
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        (0..a.len()).map(|i| a.value(i).to_string()).collect()
+    }
+
+    #[test]
+    fn apply_types_clean_rows_and_quarantines_the_rest_with_rule_value_and_lineage() {
+        let c = cleaner("api_logs");
+        let ok = api_line(&[
+            ("endpoint", Value::from("/api/v1/users")),
+            ("method", Value::from(" post ")),
+            ("log_id", Value::from(" a1 ")),
+        ]);
+        let bad_status = api_line(&[
+            ("endpoint", Value::from("/api/v1/users")),
+            ("status_code", Value::from(299)),
+        ]);
+        let (out, counts) = apply_lines(&c, &[&ok, "{\"log_id\": 1", &bad_status]);
+        assert_eq!(out.clean.num_rows(), 1);
+        assert_eq!(strings(&out.clean, "log_id"), ["a1"]);
+        assert_eq!(strings(&out.clean, "method"), ["POST"]);
+        assert_eq!(strings(&out.clean, "_line"), ["1"]);
+        let rt = out.clean.column_by_name("response_time_ms").unwrap();
+        let rt = rt
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::Float64Array>()
+            .unwrap();
+        assert_eq!(rt.value(0), 12.5);
+        assert_eq!(
+            strings(&out.quarantine, "rule"),
+            ["valid_json", "status_code_valid"]
+        );
+        assert_eq!(strings(&out.quarantine, "value"), ["{\"log_id\": 1", "299"]);
+        assert_eq!(strings(&out.quarantine, "raw")[1], bad_status);
+        assert_eq!(strings(&out.quarantine, "_line"), ["2", "3"]);
+        assert_eq!(counts.rows_in, 3);
+        assert_eq!(counts.clean, 1);
+        assert_eq!(counts.quarantined.values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn first_of_each_id_keeps_the_first_row_of_each_run_across_batches() {
+        let batch = |ids: &[&str], lines: &[i64]| {
+            RecordBatch::try_from_iter([
+                ("id", Arc::new(StringArray::from(ids.to_vec())) as ArrayRef),
+                (
+                    "_line",
+                    Arc::new(Int64Array::from(lines.to_vec())) as ArrayRef,
+                ),
+            ])
+            .unwrap()
+        };
+        let mut last = None;
+        let (a, da) = first_of_each_id(&batch(&["a", "a", "b"], &[1, 2, 3]), 0, &mut last).unwrap();
+        let (b, db) = first_of_each_id(&batch(&["b", "b", "c"], &[4, 5, 6]), 0, &mut last).unwrap();
+        let (c, dc) = first_of_each_id(&batch(&[], &[]), 0, &mut last).unwrap();
+        let (d, dd) = first_of_each_id(&batch(&["c", "d"], &[7, 8]), 0, &mut last).unwrap();
+        assert_eq!((da, db, dc, dd), (1, 2, 0, 1));
+        assert_eq!(strings(&a, "_line"), ["1", "3"]);
+        assert_eq!(strings(&b, "_line"), ["6"]);
+        assert_eq!(c.num_rows(), 0);
+        assert_eq!(strings(&d, "_line"), ["8"]);
     }
 }

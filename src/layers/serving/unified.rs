@@ -138,7 +138,7 @@ impl PartitionStream for SpeedFiles {
                     })?;
                 let batch = bronze::file_batch(&f, &body, "")
                     .map_err(|e| DataFusionError::External(e.into()))?;
-                cleaner.apply(&batch, true, &counts)
+                cleaner.apply(&batch, &counts).map(|c| c.clean)
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
