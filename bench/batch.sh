@@ -40,6 +40,17 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 ours=$(python3 -c "print($end - $start)")
 rss_kib=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$LAKE.time")
+# Each task's last attempt, in start order (from the run records in the lake).
+python3 - "$LAKE" <<'PY' >&2
+import glob, json, sys
+rows = []
+for f in glob.glob(sys.argv[1] + "/_lakepipe/runs/3-batch_etl_all_streams/*/tasks/*.json"):
+    r = json.load(open(f))
+    a = r["attempts"][-1]
+    rows.append((a["start_date"], r["task_id"], a["duration_s"], len(r["attempts"])))
+for start, task, secs, tries in sorted(rows):
+    print(f"  {task:32} {secs:7.2f} s" + (f"  ({tries} attempts)" if tries > 1 else ""))
+PY
 
 mkdir -p "$LAKE.duck"
 duck=$("$VENV/bin/python" "$ROOT/bench/batch_duckdb.py" "$LAKE/realtime" "$LAKE.duck")
