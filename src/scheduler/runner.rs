@@ -489,9 +489,9 @@ mod tests {
             .unwrap()
     }
 
-    async fn runner(
+    async fn runner<B: TaskBody + 'static>(
         dir: &std::path::Path,
-        bodies: &[(&str, Arc<Flaky>)],
+        bodies: &[(&str, Arc<B>)],
     ) -> (Runner, Arc<SimClock>) {
         let cfg = Config {
             lake: dir.display().to_string(),
@@ -584,30 +584,16 @@ mod tests {
         for (limit, peak) in [(None, 4), (Some(2), 2), (Some(1), 1)] {
             let dir = tempfile::tempdir().unwrap();
             let gauge = Arc::new(Gauge::default());
-            let cfg = Config {
-                lake: dir.path().display().to_string(),
-                ..Config::default()
-            }
-            .validate()
-            .unwrap();
-            let mut reg = Registry::default();
             let mut dag = Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1);
             for t in ["a", "b", "c", "d"] {
-                reg.register("t-dag", t, gauge.clone());
                 dag = dag.task(t, &[], policy(0, 5000));
             }
             dag = dag.task("e", &["a", "b", "c", "d"], policy(0, 5000));
-            reg.register("t-dag", "e", gauge.clone());
             if let Some(n) = limit {
                 dag = dag.max_active_tasks(n);
             }
-            let r = Runner::new(
-                RunStore::new(Store::open(&cfg).await.unwrap(), true),
-                Arc::new(reg),
-                Arc::new(SimClock::new(t0())),
-                RunParams::default(),
-                false,
-            );
+            let bodies = ["a", "b", "c", "d", "e"].map(|t| (t, gauge.clone()));
+            let (r, _) = runner(dir.path(), &bodies).await;
             let run = r
                 .run_dag(
                     &dag.validated().unwrap(),

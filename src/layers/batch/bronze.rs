@@ -8,7 +8,7 @@
 //! commit as the data; a re-run that finds it committed writes nothing. Files are read one at a
 //! time and streamed into Parquet files that roll at the optimizer's target size
 //! ([`super::compact::TARGET_FILE_BYTES`], so `compact` leaves them alone), in row groups of
-//! [`ROW_GROUP_ROWS`]: memory does not grow with the day.
+//! [`super::ROW_GROUP_ROWS`]: memory does not grow with the day.
 
 use std::sync::Arc;
 
@@ -17,7 +17,6 @@ use deltalake::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, DataType as DeltaType, StructField, Transaction};
-use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -28,10 +27,6 @@ use crate::clock::rfc3339_secs;
 use crate::scheduler::{Fatal, TaskBody, TaskContext};
 use crate::sources::stream::StreamSpec;
 use crate::store::Store;
-
-/// Rows per Parquet row group of the batch layer's tables: the writer holds one row group in
-/// memory before it goes out (Parquet's default, 1 Mi rows, is hundreds of MiB of raw lines).
-pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Columns of every bronze table: (name, is 64-bit integer).
 const COLUMNS: [(&str, bool); 6] = [
@@ -132,16 +127,14 @@ pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Res
     )?)
 }
 
-/// Parquet settings of bronze files: Snappy as deltalake's default, but the `raw` lines — all
-/// different, and never filtered on — get neither a dictionary (it would overflow after a page
-/// and fall back to plain anyway) nor min/max statistics.
+/// Parquet settings of bronze files: the layers' ([`super::parquet_properties`]), but the
+/// `raw` lines — all different, and never filtered on — get neither a dictionary (it would
+/// overflow after a page and fall back to plain anyway) nor min/max statistics.
 fn writer_properties() -> WriterProperties {
     let raw = ColumnPath::from("raw");
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
+    super::parquet_properties()
         .set_column_dictionary_enabled(raw.clone(), false)
         .set_column_statistics_enabled(raw, EnabledStatistics::None)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
 

@@ -17,7 +17,7 @@ use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaResult, DeltaTable};
 
@@ -64,9 +64,21 @@ pub enum Write<'a> {
     Overwrite,
 }
 
+/// Rows per Parquet row group of the lake's tables: a writer holds one row group in memory
+/// before it goes out (Parquet's default, 1 Mi rows, is hundreds of MiB of raw lines).
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Parquet settings of every file the layers write: Snappy (deltalake's default) in row groups
+/// of [`ROW_GROUP_ROWS`].
+pub fn parquet_properties() -> WriterPropertiesBuilder {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+}
+
 /// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
-/// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`: Snappy Parquet in row
-/// groups of [`bronze::ROW_GROUP_ROWS`], files rolled at the optimizer's target size.
+/// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`, with
+/// [`parquet_properties`], files rolled at the optimizer's target size.
 pub async fn write_plan(
     table: DeltaTable,
     df_ctx: &SessionContext,
@@ -79,12 +91,7 @@ pub async fn write_plan(
         .with_input_plan(plan)
         .with_session_state(Arc::new(df_ctx.state()))
         .with_commit_properties(props)
-        .with_writer_properties(
-            WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(bronze::ROW_GROUP_ROWS))
-                .build(),
-        )
+        .with_writer_properties(parquet_properties().build())
         .with_target_file_size(std::num::NonZeroU64::new(compact::TARGET_FILE_BYTES));
     match mode {
         Write::Append => {

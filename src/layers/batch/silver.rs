@@ -635,12 +635,16 @@ struct CleanedBronze {
     quarantine: Arc<QuarantineChannel>,
 }
 
-/// Where the cleaning partitions send quarantine rows, and how the reader knows they all
-/// reached the end of bronze (a partition that stops early must not look like the end).
+/// Where the cleaning partitions send quarantine rows. Each partition holds its own sender and
+/// drops it when its stream ends or is dropped, so the channel closes once they all stopped;
+/// the reader tells a finished pass from one that stopped early by [`Self::complete`].
 #[derive(Debug)]
 struct QuarantineChannel {
+    /// The sender partitions clone theirs from, until every partition has one.
     tx: Mutex<Option<mpsc::Sender<RecordBatch>>>,
     rx: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+    /// Partitions that have not yet taken their sender.
+    unstarted: AtomicUsize,
     /// Partitions that have not yet read their whole input.
     unfinished: AtomicUsize,
 }
@@ -652,19 +656,32 @@ impl QuarantineChannel {
             // No partitions: nothing will be sent, the channel is closed from the start.
             tx: Mutex::new((partitions > 0).then_some(tx)),
             rx: Mutex::new(Some(rx)),
+            unstarted: AtomicUsize::new(partitions),
             unfinished: AtomicUsize::new(partitions),
         })
     }
 
+    /// A partition's sender; the last partition to take one leaves no other behind.
     fn sender(&self) -> Option<mpsc::Sender<RecordBatch>> {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = tx.clone();
+        let left = self
+            .unstarted
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if left == Ok(1) {
+            tx.take();
+        }
+        mine
     }
 
-    /// One partition read all its input; the last one closes the channel.
+    /// One partition read all its input.
     fn finished(&self) {
-        if self.unfinished.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        }
+        self.unfinished.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether every partition read all its input.
+    fn complete(&self) -> bool {
+        self.unfinished.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -677,13 +694,15 @@ impl PartitionStream for CleanedBronze {
         let cleaner = Arc::clone(&self.cleaner);
         let counts = Arc::clone(&self.counts);
         let channel = Arc::clone(&self.quarantine);
-        let tx = channel.sender();
+        // Dropped with this stream, or at the end of its input after counting it finished.
+        let tx = Arc::new(Mutex::new(channel.sender()));
+        let batch_tx = Arc::clone(&tx);
         let input = futures::stream::once(futures::future::ready(
             self.scan.execute(self.partition, ctx),
         ))
         .try_flatten();
         let cleaned = input.and_then(move |b| {
-            let tx = tx.clone();
+            let tx = batch_tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let cleaned = cleaner.apply(&b, &counts);
             async move {
                 let Cleaned { clean, quarantine } = cleaned?;
@@ -700,6 +719,7 @@ impl PartitionStream for CleanedBronze {
         });
         let end = futures::stream::once(async move {
             channel.finished();
+            tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         })
         .filter_map(|()| futures::future::ready(None));
         Box::pin(RecordBatchStreamAdapter::new(
@@ -730,37 +750,31 @@ impl PartitionStream for QuarantineRows {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         let channel = Arc::clone(&self.channel);
-        let stream = futures::stream::unfold(rx, move |rx| {
-            let channel = Arc::clone(&channel);
-            async move {
-                let Some(mut rx) = rx else {
-                    return Some((
-                        Err(DataFusionError::Internal(
-                            "quarantine rows read twice".into(),
-                        )),
-                        None,
-                    ));
-                };
-                match rx.recv().await {
-                    Some(b) => Some((Ok(b), Some(rx))),
-                    None if channel.unfinished.load(Ordering::SeqCst) == 0 => None,
-                    None => Some((
-                        Err(DataFusionError::Execution(
-                            "the silver pass stopped before the end of bronze".into(),
-                        )),
-                        None,
-                    )),
-                }
-            }
-        });
-        // After an error the stream ends.
-        let stream = stream.scan(false, |failed, item| {
-            let out = (!*failed).then_some(item);
-            if let Some(Err(_)) = &out {
-                *failed = true;
-            }
-            futures::future::ready(out)
-        });
+        let stream: futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>> =
+            match rx {
+                None => futures::stream::once(futures::future::ready(Err(
+                    DataFusionError::Internal("quarantine rows read twice".into()),
+                )))
+                .boxed(),
+                // The state is gone after an error: the stream ends there.
+                Some(rx) => futures::stream::unfold(Some(rx), move |state| {
+                    let channel = Arc::clone(&channel);
+                    async move {
+                        let mut rx = state?;
+                        match rx.recv().await {
+                            Some(b) => Some((Ok(b), Some(rx))),
+                            None if channel.complete() => None,
+                            None => Some((
+                                Err(DataFusionError::Execution(
+                                    "the silver pass stopped before the end of bronze".into(),
+                                )),
+                                None,
+                            )),
+                        }
+                    }
+                })
+                .boxed(),
+            };
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }
@@ -1307,6 +1321,45 @@ mod tests {
         assert_eq!(counts.rows_in, 3);
         assert_eq!(counts.clean, 1);
         assert_eq!(counts.quarantined.values().sum::<u64>(), 2);
+    }
+
+    /// The quarantine rows a [`QuarantineRows`] stream yields, or its error.
+    async fn read_quarantine(channel: Arc<QuarantineChannel>) -> Result<usize, DataFusionError> {
+        let rows = QuarantineRows {
+            channel,
+            schema: quarantine_schema(),
+        };
+        let batches: Vec<RecordBatch> = rows
+            .execute(Arc::new(DfTaskContext::default()))
+            .try_collect()
+            .await?;
+        Ok(batches.iter().map(RecordBatch::num_rows).sum())
+    }
+
+    #[tokio::test]
+    async fn quarantine_rows_end_only_when_every_partition_read_its_input() {
+        let batch = || RecordBatch::new_empty(quarantine_schema());
+        // Both partitions finish: the rows sent arrive, then the stream ends.
+        let channel = QuarantineChannel::new(2);
+        let (a, b) = (channel.sender().unwrap(), channel.sender().unwrap());
+        let reader = tokio::spawn(read_quarantine(Arc::clone(&channel)));
+        a.send(batch()).await.unwrap();
+        for tx in [a, b] {
+            channel.finished();
+            drop(tx);
+        }
+        assert_eq!(reader.await.unwrap().unwrap(), 0);
+        // One partition stops early (its stream is dropped): an error, not a short table.
+        let channel = QuarantineChannel::new(2);
+        let (a, b) = (channel.sender().unwrap(), channel.sender().unwrap());
+        channel.finished();
+        drop((a, b));
+        let err = read_quarantine(Arc::clone(&channel)).await.unwrap_err();
+        assert!(err.to_string().contains("stopped before the end"), "{err}");
+        // A second read is refused.
+        assert!(read_quarantine(channel).await.is_err());
+        // No partitions at all: nothing to wait for.
+        assert_eq!(read_quarantine(QuarantineChannel::new(0)).await.unwrap(), 0);
     }
 
     #[test]
