@@ -98,7 +98,11 @@ fn delta_fields() -> Vec<StructField> {
 
 /// The rows of one landed file, with lineage (`batch_run` empty when read by the serving layer).
 pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Result<RecordBatch> {
-    let text = String::from_utf8_lossy(body);
+    // `from_utf8` checks ASCII a word at a time; the lossy form only runs on broken input.
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(body),
+    };
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len();
     let mut raw = StringBuilder::with_capacity(n, body.len());

@@ -13,16 +13,19 @@ pub mod silver;
 
 use std::sync::Arc;
 
+use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaResult, DeltaTable};
 
 use crate::scheduler::Registry;
-use crate::sources::stream::all_streams;
+use crate::sources::stream::{Kind, all_streams};
 use crate::store::Store;
 
 /// The batch DAG.
@@ -76,9 +79,41 @@ pub fn parquet_properties() -> WriterPropertiesBuilder {
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
 }
 
+/// Whether a column of this name and type is (nearly) all different values, so that a Parquet
+/// dictionary would only cost hashing every value until it overflows: floats, timestamps,
+/// the streams' ids, line numbers, and integers whose declared range is wide.
+fn distinct_values(name: &str, ty: &DataType) -> bool {
+    match ty {
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..) => true,
+        _ => {
+            name == "_line"
+                || all_streams().iter().any(|s| {
+                    s.id_field == name
+                        || s.fields.iter().any(|f| {
+                            f.name == name
+                                && matches!(f.kind, Kind::Int { min, max } if i128::from(max) - i128::from(min) > 1 << 16)
+                        })
+                })
+        }
+    }
+}
+
+/// [`parquet_properties`] for files of this schema: no dictionary for the columns of
+/// [`distinct_values`].
+pub fn parquet_properties_for(schema: &DFSchema) -> WriterProperties {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| distinct_values(f.name(), f.data_type()))
+        .fold(parquet_properties(), |b, f| {
+            b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false)
+        })
+        .build()
+}
+
 /// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
 /// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`, with
-/// [`parquet_properties`], files rolled at the optimizer's target size.
+/// [`parquet_properties_for`] its schema, files rolled at the optimizer's target size.
 pub async fn write_plan(
     table: DeltaTable,
     df_ctx: &SessionContext,
@@ -86,12 +121,13 @@ pub async fn write_plan(
     mode: Write<'_>,
     props: CommitProperties,
 ) -> DeltaResult<DeltaTable> {
+    let writer_properties = parquet_properties_for(plan.schema());
     let write = table
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(df_ctx.state()))
         .with_commit_properties(props)
-        .with_writer_properties(parquet_properties().build())
+        .with_writer_properties(writer_properties)
         .with_target_file_size(std::num::NonZeroU64::new(compact::TARGET_FILE_BYTES));
     match mode {
         Write::Append => {
@@ -133,4 +169,39 @@ pub fn register(r: &mut Registry) {
         );
     }
     r.register(DAG_ID, "compact", Arc::new(compact::Compact));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dictionaries_only_for_columns_whose_values_repeat() {
+        let spec = &crate::sources::api_logs::SPEC;
+        let schema = DFSchema::try_from(silver::clean_schema(spec).as_ref().clone()).unwrap();
+        let props = parquet_properties_for(&schema);
+        let dictionary = |c: &str| props.dictionary_enabled(&ColumnPath::from(c));
+        // Ids, times, measurements and wide integer ranges: every value new.
+        for c in [
+            "log_id",
+            "event_time",
+            "response_time_ms",
+            "bytes_sent",
+            "_line",
+        ] {
+            assert!(!dictionary(c), "{c} should be written without a dictionary");
+        }
+        // Enumerations, lineage, and free text the writer may still find repetitive.
+        for c in [
+            "method",
+            "endpoint",
+            "status_code",
+            "api_key_id",
+            "_source_key",
+            "date",
+        ] {
+            assert!(dictionary(c), "{c} should keep its dictionary");
+        }
+        assert_eq!(props.max_row_group_row_count(), Some(ROW_GROUP_ROWS));
+    }
 }
