@@ -131,12 +131,12 @@ pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Res
     )?)
 }
 
-/// Parquet settings of bronze files: the layers' ([`super::parquet_properties`]), but the
+/// Parquet settings of bronze files: the layers' ([`super::parquet_properties_for`]), and the
 /// `raw` lines — all different, and never filtered on — get neither a dictionary (it would
 /// overflow after a page and fall back to plain anyway) nor min/max statistics.
 fn writer_properties() -> WriterProperties {
     let raw = ColumnPath::from("raw");
-    super::parquet_properties()
+    super::parquet_properties_for(&arrow_schema())
         .set_column_dictionary_enabled(raw.clone(), false)
         .set_column_statistics_enabled(raw, EnabledStatistics::None)
         .build()
@@ -258,5 +258,22 @@ mod tests {
             .downcast_ref::<deltalake::arrow::array::Int64Array>()
             .unwrap();
         assert_eq!(line.value(1), 2);
+    }
+
+    #[test]
+    fn raw_lines_and_line_numbers_get_no_dictionary_and_lineage_keeps_one() {
+        let props = writer_properties();
+        let col = |c: &str| ColumnPath::from(c);
+        assert!(!props.dictionary_enabled(&col("raw")));
+        assert_eq!(
+            props.statistics_enabled(&col("raw")),
+            EnabledStatistics::None
+        );
+        assert!(!props.dictionary_enabled(&col("_line")));
+        assert!(props.dictionary_enabled(&col("_source_key")));
+        assert_ne!(
+            props.statistics_enabled(&col("_source_key")),
+            EnabledStatistics::None
+        );
     }
 }

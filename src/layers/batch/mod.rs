@@ -13,8 +13,7 @@ pub mod silver;
 
 use std::sync::Arc;
 
-use deltalake::arrow::datatypes::DataType;
-use deltalake::datafusion::common::DFSchema;
+use deltalake::arrow::datatypes::{DataType, Schema};
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
@@ -100,7 +99,7 @@ fn distinct_values(name: &str, ty: &DataType) -> bool {
 
 /// [`parquet_properties`] for files of this schema: no dictionary for the columns of
 /// [`distinct_values`].
-pub fn parquet_properties_for(schema: &DFSchema) -> WriterProperties {
+pub fn parquet_properties_for(schema: &Schema) -> WriterPropertiesBuilder {
     schema
         .fields()
         .iter()
@@ -108,7 +107,6 @@ pub fn parquet_properties_for(schema: &DFSchema) -> WriterProperties {
         .fold(parquet_properties(), |b, f| {
             b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false)
         })
-        .build()
 }
 
 /// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
@@ -121,7 +119,7 @@ pub async fn write_plan(
     mode: Write<'_>,
     props: CommitProperties,
 ) -> DeltaResult<DeltaTable> {
-    let writer_properties = parquet_properties_for(plan.schema());
+    let writer_properties = parquet_properties_for(plan.schema().as_arrow()).build();
     let write = table
         .write(Vec::new())
         .with_input_plan(plan)
@@ -178,8 +176,7 @@ mod tests {
     #[test]
     fn dictionaries_only_for_columns_whose_values_repeat() {
         let spec = &crate::sources::api_logs::SPEC;
-        let schema = DFSchema::try_from(silver::clean_schema(spec).as_ref().clone()).unwrap();
-        let props = parquet_properties_for(&schema);
+        let props = parquet_properties_for(&silver::clean_schema(spec)).build();
         let dictionary = |c: &str| props.dictionary_enabled(&ColumnPath::from(c));
         // Ids, times, measurements and wide integer ranges: every value new.
         for c in [

@@ -187,6 +187,10 @@ pub fn derived(spec: &StreamSpec) -> Vec<(String, String)> {
     }
 }
 
+/// The lineage columns that order the copies of one event, first landed first: ingest run,
+/// file, line. Silver's sort and the serving layer's [`first_landed`] both keep the first.
+const LANDING_ORDER: [&str; 3] = ["_ingest_run", "_source_key", "_line"];
+
 /// Lineage columns carried from bronze.
 const LINEAGE: [&str; 5] = ["_source_key", "_line", "_ingest_run", "_batch_run", "date"];
 
@@ -303,6 +307,12 @@ pub struct Cleaned {
 fn canonical(set: &[&'static str], s: &str) -> Option<&'static str> {
     let t = s.trim();
     set.iter().copied().find(|c| c.eq_ignore_ascii_case(t))
+}
+
+/// `s` in its canonical spelling if it has one in `set`, else unchanged (the field check
+/// rejects it then).
+fn in_canonical_spelling<'a>(set: &[&'static str], s: Cow<'a, str>) -> Cow<'a, str> {
+    canonical(set, &s).map_or(s, Cow::Borrowed)
 }
 
 /// `s` without surrounding white space, still borrowed if it was.
@@ -603,18 +613,12 @@ impl Column {
 /// Fixes cosmetic noise: trims strings, maps enum values to their canonical spelling.
 fn normalise(kind: Kind, v: Scalar<'_>) -> Scalar<'_> {
     match (kind, v) {
-        (Kind::Enum(set), Scalar::Str(s)) => match canonical(set, &s) {
-            Some(c) => Scalar::Str(Cow::Borrowed(c)),
-            None => Scalar::Str(s),
-        },
+        (Kind::Enum(set), Scalar::Str(s)) => Scalar::Str(in_canonical_spelling(set, s)),
         (Kind::Str, Scalar::Str(s)) => Scalar::Str(trimmed(s)),
         (Kind::Tags(set), Scalar::List(a)) => Scalar::List(
             a.into_iter()
                 .map(|t| match t {
-                    Scalar::Str(s) => match canonical(set, &s) {
-                        Some(c) => Scalar::Str(Cow::Borrowed(c)),
-                        None => Scalar::Str(s),
-                    },
+                    Scalar::Str(s) => Scalar::Str(in_canonical_spelling(set, s)),
                     other => other,
                 })
                 .collect(),
@@ -876,7 +880,8 @@ pub fn session() -> Result<SessionContext, DataFusionError> {
 /// line): silver's de-duplication rule, which the serving layer applies too.
 pub fn first_landed(id: &str, input: &str) -> String {
     format!(
-        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY \"{id}\" ORDER BY _ingest_run, _source_key, _line) AS _rn FROM ({input})) WHERE _rn = 1"
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY \"{id}\" ORDER BY {order}) AS _rn FROM ({input})) WHERE _rn = 1",
+        order = LANDING_ORDER.join(", ")
     )
 }
 
@@ -994,12 +999,12 @@ impl TaskBody for Silver {
         let key = |name: &str| -> Result<PhysicalSortExpr, DataFusionError> {
             Ok(PhysicalSortExpr::new_default(col(name, &clean_schema)?))
         };
-        let ordering = LexOrdering::new([
-            key(id)?,
-            key("_ingest_run")?,
-            key("_source_key")?,
-            key("_line")?,
-        ])
+        let ordering = LexOrdering::new(
+            std::iter::once(id)
+                .chain(LANDING_ORDER)
+                .map(key)
+                .collect::<Result<Vec<_>, _>>()?,
+        )
         .ok_or_else(|| DataFusionError::Internal("empty sort order".into()))?;
         let by_id = Arc::new(RepartitionExec::try_new(
             clean,
