@@ -27,6 +27,15 @@ pub enum Reprocess {
     All,
 }
 
+/// A spawned task body, cancelled when dropped (on timeout, or with its run).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs DAG runs against a lake.
 #[derive(Debug, Clone)]
 pub struct Runner {
@@ -260,7 +269,7 @@ impl Runner {
             error: None,
         });
         self.runs.put_ti(ti).await?;
-        let ctx = TaskContext {
+        let ctx = Arc::new(TaskContext {
             store: self.runs.store().clone(),
             dag_id: run.dag_id.clone(),
             task_id: spec.task_id.clone(),
@@ -270,7 +279,7 @@ impl Runner {
             params: self.params.clone(),
             upstream,
             log: TaskLog::new(self.echo_logs),
-        };
+        });
         ctx.log.info(format!(
             "{} {} try {try_number}/{}: logical date {}, data interval [{}, {})",
             run.dag_id,
@@ -320,10 +329,13 @@ impl Runner {
         Ok(retryable)
     }
 
+    /// Runs the task's body on a task of its own — so that the tasks of a run that execute at
+    /// once run on different cores, not in turn on the scheduler's thread — under the task's
+    /// execution timeout, which cancels it. A panicking body fails its attempt.
     async fn execute(
         &self,
         spec: &TaskSpec,
-        ctx: &TaskContext,
+        ctx: &Arc<TaskContext>,
     ) -> anyhow::Result<serde_json::Value> {
         let key = format!("{}:{}", ctx.dag_id, spec.task_id);
         if self.params.fail_tasks.iter().any(|f| f == &key) {
@@ -335,8 +347,20 @@ impl Runner {
             ))
             .into());
         };
-        match tokio::time::timeout(spec.policy.execution_timeout, body.run(ctx)).await {
-            Ok(r) => r,
+        let task_ctx = Arc::clone(ctx);
+        let mut running = AbortOnDrop(tokio::spawn(async move { body.run(&task_ctx).await }));
+        match tokio::time::timeout(spec.policy.execution_timeout, &mut running.0).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_panic() => {
+                let panic = e.into_panic();
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                anyhow::bail!("the task body panicked: {msg}")
+            }
+            Ok(Err(e)) => anyhow::bail!("the task body was cancelled: {e}"),
             Err(_) => anyhow::bail!(
                 "execution timeout: the attempt ran longer than {} s and was cancelled",
                 spec.policy.execution_timeout.as_secs_f64()
@@ -577,6 +601,67 @@ mod tests {
             self.running.fetch_sub(1, Ordering::SeqCst);
             Ok(serde_json::Value::Null)
         }
+    }
+
+    /// Records the thread it ran on; panics if asked.
+    #[derive(Default)]
+    struct Where {
+        thread: std::sync::Mutex<Option<std::thread::ThreadId>>,
+        panic: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl TaskBody for Where {
+        async fn run(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+            *self.thread.lock().unwrap() = Some(std::thread::current().id());
+            if self.panic {
+                panic!("index out of bounds");
+            }
+            Ok(serde_json::Value::Null)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bodies_run_on_the_runtime_s_workers_and_a_panic_fails_only_its_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let calm = Arc::new(Where::default());
+        let panicky = Arc::new(Where {
+            panic: true,
+            ..Where::default()
+        });
+        let dag = Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1)
+            .task("calm", &[], policy(0, 5000))
+            .task("panicky", &[], policy(0, 5000))
+            .validated()
+            .unwrap();
+        let (r, _) = runner(dir.path(), &[("calm", calm.clone()), ("panicky", panicky)]).await;
+        let run = r
+            .run_dag(&dag, t0(), RunType::Scheduled, Reprocess::None)
+            .await
+            .unwrap();
+        // The scheduler's loop runs on this thread; a body on it would keep the other tasks
+        // of the run waiting.
+        let body_thread = calm.thread.lock().unwrap().unwrap();
+        assert_ne!(body_thread, std::thread::current().id());
+        assert_eq!(run.state, RunState::Failed);
+        assert_eq!(run.failed_tasks, ["panicky"]);
+        let ti = r
+            .runs()
+            .get_ti("t-dag", t0(), "panicky")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ti.attempts[0].error.as_deref(),
+            Some("the task body panicked: index out of bounds")
+        );
+        let calm_ti = r
+            .runs()
+            .get_ti("t-dag", t0(), "calm")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(calm_ti.state, TaskState::Success);
     }
 
     #[tokio::test]
