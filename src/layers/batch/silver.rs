@@ -10,23 +10,22 @@
 //! One pass over bronze feeds both tables: cleaning runs in every partition of the bronze scan,
 //! typed rows flow on to silver and quarantine rows go through a channel to the quarantine
 //! write, which runs at the same time. Valid rows are de-duplicated by the stream's id, first
-//! landed wins (ingest run, file, line): DataFusion sorts them by id and lineage (spilling to
-//! disk beyond [`MEMORY_LIMIT`]) and [`FirstPerId`] keeps the first row of each id. They get
-//! the derived columns of [`derived`]. Both tables are replaced for the affected dates only
-//! (Delta replace-where).
+//! landed wins (ingest run, file, line), by a grace hash spilled to disk ([`super::dedup`]).
+//! They get the derived columns of [`derived`]. Both tables are replaced for the affected
+//! dates only (Delta replace-where).
 //!
 //! The task checks `bronze = silver + quarantine + duplicates` on the committed tables for
 //! those dates and fails if it does not hold.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Builder, Int64Array, Int64Builder,
-    ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, ListBuilder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::streaming::StreamingTable;
@@ -34,10 +33,6 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::TaskContext as DfTaskContext;
 use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use deltalake::datafusion::physical_expr::expressions::col;
-use deltalake::datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
-use deltalake::datafusion::physical_plan::repartition::RepartitionExec;
-use deltalake::datafusion::physical_plan::sorts::sort::SortExec;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::physical_plan::{
@@ -54,11 +49,8 @@ use crate::sources::scalar::{Scalar, parse_record};
 use crate::sources::stream::{Kind, StreamSpec};
 use crate::store::{Store, register_delta};
 
-/// Memory DataFusion may use before sorts spill to disk.
+/// Memory DataFusion may use before sorts and aggregates spill to disk.
 pub const MEMORY_LIMIT: usize = 512 << 20;
-
-/// Memory a sort sets aside, within [`MEMORY_LIMIT`], to merge its spilled runs.
-pub const SORT_MERGE_RESERVATION: usize = 32 << 20;
 
 /// What happens to a row that breaks an expectation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -783,97 +775,13 @@ impl PartitionStream for QuarantineRows {
     }
 }
 
-/// Keeps the first row of each run of equal ids in one partition of a plan hash-partitioned by
-/// id and sorted by (id, ingest run, file, line) — the first landed — and counts the others:
-/// silver's de-duplication on a sorted, spillable stream instead of a window per id.
-struct FirstPerId {
-    sorted: Arc<dyn ExecutionPlan>,
-    partition: usize,
-    id_column: usize,
-    schema: SchemaRef,
-    duplicates: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for FirstPerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FirstPerId").finish_non_exhaustive()
-    }
-}
-
-/// The rows of `b` whose id (column `id_column`, UTF-8) differs from the row before; `last`
-/// carries the last id across batches. Returns the kept rows and how many were dropped.
-fn first_of_each_id(
-    b: &RecordBatch,
-    id_column: usize,
-    last: &mut Option<String>,
-) -> Result<(RecordBatch, usize), DataFusionError> {
-    let ids = deltalake::arrow::compute::cast(b.column(id_column), &DataType::Utf8)?;
-    let ids = ids
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| DataFusionError::Internal("the id is not a string column".into()))?;
-    let mut prev: Option<&str> = last.as_deref();
-    let mut dropped = 0;
-    let mask: BooleanArray = (0..ids.len())
-        .map(|i| {
-            let id = ids.value(i);
-            let first = prev != Some(id);
-            dropped += usize::from(!first);
-            prev = Some(id);
-            Some(first)
-        })
-        .collect();
-    if !ids.is_empty() {
-        *last = Some(ids.value(ids.len() - 1).to_string());
-    }
-    if dropped == 0 {
-        return Ok((b.clone(), 0));
-    }
-    Ok((
-        deltalake::arrow::compute::filter_record_batch(b, &mask)?,
-        dropped,
-    ))
-}
-
-impl PartitionStream for FirstPerId {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, ctx: Arc<DfTaskContext>) -> SendableRecordBatchStream {
-        let id_column = self.id_column;
-        let duplicates = Arc::clone(&self.duplicates);
-        let sorted = futures::stream::once(futures::future::ready(
-            self.sorted.execute(self.partition, ctx),
-        ))
-        .try_flatten();
-        let stream = sorted.scan(None::<String>, move |last, b| {
-            let out = b.and_then(|b| {
-                let (kept, dropped) = first_of_each_id(&b, id_column, last)?;
-                duplicates.fetch_add(dropped as u64, Ordering::Relaxed);
-                Ok(kept)
-            });
-            futures::future::ready(Some(out))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
-    }
-}
-
 /// A DataFusion session with deltalake's planner (for writes from plans) and a memory limit
-/// (sorts spill to disk beyond it). Each sorter reserves [`SORT_MERGE_RESERVATION`] up front
-/// for merging its own spilled runs.
+/// (sorts and aggregates spill to disk beyond it, where they can).
 pub fn session() -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(MEMORY_LIMIT)))
         .build_arc()?;
-    let ctx = DeltaSessionContext::with_runtime_env(runtime).into_inner();
-    {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let options = state.config_mut().options_mut();
-        options.execution.sort_spill_reservation_bytes = SORT_MERGE_RESERVATION;
-    }
-    Ok(ctx)
+    Ok(DeltaSessionContext::with_runtime_env(runtime).into_inner())
 }
 
 /// SQL keeping, of the rows of `input`, the first landed one of each `id` (by ingest run, file,
@@ -989,41 +897,25 @@ impl TaskBody for Silver {
             Arc::new(StreamingTable::try_new(clean_schema.clone(), cleaning)?),
         )?;
 
-        // Silver: first landed of each id (sorted, spilling beyond the memory limit), derived
+        // Silver: first landed of each id (a grace hash spilled to disk: `dedup`), derived
         // columns.
-        let id = spec.id_field;
-        // Rows of one id meet in one partition (hash of the id), each partition is sorted by id
-        // and lineage and de-duplicated on its own: every core works, and no merge of sorted
-        // partitions is needed.
         let clean = df_ctx.table("clean").await?.create_physical_plan().await?;
-        let key = |name: &str| -> Result<PhysicalSortExpr, DataFusionError> {
-            Ok(PhysicalSortExpr::new_default(col(name, &clean_schema)?))
+        let column = |name: &str| clean_schema.index_of(name);
+        let columns = super::dedup::Columns {
+            id: column(spec.id_field)?,
+            ingest_run: column(LANDING_ORDER[0])?,
+            source_key: column(LANDING_ORDER[1])?,
+            line: column(LANDING_ORDER[2])?,
+            repeated: vec![column("_batch_run")?, column("date")?],
         };
-        let ordering = LexOrdering::new(
-            std::iter::once(id)
-                .chain(LANDING_ORDER)
-                .map(key)
-                .collect::<Result<Vec<_>, _>>()?,
-        )
-        .ok_or_else(|| DataFusionError::Internal("empty sort order".into()))?;
-        let by_id = Arc::new(RepartitionExec::try_new(
+        let bronze_rows = count_by_date(store, &bronze_path, &dates).await?;
+        let first_landed = Arc::new(super::dedup::FirstLanded::new(
             clean,
-            Partitioning::Hash(vec![col(id, &clean_schema)?], partitions.max(1)),
-        )?);
-        let sorted: Arc<dyn ExecutionPlan> =
-            Arc::new(SortExec::new(ordering, by_id).with_preserve_partitioning(true));
-        let duplicates = Arc::new(AtomicU64::new(0));
-        let dedup: Vec<Arc<dyn PartitionStream>> = (0..partitions.max(1))
-            .map(|partition| {
-                Arc::new(FirstPerId {
-                    sorted: Arc::clone(&sorted),
-                    partition,
-                    id_column: 0,
-                    schema: clean_schema.clone(),
-                    duplicates: Arc::clone(&duplicates),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
+            columns,
+            bronze_rows.values().sum(),
+            partitions,
+        ));
+        let dedup = first_landed.partitions();
         df_ctx.register_table(
             "deduped",
             Arc::new(StreamingTable::try_new(clean_schema.clone(), dedup)?),
@@ -1066,10 +958,10 @@ impl TaskBody for Silver {
         )
         .map_err(|e| unwrap_fatal(e.into()))?;
         let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let duplicates = duplicates.load(Ordering::SeqCst);
+        let duplicates = first_landed.duplicates();
 
         // The identity, on the committed tables.
-        let b = count_by_date(store, &bronze_path, &dates).await?;
+        let b = bronze_rows;
         let s = count_by_date(store, &silver_path, &dates).await?;
         let q = count_by_date(store, &quarantine_path, &dates).await?;
         let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
@@ -1365,29 +1257,5 @@ mod tests {
         assert!(read_quarantine(channel).await.is_err());
         // No partitions at all: nothing to wait for.
         assert_eq!(read_quarantine(QuarantineChannel::new(0)).await.unwrap(), 0);
-    }
-
-    #[test]
-    fn first_of_each_id_keeps_the_first_row_of_each_run_across_batches() {
-        let batch = |ids: &[&str], lines: &[i64]| {
-            RecordBatch::try_from_iter([
-                ("id", Arc::new(StringArray::from(ids.to_vec())) as ArrayRef),
-                (
-                    "_line",
-                    Arc::new(Int64Array::from(lines.to_vec())) as ArrayRef,
-                ),
-            ])
-            .unwrap()
-        };
-        let mut last = None;
-        let (a, da) = first_of_each_id(&batch(&["a", "a", "b"], &[1, 2, 3]), 0, &mut last).unwrap();
-        let (b, db) = first_of_each_id(&batch(&["b", "b", "c"], &[4, 5, 6]), 0, &mut last).unwrap();
-        let (c, dc) = first_of_each_id(&batch(&[], &[]), 0, &mut last).unwrap();
-        let (d, dd) = first_of_each_id(&batch(&["c", "d"], &[7, 8]), 0, &mut last).unwrap();
-        assert_eq!((da, db, dc, dd), (1, 2, 0, 1));
-        assert_eq!(strings(&a, "_line"), ["1", "3"]);
-        assert_eq!(strings(&b, "_line"), ["6"]);
-        assert_eq!(c.num_rows(), 0);
-        assert_eq!(strings(&d, "_line"), ["8"]);
     }
 }
