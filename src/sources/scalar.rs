@@ -168,9 +168,12 @@ impl<'de> DeserializeSeed<'de> for ScalarSeed {
     }
 }
 
-/// The slot of a key among `names`, or `None` for keys the record does not keep.
+/// The slot of a key among `names`, or `None` for keys the record does not keep. Lines of a
+/// stream carry their keys in one order, so the slot after the previous key's (`hint`) is
+/// tried first: one comparison per key instead of a scan of the names.
 struct KeySeed<'n> {
     names: &'n [&'n str],
+    hint: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -186,6 +189,9 @@ impl<'de> de::Visitor<'de> for KeySeed<'_> {
         f.write_str("an object key")
     }
     fn visit_str<E>(self, v: &str) -> Result<Option<usize>, E> {
+        if self.names.get(self.hint) == Some(&v) {
+            return Ok(Some(self.hint));
+        }
         Ok(self.names.iter().position(|n| *n == v))
     }
 }
@@ -204,9 +210,16 @@ pub fn parse_record<'a>(line: &'a str, names: &[&str]) -> Result<Vec<Scalar<'a>>
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Scalar<'de>>, A::Error> {
             let mut slots = vec![Scalar::Null; self.names.len()];
-            while let Some(slot) = map.next_key_seed(KeySeed { names: self.names })? {
+            let mut hint = 0;
+            while let Some(slot) = map.next_key_seed(KeySeed {
+                names: self.names,
+                hint,
+            })? {
                 match slot {
-                    Some(i) => slots[i] = map.next_value_seed(ScalarSeed)?,
+                    Some(i) => {
+                        slots[i] = map.next_value_seed(ScalarSeed)?;
+                        hint = i + 1;
+                    }
                     None => {
                         map.next_value::<IgnoredAny>()?;
                     }

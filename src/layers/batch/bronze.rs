@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use delta_kernel::expressions::Scalar;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
@@ -20,7 +21,8 @@ use deltalake::kernel::{Action, DataType as DeltaType, StructField, Transaction}
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
+use indexmap::IndexMap;
 
 use super::lineage::{self, ConsumedFile};
 use crate::clock::rfc3339_secs;
@@ -220,7 +222,12 @@ impl TaskBody for Bronze {
             })?;
             let batch = file_batch(f, &body, &batch_run)?;
             rows += batch.num_rows() as u64;
-            writer.write(batch).await?;
+            // A file's rows share its date: written to that partition as they are, not
+            // regrouped by the writer (which copies every column of every batch to do it).
+            let partition = IndexMap::from([("date".to_string(), Scalar::String(f.date.clone()))]);
+            writer
+                .write_partition(batch, &partition, WriteMode::Default)
+                .await?;
         }
         let adds = writer.flush().await?.into_iter().map(Action::Add).collect();
         let version = commit(&mut table, adds, Transaction::new(&app_id, run.timestamp())).await?;

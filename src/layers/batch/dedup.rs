@@ -9,7 +9,7 @@
 //! one id always share a bucket, so buckets are independent: the output partitions take turns
 //! over them, and each bucket is read back and de-duplicated with a hash map of its own ids.
 //! A bucket holds about [`BUCKET_ROWS`] rows whatever the day's size, and one larger than
-//! [`BUCKET_MEMORY`] (one id repeated very often) is read twice instead of held. A row costs
+//! [`BUCKET_MEMORY`] (one id repeated very often) is read again for each pass instead of held. A row costs
 //! one hash, one write and one read of a temporary file (in the page cache, mostly) and one map
 //! lookup; no row is compared with another unless their ids are equal.
 
@@ -48,7 +48,7 @@ pub const BUCKET_ROWS: u64 = 64 * 1024;
 /// Most buckets of one pass: beyond `MAX_BUCKETS * BUCKET_ROWS` rows, buckets grow.
 pub const MAX_BUCKETS: u64 = 1024;
 
-/// A bucket whose rows take more memory than this is read twice rather than held.
+/// A bucket whose rows take more memory than this is read again for each pass rather than held.
 pub const BUCKET_MEMORY: usize = 128 << 20;
 
 /// Rows an input partition gathers before it spreads them over the buckets.
@@ -214,7 +214,7 @@ impl FirstLanded {
         }
     }
 
-    /// Reads buckets whose rows take more than `bytes` twice instead of holding them
+    /// Reads buckets whose rows take more than `bytes` again for each pass instead of holding them
     /// (default [`BUCKET_MEMORY`]).
     pub fn with_bucket_memory(mut self, bytes: usize) -> FirstLanded {
         self.bucket_memory = bytes;
@@ -365,6 +365,49 @@ impl FirstLanded {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
+    /// Notes the rows of `b` (spilled), numbered from `row` on, in `first`: the first landed
+    /// copy of each id so far; the row numbers of the copies that are not go to `later`.
+    fn landings<'a, K>(
+        &self,
+        first: &mut HashMap<K, Landing, FastRandomState>,
+        b: &'a RecordBatch,
+        row: &mut u64,
+        later: &mut Vec<u64>,
+        values: &[StringArray],
+    ) -> Result<()>
+    where
+        K: From<&'a str> + std::borrow::Borrow<str> + std::hash::Hash + Eq,
+    {
+        let c = &self.columns;
+        let ids = strings(b, c.id)?;
+        let (runs, keys) = (numbers(b, c.ingest_run)?, numbers(b, c.source_key)?);
+        let lines: &Int64Array = b
+            .column(c.line)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| DataFusionError::Internal("_line is not an Int64 column".into()))?;
+        for i in 0..b.num_rows() {
+            let this = Landing {
+                run: runs.value(i),
+                key: keys.value(i),
+                line: lines.value(i),
+                row: *row,
+            };
+            *row += 1;
+            let id = ids.value(i);
+            match first.get_mut(id) {
+                None => {
+                    first.insert(K::from(id), this);
+                }
+                Some(kept) if earlier(&this, kept, values) => {
+                    later.push(kept.row);
+                    *kept = this;
+                }
+                Some(_) => later.push(this.row),
+            }
+        }
+        Ok(())
+    }
+
     /// The rows of `bucket` that are the first landed of their id, in batches of
     /// [`OUTPUT_ROWS`]; counts the others.
     fn first_of_bucket(
@@ -373,39 +416,13 @@ impl FirstLanded {
         readers: &mut [FileReader<BufReader<File>>],
         bucket: usize,
     ) -> Result<Vec<RecordBatch>> {
-        // Pass 1: the first landed copy of each id, and the row numbers of the later ones.
-        let mut first: HashMap<Box<str>, Landing, FastRandomState> = HashMap::with_hasher(MAP_HASH);
+        // Pass 1: the first landed copy of each id, and the row numbers of the later ones. A
+        // bucket that fits is read once and held, and its map borrows the ids from it.
         let mut later: Vec<u64> = Vec::new();
         let mut row = 0u64;
         let mut held: Option<Vec<RecordBatch>> = Some(Vec::new());
         let mut held_bytes = 0;
         for_each_message(&spilled.spills, readers, bucket, |b| {
-            let c = &self.columns;
-            let ids = strings(&b, c.id)?;
-            let (runs, keys) = (numbers(&b, c.ingest_run)?, numbers(&b, c.source_key)?);
-            let lines: &Int64Array = b
-                .column(c.line)
-                .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| DataFusionError::Internal("_line is not an Int64 column".into()))?;
-            for i in 0..b.num_rows() {
-                let this = Landing {
-                    run: runs.value(i),
-                    key: keys.value(i),
-                    line: lines.value(i),
-                    row,
-                };
-                row += 1;
-                match first.get_mut(ids.value(i)) {
-                    None => {
-                        first.insert(ids.value(i).into(), this);
-                    }
-                    Some(kept) if earlier(&this, kept, &spilled.values) => {
-                        later.push(kept.row);
-                        *kept = this;
-                    }
-                    Some(_) => later.push(this.row),
-                }
-            }
             held_bytes += b.get_array_memory_size();
             held = held
                 .take()
@@ -416,7 +433,24 @@ impl FirstLanded {
                 });
             Ok(())
         })?;
-        drop(first);
+        match &held {
+            Some(batches) => {
+                let rows = batches.iter().map(RecordBatch::num_rows).sum();
+                let mut first: HashMap<&str, Landing, FastRandomState> =
+                    HashMap::with_capacity_and_hasher(rows, MAP_HASH);
+                for b in batches {
+                    self.landings(&mut first, b, &mut row, &mut later, &spilled.values)?;
+                }
+            }
+            // Too large to hold: the ids are copied into the map, the rows read again.
+            None => {
+                let mut first: HashMap<Box<str>, Landing, FastRandomState> =
+                    HashMap::with_hasher(MAP_HASH);
+                for_each_message(&spilled.spills, readers, bucket, |b| {
+                    self.landings(&mut first, &b, &mut row, &mut later, &spilled.values)
+                })?;
+            }
+        }
         self.duplicates
             .fetch_add(later.len() as u64, Ordering::Relaxed);
         later.sort_unstable();
@@ -713,7 +747,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_bucket_too_large_to_hold_is_read_twice_with_the_same_result() {
+    async fn a_bucket_too_large_to_hold_is_read_again_with_the_same_result() {
         let rows = noisy_rows(5_000, 50);
         let (got, duplicates) = run(vec![batches(&rows, 300)], 3 * BUCKET_ROWS, 2, 1).await;
         assert_eq!(got, expected(&rows));

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Float64Builder, Int64Array, Int64Builder, ListBuilder,
-    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray as _, BooleanBuilder, Float64Builder, Int64Array, Int64Builder,
+    ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::streaming::StreamingTable;
@@ -445,10 +445,16 @@ impl Cleaner {
             };
             Ok(deltalake::arrow::compute::cast(a, &ty)?)
         };
-        let raw_col = col("raw")?;
+        // The raw lines as string views (what the scan hands out): read in place, not copied.
+        let raw_col = b
+            .column_by_name("raw")
+            .ok_or_else(|| DataFusionError::Internal("bronze has no column raw".into()))?;
+        let raw_col = match raw_col.data_type() {
+            DataType::Utf8View => Arc::clone(raw_col),
+            _ => deltalake::arrow::compute::cast(raw_col, &DataType::Utf8View)?,
+        };
         let raw = raw_col
-            .as_any()
-            .downcast_ref::<StringArray>()
+            .as_string_view_opt()
             .ok_or_else(|| DataFusionError::Internal("raw is not a string column".into()))?;
         let lineage: Vec<ArrayRef> = LINEAGE.iter().map(|n| col(n)).collect::<Result<_, _>>()?;
         let n = b.num_rows();
