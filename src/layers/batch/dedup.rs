@@ -9,7 +9,7 @@
 //! one id always share a bucket, so buckets are independent: the output partitions take turns
 //! over them, and each bucket is read back and de-duplicated with a hash map of its own ids.
 //! A bucket holds about [`BUCKET_ROWS`] rows whatever the day's size, and one larger than
-//! [`BUCKET_MEMORY`] (one id repeated very often) is read again for each pass instead of held. A row costs
+//! [`BUCKET_MEMORY`] (one id repeated very often) is read twice instead of held. A row costs
 //! one hash, one write and one read of a temporary file (in the page cache, mostly) and one map
 //! lookup; no row is compared with another unless their ids are equal.
 
@@ -48,7 +48,7 @@ pub const BUCKET_ROWS: u64 = 64 * 1024;
 /// Most buckets of one pass: beyond `MAX_BUCKETS * BUCKET_ROWS` rows, buckets grow.
 pub const MAX_BUCKETS: u64 = 1024;
 
-/// A bucket whose rows take more memory than this is read again for each pass rather than held.
+/// A bucket whose rows take more memory than this is read twice rather than held.
 pub const BUCKET_MEMORY: usize = 128 << 20;
 
 /// Rows an input partition gathers before it spreads them over the buckets.
@@ -214,7 +214,7 @@ impl FirstLanded {
         }
     }
 
-    /// Reads buckets whose rows take more than `bytes` again for each pass instead of holding them
+    /// Reads buckets whose rows take more than `bytes` twice instead of holding them
     /// (default [`BUCKET_MEMORY`]).
     pub fn with_bucket_memory(mut self, bytes: usize) -> FirstLanded {
         self.bucket_memory = bytes;
@@ -417,38 +417,35 @@ impl FirstLanded {
         bucket: usize,
     ) -> Result<Vec<RecordBatch>> {
         // Pass 1: the first landed copy of each id, and the row numbers of the later ones. A
-        // bucket that fits is read once and held, and its map borrows the ids from it.
+        // bucket that fits is held, and its map borrows the ids from it; once the bucket
+        // outgrows `bucket_memory`, the ids are copied into a map instead and the rows go.
         let mut later: Vec<u64> = Vec::new();
         let mut row = 0u64;
-        let mut held: Option<Vec<RecordBatch>> = Some(Vec::new());
+        let mut held: Vec<RecordBatch> = Vec::new();
         let mut held_bytes = 0;
+        let mut owned: Option<HashMap<Box<str>, Landing, FastRandomState>> = None;
         for_each_message(&spilled.spills, readers, bucket, |b| {
+            if let Some(first) = owned.as_mut() {
+                return self.landings(first, &b, &mut row, &mut later, &spilled.values);
+            }
             held_bytes += b.get_array_memory_size();
-            held = held
-                .take()
-                .filter(|_| held_bytes <= self.bucket_memory)
-                .map(|mut h| {
-                    h.push(b);
-                    h
-                });
+            if held_bytes <= self.bucket_memory {
+                held.push(b);
+                return Ok(());
+            }
+            let mut first = HashMap::with_hasher(MAP_HASH);
+            for h in held.drain(..).chain([b]) {
+                self.landings(&mut first, &h, &mut row, &mut later, &spilled.values)?;
+            }
+            owned = Some(first);
             Ok(())
         })?;
-        match &held {
-            Some(batches) => {
-                let rows = batches.iter().map(RecordBatch::num_rows).sum();
-                let mut first: HashMap<&str, Landing, FastRandomState> =
-                    HashMap::with_capacity_and_hasher(rows, MAP_HASH);
-                for b in batches {
-                    self.landings(&mut first, b, &mut row, &mut later, &spilled.values)?;
-                }
-            }
-            // Too large to hold: the ids are copied into the map, the rows read again.
-            None => {
-                let mut first: HashMap<Box<str>, Landing, FastRandomState> =
-                    HashMap::with_hasher(MAP_HASH);
-                for_each_message(&spilled.spills, readers, bucket, |b| {
-                    self.landings(&mut first, &b, &mut row, &mut later, &spilled.values)
-                })?;
+        if owned.is_none() {
+            let rows = held.iter().map(RecordBatch::num_rows).sum();
+            let mut first: HashMap<&str, Landing, FastRandomState> =
+                HashMap::with_capacity_and_hasher(rows, MAP_HASH);
+            for b in &held {
+                self.landings(&mut first, b, &mut row, &mut later, &spilled.values)?;
             }
         }
         self.duplicates
@@ -472,9 +469,9 @@ impl FirstLanded {
             row += n;
             Ok(())
         };
-        match held {
-            Some(batches) => batches.into_iter().try_for_each(&mut keep)?,
-            None => for_each_message(&spilled.spills, readers, bucket, &mut keep)?,
+        match owned {
+            None => held.into_iter().try_for_each(&mut keep)?,
+            Some(_) => for_each_message(&spilled.spills, readers, bucket, &mut keep)?,
         }
         out.finish_buffered_batch()?;
         std::iter::from_fn(|| out.next_completed_batch())
@@ -747,7 +744,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_bucket_too_large_to_hold_is_read_again_with_the_same_result() {
+    async fn a_bucket_too_large_to_hold_is_read_twice_with_the_same_result() {
         let rows = noisy_rows(5_000, 50);
         let (got, duplicates) = run(vec![batches(&rows, 300)], 3 * BUCKET_ROWS, 2, 1).await;
         assert_eq!(got, expected(&rows));
