@@ -32,7 +32,9 @@ use deltalake::datafusion::common::hash_utils::{
 };
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::TaskContext;
-use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::stream::{
+    RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
+};
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::physical_plan::{
     ExecutionPlan, ExecutionPlanProperties as _, SendableRecordBatchStream,
@@ -148,6 +150,7 @@ pub struct FirstLanded {
     bucket_memory: usize,
     spilled: tokio::sync::OnceCell<std::result::Result<Arc<Spilled>, Arc<DataFusionError>>>,
     duplicates: AtomicU64,
+    read_twice: AtomicU64,
 }
 
 /// The whole input, spilled.
@@ -211,6 +214,7 @@ impl FirstLanded {
             bucket_memory: BUCKET_MEMORY,
             spilled: tokio::sync::OnceCell::new(),
             duplicates: AtomicU64::new(0),
+            read_twice: AtomicU64::new(0),
         }
     }
 
@@ -233,9 +237,28 @@ impl FirstLanded {
             .collect()
     }
 
+    /// The output partitions merged into one, each still run on a task of its own: for a
+    /// consumer that should see one stream. deltalake's write repartitions a plan of several
+    /// streams by its partition column, and when the rows share a date, DataFusion's
+    /// repartition keeps feeding the one writer they go to (the other output's queue is empty,
+    /// so it does not wait): rows the writer has not caught up with pile up in memory, more
+    /// the larger the day. From one stream deltalake writes without repartitioning, and the
+    /// bounded channel here holds the buckets back while the writer is busy.
+    pub fn merged(self: &Arc<Self>) -> Arc<dyn PartitionStream> {
+        Arc::new(Merged {
+            outputs: self.partitions(),
+            schema: self.schema.clone(),
+        })
+    }
+
     /// Rows dropped as later copies of an id, so far.
     pub fn duplicates(&self) -> u64 {
         self.duplicates.load(Ordering::SeqCst)
+    }
+
+    /// Buckets so far that outgrew their memory and were read twice.
+    pub fn buckets_read_twice(&self) -> u64 {
+        self.read_twice.load(Ordering::SeqCst)
     }
 
     /// The input, spilled: by the first caller, with every input partition on its own task;
@@ -409,7 +432,8 @@ impl FirstLanded {
     }
 
     /// The rows of `bucket` that are the first landed of their id, in batches of
-    /// [`OUTPUT_ROWS`]; counts the others.
+    /// [`OUTPUT_ROWS`], still numbered (restored one batch at a time on the way out, so a
+    /// bucket waiting for the consumer holds numbers, not strings); counts the others.
     fn first_of_bucket(
         &self,
         spilled: &Spilled,
@@ -428,7 +452,7 @@ impl FirstLanded {
             if let Some(first) = owned.as_mut() {
                 return self.landings(first, &b, &mut row, &mut later, &spilled.values);
             }
-            held_bytes += b.get_array_memory_size();
+            held_bytes += held_memory(&b);
             if held_bytes <= self.bucket_memory {
                 held.push(b);
                 return Ok(());
@@ -438,6 +462,7 @@ impl FirstLanded {
                 self.landings(&mut first, &h, &mut row, &mut later, &spilled.values)?;
             }
             owned = Some(first);
+            self.read_twice.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })?;
         if owned.is_none() {
@@ -474,10 +499,22 @@ impl FirstLanded {
             Some(_) => for_each_message(&spilled.spills, readers, bucket, &mut keep)?,
         }
         out.finish_buffered_batch()?;
-        std::iter::from_fn(|| out.next_completed_batch())
-            .map(|b| self.restored(b, &spilled.values))
-            .collect()
+        Ok(std::iter::from_fn(|| out.next_completed_batch()).collect())
     }
+}
+
+/// The memory that holding `b` keeps: the bytes its columns span. Not
+/// `get_array_memory_size`, which counts a shared buffer once per array that slices it, and
+/// every column of a message read from a spill file slices the message's one body.
+fn held_memory(b: &RecordBatch) -> usize {
+    b.columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// Calls `f` with each spilled message of `bucket`, input partition by input partition.
@@ -577,9 +614,12 @@ impl PartitionStream for Output {
                 .step_by(shared.outputs)
                 .collect();
             let batches = futures::stream::iter(buckets).map(move |bucket| {
-                shared
-                    .first_of_bucket(&spilled, &mut readers, bucket)
-                    .map(|v| futures::stream::iter(v.into_iter().map(Ok)))
+                let rows = shared.first_of_bucket(&spilled, &mut readers, bucket)?;
+                let (shared, spilled) = (Arc::clone(&shared), Arc::clone(&spilled));
+                Ok::<_, DataFusionError>(futures::stream::iter(
+                    rows.into_iter()
+                        .map(move |b| shared.restored(b, &spilled.values)),
+                ))
             });
             Ok::<_, DataFusionError>(batches.try_flatten())
         })
@@ -588,6 +628,45 @@ impl PartitionStream for Output {
             self.shared.schema.clone(),
             rows,
         ))
+    }
+}
+
+/// [`FirstLanded::merged`].
+struct Merged {
+    outputs: Vec<Arc<dyn PartitionStream>>,
+    schema: SchemaRef,
+}
+
+impl std::fmt::Debug for Merged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Merged")
+            .field("outputs", &self.outputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionStream for Merged {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let mut merged =
+            RecordBatchReceiverStreamBuilder::new(self.schema.clone(), self.outputs.len());
+        for output in &self.outputs {
+            let mut rows = output.execute(Arc::clone(&ctx));
+            let tx = merged.tx();
+            merged.spawn(async move {
+                while let Some(b) = rows.next().await {
+                    let failed = b.is_err();
+                    if tx.send(b).await.is_err() || failed {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+        }
+        merged.build()
     }
 }
 
@@ -646,14 +725,14 @@ mod tests {
             .collect()
     }
 
-    /// Runs the de-duplication over `partitions`; returns the sorted output rows and the count
-    /// of duplicates.
+    /// Runs the de-duplication over `partitions`; returns the sorted output rows, the count
+    /// of duplicates and how many buckets were read twice.
     async fn run(
         partitions: Vec<Vec<RecordBatch>>,
         rows: u64,
         outputs: usize,
         bucket_memory: usize,
-    ) -> (Vec<(String, String, String, i64)>, u64) {
+    ) -> (Vec<(String, String, String, i64)>, u64, u64) {
         let input = MemorySourceConfig::try_new_exec(&partitions, schema(), None).unwrap();
         let dedup = Arc::new(
             FirstLanded::new(input, columns(), rows, outputs).with_bucket_memory(bucket_memory),
@@ -690,7 +769,7 @@ mod tests {
             }
         }
         out.sort();
-        (out, dedup.duplicates())
+        (out, dedup.duplicates(), dedup.buckets_read_twice())
     }
 
     /// `n` rows over `ids` ids, from a few runs and files, in a scrambled order.
@@ -731,7 +810,7 @@ mod tests {
         let want = expected(&rows);
         let (a, b) = rows.split_at(rows.len() / 3);
         for (buckets, outputs) in [(1, 1), (7, 2), (64, 3)] {
-            let (got, duplicates) = run(
+            let (got, duplicates, read_twice) = run(
                 vec![batches(a, 1000), batches(b, 777)],
                 buckets * BUCKET_ROWS,
                 outputs,
@@ -740,20 +819,78 @@ mod tests {
             .await;
             assert_eq!(got, want, "{buckets} buckets, {outputs} outputs");
             assert_eq!(duplicates as usize, rows.len() - want.len());
+            assert_eq!(read_twice, 0);
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bucket_too_large_to_hold_is_read_twice_with_the_same_result() {
         let rows = noisy_rows(5_000, 50);
-        let (got, duplicates) = run(vec![batches(&rows, 300)], 3 * BUCKET_ROWS, 2, 1).await;
+        let (got, duplicates, read_twice) =
+            run(vec![batches(&rows, 300)], 3 * BUCKET_ROWS, 2, 1).await;
         assert_eq!(got, expected(&rows));
         assert_eq!(duplicates, 4_950);
+        assert_eq!(read_twice, 3, "every bucket");
+    }
+
+    /// A bucket read back from its spill file is measured by the bytes its rows take: each
+    /// message's columns share one buffer, which must not be counted once per column.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bucket_that_fits_is_held_once_read_from_its_spill_file() {
+        let rows = noisy_rows(20_000, 6_000);
+        let input = vec![batches(&rows, 1000)];
+        let bytes: usize = input[0]
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        let (got, _, read_twice) = run(input, BUCKET_ROWS, 1, 2 * bytes).await;
+        assert_eq!(got, expected(&rows));
+        assert_eq!(read_twice, 0, "a {bytes}-byte bucket fits in {}", 2 * bytes);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merged_outputs_are_one_stream_of_the_same_rows() {
+        let rows = noisy_rows(20_000, 6_000);
+        let (a, b) = rows.split_at(rows.len() / 2);
+        let input =
+            MemorySourceConfig::try_new_exec(&[batches(a, 1000), batches(b, 999)], schema(), None)
+                .unwrap();
+        let dedup = Arc::new(FirstLanded::new(input, columns(), 7 * BUCKET_ROWS, 3));
+        let merged: Vec<RecordBatch> = dedup
+            .merged()
+            .execute(SessionContext::new().task_ctx())
+            .try_collect()
+            .await
+            .unwrap();
+        let mut got: Vec<(String, String, String, i64)> = merged
+            .iter()
+            .flat_map(|b| {
+                let (ids, runs, keys) = (
+                    strings(b, 0).unwrap(),
+                    strings(b, 1).unwrap(),
+                    strings(b, 2).unwrap(),
+                );
+                let lines = b.column(3).as_primitive::<Int64Type>();
+                (0..b.num_rows())
+                    .map(|i| {
+                        (
+                            ids.value(i).to_string(),
+                            runs.value(i).to_string(),
+                            keys.value(i).to_string(),
+                            lines.value(i),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected(&rows));
+        assert_eq!(dedup.duplicates() as usize, rows.len() - got.len());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_input_no_rows() {
-        let (got, duplicates) = run(vec![vec![], vec![]], 0, 2, BUCKET_MEMORY).await;
+        let (got, duplicates, _) = run(vec![vec![], vec![]], 0, 2, BUCKET_MEMORY).await;
         assert!(got.is_empty());
         assert_eq!(duplicates, 0);
     }

@@ -790,6 +790,21 @@ pub fn session() -> Result<SessionContext, DataFusionError> {
     Ok(DeltaSessionContext::with_runtime_env(runtime).into_inner())
 }
 
+/// Plans in `ctx` keep a source of one partition in one stream: no round-robin repartition
+/// spreads it over the cores. Silver's de-duplication hands its rows to the write as one
+/// stream ([`super::dedup::FirstLanded::merged`]); spread again, deltalake would
+/// hash-repartition them by date for its writers, and all of a day's rows would queue for
+/// the one writer of that date (held in memory up to the pool's limit, then spilled).
+pub fn keep_one_stream(ctx: &SessionContext) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    state
+        .config_mut()
+        .options_mut()
+        .optimizer
+        .enable_round_robin_repartition = false;
+}
+
 /// SQL keeping, of the rows of `input`, the first landed one of each `id` (by ingest run, file,
 /// line): silver's de-duplication rule, which the serving layer applies too.
 pub fn first_landed(id: &str, input: &str) -> String {
@@ -871,6 +886,7 @@ impl TaskBody for Silver {
         ));
         let cleaner = Arc::new(Cleaner::new(spec, ctx.logical_date, expectations(spec)));
         let df_ctx = session()?;
+        keep_one_stream(&df_ctx);
         register_delta(&df_ctx, "bronze", &bronze).await?;
         let scan = df_ctx
             .sql(&format!(
@@ -921,10 +937,13 @@ impl TaskBody for Silver {
             bronze_rows.values().sum(),
             partitions,
         ));
-        let dedup = first_landed.partitions();
+        // One stream (the buckets are still de-duplicated on every core): see `merged`.
         df_ctx.register_table(
             "deduped",
-            Arc::new(StreamingTable::try_new(clean_schema.clone(), dedup)?),
+            Arc::new(StreamingTable::try_new(
+                clean_schema.clone(),
+                vec![first_landed.merged()],
+            )?),
         )?;
         let base: Vec<String> = clean_schema
             .fields()
@@ -965,6 +984,7 @@ impl TaskBody for Silver {
         .map_err(|e| unwrap_fatal(e.into()))?;
         let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let duplicates = first_landed.duplicates();
+        let read_twice = first_landed.buckets_read_twice();
 
         // The identity, on the committed tables.
         let b = bronze_rows;
@@ -995,7 +1015,7 @@ impl TaskBody for Silver {
             .copied()
             .unwrap_or(0);
         ctx.log.info(format!(
-            "{stream}: bronze {} = silver {} + quarantine {} + duplicates {duplicates}; late {late}",
+            "{stream}: bronze {} = silver {} + quarantine {} + duplicates {duplicates}; late {late}; de-duplication buckets read twice {read_twice}",
             total(&b),
             total(&s),
             total(&q)
@@ -1007,6 +1027,7 @@ impl TaskBody for Silver {
             "silver": total(&s),
             "quarantined": total(&q),
             "duplicates": duplicates,
+            "dedup_buckets_read_twice": read_twice,
             "late": late,
             "quarantined_by_rule": counts.quarantined,
             "warnings": counts.warnings,
@@ -1237,6 +1258,52 @@ mod tests {
             .try_collect()
             .await?;
         Ok(batches.iter().map(RecordBatch::num_rows).sum())
+    }
+
+    #[tokio::test]
+    async fn a_filter_over_one_stream_stays_one_stream() {
+        use deltalake::datafusion::physical_plan::ExecutionPlanProperties as _;
+        let partitions = |ctx: SessionContext| async move {
+            let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+            let rows = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(0..10_000))],
+            )
+            .unwrap();
+            let t = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![vec![rows]])
+                .unwrap();
+            ctx.register_table("t", Arc::new(t)).unwrap();
+            let plan = ctx
+                .sql("SELECT n, n + 1 AS m FROM t WHERE n % 2 = 0")
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            plan.output_partitioning().partition_count()
+        };
+        let spread = session().unwrap();
+        spread
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .target_partitions = 2;
+        assert_eq!(
+            partitions(spread).await,
+            2,
+            "DataFusion spreads a filter over the cores"
+        );
+        let kept = session().unwrap();
+        kept.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .target_partitions = 2;
+        keep_one_stream(&kept);
+        assert_eq!(partitions(kept).await, 1);
     }
 
     #[tokio::test]
