@@ -225,8 +225,8 @@ impl FirstLanded {
         self
     }
 
-    /// The output partitions, to register as a streaming table.
-    pub fn partitions(self: &Arc<Self>) -> Vec<Arc<dyn PartitionStream>> {
+    /// The output partitions.
+    fn partitions(self: &Arc<Self>) -> Vec<Arc<dyn PartitionStream>> {
         (0..self.outputs)
             .map(|partition| {
                 Arc::new(Output {
@@ -725,6 +725,32 @@ mod tests {
             .collect()
     }
 
+    /// The (id, run, key, line) of every row of `batches`; checks that the repeated column
+    /// came back as it went in.
+    fn rows_of(batches: &[RecordBatch]) -> Vec<(String, String, String, i64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let (ids, runs, keys) = (
+                strings(b, 0).unwrap(),
+                strings(b, 1).unwrap(),
+                strings(b, 2).unwrap(),
+            );
+            let lines = b.column(3).as_primitive::<Int64Type>();
+            let tags = b.column(4).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let tag = tags.is_valid(i).then(|| tags.value(i).to_string());
+                assert_eq!(tag, tag_of(lines.value(i)), "the repeated column, restored");
+                out.push((
+                    ids.value(i).into(),
+                    runs.value(i).into(),
+                    keys.value(i).into(),
+                    lines.value(i),
+                ));
+            }
+        }
+        out
+    }
+
     /// Runs the de-duplication over `partitions`; returns the sorted output rows, the count
     /// of duplicates and how many buckets were read twice.
     async fn run(
@@ -748,25 +774,7 @@ mod tests {
         for batches in
             futures::future::join_all(streams.into_iter().map(|s| s.try_collect::<Vec<_>>())).await
         {
-            for b in batches.unwrap() {
-                let (ids, runs, keys) = (
-                    strings(&b, 0).unwrap(),
-                    strings(&b, 1).unwrap(),
-                    strings(&b, 2).unwrap(),
-                );
-                let lines = b.column(3).as_primitive::<Int64Type>();
-                let tags = b.column(4).as_string::<i32>();
-                for i in 0..b.num_rows() {
-                    let tag = tags.is_valid(i).then(|| tags.value(i).to_string());
-                    assert_eq!(tag, tag_of(lines.value(i)), "the repeated column, restored");
-                    out.push((
-                        ids.value(i).into(),
-                        runs.value(i).into(),
-                        keys.value(i).into(),
-                        lines.value(i),
-                    ));
-                }
-            }
+            out.extend(rows_of(&batches.unwrap()));
         }
         out.sort();
         (out, dedup.duplicates(), dedup.buckets_read_twice())
@@ -862,27 +870,7 @@ mod tests {
             .try_collect()
             .await
             .unwrap();
-        let mut got: Vec<(String, String, String, i64)> = merged
-            .iter()
-            .flat_map(|b| {
-                let (ids, runs, keys) = (
-                    strings(b, 0).unwrap(),
-                    strings(b, 1).unwrap(),
-                    strings(b, 2).unwrap(),
-                );
-                let lines = b.column(3).as_primitive::<Int64Type>();
-                (0..b.num_rows())
-                    .map(|i| {
-                        (
-                            ids.value(i).to_string(),
-                            runs.value(i).to_string(),
-                            keys.value(i).to_string(),
-                            lines.value(i),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        let mut got = rows_of(&merged);
         got.sort();
         assert_eq!(got, expected(&rows));
         assert_eq!(dedup.duplicates() as usize, rows.len() - got.len());

@@ -153,13 +153,7 @@ impl TaskBody for Gold {
         // every partial aggregate and again in the final one (at 10 M events the funnel's
         // session ids took 400 MiB over two partitions). The DAG runs two gold tasks at once,
         // which keeps the cores busy.
-        df_ctx
-            .state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .execution
-            .target_partitions = 1;
+        silver::set_options(&df_ctx, |o| o.execution.target_partitions = 1);
         register_delta(&df_ctx, "silver_all", &silver).await?;
         df_ctx
             .sql(&format!(

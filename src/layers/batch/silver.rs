@@ -29,6 +29,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::config::ConfigOptions;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::TaskContext as DfTaskContext;
 use deltalake::datafusion::execution::memory_pool::FairSpillPool;
@@ -796,13 +797,12 @@ pub fn session() -> Result<SessionContext, DataFusionError> {
 /// hash-repartition them by date for its writers, and all of a day's rows would queue for
 /// the one writer of that date (held in memory up to the pool's limit, then spilled).
 pub fn keep_one_stream(ctx: &SessionContext) {
-    let state = ctx.state_ref();
-    let mut state = state.write();
-    state
-        .config_mut()
-        .options_mut()
-        .optimizer
-        .enable_round_robin_repartition = false;
+    set_options(ctx, |o| o.optimizer.enable_round_robin_repartition = false);
+}
+
+/// Changes the options of the session of `ctx` (for the plans made after).
+pub fn set_options(ctx: &SessionContext, change: impl FnOnce(&mut ConfigOptions)) {
+    change(ctx.state_ref().write().config_mut().options_mut());
 }
 
 /// SQL keeping, of the rows of `input`, the first landed one of each `id` (by ingest run, file,
@@ -1282,26 +1282,17 @@ mod tests {
                 .unwrap();
             plan.output_partitioning().partition_count()
         };
-        let spread = session().unwrap();
-        spread
-            .state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .execution
-            .target_partitions = 2;
+        let two_cores = || {
+            let ctx = session().unwrap();
+            set_options(&ctx, |o| o.execution.target_partitions = 2);
+            ctx
+        };
         assert_eq!(
-            partitions(spread).await,
+            partitions(two_cores()).await,
             2,
             "DataFusion spreads a filter over the cores"
         );
-        let kept = session().unwrap();
-        kept.state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .execution
-            .target_partitions = 2;
+        let kept = two_cores();
         keep_one_stream(&kept);
         assert_eq!(partitions(kept).await, 1);
     }
