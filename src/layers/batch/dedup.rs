@@ -12,6 +12,10 @@
 //! [`BUCKET_MEMORY`] (one id repeated very often) is read twice instead of held. A row costs
 //! one hash, one write and one read of a temporary file (in the page cache, mostly) and one map
 //! lookup; no row is compared with another unless their ids are equal.
+//!
+//! It yields the first landed rows, or only the later copies
+//! ([`FirstLanded::yielding_later_copies`]): silver spills the keys of its rows alone and
+//! writes the rows meanwhile, then drops the few later copies from the files written.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -149,6 +153,8 @@ pub struct FirstLanded {
     outputs: usize,
     bucket_memory: usize,
     spilled: tokio::sync::OnceCell<std::result::Result<Arc<Spilled>, Arc<DataFusionError>>>,
+    /// Whether the output is the later copies instead of the first landed rows.
+    later_copies: bool,
     duplicates: AtomicU64,
     read_twice: AtomicU64,
 }
@@ -213,6 +219,7 @@ impl FirstLanded {
             outputs: outputs.max(1),
             bucket_memory: BUCKET_MEMORY,
             spilled: tokio::sync::OnceCell::new(),
+            later_copies: false,
             duplicates: AtomicU64::new(0),
             read_twice: AtomicU64::new(0),
         }
@@ -222,6 +229,15 @@ impl FirstLanded {
     /// (default [`BUCKET_MEMORY`]).
     pub fn with_bucket_memory(mut self, bytes: usize) -> FirstLanded {
         self.bucket_memory = bytes;
+        self
+    }
+
+    /// Yields the later copies of each id instead of the first landed rows: for a consumer
+    /// that has the rows already and only needs to know which to drop (silver writes its rows
+    /// as they are cleaned and de-duplicates their keys alone). A bucket without later copies
+    /// is then read once.
+    pub fn yielding_later_copies(mut self) -> FirstLanded {
+        self.later_copies = true;
         self
     }
 
@@ -431,10 +447,11 @@ impl FirstLanded {
         Ok(())
     }
 
-    /// The rows of `bucket` that are the first landed of their id, in batches of
-    /// [`OUTPUT_ROWS`], still numbered (restored one batch at a time on the way out, so a
-    /// bucket waiting for the consumer holds numbers, not strings); counts the others.
-    fn first_of_bucket(
+    /// The rows of `bucket` that are the first landed of their id (or, with
+    /// [`Self::yielding_later_copies`], the others), in batches of [`OUTPUT_ROWS`], still
+    /// numbered (restored one batch at a time on the way out, so a bucket waiting for the
+    /// consumer holds numbers, not strings); counts the others.
+    fn rows_of_bucket(
         &self,
         spilled: &Spilled,
         readers: &mut [FileReader<BufReader<File>>],
@@ -477,18 +494,24 @@ impl FirstLanded {
             .fetch_add(later.len() as u64, Ordering::Relaxed);
         later.sort_unstable();
 
-        // Pass 2: the rows again, without the later copies, their strings restored.
+        if self.later_copies && later.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        // Pass 2: the rows again, without the later copies (or only those), their strings
+        // restored.
         let mut out = BatchCoalescer::new(self.spilled_schema.clone(), OUTPUT_ROWS);
         let mut later = later.into_iter().peekable();
         let mut row = 0u64;
+        let later_copies = self.later_copies;
         let mut keep = |b: RecordBatch| -> Result<()> {
             let n = b.num_rows() as u64;
             if later.peek().is_some_and(|l| *l < row + n) {
                 let mask: BooleanArray = (row..row + n)
-                    .map(|r| Some(later.next_if_eq(&r).is_none()))
+                    .map(|r| Some(later.next_if_eq(&r).is_some() == later_copies))
                     .collect();
                 out.push_batch_with_filter(b, &mask)?;
-            } else {
+            } else if !later_copies {
                 out.push_batch(b)?;
             }
             row += n;
@@ -614,7 +637,7 @@ impl PartitionStream for Output {
                 .step_by(shared.outputs)
                 .collect();
             let batches = futures::stream::iter(buckets).map(move |bucket| {
-                let rows = shared.first_of_bucket(&spilled, &mut readers, bucket)?;
+                let rows = shared.rows_of_bucket(&spilled, &mut readers, bucket)?;
                 let (shared, spilled) = (Arc::clone(&shared), Arc::clone(&spilled));
                 Ok::<_, DataFusionError>(futures::stream::iter(
                     rows.into_iter()
@@ -874,6 +897,35 @@ mod tests {
         got.sort();
         assert_eq!(got, expected(&rows));
         assert_eq!(dedup.duplicates() as usize, rows.len() - got.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn later_copies_are_every_row_but_the_first_landed_of_its_id() {
+        let rows = noisy_rows(20_000, 6_000);
+        let (a, b) = rows.split_at(rows.len() / 2);
+        let input =
+            MemorySourceConfig::try_new_exec(&[batches(a, 1000), batches(b, 999)], schema(), None)
+                .unwrap();
+        let dedup = Arc::new(
+            FirstLanded::new(input, columns(), 7 * BUCKET_ROWS, 3).yielding_later_copies(),
+        );
+        let later: Vec<RecordBatch> = dedup
+            .merged()
+            .execute(SessionContext::new().task_ctx())
+            .try_collect()
+            .await
+            .unwrap();
+        let mut got = rows_of(&later);
+        got.sort();
+        // Every row, less one copy of each first landed one.
+        let mut want = rows.clone();
+        want.sort();
+        for first in expected(&rows) {
+            let at = want.binary_search(&first).unwrap();
+            want.remove(at);
+        }
+        assert_eq!(got, want);
+        assert_eq!(dedup.duplicates() as usize, got.len());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

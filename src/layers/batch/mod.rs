@@ -2,14 +2,16 @@
 //! `batch/`. A run at D 02:00 UTC consumes the speed-layer files no earlier run consumed
 //! (`lineage`) and appends them to `batch/bronze/<stream>` (`bronze`), exactly once per run;
 //! `silver` recomputes `batch/silver/<stream>` and `batch/quarantine/<stream>` for the event
-//! dates those files touch, de-duplicated by `dedup`; `gold` recomputes the seven facts for those dates; `compact`
-//! optimizes the partitions the run rewrote.
+//! dates those files touch, de-duplicated by `dedup` and written by `replace`; `gold`
+//! recomputes the seven facts for those dates; `compact` optimizes the partitions the run
+//! rewrote.
 
 pub mod bronze;
 pub mod compact;
 pub mod dedup;
 pub mod gold;
 pub mod lineage;
+pub mod replace;
 pub mod silver;
 
 use std::sync::Arc;

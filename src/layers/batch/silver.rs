@@ -9,10 +9,12 @@
 //! the offending value, the raw line and its lineage) or `fail` (the task fails with the row).
 //! One pass over bronze feeds both tables: cleaning runs in every partition of the bronze scan,
 //! typed rows flow on to silver and quarantine rows go through a channel to the quarantine
-//! write, which runs at the same time. Valid rows are de-duplicated by the stream's id, first
-//! landed wins (ingest run, file, line), by a grace hash spilled to disk ([`super::dedup`]).
-//! They get the derived columns of [`derived`]. Both tables are replaced for the affected
-//! dates only (Delta replace-where).
+//! write, which runs at the same time. Valid rows get the derived columns of [`derived`] and
+//! are written at once, each cleaning partition with its Parquet writer
+//! ([`super::replace`]); their keys alone (id, ingest run, file, line) are de-duplicated by the
+//! stream's id, first landed wins, by a grace hash spilled to disk ([`super::dedup`]), and the
+//! later copies it finds are dropped from the files written before anything is committed.
+//! Both tables are replaced for the affected dates only (Delta replace-where).
 //!
 //! The task checks `bronze = silver + quarantine + duplicates` on the committed tables for
 //! those dates and fails if it does not hold.
@@ -45,10 +47,12 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::mpsc;
 
 use super::lineage;
+use super::replace::{RowKeys, Writes};
 use crate::scheduler::{Fatal, TaskBody, TaskContext};
 use crate::sources::scalar::{Scalar, parse_record};
 use crate::sources::stream::{Kind, StreamSpec};
 use crate::store::{Store, register_delta};
+use deltalake::kernel::transaction::CommitProperties;
 
 /// Memory DataFusion may use before sorts and aggregates spill to disk.
 pub const MEMORY_LIMIT: usize = 512 << 20;
@@ -791,15 +795,6 @@ pub fn session() -> Result<SessionContext, DataFusionError> {
     Ok(DeltaSessionContext::with_runtime_env(runtime).into_inner())
 }
 
-/// Plans in `ctx` keep a source of one partition in one stream: no round-robin repartition
-/// spreads it over the cores. Silver's de-duplication hands its rows to the write as one
-/// stream ([`super::dedup::FirstLanded::merged`]); spread again, deltalake would
-/// hash-repartition them by date for its writers, and all of a day's rows would queue for
-/// the one writer of that date (held in memory up to the pool's limit, then spilled).
-pub fn keep_one_stream(ctx: &SessionContext) {
-    set_options(ctx, |o| o.optimizer.enable_round_robin_repartition = false);
-}
-
 /// Changes the options of the session of `ctx` (for the plans made after).
 pub fn set_options(ctx: &SessionContext, change: impl FnOnce(&mut ConfigOptions)) {
     change(ctx.state_ref().write().config_mut().options_mut());
@@ -886,7 +881,6 @@ impl TaskBody for Silver {
         ));
         let cleaner = Arc::new(Cleaner::new(spec, ctx.logical_date, expectations(spec)));
         let df_ctx = session()?;
-        keep_one_stream(&df_ctx);
         register_delta(&df_ctx, "bronze", &bronze).await?;
         let scan = df_ctx
             .sql(&format!(
@@ -919,32 +913,10 @@ impl TaskBody for Silver {
             Arc::new(StreamingTable::try_new(clean_schema.clone(), cleaning)?),
         )?;
 
-        // Silver: first landed of each id (a grace hash spilled to disk: `dedup`), derived
-        // columns.
-        let clean = df_ctx.table("clean").await?.create_physical_plan().await?;
-        let column = |name: &str| clean_schema.index_of(name);
-        let columns = super::dedup::Columns {
-            id: column(spec.id_field)?,
-            ingest_run: column(LANDING_ORDER[0])?,
-            source_key: column(LANDING_ORDER[1])?,
-            line: column(LANDING_ORDER[2])?,
-            repeated: vec![column("_batch_run")?, column("date")?],
-        };
-        let bronze_rows = count_by_date(store, &bronze_path, &dates).await?;
-        let first_landed = Arc::new(super::dedup::FirstLanded::new(
-            clean,
-            columns,
-            bronze_rows.values().sum(),
-            partitions,
-        ));
-        // One stream (the buckets are still de-duplicated on every core): see `merged`.
-        df_ctx.register_table(
-            "deduped",
-            Arc::new(StreamingTable::try_new(
-                clean_schema.clone(),
-                vec![first_landed.merged()],
-            )?),
-        )?;
+        // Silver: the typed rows with their derived columns, written as they are cleaned (one
+        // writer per partition, no row held back); the keys of the rows alone are
+        // de-duplicated (first landed of each id wins: a grace hash spilled to disk, `dedup`),
+        // and the later copies it finds are dropped from the files written, before the commit.
         let base: Vec<String> = clean_schema
             .fields()
             .iter()
@@ -955,12 +927,74 @@ impl TaskBody for Silver {
             .map(|(n, sql)| format!("{sql} AS \"{n}\""))
             .collect();
         let silver_sql = format!(
-            "SELECT {cols}{sep}{derived} FROM deduped",
+            "SELECT {cols}{sep}{derived} FROM clean",
             cols = base.join(", "),
             sep = if derived.is_empty() { "" } else { ", " },
             derived = derived.join(", "),
         );
-        let silver_plan = df_ctx.sql(&silver_sql).await?.into_unoptimized_plan();
+        let silver_rows = df_ctx
+            .sql(&silver_sql)
+            .await?
+            .create_physical_plan()
+            .await?;
+        let silver_schema = silver_rows.schema();
+        let writes = Arc::new(Writes::open(store, &silver_path, silver_schema.clone()).await?);
+        let keys = [
+            spec.id_field,
+            LANDING_ORDER[0],
+            LANDING_ORDER[1],
+            LANDING_ORDER[2],
+        ]
+        .iter()
+        .map(|c| silver_schema.index_of(c))
+        .collect::<Result<Vec<_>, _>>()?;
+        let writing = (0..silver_rows.output_partitioning().partition_count())
+            .map(|p| writes.writing(Arc::clone(&silver_rows), p, keys.clone()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        df_ctx.register_table(
+            "written",
+            Arc::new(StreamingTable::try_new(
+                Arc::new(silver_schema.project(&keys)?),
+                writing,
+            )?),
+        )?;
+        let written = df_ctx
+            .table("written")
+            .await?
+            .create_physical_plan()
+            .await?;
+        let bronze_rows = count_by_date(store, &bronze_path, &dates).await?;
+        let key = super::dedup::Columns {
+            id: 0,
+            ingest_run: 1,
+            source_key: 2,
+            line: 3,
+            repeated: Vec::new(),
+        };
+        let first_landed = Arc::new(
+            super::dedup::FirstLanded::new(
+                written,
+                key.clone(),
+                bronze_rows.values().sum(),
+                partitions,
+            )
+            .yielding_later_copies(),
+        );
+        let silver = async {
+            // The later copies come once every row is written; held a bounded number at once.
+            let mut later = first_landed.merged().execute(df_ctx.task_ctx());
+            let mut held = RowKeys::default();
+            let mut dropped = 0;
+            while let Some(b) = later.try_next().await? {
+                held.add(&b, key.source_key, key.line)?;
+                if held.len() >= super::replace::ROWS_HELD {
+                    dropped += writes.drop_rows(&held).await?;
+                    held.clear();
+                }
+            }
+            dropped += writes.drop_rows(&held).await?;
+            anyhow::Ok(dropped)
+        };
 
         // Quarantine: the rows that broke a drop rule, with rule, value and lineage.
         df_ctx.register_table(
@@ -977,13 +1011,22 @@ impl TaskBody for Silver {
             .sql("SELECT * FROM quarantined")
             .await?
             .into_unoptimized_plan();
-        tokio::try_join!(
-            super::replace_dates(store, &silver_path, &df_ctx, silver_plan, &dates),
-            super::replace_dates(store, &quarantine_path, &df_ctx, q_plan, &dates),
-        )
-        .map_err(|e| unwrap_fatal(e.into()))?;
-        let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (dropped, _) = tokio::try_join!(silver, async {
+            super::replace_dates(store, &quarantine_path, &df_ctx, q_plan, &dates)
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .map_err(unwrap_fatal)?;
         let duplicates = first_landed.duplicates();
+        if dropped != duplicates {
+            return Err(anyhow::anyhow!(
+                "{silver_path}: the de-duplication found {duplicates} later copies, but {dropped} rows were dropped from the files written; nothing committed"
+            ));
+        }
+        writes
+            .commit_replacing(&dates, CommitProperties::default())
+            .await?;
+        let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let read_twice = first_landed.buckets_read_twice();
 
         // The identity, on the committed tables.
@@ -1258,43 +1301,6 @@ mod tests {
             .try_collect()
             .await?;
         Ok(batches.iter().map(RecordBatch::num_rows).sum())
-    }
-
-    #[tokio::test]
-    async fn a_filter_over_one_stream_stays_one_stream() {
-        use deltalake::datafusion::physical_plan::ExecutionPlanProperties as _;
-        let partitions = |ctx: SessionContext| async move {
-            let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-            let rows = RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(Int64Array::from_iter_values(0..10_000))],
-            )
-            .unwrap();
-            let t = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![vec![rows]])
-                .unwrap();
-            ctx.register_table("t", Arc::new(t)).unwrap();
-            let plan = ctx
-                .sql("SELECT n, n + 1 AS m FROM t WHERE n % 2 = 0")
-                .await
-                .unwrap()
-                .create_physical_plan()
-                .await
-                .unwrap();
-            plan.output_partitioning().partition_count()
-        };
-        let two_cores = || {
-            let ctx = session().unwrap();
-            set_options(&ctx, |o| o.execution.target_partitions = 2);
-            ctx
-        };
-        assert_eq!(
-            partitions(two_cores()).await,
-            2,
-            "DataFusion spreads a filter over the cores"
-        );
-        let kept = two_cores();
-        keep_one_stream(&kept);
-        assert_eq!(partitions(kept).await, 1);
     }
 
     #[tokio::test]
