@@ -199,7 +199,21 @@ impl<'de> de::Visitor<'de> for KeySeed<'_> {
 /// Parses the JSON object in `line` into one slot per name of `names` (absent keys are
 /// [`Scalar::Null`]; a repeated key keeps its last value, as `serde_json::Value` does). Any
 /// text that is not one JSON object is an error, with serde_json's message.
+///
+/// Lines of the common shape — one flat object of strings without escapes, integers, decimal
+/// numbers, booleans, nulls and lists of those — are read by [`flat::parse`] in one pass over
+/// the bytes; any other line (escapes, nesting, exponents, big integers, anything malformed)
+/// goes to serde_json, which gives the same values and the errors.
 pub fn parse_record<'a>(line: &'a str, names: &[&str]) -> Result<Vec<Scalar<'a>>, String> {
+    let mut slots = vec![Scalar::Null; names.len()];
+    if flat::parse(line, names, &mut slots).is_some() {
+        return Ok(slots);
+    }
+    parse_with_serde(line, names)
+}
+
+/// [`parse_record`] by serde_json alone.
+fn parse_with_serde<'a>(line: &'a str, names: &[&str]) -> Result<Vec<Scalar<'a>>, String> {
     struct Record<'n> {
         names: &'n [&'n str],
     }
@@ -234,6 +248,175 @@ pub fn parse_record<'a>(line: &'a str, names: &[&str]) -> Result<Vec<Scalar<'a>>
         .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(slots)
+}
+
+/// The one-pass reader of flat JSON objects behind [`parse_record`]: `None` for any line it
+/// does not take, which serde_json then reads. What it takes it reads as serde_json does.
+mod flat {
+    use super::{Cow, Scalar};
+
+    struct Reader<'a> {
+        text: &'a str,
+        at: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.text.as_bytes().get(self.at).copied()
+        }
+
+        fn skip_ws(&mut self) {
+            while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                self.at += 1;
+            }
+        }
+
+        fn eat(&mut self, c: u8) -> Option<()> {
+            (self.peek() == Some(c)).then(|| self.at += 1)
+        }
+
+        /// A string without escapes or control characters, after its opening quote.
+        fn string(&mut self) -> Option<&'a str> {
+            let rest = &self.text.as_bytes()[self.at..];
+            let len = memchr::memchr(b'"', rest)?;
+            // One branch-free pass the compiler vectorises, not a test per byte.
+            if rest[..len]
+                .iter()
+                .fold(false, |bad, &c| bad | (c < 0x20) | (c == b'\\'))
+            {
+                return None;
+            }
+            let s = &self.text[self.at..self.at + len];
+            self.at += len + 1;
+            Some(s)
+        }
+
+        /// A number without exponent: an integer that fits `i64`, or a decimal fraction of
+        /// at most 15 digits (exact as a float, so dividing by a power of ten rounds it
+        /// correctly, as every correct parser does).
+        fn number(&mut self) -> Option<Scalar<'a>> {
+            const POW10: [f64; 16] = [
+                1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                1e15,
+            ];
+            let negative = self.eat(b'-').is_some();
+            let first = self.at;
+            let mut m: u64 = 0;
+            let mut digits = 0usize;
+            while let Some(c) = self.peek().filter(u8::is_ascii_digit) {
+                m = m.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                digits += 1;
+                self.at += 1;
+            }
+            // No leading zeros, no `-0` (serde_json reads it as a float).
+            let leading_zero = self.text.as_bytes()[first..].first() == Some(&b'0');
+            if digits == 0 || (leading_zero && (digits > 1 || negative)) {
+                return None;
+            }
+            let whole = digits;
+            if self.eat(b'.').is_some() {
+                while let Some(c) = self.peek().filter(u8::is_ascii_digit) {
+                    m = m.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+                    digits += 1;
+                    self.at += 1;
+                }
+                if digits == whole || digits > 15 {
+                    return None;
+                }
+            }
+            if matches!(self.peek(), Some(b'e' | b'E')) {
+                return None;
+            }
+            if digits == whole {
+                let v = i64::try_from(m).ok()?;
+                return Some(Scalar::Int(if negative { -v } else { v }));
+            }
+            let v = m as f64 / POW10[digits - whole];
+            Some(Scalar::Float(if negative { -v } else { v }))
+        }
+
+        /// A value other than an object (or a list of such inside a list).
+        fn value(&mut self, in_list: bool) -> Option<Scalar<'a>> {
+            let word = |r: &mut Reader<'a>, w: &str, v: Scalar<'a>| {
+                r.text[r.at..].starts_with(w).then(|| {
+                    r.at += w.len();
+                    v
+                })
+            };
+            match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    self.string().map(|s| Scalar::Str(Cow::Borrowed(s)))
+                }
+                b't' => word(self, "true", Scalar::Bool(true)),
+                b'f' => word(self, "false", Scalar::Bool(false)),
+                b'n' => word(self, "null", Scalar::Null),
+                b'-' | b'0'..=b'9' => self.number(),
+                b'[' if !in_list => {
+                    self.at += 1;
+                    let mut items = Vec::new();
+                    self.skip_ws();
+                    if self.eat(b']').is_some() {
+                        return Some(Scalar::List(items));
+                    }
+                    loop {
+                        self.skip_ws();
+                        items.push(self.value(true)?);
+                        self.skip_ws();
+                        match self.peek()? {
+                            b',' => self.at += 1,
+                            b']' => {
+                                self.at += 1;
+                                return Some(Scalar::List(items));
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// Reads `line` into `slots` (one per name of `names`, all null on entry); `None` if the
+    /// line is not of the shape this reader takes (the slots are then to be discarded).
+    pub(super) fn parse<'a>(line: &'a str, names: &[&str], slots: &mut [Scalar<'a>]) -> Option<()> {
+        let mut r = Reader { text: line, at: 0 };
+        r.skip_ws();
+        r.eat(b'{')?;
+        r.skip_ws();
+        let mut hint = 0;
+        if r.eat(b'}').is_none() {
+            loop {
+                r.skip_ws();
+                r.eat(b'"')?;
+                let key = r.string()?;
+                r.skip_ws();
+                r.eat(b':')?;
+                r.skip_ws();
+                let value = r.value(false)?;
+                let slot = match names.get(hint) {
+                    Some(n) if *n == key => Some(hint),
+                    _ => names.iter().position(|n| *n == key),
+                };
+                if let Some(i) = slot {
+                    slots[i] = value;
+                    hint = i + 1;
+                }
+                r.skip_ws();
+                match r.peek()? {
+                    b',' => r.at += 1,
+                    b'}' => {
+                        r.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        r.skip_ws();
+        (r.at == line.len()).then_some(())
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +456,124 @@ mod tests {
         // Escaped keys still find their slot; the last of a repeated key wins.
         let s = parse_record(r#"{"\u0061": 1, "a": 2}"#, &["a"]).unwrap();
         assert_eq!(s[0], Scalar::Int(2));
+    }
+
+    /// Lines of every shape the one-pass reader meets or must pass on: each parses to what
+    /// serde_json alone makes of it (the same slots, or an error).
+    #[test]
+    fn the_one_pass_reader_agrees_with_serde_json_or_passes_the_line_on() {
+        let names = [
+            "log_id",
+            "event_time",
+            "status_code",
+            "response_time_ms",
+            "tags",
+            "ok",
+            "s",
+        ];
+        let base = r#"{"log_id":"2ec00fa6-69a2","event_time":"2026-02-01T00:00:00.003Z","method":"GET","status_code":200,"response_time_ms":165.9,"tags":["a","b"],"ok":true,"s":null,"extra":[1,2.5,false]}"#;
+        let mut lines: Vec<String> = vec![
+            base.into(),
+            "{}".into(),
+            " { } ".into(),
+            "{\"s\": \"x\"}\n".into(),
+            "{\"s\":\"a\\\"b\"}".into(),
+            "{\"s\":\"tab\there\"}".into(),
+            "{\"status_code\":-0}".into(),
+            "{\"status_code\":007}".into(),
+            "{\"status_code\":1e3}".into(),
+            "{\"status_code\":-12}".into(),
+            "{\"status_code\":9223372036854775807}".into(),
+            "{\"status_code\":9223372036854775808}".into(),
+            "{\"status_code\":-9223372036854775809}".into(),
+            "{\"response_time_ms\":0.1000000000000000055511151231257827}".into(),
+            "{\"response_time_ms\":123456789.123456789}".into(),
+            "{\"response_time_ms\":1.}".into(),
+            "{\"response_time_ms\":.5}".into(),
+            "{\"tags\":[]}".into(),
+            "{\"tags\":[[1]]}".into(),
+            "{\"tags\":[{\"a\":1}]}".into(),
+            "{\"s\":{\"deep\":1}}".into(),
+            "{\"s\":1,\"s\":2}".into(),
+            "{\"s\":1,}".into(),
+            "{\"s\" 1}".into(),
+            "{\"s\":tru}".into(),
+            "{\"s\":nul}".into(),
+            "{\"s\":1} x".into(),
+            "[1]".into(),
+            "".into(),
+            "{\"\\u0073\":1}".into(),
+            "{\"s\":\"caf\u{e9}\"}".into(),
+        ];
+        // Cut and spliced variants of the common line.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x as usize) % base.len();
+            let mut l = base.to_string();
+            match (x >> 40) % 4 {
+                0 => l.truncate(at),
+                1 => l.insert(
+                    at,
+                    [',', ':', '"', '[', ']', '{', '}', ' ', '-', '.', 'e', '0']
+                        [(x >> 20) as usize % 12],
+                ),
+                2 => {
+                    l.remove(at);
+                }
+                _ => l.replace_range(at..at + 1, "1"),
+            }
+            lines.push(l);
+        }
+        // Decimals of every length the reader takes, and just beyond.
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = 1 + (x % 17) as usize;
+            let point = (x >> 8) as usize % digits;
+            let text: String = (0..digits)
+                .map(|i| char::from(b'0' + ((x >> (i * 3 % 60)) % 10) as u8))
+                .collect();
+            let (whole, frac) = text.split_at(point.max(1).min(digits));
+            let whole = whole.trim_start_matches('0');
+            let whole = if whole.is_empty() { "0" } else { whole };
+            let sign = if x >> 63 == 1 { "-" } else { "" };
+            lines.push(format!("{{\"response_time_ms\":{sign}{whole}.{frac}9}}"));
+            lines.push(format!("{{\"status_code\":{sign}{whole}}}"));
+        }
+        for l in &lines {
+            if !l.is_char_boundary(l.len()) {
+                continue;
+            }
+            let fast = parse_record(l, &names);
+            let slow = parse_with_serde(l, &names);
+            match (&fast, &slow) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{l}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{l}: one-pass {fast:?}, serde_json {slow:?}"),
+            }
+        }
+        // Most of these lines are the reader's own (the decimals and integers above).
+        let taken = lines
+            .iter()
+            .filter(|l| flat::parse(l, &names, &mut vec![Scalar::Null; names.len()]).is_some())
+            .count();
+        assert!(
+            taken > 6000,
+            "{taken} of {} lines read in one pass",
+            lines.len()
+        );
+        // The common line is read in one pass, strings still borrowed.
+        let mut slots = vec![Scalar::Null; names.len()];
+        assert!(flat::parse(base, &names, &mut slots).is_some());
+        assert!(matches!(
+            &slots[0],
+            Scalar::Str(Cow::Borrowed("2ec00fa6-69a2"))
+        ));
+        assert_eq!(slots[3], Scalar::Float(165.9));
     }
 
     #[test]

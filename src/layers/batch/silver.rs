@@ -266,8 +266,9 @@ struct Violation {
     action: Action,
 }
 
-/// A row that passed: id, event time (µs) and the checked values of the stream's fields, still
-/// borrowed from the raw line where they can be.
+/// A row that passed: id, event time (µs) and the parsed slots, of which the fields' (from
+/// [`FIELD_SLOTS`] on) hold the checked values, still borrowed from the raw line where they can
+/// be (null for a field no rule checked).
 type Row<'a> = (Cow<'a, str>, i64, Vec<Scalar<'a>>);
 
 /// Cleans and checks raw lines of one stream for one batch run.
@@ -344,7 +345,8 @@ impl Cleaner {
         let mut slots: Option<Vec<Scalar<'a>>> = None;
         let mut id = Cow::Borrowed("");
         let mut micros = 0i64;
-        let mut values: Vec<Scalar<'a>> = vec![Scalar::Null; self.spec.fields.len()];
+        // The fields that passed their check, by bit: the others go out as nulls.
+        let mut checked: u128 = 0;
         for e in &self.rules {
             let broken: Option<String> = match (e.check, slots.as_mut()) {
                 (Check::ValidJson, _) => match parse_record(raw, &self.names) {
@@ -396,7 +398,8 @@ impl Cleaner {
                     );
                     match f.check_scalar(&v) {
                         Ok(()) => {
-                            values[i] = v;
+                            s[FIELD_SLOTS + i] = v;
+                            checked |= 1 << i;
                             None
                         }
                         Err(_) => Some(v.to_string()),
@@ -419,7 +422,7 @@ impl Cleaner {
                 }
             }
         }
-        if slots.is_none() {
+        let Some(mut slots) = slots else {
             return (
                 Err(Violation {
                     rule: "valid_json".into(),
@@ -428,8 +431,13 @@ impl Cleaner {
                 }),
                 warned,
             );
+        };
+        for (i, v) in slots[FIELD_SLOTS..].iter_mut().enumerate() {
+            if checked & (1 << i) == 0 {
+                *v = Scalar::Null;
+            }
         }
-        (Ok((id, micros, values)), warned)
+        (Ok((id, micros, slots)), warned)
     }
 
     /// Splits a bronze batch into typed rows and quarantine rows, counting both.
@@ -492,7 +500,7 @@ impl Cleaner {
                     keep.push(i as u32);
                     id.append_value(&row_id);
                     ts.append_value(micros);
-                    for (c, v) in fields.iter_mut().zip(&values) {
+                    for (c, v) in fields.iter_mut().zip(&values[FIELD_SLOTS..]) {
                         c.append(v);
                     }
                 }
@@ -1181,7 +1189,7 @@ mod tests {
         let (row, _) = c.check(&line);
         let row = row.unwrap();
         assert_eq!(
-            row.2[1],
+            row.2[FIELD_SLOTS + 1],
             Scalar::Str("GET".into()),
             "method is the second field"
         );
@@ -1190,6 +1198,13 @@ mod tests {
         let (row, warned) = c.check(&line);
         assert!(row.is_ok());
         assert_eq!(warned, ["event_time_on_time"]);
+    }
+
+    #[test]
+    fn every_stream_fits_the_bits_that_mark_checked_fields() {
+        for spec in crate::sources::stream::all_streams() {
+            assert!(spec.fields.len() <= 128, "{}", spec.name);
+        }
     }
 
     #[test]
