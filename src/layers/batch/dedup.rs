@@ -879,14 +879,21 @@ mod tests {
         assert_eq!(read_twice, 0, "a {bytes}-byte bucket fits in {}", 2 * bytes);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn merged_outputs_are_one_stream_of_the_same_rows() {
-        let rows = noisy_rows(20_000, 6_000);
+    /// The merged output over two input partitions of `rows` (the later copies instead if
+    /// `later`), sorted, and the count of duplicates.
+    async fn merged_rows(
+        rows: &[(String, String, String, i64)],
+        later: bool,
+    ) -> (Vec<(String, String, String, i64)>, u64) {
         let (a, b) = rows.split_at(rows.len() / 2);
         let input =
             MemorySourceConfig::try_new_exec(&[batches(a, 1000), batches(b, 999)], schema(), None)
                 .unwrap();
-        let dedup = Arc::new(FirstLanded::new(input, columns(), 7 * BUCKET_ROWS, 3));
+        let mut dedup = FirstLanded::new(input, columns(), 7 * BUCKET_ROWS, 3);
+        if later {
+            dedup = dedup.yielding_later_copies();
+        }
+        let dedup = Arc::new(dedup);
         let merged: Vec<RecordBatch> = dedup
             .merged()
             .execute(SessionContext::new().task_ctx())
@@ -895,28 +902,21 @@ mod tests {
             .unwrap();
         let mut got = rows_of(&merged);
         got.sort();
+        (got, dedup.duplicates())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merged_outputs_are_one_stream_of_the_same_rows() {
+        let rows = noisy_rows(20_000, 6_000);
+        let (got, duplicates) = merged_rows(&rows, false).await;
         assert_eq!(got, expected(&rows));
-        assert_eq!(dedup.duplicates() as usize, rows.len() - got.len());
+        assert_eq!(duplicates as usize, rows.len() - got.len());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn later_copies_are_every_row_but_the_first_landed_of_its_id() {
         let rows = noisy_rows(20_000, 6_000);
-        let (a, b) = rows.split_at(rows.len() / 2);
-        let input =
-            MemorySourceConfig::try_new_exec(&[batches(a, 1000), batches(b, 999)], schema(), None)
-                .unwrap();
-        let dedup = Arc::new(
-            FirstLanded::new(input, columns(), 7 * BUCKET_ROWS, 3).yielding_later_copies(),
-        );
-        let later: Vec<RecordBatch> = dedup
-            .merged()
-            .execute(SessionContext::new().task_ctx())
-            .try_collect()
-            .await
-            .unwrap();
-        let mut got = rows_of(&later);
-        got.sort();
+        let (got, duplicates) = merged_rows(&rows, true).await;
         // Every row, less one copy of each first landed one.
         let mut want = rows.clone();
         want.sort();
@@ -925,7 +925,7 @@ mod tests {
             want.remove(at);
         }
         assert_eq!(got, want);
-        assert_eq!(dedup.duplicates() as usize, got.len());
+        assert_eq!(duplicates as usize, got.len());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -577,21 +577,13 @@ mod tests {
             .unwrap();
         assert_eq!(later.len(), 1, "a row named twice counts once");
         writes.finish().await.unwrap();
-        let before: Vec<String> = writes
-            .adds
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|a| a.path.clone())
-            .collect();
+        let files = || -> Vec<String> {
+            let adds = writes.adds.lock().unwrap();
+            adds.iter().map(|a| a.path.clone()).collect()
+        };
+        let before = files();
         assert_eq!(writes.drop_rows(&later).await.unwrap(), 1);
-        let after: Vec<String> = writes
-            .adds
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|a| a.path.clone())
-            .collect();
+        let after = files();
         assert_eq!(
             before.len(),
             2,
