@@ -189,10 +189,15 @@ impl<'de> de::Visitor<'de> for KeySeed<'_> {
         f.write_str("an object key")
     }
     fn visit_str<E>(self, v: &str) -> Result<Option<usize>, E> {
-        if self.names.get(self.hint) == Some(&v) {
-            return Ok(Some(self.hint));
-        }
-        Ok(self.names.iter().position(|n| *n == v))
+        Ok(slot_of(self.names, self.hint, v))
+    }
+}
+
+/// The slot of `key` among `names`, trying the one at `hint` (after the previous key's) first.
+fn slot_of(names: &[&str], hint: usize, key: &str) -> Option<usize> {
+    match names.get(hint) {
+        Some(n) if *n == key => Some(hint),
+        _ => names.iter().position(|n| *n == key),
     }
 }
 
@@ -411,11 +416,7 @@ mod flat {
                 r.eat(b':')?;
                 r.skip_ws();
                 let value = r.value(false)?;
-                let slot = match names.get(hint) {
-                    Some(n) if *n == key => Some(hint),
-                    _ => names.iter().position(|n| *n == key),
-                };
-                if let Some(i) = slot {
+                if let Some(i) = super::slot_of(names, hint, key) {
                     slots[i] = value;
                     hint = i + 1;
                 }

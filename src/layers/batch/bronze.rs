@@ -12,17 +12,15 @@
 
 use std::sync::Arc;
 
-use delta_kernel::expressions::Scalar;
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, DataType as DeltaType, StructField, Transaction};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
-use indexmap::IndexMap;
 
 use super::lineage::{self, ConsumedFile};
 use crate::clock::rfc3339_secs;
@@ -150,18 +148,13 @@ async fn commit(
     adds: Vec<Action>,
     txn: Transaction,
 ) -> anyhow::Result<u64> {
-    let snapshot = table.snapshot()?;
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: Some(vec!["date".into()]),
         predicate: None,
     };
-    let finalized =
-        CommitBuilder::from(CommitProperties::default().with_application_transaction(txn))
-            .with_actions(adds)
-            .build(Some(snapshot), table.log_store(), operation)
-            .await?;
-    let version = finalized.version();
+    let props = CommitProperties::default().with_application_transaction(txn);
+    let version = super::commit(table, adds, operation, props).await?;
     table.load().await?;
     Ok(version)
 }
@@ -224,9 +217,8 @@ impl TaskBody for Bronze {
             rows += batch.num_rows() as u64;
             // A file's rows share its date: written to that partition as they are, not
             // regrouped by the writer (which copies every column of every batch to do it).
-            let partition = IndexMap::from([("date".to_string(), Scalar::String(f.date.clone()))]);
             writer
-                .write_partition(batch, &partition, WriteMode::Default)
+                .write_partition(batch, &super::date_partition(&f.date), WriteMode::Default)
                 .await?;
         }
         let adds = writer.flush().await?.into_iter().map(Action::Add).collect();

@@ -254,12 +254,9 @@ impl FirstLanded {
     }
 
     /// The output partitions merged into one, each still run on a task of its own: for a
-    /// consumer that should see one stream. deltalake's write repartitions a plan of several
-    /// streams by its partition column, and when the rows share a date, DataFusion's
-    /// repartition keeps feeding the one writer they go to (the other output's queue is empty,
-    /// so it does not wait): rows the writer has not caught up with pile up in memory, more
-    /// the larger the day. From one stream deltalake writes without repartitioning, and the
-    /// bounded channel here holds the buckets back while the writer is busy.
+    /// consumer that reads one stream (silver takes the later copies this way). The bounded
+    /// channel here holds the buckets back while the consumer is busy, so rows it has not
+    /// caught up with do not pile up in memory.
     pub fn merged(self: &Arc<Self>) -> Arc<dyn PartitionStream> {
         Arc::new(Merged {
             outputs: self.partitions(),

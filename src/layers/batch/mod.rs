@@ -16,15 +16,19 @@ pub mod silver;
 
 use std::sync::Arc;
 
+use delta_kernel::expressions::Scalar;
 use deltalake::arrow::datatypes::{DataType, Schema};
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaResult, DeltaTable};
+use indexmap::IndexMap;
 
 use crate::scheduler::Registry;
 use crate::sources::stream::{Kind, all_streams};
@@ -56,6 +60,26 @@ pub async fn replace_dates(
         CommitProperties::default(),
     )
     .await
+}
+
+/// The partition values of date partition `d`, as deltalake's writers take them.
+pub fn date_partition(d: &str) -> IndexMap<String, Scalar> {
+    IndexMap::from([("date".to_string(), Scalar::String(d.to_string()))])
+}
+
+/// Commits `actions` to `table` as `operation`, with `props`, against the snapshot `table` was
+/// read at (deltalake checks the commits made since for conflicts); returns the new version.
+pub async fn commit(
+    table: &DeltaTable,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    props: CommitProperties,
+) -> anyhow::Result<u64> {
+    let finalized = CommitBuilder::from(props)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    Ok(finalized.version())
 }
 
 /// How [`write_plan`] writes.

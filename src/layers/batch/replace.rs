@@ -1,5 +1,5 @@
 //! Replaces the date partitions of a Delta table with rows written straight from the
-//! partitions of a physical plan — one streaming Parquet writer per plan partition, no
+//! partitions of a physical plan — through one streaming Parquet writer for the table, no
 //! repartitioning, no copy of a row to split it by date — and commits them in one replace-where
 //! commit. Silver writes this way: its rows are written while they are cleaned, and the few
 //! that turn out to be later copies of an id ([`super::dedup`], over the rows' keys alone) are
@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use delta_kernel::engine::arrow_conversion::{TryIntoArrow as _, TryIntoKernel as _};
-use delta_kernel::expressions::Scalar;
 use deltalake::arrow::array::{Array as _, ArrayRef};
 use deltalake::arrow::array::{AsArray as _, BooleanArray, RecordBatch, StringArray};
 use deltalake::arrow::compute::filter_record_batch;
@@ -20,7 +19,7 @@ use deltalake::datafusion::execution::TaskContext;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, Add, StructType};
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
@@ -29,7 +28,6 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError, Path};
 use futures::TryStreamExt as _;
-use indexmap::IndexMap;
 use object_store::ObjectStoreExt as _;
 
 use crate::store::Store;
@@ -43,8 +41,8 @@ pub const ROWS_HELD: usize = 1 << 20;
 
 /// Rows written to one table for one commit: the table as read before, its schema, the one
 /// writer every plan partition writes through (so a day becomes files of the target size, not
-/// one smaller file per partition for compaction to merge again; the partitions still clean
-/// and encode their own batches at once, taking turns only to encode), and the files written.
+/// one smaller file per partition for compaction to merge again; the partitions compute their
+/// batches at once and take turns only to encode them), and the files written.
 pub struct Writes {
     table: DeltaTable,
     schema: SchemaRef,
@@ -215,7 +213,7 @@ impl Writes {
                 .cloned()
                 .flatten()
                 .ok_or_else(|| anyhow::anyhow!("{} has no date partition", add.path))?;
-            let partition = IndexMap::from([("date".to_string(), Scalar::String(date))]);
+            let partition = super::date_partition(&date);
             let mut all = read(true).await?;
             while let Some(b) = all.try_next().await? {
                 let mask = rows.mask(&b)?;
@@ -243,9 +241,10 @@ impl Writes {
         props: CommitProperties,
     ) -> anyhow::Result<u64> {
         self.finish().await?;
-        let snapshot = self.table.snapshot()?;
         let log_store = self.table.log_store();
-        let mut actions: Vec<Action> = snapshot
+        let mut actions: Vec<Action> = self
+            .table
+            .snapshot()?
             .snapshot()
             .file_views(log_store.as_ref(), None)
             .try_filter_map(|f| async move {
@@ -263,11 +262,7 @@ impl Writes {
             partition_by: Some(vec!["date".into()]),
             predicate: Some(super::silver::in_dates(dates)),
         };
-        let finalized = CommitBuilder::from(props)
-            .with_actions(actions)
-            .build(Some(snapshot), log_store, operation)
-            .await?;
-        Ok(finalized.version())
+        super::commit(&self.table, actions, operation, props).await
     }
 
     /// Writes one batch: as it is when its rows share a date (the usual case: silver's rows
@@ -284,28 +279,26 @@ impl Writes {
             .column(date)
             .as_string_opt()
             .ok_or_else(|| DeltaTableError::Generic("the date column is not UTF-8".to_string()))?;
-        let partition =
-            |d: &str| IndexMap::from([("date".to_string(), Scalar::String(d.to_string()))]);
+        if dates.null_count() > 0 {
+            return Err(DeltaTableError::Generic("a row has no date".to_string()));
+        }
         let first = dates.value(0);
-        if dates.null_count() == 0 && dates.iter().all(|d| d == Some(first)) {
-            let partition = partition(first);
+        if dates.iter().all(|d| d == Some(first)) {
+            let partition = super::date_partition(first);
             return writer
                 .write_partition(b, &partition, WriteMode::Default)
                 .await
                 .map(|_| ());
         }
-        let mut seen: Vec<Option<&str>> = dates.iter().collect();
+        let mut seen: Vec<&str> = dates.iter().flatten().collect();
         seen.sort_unstable();
         seen.dedup();
         for d in seen {
-            let Some(d) = d else {
-                return Err(DeltaTableError::Generic("a row has no date".to_string()));
-            };
             let mask: BooleanArray = dates.iter().map(|v| Some(v == Some(d))).collect();
             writer
                 .write_partition(
                     filter_record_batch(&b, &mask)?,
-                    &partition(d),
+                    &super::date_partition(d),
                     WriteMode::Default,
                 )
                 .await?;

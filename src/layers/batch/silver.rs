@@ -10,7 +10,7 @@
 //! One pass over bronze feeds both tables: cleaning runs in every partition of the bronze scan,
 //! typed rows flow on to silver and quarantine rows go through a channel to the quarantine
 //! write, which runs at the same time. Valid rows get the derived columns of [`derived`] and
-//! are written at once, each cleaning partition with its Parquet writer
+//! are written at once, the cleaning partitions taking turns at the table's one Parquet writer
 //! ([`super::replace`]); their keys alone (id, ingest run, file, line) are de-duplicated by the
 //! stream's id, first landed wins, by a grace hash spilled to disk ([`super::dedup`]), and the
 //! later copies it finds are dropped from the files written before anything is committed.
@@ -922,7 +922,7 @@ impl TaskBody for Silver {
         )?;
 
         // Silver: the typed rows with their derived columns, written as they are cleaned (one
-        // writer per partition, no row held back); the keys of the rows alone are
+        // writer for the table, no row held back); the keys of the rows alone are
         // de-duplicated (first landed of each id wins: a grace hash spilled to disk, `dedup`),
         // and the later copies it finds are dropped from the files written, before the commit.
         let base: Vec<String> = clean_schema
