@@ -96,6 +96,50 @@ pub fn parse_utc(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp (e.g. 2026-02-01T00:00:00Z): {e}"))
 }
 
+/// Microseconds since the epoch of an RFC 3339 timestamp, exactly as chrono's
+/// `parse_from_rfc3339` reads it (`None` where chrono refuses it). The shape every producer
+/// writes, `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, is read here in one pass (the calendar is still
+/// chrono's); any other spelling — offsets, a lower-case `t`, a leap second — goes to chrono.
+pub fn rfc3339_micros(s: &str) -> Option<i64> {
+    utc_micros(s.as_bytes()).or_else(|| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    })
+}
+
+/// [`rfc3339_micros`] of the `Z` shape with seconds below 60, else `None`.
+fn utc_micros(b: &[u8]) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':')) {
+        return None;
+    }
+    if b.last() != Some(&b'Z') {
+        return None;
+    }
+    let nanos = match b.len() {
+        20 => 0,
+        // `.` and one to nine digits, scaled to nanoseconds.
+        n @ 22..=30 if at(19, b'.') => num(20..n - 1)? * 10u32.pow((30 - n) as u32),
+        _ => return None,
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let (h, m, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if sec > 59 {
+        return None;
+    }
+    Some(
+        date.and_hms_nano_opt(h, m, sec, nanos)?
+            .and_utc()
+            .timestamp_micros(),
+    )
+}
+
 /// The wall clock truncated to the second: the default logical date of a manual run
 /// (`dags trigger`, the UI's trigger), as Airflow renders it.
 pub fn now_to_the_second() -> DateTime<Utc> {
@@ -116,6 +160,74 @@ pub fn rfc3339_millis(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass reading agrees with chrono on the `Z` shape and around it: every date
+    /// field out of range, fractions of zero to twelve digits, other separators and offsets.
+    #[test]
+    fn rfc3339_micros_reads_as_chrono_does() {
+        let chrono = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_micros())
+        };
+        let mut cases: Vec<String> = Vec::new();
+        for date in [
+            "2026-02-01",
+            "2024-02-29",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-04-31",
+            "0000-01-01",
+            "9999-12-31",
+            "1969-12-31",
+            "2026-1-01",
+            "2026-02-0x",
+        ] {
+            for time in [
+                "00:00:00", "23:59:59", "23:59:60", "24:00:00", "12:60:00", "1:02:03",
+            ] {
+                for frac in [
+                    "",
+                    ".",
+                    ".1",
+                    ".139",
+                    ".999999",
+                    ".9999999",
+                    ".123456789",
+                    ".1234567891",
+                    ".123456789123",
+                    ".12a",
+                ] {
+                    for end in ["Z", "z", "+00:00", "-05:30", "", "ZZ"] {
+                        cases.push(format!("{date}T{time}{frac}{end}"));
+                    }
+                }
+            }
+            cases.push(format!("{date} 10:00:00Z"));
+            cases.push(format!("{date}t10:00:00Z"));
+        }
+        cases.extend(
+            [
+                "",
+                "Z",
+                "2026-02-01TZ",
+                "2026-02-01T10:00:00.Z",
+                "２026-02-01T10:00:00Z",
+            ]
+            .map(String::from),
+        );
+        for c in &cases {
+            assert_eq!(rfc3339_micros(c), chrono(c), "{c:?}");
+        }
+        assert_eq!(
+            rfc3339_micros("2026-02-01T10:00:00.139Z"),
+            Some(1_769_940_000_139_000)
+        );
+        // The one pass read exactly the valid `Z` cases: 5 dates x 2 times x 6 fractions.
+        let read = cases.iter().filter(|c| utc_micros(c.as_bytes()).is_some());
+        assert_eq!(read.count(), 60);
+    }
 
     #[test]
     fn parse_normalises_offsets_to_utc() {

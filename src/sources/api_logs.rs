@@ -48,7 +48,7 @@ pub static SPEC: StreamSpec = StreamSpec {
     id_field: "log_id",
     per_run: 1000,
     fields: &[
-        Field::new("request_id", Kind::Str),
+        Field::new("request_id", Kind::Str).random(),
         Field::new("method", Kind::Enum(METHODS)),
         Field::new("endpoint", Kind::Enum(ENDPOINTS)),
         Field::new("status_code", Kind::IntEnum(STATUS_CODES)),
@@ -59,7 +59,7 @@ pub static SPEC: StreamSpec = StreamSpec {
                 max: 5000.0,
             },
         ),
-        Field::new("client_ip", Kind::Str),
+        Field::new("client_ip", Kind::Str).distinct(),
         Field::new("user_agent", Kind::Str),
         Field::new("region", Kind::Enum(REGIONS)),
         Field::new("api_key_id", Kind::Str),

@@ -70,7 +70,7 @@ pub static SPEC: StreamSpec = StreamSpec {
                 max: 30_000.0,
             },
         ),
-        Field::new("ip_address", Kind::Str),
+        Field::new("ip_address", Kind::Str).distinct(),
         Field::new("auth_method", Kind::Enum(AUTH_METHODS)),
     ],
     generate,

@@ -31,7 +31,7 @@ use deltalake::{DeltaResult, DeltaTable};
 use indexmap::IndexMap;
 
 use crate::scheduler::Registry;
-use crate::sources::stream::{Kind, all_streams};
+use crate::sources::stream::{Kind, Spread, all_streams};
 use crate::store::Store;
 
 /// The batch DAG.
@@ -105,35 +105,54 @@ pub fn parquet_properties() -> WriterPropertiesBuilder {
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
 }
 
-/// Whether a column of this name and type is (nearly) all different values, so that a Parquet
-/// dictionary would only cost hashing every value until it overflows: floats, timestamps,
-/// the streams' ids, line numbers, and integers whose declared range is wide.
-fn distinct_values(name: &str, ty: &DataType) -> bool {
-    match ty {
-        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..) => true,
-        _ => {
-            name == "_line"
-                || all_streams().iter().any(|s| {
-                    s.id_field == name
-                        || s.fields.iter().any(|f| {
-                            f.name == name
-                                && matches!(f.kind, Kind::Int { min, max } if i128::from(max) - i128::from(min) > 1 << 16)
-                        })
-                })
-        }
+/// How a column of this name and type spreads ([`Spread`]): floats, timestamps, line numbers
+/// and integers whose declared range is wide are distinct; the streams' ids and the fields
+/// they declare random are random, and those they declare distinct are distinct.
+fn spread(name: &str, ty: &DataType) -> Spread {
+    if matches!(
+        ty,
+        DataType::Float32 | DataType::Float64 | DataType::Timestamp(..)
+    ) || name == "_line"
+    {
+        return Spread::Distinct;
     }
+    let declared = all_streams().into_iter().flat_map(|s| {
+        let id = (s.id_field == name).then_some(Spread::Random);
+        let fields = s
+            .fields
+            .iter()
+            .filter(|f| f.name == name)
+            .map(|f| match f.kind {
+                Kind::Int { min, max } if i128::from(max) - i128::from(min) > 1 << 16 => {
+                    Spread::Distinct
+                }
+                _ => f.spread,
+            });
+        id.into_iter().chain(fields)
+    });
+    // A name shared by streams is stored for its most distinct use.
+    declared
+        .max_by_key(|s| match s {
+            Spread::Repeated => 0,
+            Spread::Distinct => 1,
+            Spread::Random => 2,
+        })
+        .unwrap_or(Spread::Repeated)
 }
 
-/// [`parquet_properties`] for files of this schema: no dictionary for the columns of
-/// [`distinct_values`].
+/// [`parquet_properties`] for files of this schema, by each column's [`spread`]: no dictionary
+/// for distinct and random columns, and random ones uncompressed.
 pub fn parquet_properties_for(schema: &Schema) -> WriterPropertiesBuilder {
-    schema
-        .fields()
-        .iter()
-        .filter(|f| distinct_values(f.name(), f.data_type()))
-        .fold(parquet_properties(), |b, f| {
-            b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false)
-        })
+    schema.fields().iter().fold(parquet_properties(), |b, f| {
+        let column = || ColumnPath::from(f.name().as_str());
+        match spread(f.name(), f.data_type()) {
+            Spread::Repeated => b,
+            Spread::Distinct => b.set_column_dictionary_enabled(column(), false),
+            Spread::Random => b
+                .set_column_dictionary_enabled(column(), false)
+                .set_column_compression(column(), Compression::UNCOMPRESSED),
+        }
+    })
 }
 
 /// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
@@ -205,15 +224,25 @@ mod tests {
         let spec = &crate::sources::api_logs::SPEC;
         let props = parquet_properties_for(&silver::clean_schema(spec)).build();
         let dictionary = |c: &str| props.dictionary_enabled(&ColumnPath::from(c));
-        // Ids, times, measurements and wide integer ranges: every value new.
+        let compression = |c: &str| props.compression(&ColumnPath::from(c));
+        // Ids, times, measurements, addresses and wide integer ranges: every value new.
         for c in [
             "log_id",
+            "request_id",
             "event_time",
             "response_time_ms",
+            "client_ip",
             "bytes_sent",
             "_line",
         ] {
             assert!(!dictionary(c), "{c} should be written without a dictionary");
+        }
+        // Random ids (the stream's and the declared ones) alone go uncompressed.
+        for c in ["log_id", "request_id"] {
+            assert_eq!(compression(c), Compression::UNCOMPRESSED, "{c}");
+        }
+        for c in ["client_ip", "event_time", "method", "_source_key"] {
+            assert_eq!(compression(c), Compression::SNAPPY, "{c}");
         }
         // Enumerations, lineage, and free text the writer may still find repetitive.
         for c in [

@@ -48,6 +48,7 @@ use tokio::sync::mpsc;
 
 use super::lineage;
 use super::replace::{RowKeys, Writes};
+use crate::clock::rfc3339_micros;
 use crate::scheduler::{Fatal, TaskBody, TaskContext};
 use crate::sources::scalar::{Scalar, parse_record};
 use crate::sources::stream::{Kind, StreamSpec};
@@ -372,12 +373,9 @@ impl Cleaner {
                 }
                 (Check::EventTimeParses, Some(s)) => {
                     let v = &s[TIME_SLOT];
-                    match v
-                        .as_str()
-                        .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
-                    {
+                    match v.as_str().and_then(|t| rfc3339_micros(t.trim())) {
                         Some(t) => {
-                            micros = t.with_timezone(&Utc).timestamp_micros();
+                            micros = t;
                             None
                         }
                         None => Some(v.to_string()),
