@@ -37,8 +37,8 @@ pub enum Kind {
 }
 
 /// How a field's values spread over the rows, which decides how the batch layer stores its
-/// column (not what is valid: that is [`Kind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// column (not what is valid: that is [`Kind`]). Ordered from the least to the most distinct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Spread {
     /// Values repeat (names, codes, pooled ids): a Parquet dictionary, Snappy.
     Repeated,
@@ -46,7 +46,7 @@ pub enum Spread {
     /// value until it overflows; Snappy.
     Distinct,
     /// Random identifiers (UUIDs): every value differs, and Snappy gains about a tenth on
-    /// their hex digits at a quarter of the column's write time: no dictionary, no
+    /// their hex digits for three quarters of the column's write time: no dictionary, no
     /// compression.
     Random,
 }

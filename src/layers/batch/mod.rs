@@ -131,13 +131,7 @@ fn spread(name: &str, ty: &DataType) -> Spread {
         id.into_iter().chain(fields)
     });
     // A name shared by streams is stored for its most distinct use.
-    declared
-        .max_by_key(|s| match s {
-            Spread::Repeated => 0,
-            Spread::Distinct => 1,
-            Spread::Random => 2,
-        })
-        .unwrap_or(Spread::Repeated)
+    declared.max().unwrap_or(Spread::Repeated)
 }
 
 /// [`parquet_properties`] for files of this schema, by each column's [`spread`]: no dictionary
