@@ -83,7 +83,36 @@ pub fn compact(t: DateTime<Utc>) -> String {
     t.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// Parses an RFC 3339 timestamp and normalises it to UTC.
+/// The instants lakepipe accepts as logical dates, data-interval bounds and range bounds, as
+/// seconds since the epoch: [1970-01-01T00:00:00Z, 2200-01-01T00:00:00Z). Outside it a cron
+/// search runs for minutes and a data interval can span millennia (a speed-layer run at
+/// 9999-12-31 asked for a terabyte), so such dates are refused where they enter: flags, HTTP
+/// requests, queue entries and run records read back.
+const SUPPORTED_SECS: std::ops::Range<i64> = 0..7_258_118_400;
+
+/// The supported range of instants (see [`check_supported`]).
+pub fn supported_range() -> std::ops::Range<DateTime<Utc>> {
+    let at = |s| DateTime::from_timestamp(s, 0).unwrap_or_default();
+    at(SUPPORTED_SECS.start)..at(SUPPORTED_SECS.end)
+}
+
+/// `t` if it lies in the supported range, else a one-line reason.
+pub fn check_supported(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let range = supported_range();
+    if range.contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{} is outside the supported range {} to {} (exclusive)",
+            rfc3339_secs(t),
+            rfc3339_secs(range.start),
+            rfc3339_secs(range.end)
+        ))
+    }
+}
+
+/// Parses an RFC 3339 timestamp, normalises it to UTC and checks that it lies in the
+/// supported range ([`check_supported`]).
 /// A space instead of the `T` is accepted (Airflow renders `{{ logical_date }}` that way).
 pub fn parse_utc(s: &str) -> Result<DateTime<Utc>, String> {
     let s = s.trim();
@@ -91,9 +120,12 @@ pub fn parse_utc(s: &str) -> Result<DateTime<Utc>, String> {
         Some(b' ') => format!("{}T{}", &s[..10], &s[11..]),
         _ => s.to_string(),
     };
-    DateTime::parse_from_rfc3339(&normalised)
+    let t = DateTime::parse_from_rfc3339(&normalised)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp (e.g. 2026-02-01T00:00:00Z): {e}"))
+        .map_err(|e| {
+            format!("`{s}` is not an RFC 3339 timestamp (e.g. 2026-02-01T00:00:00Z): {e}")
+        })?;
+    check_supported(t)
 }
 
 /// Microseconds since the epoch of an RFC 3339 timestamp, exactly as chrono's
@@ -237,6 +269,24 @@ mod tests {
         let airflow = parse_utc("2026-02-01 00:05:00+00:00").unwrap();
         assert_eq!(rfc3339_secs(airflow), "2026-02-01T00:05:00Z");
         assert_eq!(compact(airflow), "20260201T000500Z");
+    }
+
+    #[test]
+    fn dates_outside_the_supported_range_are_refused() {
+        for s in [
+            "9999-12-31T23:59:59Z",
+            "2200-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "2199-12-31T23:00:00-02:00",
+        ] {
+            let e = parse_utc(s).unwrap_err();
+            assert!(e.contains("outside the supported range"), "{s}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        for s in ["1970-01-01T00:00:00Z", "2199-12-31T23:59:59Z"] {
+            assert!(parse_utc(s).is_ok(), "{s}");
+        }
     }
 
     #[test]

@@ -422,4 +422,29 @@ mod tests {
         c.store.concurrency = 0;
         assert!(c.validate().is_err());
     }
+
+    /// Absurd values are refused with the key and the bound, not taken as they come.
+    #[test]
+    fn validate_refuses_values_out_of_bounds_with_the_bound() {
+        let refused = |toml: &str| {
+            let c: Config = toml::from_str(toml).unwrap();
+            c.validate().unwrap_err().to_string()
+        };
+        let e = refused("[store.retry]\nmax_retries = 99999999999\n");
+        assert!(
+            e.contains("store.retry.max_retries") && e.contains("between 0 and 100"),
+            "{e}"
+        );
+        let e = refused("[store.retry]\ntimeout_s = 0\n");
+        assert!(
+            e.contains("store.retry.timeout_s") && e.contains("between 1 and 3600"),
+            "{e}"
+        );
+        let e = refused("[store]\nrequest_timeout_s = 0\n");
+        assert!(e.contains("store.request_timeout_s"), "{e}");
+        let e = refused("[store]\nconnect_timeout_s = 100000\n");
+        assert!(e.contains("between 1 and 300"), "{e}");
+        let ok: Config = toml::from_str("[store.retry]\nmax_retries = 0\n").unwrap();
+        assert!(ok.validate().is_ok());
+    }
 }

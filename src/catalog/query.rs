@@ -4,6 +4,11 @@
 //! `WHERE day = '01'` prunes folders), and every Delta table of the Lambda layers under its
 //! layer name (`bronze_api_logs`, `silver_iot_sensors`, …). Results stream out as CSV or JSON lines; the table
 //! format collects them to size its columns.
+//!
+//! Queries are read-only ([`read_only`]): DDL (`CREATE EXTERNAL TABLE`, `DROP`), DML (`INSERT`,
+//! `COPY … TO`) and statements (`SET`, transactions) are refused before anything runs, and the
+//! session has no URL tables, so nothing a user types can read or write a file outside the
+//! lake's registered tables. Writing a result to a file is the CLI's `--out`, not SQL.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use deltalake::datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::StreamExt as _;
 
@@ -89,7 +95,17 @@ pub async fn context(store: &Store) -> Result<(SessionContext, Vec<String>), Dat
     Ok((ctx, names))
 }
 
-/// Runs `sql` and writes the result to `out`; returns the number of rows.
+/// What `lakepipe query` may run: queries only. DataFusion checks the logical plan (including
+/// the plan under `EXPLAIN`) against these options before executing it.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Runs `sql` (read-only, see [`read_only`]) and writes the result to `out`; returns the
+/// number of rows.
 pub async fn run(
     store: &Store,
     sql: &str,
@@ -98,10 +114,17 @@ pub async fn run(
 ) -> anyhow::Result<u64> {
     use anyhow::Context as _;
     let (ctx, names) = context(store).await?;
-    let df = ctx
-        .sql(sql)
-        .await
-        .with_context(|| format!("query failed (tables: {})", names.join(", ")))?;
+    let df = match ctx.sql_with_options(sql, read_only()).await {
+        Ok(df) => df,
+        Err(e @ DataFusionError::Plan(_)) if is_refusal(&e) => anyhow::bail!(
+            "refused: `lakepipe query` is read-only over the lake's tables ({}); \
+             to save a result, use --out FILE",
+            e.message()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("query failed (tables: {})", names.join(", ")));
+        }
+    };
     let mut stream = df.execute_stream().await.context("query failed")?;
     let mut rows = 0u64;
     match format {
@@ -135,4 +158,63 @@ pub async fn run(
         }
     }
     Ok(rows)
+}
+
+/// Is `e` [`read_only`]'s refusal of a statement kind (rather than a mistake in the SQL)?
+fn is_refusal(e: &DataFusionError) -> bool {
+    let m = e.message();
+    [
+        "DDL not supported",
+        "DML not supported",
+        "Statement not supported",
+    ]
+    .iter()
+    .any(|p| m.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every statement that writes, creates or reads outside the registered tables is refused
+    /// before it runs; a plain query still runs.
+    #[tokio::test]
+    async fn only_queries_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "keep me").unwrap();
+        let v = victim.display();
+        let ctx = SessionContext::new();
+        for sql in [
+            format!("COPY (SELECT 'x' AS a) TO '{v}' STORED AS CSV"),
+            format!("CREATE EXTERNAL TABLE x (a VARCHAR) STORED AS CSV LOCATION '{v}'"),
+            "CREATE TABLE t AS SELECT 1 AS a".to_string(),
+            "CREATE VIEW v AS SELECT 1 AS a".to_string(),
+            "DROP TABLE IF EXISTS silver_api_logs".to_string(),
+            "SET datafusion.execution.batch_size = 1".to_string(),
+            format!("EXPLAIN COPY (SELECT 1 AS a) TO '{v}' STORED AS CSV"),
+        ] {
+            let e = ctx.sql_with_options(&sql, read_only()).await.err();
+            let e = e.unwrap_or_else(|| panic!("not refused: {sql}"));
+            assert!(is_refusal(&e), "{sql}: {e}");
+        }
+        ctx.sql("CREATE TABLE t (a INT)").await.unwrap();
+        let e = ctx
+            .sql_with_options("INSERT INTO t VALUES (1)", read_only())
+            .await
+            .unwrap_err();
+        assert!(is_refusal(&e), "{e}");
+        // A path as a table name is not a table: no URL tables in the session.
+        let e = ctx
+            .sql_with_options(&format!("SELECT * FROM '{v}'"), read_only())
+            .await
+            .unwrap_err();
+        assert!(!is_refusal(&e), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        let df = ctx
+            .sql_with_options("SELECT 1 + 1 AS two", read_only())
+            .await
+            .unwrap();
+        assert_eq!(df.collect().await.unwrap()[0].num_rows(), 1);
+    }
 }

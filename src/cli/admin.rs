@@ -2,11 +2,12 @@
 //! `vacuum`. Each prints a
 //! human summary (or JSON with `--json`) and fails with one clear line.
 
+use anyhow::Context as _;
 use std::io::Write as _;
 
 use chrono::Utc;
 
-use super::open_store;
+use super::{open_existing_store, open_store};
 use crate::catalog::{self, query::OutputFormat};
 use crate::config::ValidatedConfig;
 use crate::store::bootstrap;
@@ -52,6 +53,10 @@ pub struct QueryArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Write the result to this file (created or replaced once the query has finished)
+    /// instead of standard output. SQL itself can never write: COPY, INSERT and DDL are refused
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// `lakepipe compact`.
@@ -278,9 +283,26 @@ pub(super) async fn catalog(
 }
 
 pub(super) async fn query(config: &ValidatedConfig, q: &QueryArgs) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
-    let mut out = std::io::BufWriter::new(std::io::stdout());
-    catalog::query::run(&store, &q.sql, q.format, &mut out).await?;
-    out.flush()?;
+    let store = open_existing_store(config).await?;
+    let Some(path) = &q.out else {
+        let mut out = std::io::BufWriter::new(std::io::stdout());
+        catalog::query::run(&store, &q.sql, q.format, &mut out).await?;
+        out.flush()?;
+        return Ok(());
+    };
+    // Written beside the target and renamed over it: a failed query leaves no half file.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {} (--out)", dir.display()))?;
+    let mut out = std::io::BufWriter::new(tmp);
+    let rows = catalog::query::run(&store, &q.sql, q.format, &mut out).await?;
+    let tmp = out.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {} (--out)", path.display()))?;
+    eprintln!("{rows} row(s) written to {}", path.display());
     Ok(())
 }

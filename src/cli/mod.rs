@@ -144,6 +144,9 @@ pub struct StreamArgs {
     /// Stop after N files per streamer
     #[arg(long)]
     pub count: Option<u64>,
+    /// Land a range longer than 31 days
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub gen_args: GenArgs,
 }
@@ -203,6 +206,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             _ => None,
         },
     };
+    usage_check(check_ranges(&args.command).map_err(anyhow::Error::msg));
     let env = |k: &str| std::env::var(k).ok();
     let config = Config::load(args.config.as_deref(), &env, &flags)?.validate()?;
     match &args.command {
@@ -233,6 +237,45 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Compact(c) => admin::compact(&config, c, args.json).await,
         Command::Vacuum(v) => admin::vacuum(&config, v, args.json).await,
     }
+}
+
+/// The longest `--from`/`--to` range a command runs without `--yes`: a month of `simulate` is
+/// about 50 000 DAG runs, of `stream` 1.5 million files.
+const LONG_RANGE_DAYS: i64 = 31;
+
+/// Checks the `--from`/`--to` range of `stream`, `simulate` and `dags backfill` before any
+/// work: an end before the start (or an empty range where it would do nothing) is a usage
+/// error, and so is a range over [`LONG_RANGE_DAYS`] without `--yes`.
+fn check_ranges(command: &Command) -> Result<(), String> {
+    // (from, to, may the range be a single instant, --yes)
+    let (from, to, instant_ok, yes) = match command {
+        Command::Stream(StreamArgs {
+            from: Some(from),
+            to: Some(to),
+            yes,
+            ..
+        }) => (*from, *to, false, *yes),
+        Command::Simulate(a) => (a.from, a.to, false, a.yes),
+        Command::Dags(sched::DagsCommand::Backfill { from, to, yes, .. }) => {
+            (*from, *to, true, *yes)
+        }
+        _ => return Ok(()),
+    };
+    if to < from || (to == from && !instant_ok) {
+        return Err(format!(
+            "--to ({}) must be {} --from ({})",
+            crate::clock::rfc3339_secs(to),
+            if instant_ok { "at or after" } else { "after" },
+            crate::clock::rfc3339_secs(from)
+        ));
+    }
+    let days = (to - from).num_days();
+    if days > LONG_RANGE_DAYS && !yes {
+        return Err(format!(
+            "--from/--to spans {days} days; ranges over {LONG_RANGE_DAYS} days run for a long time: pass --yes to run it"
+        ));
+    }
+    Ok(())
 }
 
 /// A usage error found after parsing (flags that only make sense together): clap's message
@@ -336,6 +379,11 @@ pub(crate) async fn open_store(config: &ValidatedConfig) -> anyhow::Result<Store
         .with_context(|| format!("cannot open lake {}", config.lake))
 }
 
+/// [`Store::open_existing`], for the commands that only read the lake.
+pub(crate) async fn open_existing_store(config: &ValidatedConfig) -> anyhow::Result<Store> {
+    Ok(Store::open_existing(config).await?)
+}
+
 async fn stream(config: &ValidatedConfig, s: &StreamArgs, json: bool) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let opts = options(config, s.which, &s.gen_args, s.count);
@@ -364,8 +412,7 @@ async fn bind_ui(u: &UiArgs, store: &Store) -> anyhow::Result<tokio::net::TcpLis
 
 /// `lakepipe ui`.
 async fn ui(config: &ValidatedConfig, u: &UiArgs) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
-    store.preflight().await?;
+    let store = open_existing_store(config).await?;
     let listener = bind_ui(u, &store).await?;
     crate::web::serve(store, listener, u.token.clone(), wait_for_signal()).await
 }
@@ -529,5 +576,44 @@ mod tests {
         };
         assert_eq!(s.which, Which::Iot);
         assert_eq!(s.to, s.from);
+    }
+
+    #[test]
+    fn ranges_are_checked_before_any_work() {
+        let check = |args: &[&str]| {
+            let mut all = vec!["lakepipe"];
+            all.extend_from_slice(args);
+            check_ranges(&Args::try_parse_from(all).unwrap().command)
+        };
+        let (a, b) = ("2026-02-01T00:00:00Z", "2026-02-02T00:00:00Z");
+        let far = "2026-04-01T00:00:00Z";
+        // The end before the start: refused by every ranged command.
+        assert!(check(&["simulate", "--from", b, "--to", a]).is_err());
+        assert!(check(&["stream", "all", "--from", b, "--to", a]).is_err());
+        let backfill = ["dags", "backfill", "5-lake_catalog_refresh"];
+        let e = check(&[&backfill[..], &["--from", b, "--to", a]].concat()).unwrap_err();
+        assert!(e.contains("at or after"), "{e}");
+        // One instant is a backfill of one run, but an empty simulate or stream range.
+        assert!(check(&[&backfill[..], &["--from", a, "--to", a]].concat()).is_ok());
+        assert!(check(&["simulate", "--from", a, "--to", a]).is_err());
+        assert!(check(&["simulate", "--from", a, "--to", b]).is_ok());
+        // Two months need --yes.
+        let e = check(&["simulate", "--from", a, "--to", far]).unwrap_err();
+        assert!(e.contains("--yes") && e.contains("59 days"), "{e}");
+        assert!(check(&["simulate", "--from", a, "--to", far, "--yes"]).is_ok());
+        assert!(check(&["stream", "csv", "--from", a, "--to", far]).is_err());
+        assert!(check(&[&backfill[..], &["--from", a, "--to", far, "--yes"]].concat()).is_ok());
+        // A date outside the supported range never parses.
+        assert!(
+            Args::try_parse_from([
+                "lakepipe",
+                "simulate",
+                "--from",
+                a,
+                "--to",
+                "9999-01-01T00:00:00Z"
+            ])
+            .is_err()
+        );
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use tokio::sync::watch;
 
-use super::{GenArgs, open_store, parse_time};
+use super::{GenArgs, open_existing_store, open_store, parse_time};
 use crate::clock::{Clock, SimClock, SystemClock, rfc3339_secs};
 use crate::config::ValidatedConfig;
 use crate::progress::Progress;
@@ -39,6 +39,9 @@ pub struct SimulateArgs {
     /// Test hook: every attempt of DAG:TASK fails (repeatable)
     #[arg(long, hide = true, value_name = "DAG:TASK")]
     pub fail_task: Vec<String>,
+    /// Run a range longer than 31 days
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `lakepipe dags …`.
@@ -74,6 +77,9 @@ pub enum DagsCommand {
         /// Which existing runs run again
         #[arg(long, value_enum, default_value_t = ReprocessArg::None)]
         reprocess: ReprocessArg,
+        /// Run a range longer than 31 days
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         gen_args: GenArgs,
     },
@@ -120,8 +126,8 @@ pub enum TasksCommand {
         /// Task ID
         task: String,
         /// Logical date (RFC 3339; `2026-02-01 00:05:00+00:00` as Airflow renders it works too)
-        #[arg(long)]
-        logical_date: String,
+        #[arg(long, value_parser = parse_time)]
+        logical_date: DateTime<Utc>,
         #[command(flatten)]
         gen_args: GenArgs,
     },
@@ -296,13 +302,6 @@ pub(super) async fn simulate(
     a: &SimulateArgs,
     json: bool,
 ) -> anyhow::Result<()> {
-    if a.to <= a.from {
-        anyhow::bail!(
-            "--to ({}) must be after --from ({})",
-            rfc3339_secs(a.to),
-            rfc3339_secs(a.from)
-        );
-    }
     let dags: Vec<&'static Dag> = if a.dags.is_empty() {
         all_dags()
             .iter()
@@ -418,6 +417,7 @@ pub(super) async fn dags(
             to,
             reprocess,
             gen_args,
+            ..
         } => {
             let dag = find_dag(dag)?;
             if dag.schedule.expr().is_none() {
@@ -425,9 +425,6 @@ pub(super) async fn dags(
                     "{} has no schedule; use `lakepipe dags trigger`",
                     dag.dag_id
                 );
-            }
-            if to < from {
-                anyhow::bail!("--to must not be before --from");
             }
             let (lease, r) = scheduling(config, gen_args, "dags backfill").await?;
             let reprocess = match reprocess {
@@ -681,8 +678,7 @@ pub(super) async fn tasks(
         }
     };
     let dag = find_dag(dag)?;
-    let t = crate::clock::parse_utc(logical_date)
-        .map_err(|e| anyhow::anyhow!("--logical-date: {e}"))?;
+    let t = *logical_date;
     let r = wall_clock_runner(config, gen_args, true, true).await?;
     let ti = r.run_single_task(dag, task, t).await?;
     if json {
@@ -718,7 +714,7 @@ pub(super) async fn runs(
     if let Some(d) = dag {
         find_dag(d)?;
     }
-    let store = open_store(config).await?;
+    let store = open_existing_store(config).await?;
     let runs = driver::list_runs(&RunStore::new(store, true), dag.as_deref(), *state).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -738,6 +734,9 @@ pub(super) async fn runs(
             rfc3339_secs(run.data_interval_start),
             run.end_date.map(rfc3339_secs).unwrap_or_else(|| "-".into())
         );
+        if let Some(note) = &run.note {
+            println!("  note: {note}");
+        }
     }
     eprintln!("{} runs", runs.len());
     Ok(())
@@ -748,7 +747,7 @@ pub(super) async fn logs(config: &ValidatedConfig, l: &LogsArgs) -> anyhow::Resu
     let dag = find_dag(&l.dag)?;
     dag.task_by_id(&l.task)
         .ok_or_else(|| anyhow::anyhow!("DAG {} has no task {}", dag.dag_id, l.task))?;
-    let store = open_store(config).await?;
+    let store = open_existing_store(config).await?;
     let runs = RunStore::new(store, true);
     let attempt = match l.attempt {
         Some(a) => a,

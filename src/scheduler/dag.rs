@@ -86,6 +86,23 @@ impl Schedule {
         }
     }
 
+    /// Why a run with this data interval cannot be executed, if it cannot: a bound outside the
+    /// supported range ([`crate::clock::check_supported`]), an end before the start, or an
+    /// interval longer than [`MAX_DATA_INTERVAL_DAYS`].
+    pub fn check_interval(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<(), String> {
+        crate::clock::check_supported(start).map_err(|e| format!("data interval start {e}"))?;
+        crate::clock::check_supported(end).map_err(|e| format!("data interval end {e}"))?;
+        if end < start {
+            return Err("the data interval ends before it starts".into());
+        }
+        if end - start > chrono::Duration::days(MAX_DATA_INTERVAL_DAYS) {
+            return Err(format!(
+                "the data interval is longer than {MAX_DATA_INTERVAL_DAYS} days"
+            ));
+        }
+        Ok(())
+    }
+
     /// Fire times in (from, to], in order, computed lazily.
     pub fn fires_between(
         &self,
@@ -102,6 +119,9 @@ impl Schedule {
         })
     }
 }
+
+/// The longest data interval a run may have: a yearly schedule's.
+pub const MAX_DATA_INTERVAL_DAYS: i64 = 366;
 
 /// Retry, back-off and timeout settings of a task (Airflow's `default_args`).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -289,10 +289,20 @@ async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> anyhow::Resu
                     ("running", Reprocess::None)
                 };
                 tracing::info!(dag = %q.dag_id, logical_date = %crate::clock::rfc3339_secs(q.logical_date), "{what} a queued run");
-                let run = runner
+                // A run that cannot be executed is recorded failed by the runner; an error here
+                // (the run's records cannot be read or written) drops the entry with the reason
+                // instead of stopping the scheduler at every restart.
+                match runner
                     .run_dag(dag, q.logical_date, RunType::Manual, reprocess)
-                    .await?;
-                summary.add(&run, true);
+                    .await
+                {
+                    Ok(run) => summary.add(&run, true),
+                    Err(e) => tracing::error!(
+                        dag = %q.dag_id,
+                        "dropping a queued run at {}: {e:#}",
+                        crate::clock::rfc3339_secs(q.logical_date)
+                    ),
+                }
             }
             None => tracing::warn!(dag = %q.dag_id, "dropping a queued run of an unknown DAG"),
         }
@@ -408,5 +418,68 @@ mod tests {
         let (r, _) = runner(dir.path(), "2026-02-01T00:32:00Z").await;
         let dates = live_until(&r, false, 1).await;
         assert_eq!(dates, ["2026-02-01T00:05:00Z", "2026-02-01T00:30:00Z"]);
+    }
+
+    /// A queue entry planted with a date the scheduler cannot run (as a request could once
+    /// queue): the run is recorded failed with the reason, the entry is gone, the valid entry
+    /// beside it runs, and the scheduler goes on instead of aborting at every restart.
+    #[tokio::test]
+    async fn a_queued_run_that_cannot_be_executed_fails_with_a_reason() {
+        use crate::scheduler::state::QueuedRun;
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = runner(dir.path(), "2026-02-01T00:07:00Z").await;
+        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
+        let far = chrono::DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+            .unwrap()
+            .to_utc();
+        let past = chrono::DateTime::parse_from_rfc3339("0001-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let ok = parse_utc("2026-02-01T00:05:00Z").unwrap();
+        for t in [far, past, ok] {
+            r.runs()
+                .enqueue(&QueuedRun {
+                    dag_id: dag.dag_id.clone(),
+                    logical_date: t,
+                    clear: false,
+                })
+                .await
+                .unwrap();
+        }
+        let mut summary = DriveSummary::default();
+        run_queued(&r, &mut summary).await.unwrap();
+        assert!(r.runs().queued().await.unwrap().is_empty());
+        for t in [far, past] {
+            let run = r.runs().get_run(&dag.dag_id, t).await.unwrap().unwrap();
+            assert_eq!(run.state, RunState::Failed);
+            let note = run.note.unwrap_or_default();
+            assert!(note.contains("outside the supported range"), "{note}");
+            assert!(run.failed_tasks.is_empty(), "no task ran");
+        }
+        let run = r.runs().get_run(&dag.dag_id, ok).await.unwrap().unwrap();
+        assert_eq!(run.state, RunState::Success);
+        assert_eq!(run.note, None);
+        assert_eq!(summary.executed, 3);
+    }
+
+    /// A run record read back with a data interval no schedule makes (as a bad date once
+    /// recorded: the year 5000 to 9999) is refused before any task runs.
+    #[tokio::test]
+    async fn a_recorded_run_with_an_impossible_interval_is_not_executed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = runner(dir.path(), "2026-02-01T00:07:00Z").await;
+        let dag = dag_by_id("2-api_logs_realtime_ingest").unwrap();
+        let t = parse_utc("2026-02-01T00:05:00Z").unwrap();
+        let mut run = crate::scheduler::DagRun::new(dag, t, RunType::Manual, RunState::Queued, t);
+        run.data_interval_start = parse_utc("1999-02-01T00:00:00Z").unwrap();
+        r.runs().put_run(&run).await.unwrap();
+        let run = r
+            .run_dag(dag, t, RunType::Manual, Reprocess::None)
+            .await
+            .unwrap();
+        assert_eq!(run.state, RunState::Failed);
+        assert!(run.note.unwrap().contains("longer than 366 days"));
+        let ti = r.runs().get_ti(&dag.dag_id, t, "ingest").await.unwrap();
+        assert!(ti.is_none(), "no task instance was created");
     }
 }

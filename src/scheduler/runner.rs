@@ -98,7 +98,19 @@ impl Runner {
         run_type: RunType,
         reprocess: Reprocess,
     ) -> anyhow::Result<(DagRun, bool)> {
+        if let Err(reason) = crate::clock::check_supported(logical_date) {
+            return self.refuse(dag, logical_date, run_type, None, reason).await;
+        }
         let existing = self.runs.get_run(&dag.dag_id, logical_date).await?;
+        let (start, end) = existing
+            .as_ref()
+            .map(|r| (r.data_interval_start, r.data_interval_end))
+            .unwrap_or_else(|| dag.schedule.data_interval(logical_date));
+        if let Err(reason) = super::dag::Schedule::check_interval(start, end) {
+            return self
+                .refuse(dag, logical_date, run_type, existing, reason)
+                .await;
+        }
         if let Some(run) = existing.as_ref().filter(|run| {
             run.state.is_finished()
                 && (reprocess == Reprocess::None
@@ -113,6 +125,7 @@ impl Runner {
         run.start_date = Some(now);
         run.end_date = None;
         run.failed_tasks.clear();
+        run.note = None;
         self.runs.put_run(&run).await?;
 
         // Task instances: resume what is recorded, reset what is to be reprocessed.
@@ -206,6 +219,41 @@ impl Runner {
             RunState::Failed
         };
         run.end_date = Some(self.clock.now());
+        self.runs.put_run(&run).await?;
+        Ok((run, true))
+    }
+
+    /// Records the run at `logical_date` as failed without running a task, with `reason` as
+    /// its note: a queued or recorded run that cannot be executed (a logical date or data
+    /// interval outside what the scheduler supports) fails and the scheduler goes on.
+    async fn refuse(
+        &self,
+        dag: &Dag,
+        logical_date: DateTime<Utc>,
+        run_type: RunType,
+        existing: Option<DagRun>,
+        reason: String,
+    ) -> anyhow::Result<(DagRun, bool)> {
+        let now = self.clock.now();
+        tracing::warn!(dag = %dag.dag_id, "run at {} cannot be executed: {reason}", rfc3339_secs(logical_date));
+        let mut run = existing.unwrap_or_else(|| DagRun {
+            dag_id: dag.dag_id.clone(),
+            run_id: DagRun::run_id_for(run_type, logical_date),
+            run_type,
+            logical_date,
+            // Not computed from the schedule: that search is what an unsupported date breaks.
+            data_interval_start: logical_date,
+            data_interval_end: logical_date,
+            state: RunState::Failed,
+            queued_at: now,
+            start_date: None,
+            end_date: None,
+            failed_tasks: Vec::new(),
+            note: None,
+        });
+        run.state = RunState::Failed;
+        run.end_date = Some(now);
+        run.note = Some(format!("not run: {reason}"));
         self.runs.put_run(&run).await?;
         Ok((run, true))
     }
@@ -384,6 +432,8 @@ impl Runner {
                 dag.dag_id
             )
         })?;
+        crate::clock::check_supported(logical_date)
+            .map_err(|e| anyhow::anyhow!("logical date {e}"))?;
         let now = self.clock.now();
         let mut run = match self.runs.get_run(&dag.dag_id, logical_date).await? {
             Some(r) => r,

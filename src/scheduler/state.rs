@@ -169,6 +169,10 @@ pub struct DagRun {
     /// Task IDs that ended failed or upstream_failed, for a quick look.
     #[serde(default)]
     pub failed_tasks: Vec<String>,
+    /// Why the scheduler failed the run without running a task (Airflow's run note), e.g. a
+    /// logical date outside the supported range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl DagRun {
@@ -193,6 +197,7 @@ impl DagRun {
             start_date: (state == RunState::Running).then_some(now),
             end_date: None,
             failed_tasks: Vec::new(),
+            note: None,
         }
     }
 

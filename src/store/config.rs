@@ -119,19 +119,48 @@ impl Default for StoreConfig {
 
 impl StoreConfig {
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(1..=1024).contains(&self.concurrency) {
-            return Err(("store.concurrency", "must be between 1 and 1024".into()));
-        }
-        if self.multipart_threshold_mib < 5 {
-            return Err((
-                "store.multipart_threshold_mib",
-                "must be at least 5 (the S3 minimum part size)".into(),
-            ));
-        }
-        if self.connect_timeout_s == 0 || self.request_timeout_s == 0 {
-            return Err(("store.request_timeout_s", "timeouts must be > 0".into()));
-        }
+        within("store.concurrency", self.concurrency as u64, 1..=1024, "")?;
+        within(
+            "store.multipart_threshold_mib",
+            self.multipart_threshold_mib as u64,
+            5..=5120,
+            " (S3's smallest and largest part sizes)",
+        )?;
+        within(
+            "store.connect_timeout_s",
+            self.connect_timeout_s,
+            1..=300,
+            "",
+        )?;
+        within(
+            "store.request_timeout_s",
+            self.request_timeout_s,
+            1..=3600,
+            "",
+        )?;
         self.retry.validate()
+    }
+}
+
+/// `value` if it lies in `range`, else the key and the bound, e.g. "99999999999 is not
+/// between 0 and 100".
+pub(crate) fn within(
+    key: &'static str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    why: &str,
+) -> Result<(), (&'static str, String)> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err((
+            key,
+            format!(
+                "{value} is not between {} and {}{why}",
+                range.start(),
+                range.end()
+            ),
+        ))
     }
 }
 

@@ -55,6 +55,11 @@ pub enum Error {
         existing: usize,
         new: usize,
     },
+    /// A command that only reads was pointed at a local lake directory that does not exist.
+    #[error(
+        "no lake at {path}: pass --lake (or LAKEPIPE_LAKE), or make one with `lakepipe up`, `simulate` or `stream`"
+    )]
+    NoLake { path: String },
     /// The local lake directory cannot be created.
     #[error("cannot create lake directory {path}: {source}")]
     LocalDir {
@@ -196,6 +201,23 @@ impl Store {
             multipart_threshold: (sc.multipart_threshold_mib as usize) << 20,
             create_mode: Arc::new(OnceCell::new()),
         })
+    }
+
+    /// Opens a lake that must already exist, for commands that only read it (`runs list`,
+    /// `query`, `logs`, `ui`): a missing local directory is [`Error::NoLake`] instead of a new
+    /// empty lake, and an S3 lake must pass [`Store::preflight`] (one line if it cannot be
+    /// reached).
+    pub async fn open_existing(cfg: &ValidatedConfig) -> Result<Store> {
+        if let LakeUrl::Local(root) = &cfg.lake
+            && !root.is_dir()
+        {
+            return Err(Error::NoLake {
+                path: root.display().to_string(),
+            });
+        }
+        let store = Store::open(cfg).await?;
+        store.preflight().await?;
+        Ok(store)
     }
 
     /// The lake location.

@@ -64,6 +64,20 @@ impl RetryConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        use super::config::within;
+        within(
+            "store.retry.max_retries",
+            self.max_retries as u64,
+            0..=100,
+            "",
+        )?;
+        within("store.retry.timeout_s", self.timeout_s, 1..=3600, "")?;
+        within(
+            "store.retry.max_backoff_ms",
+            self.max_backoff_ms,
+            1..=600_000,
+            "",
+        )?;
         if self.init_backoff_ms == 0 || self.init_backoff_ms > self.max_backoff_ms {
             return Err((
                 "store.retry.init_backoff_ms",

@@ -26,6 +26,8 @@ pub struct S3Connection {
     pub endpoint: Option<String>,
     /// Path-style (false) or virtual-hosted-style (true) addressing.
     pub virtual_hosted_style: bool,
+    /// `store.connect_timeout_s`: [`S3Connection::preflight`] waits at most twice this.
+    pub connect_timeout: Duration,
 }
 
 impl S3Connection {
@@ -67,6 +69,7 @@ impl S3Connection {
             region,
             endpoint,
             virtual_hosted_style: cfg.virtual_hosted_style,
+            connect_timeout,
         }
     }
 
@@ -87,10 +90,30 @@ impl S3Connection {
     }
 
     /// Checks that the bucket exists and the credentials may use it, so that a bad setup fails
-    /// with one clear line instead of a flood of upload errors.
+    /// with one clear line instead of a flood of upload errors. Its attempts (a throttled one
+    /// is retried) are bounded together by twice the connect timeout (10 s by default): an
+    /// endpoint that accepts connections but never answers fails as quickly as one that
+    /// refuses them.
     pub async fn preflight(&self, bucket: &str) -> Result<()> {
         let endpoint = self.endpoint_display();
-        match self.client().head_bucket().bucket(bucket).send().await {
+        let bounded = aws_sdk_s3::config::Builder::default()
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .operation_attempt_timeout(self.connect_timeout * 2)
+                    .operation_timeout(self.connect_timeout * 2)
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
+        let head = self
+            .client()
+            .head_bucket()
+            .bucket(bucket)
+            .customize()
+            .config_override(bounded)
+            .send()
+            .await;
+        match head {
             Ok(_) => Ok(()),
             Err(e) => Err(classify_head_bucket(bucket, &endpoint, e)),
         }
