@@ -691,3 +691,176 @@ os._exit(0)
     }
     assert_eq!(by_date(&t, "gold_fact_api_hourly"), gold_before);
 }
+
+#[test]
+fn a_line_that_is_not_utf8_stays_in_bronze_as_landed_and_is_quarantined_with_its_rule() {
+    let t = TestCommand::new();
+    let lake = t.lake();
+    let l = lake.to_str().unwrap();
+    let run = "2026-02-02T02:00:00Z";
+    t.run(&[
+        "--lake",
+        l,
+        "dags",
+        "backfill",
+        "2-api_logs_realtime_ingest",
+        "--from",
+        "2026-02-01T00:05:00Z",
+        "--to",
+        "2026-02-01T02:00:00Z",
+        "--scale",
+        "0.1",
+    ])
+    .assert_exit_code(0);
+    // The third line of a landed file gets the bytes ff fe c3 28 inside its user agent.
+    let root = lake.join("realtime/api_logs");
+    let rel = files_under(&root)
+        .into_iter()
+        .find(|f| f.starts_with("date=2026-02-01/hour=01/"))
+        .unwrap();
+    let key = format!("realtime/api_logs/{rel}");
+    let path = root.join(&rel);
+    let body = std::fs::read(&path).unwrap();
+    let mut lines: Vec<Vec<u8>> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let text = String::from_utf8(lines[2].clone()).unwrap();
+    let field = "\"user_agent\":";
+    let at = text.find(field).unwrap() + field.len();
+    let at = at + text[at..].find('"').unwrap() + 1;
+    let bad_id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["log_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first_id = serde_json::from_slice::<serde_json::Value>(&lines[0]).unwrap()["log_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bad_line = lines[2][..at].to_vec();
+    bad_line.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+    bad_line.extend_from_slice(&lines[2][at..]);
+    lines[2] = bad_line.clone();
+    let mut planted = lines.join(&b'\n');
+    planted.push(b'\n');
+    std::fs::write(&path, planted).unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+
+    // The serving layer, reading the speed layer before any batch run, drops that row alone.
+    t.run(&[
+        "--lake",
+        l,
+        "tasks",
+        "run",
+        "4-serving_layer_merge",
+        "unified_api_logs",
+        "--logical-date",
+        "2026-02-01T02:10:00Z",
+    ])
+    .assert_exit_code(0);
+    let served = |id: &str| {
+        query_u64(
+            &t,
+            &format!("SELECT count(*) FROM serving_unified_api_logs WHERE log_id = '{id}'"),
+        )
+    };
+    assert_eq!((served(&bad_id), served(&first_id)), (0, 1));
+
+    // The batch DAG.
+    t.run(&[
+        "--lake", l, "dags", "backfill", BATCH, "--from", run, "--to", run,
+    ])
+    .assert_exit_code(0);
+    let runs = t.run(&["--lake", l, "--json", "runs", "list", "--dag", BATCH]);
+    runs.assert_exit_code(0);
+    let states: Vec<String> = runs
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(states, ["success"], "{}", runs.stdout());
+
+    // Bronze holds the line exactly as landed, and its text with U+FFFD for people and SQL.
+    let rows = json_rows(
+        &t,
+        "SELECT _source_key, _line, encode(raw_bytes, 'hex') AS landed, raw FROM bronze_api_logs WHERE raw_bytes IS NOT NULL",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["_source_key"], key.as_str());
+    assert_eq!(rows[0]["_line"], 3);
+    assert_eq!(rows[0]["landed"], hex(&bad_line).as_str());
+    assert_eq!(
+        rows[0]["raw"],
+        &*String::from_utf8_lossy(&bad_line),
+        "raw is the lossy text"
+    );
+    // Silver does not hold it; quarantine does, with its rule and the offset of the first bad byte.
+    assert_eq!(
+        query_u64(
+            &t,
+            &format!("SELECT count(*) FROM silver_api_logs WHERE log_id = '{bad_id}'")
+        ),
+        0
+    );
+    let q = json_rows(
+        &t,
+        "SELECT rule, value, _source_key, _line FROM quarantine_api_logs WHERE rule = 'valid_utf8'",
+    );
+    assert_eq!(
+        q,
+        [serde_json::json!({
+            "rule": "valid_utf8",
+            "value": format!("invalid UTF-8 at byte {at}: ff"),
+            "_source_key": key,
+            "_line": 3,
+        })]
+    );
+    // bronze = silver + quarantine + duplicates, per date, counted from the raw bytes.
+    let (b, s, q) = (
+        by_date(&t, "bronze_api_logs"),
+        by_date(&t, "silver_api_logs"),
+        by_date(&t, "quarantine_api_logs"),
+    );
+    let mut landed: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for f in files_under(&root) {
+        let body = std::fs::read(root.join(&f)).unwrap();
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let e = landed.entry(date_of(&f)).or_default();
+            e.0 += 1;
+            if !seen.insert(line.to_vec()) {
+                e.1 += 1;
+            }
+        }
+    }
+    let bronze: BTreeMap<String, u64> = landed.iter().map(|(d, (n, _))| (d.clone(), *n)).collect();
+    assert_eq!(b, bronze);
+    for (date, (n, dups)) in &landed {
+        let (s, q) = (
+            s.get(date).copied().unwrap_or(0),
+            q.get(date).copied().unwrap_or(0),
+        );
+        assert_eq!(
+            *n,
+            s + q + dups,
+            "{date}: silver {s} + quarantine {q} + duplicates {dups}"
+        );
+    }
+
+    // An independent Delta reader gets the same bytes.
+    let script = r#"
+import os, sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1]).to_pyarrow_table(columns=["raw_bytes"])
+print(",".join(v.hex() for v in t.column("raw_bytes").to_pylist() if v is not None), flush=True)
+os._exit(0)
+"#;
+    let out = python(
+        script,
+        &[lake.join("batch/bronze/api_logs").to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), hex(&bad_line));
+}

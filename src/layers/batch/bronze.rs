@@ -3,6 +3,13 @@
 //! with lineage columns `_source_key`, `_line`, `_ingest_run`, `_batch_run`, partitioned by the
 //! event date of the file's partition.
 //!
+//! `raw` is text. A line that is not valid UTF-8 is never silently rewritten: `raw` holds it
+//! with U+FFFD in place of the broken bytes (for people and SQL), and the nullable binary
+//! column `raw_bytes` holds the line exactly as landed — null on every valid line, so it costs
+//! nothing there. Silver quarantines such a row under `valid_utf8`. Tables made before
+//! `raw_bytes` existed get it added (a Delta schema change, its own commit) by the first run
+//! that appends to them; their older files read it as null.
+//!
 //! Exactly once: the commit carries a Delta application transaction
 //! (`lakepipe-bronze-<stream>`, version = the run's epoch seconds), written in the same atomic
 //! commit as the data; a re-run that finds it committed writes nothing. Files are read one at a
@@ -13,7 +20,9 @@
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder};
+use deltalake::arrow::array::{
+    ArrayRef, BinaryBuilder, Int64Builder, RecordBatch, StringBuilder, new_null_array,
+};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, DataType as DeltaType, StructField, Transaction};
@@ -28,7 +37,8 @@ use crate::scheduler::{Fatal, TaskBody, TaskContext};
 use crate::sources::stream::StreamSpec;
 use crate::store::Store;
 
-/// Columns of every bronze table: (name, is 64-bit integer).
+/// Columns of every bronze table: (name, is 64-bit integer), all non-null, then
+/// [`RAW_BYTES`].
 const COLUMNS: [(&str, bool); 6] = [
     ("raw", false),
     ("_source_key", false),
@@ -38,6 +48,11 @@ const COLUMNS: [(&str, bool); 6] = [
     ("date", false),
 ];
 
+/// The last column of every bronze table: a line that is not valid UTF-8, exactly as landed
+/// (binary, nullable; null for every valid line). Last, so that a table made before it existed
+/// and given it by a schema change has the same columns in the same order as a new one.
+pub const RAW_BYTES: &str = "raw_bytes";
+
 /// The body of `bronze_<stream>`.
 pub struct Bronze {
     /// The stream.
@@ -45,22 +60,22 @@ pub struct Bronze {
 }
 
 fn arrow_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(
-        COLUMNS
-            .iter()
-            .map(|(n, long)| {
-                Field::new(
-                    *n,
-                    if *long {
-                        DataType::Int64
-                    } else {
-                        DataType::Utf8
-                    },
-                    false,
-                )
-            })
-            .collect::<Vec<_>>(),
-    ))
+    let mut fields: Vec<Field> = COLUMNS
+        .iter()
+        .map(|(n, long)| {
+            Field::new(
+                *n,
+                if *long {
+                    DataType::Int64
+                } else {
+                    DataType::Utf8
+                },
+                false,
+            )
+        })
+        .collect();
+    fields.push(Field::new(RAW_BYTES, DataType::Binary, true));
+    Arc::new(Schema::new(fields))
 }
 
 /// Opens the table at `path`, creating it (partitioned by `date`) if missing.
@@ -79,8 +94,12 @@ pub async fn open_or_create(
         .await?)
 }
 
+fn raw_bytes_field() -> StructField {
+    StructField::new(RAW_BYTES, DeltaType::BINARY, true)
+}
+
 fn delta_fields() -> Vec<StructField> {
-    COLUMNS
+    let mut fields: Vec<StructField> = COLUMNS
         .iter()
         .map(|(n, long)| {
             StructField::new(
@@ -93,24 +112,73 @@ fn delta_fields() -> Vec<StructField> {
                 false,
             )
         })
-        .collect()
+        .collect();
+    fields.push(raw_bytes_field());
+    fields
+}
+
+/// Builders of the `raw` lines and their numbers for `lines` lines of `bytes` bytes in all.
+fn builders(lines: usize, bytes: usize) -> (StringBuilder, Int64Builder) {
+    (
+        StringBuilder::with_capacity(lines, bytes),
+        Int64Builder::with_capacity(lines),
+    )
+}
+
+/// The lines of `body` split as [`str::lines`] splits text (at `\n`, a `\r` before it dropped,
+/// no empty line after a final `\n`), on bytes that need not be UTF-8.
+fn byte_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    body.split_inclusive(|b| *b == b'\n')
+        .map(|l| match l.strip_suffix(b"\n") {
+            Some(l) => l.strip_suffix(b"\r").unwrap_or(l),
+            None => l,
+        })
 }
 
 /// The rows of one landed file, with lineage (`batch_run` empty when read by the serving layer).
 pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Result<RecordBatch> {
-    // `from_utf8` checks ASCII a word at a time; the lossy form only runs on broken input.
-    let text = match std::str::from_utf8(body) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(body),
+    // `from_utf8` checks ASCII a word at a time; only in a file that is not valid UTF-8 are the
+    // lines checked one by one, and only those that are not get their bytes kept.
+    let (raw, line_no, raw_bytes): (ArrayRef, ArrayRef, ArrayRef) = match std::str::from_utf8(body)
+    {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let (mut raw, mut line_no) = builders(lines.len(), body.len());
+            for (i, l) in lines.iter().enumerate() {
+                raw.append_value(l);
+                line_no.append_value(i as i64 + 1);
+            }
+            (
+                Arc::new(raw.finish()),
+                Arc::new(line_no.finish()),
+                new_null_array(&DataType::Binary, lines.len()),
+            )
+        }
+        Err(_) => {
+            let lines: Vec<&[u8]> = byte_lines(body).collect();
+            let (mut raw, mut line_no) = builders(lines.len(), body.len());
+            let mut bytes = BinaryBuilder::with_capacity(lines.len(), 0);
+            for (i, l) in lines.iter().enumerate() {
+                match std::str::from_utf8(l) {
+                    Ok(text) => {
+                        raw.append_value(text);
+                        bytes.append_null();
+                    }
+                    Err(_) => {
+                        raw.append_value(String::from_utf8_lossy(l));
+                        bytes.append_value(l);
+                    }
+                }
+                line_no.append_value(i as i64 + 1);
+            }
+            (
+                Arc::new(raw.finish()),
+                Arc::new(line_no.finish()),
+                Arc::new(bytes.finish()),
+            )
+        }
     };
-    let lines: Vec<&str> = text.lines().collect();
-    let n = lines.len();
-    let mut raw = StringBuilder::with_capacity(n, body.len());
-    let mut line_no = Int64Builder::with_capacity(n);
-    for (i, l) in lines.iter().enumerate() {
-        raw.append_value(l);
-        line_no.append_value(i as i64 + 1);
-    }
+    let n = raw.len();
     let repeat = |v: &str| -> ArrayRef {
         let mut b = StringBuilder::with_capacity(n, n * v.len());
         for _ in 0..n {
@@ -121,25 +189,39 @@ pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Res
     Ok(RecordBatch::try_new(
         arrow_schema(),
         vec![
-            Arc::new(raw.finish()),
+            raw,
             repeat(&f.key),
-            Arc::new(line_no.finish()),
+            line_no,
             repeat(&f.ingest_run),
             repeat(batch_run),
             repeat(&f.date),
+            raw_bytes,
         ],
     )?)
 }
 
 /// Parquet settings of bronze files: the layers' ([`super::parquet_properties_for`]), and the
 /// `raw` lines — all different, and never filtered on — get neither a dictionary (it would
-/// overflow after a page and fall back to plain anyway) nor min/max statistics.
+/// overflow after a page and fall back to plain anyway) nor min/max statistics; nor do the
+/// `raw_bytes` of the lines that are not UTF-8.
 fn writer_properties() -> WriterProperties {
-    let raw = ColumnPath::from("raw");
-    super::parquet_properties_for(&arrow_schema())
-        .set_column_dictionary_enabled(raw.clone(), false)
-        .set_column_statistics_enabled(raw, EnabledStatistics::None)
+    [ColumnPath::from("raw"), ColumnPath::from(RAW_BYTES)]
+        .into_iter()
+        .fold(super::parquet_properties_for(&arrow_schema()), |b, c| {
+            b.set_column_dictionary_enabled(c.clone(), false)
+                .set_column_statistics_enabled(c, EnabledStatistics::None)
+        })
         .build()
+}
+
+/// `table` with the [`RAW_BYTES`] column, added by a schema change (its own commit: a nullable
+/// column, null in the files written before) if the table was made before the column existed.
+async fn with_raw_bytes(table: DeltaTable) -> anyhow::Result<(DeltaTable, bool)> {
+    if table.snapshot()?.schema().field(RAW_BYTES).is_some() {
+        return Ok((table, false));
+    }
+    let table = table.add_columns().with_fields([raw_bytes_field()]).await?;
+    Ok((table, true))
 }
 
 /// Commits `adds` with the application transaction that marks the run as done.
@@ -167,7 +249,7 @@ impl TaskBody for Bronze {
         let store = &ctx.store;
         let manifest = lineage::plan(store, stream, run).await?;
         let path = super::table_path("bronze", stream);
-        let mut table = open_or_create(store, &path, delta_fields()).await?;
+        let table = open_or_create(store, &path, delta_fields()).await?;
         let app_id = format!("lakepipe-bronze-{stream}");
         let committed = table
             .snapshot()?
@@ -201,6 +283,12 @@ impl TaskBody for Bronze {
             manifest.files.len(),
             manifest.dates()
         ));
+        let (mut table, added) = with_raw_bytes(table).await?;
+        if added {
+            ctx.log.info(format!(
+                "{path}: column {RAW_BYTES} added (the table predates it; its rows read it as null)"
+            ));
+        }
         let batch_run = rfc3339_secs(run);
         let mut writer = RecordBatchWriter::for_table(&table)?
             .with_writer_properties(writer_properties())
@@ -234,6 +322,8 @@ impl TaskBody for Bronze {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deltalake::arrow::array::{Array as _, AsArray as _};
+    use deltalake::arrow::datatypes::Int64Type;
 
     #[test]
     fn a_file_becomes_one_row_per_line_with_lineage() {
@@ -259,15 +349,264 @@ mod tests {
         assert_eq!(line.value(1), 2);
     }
 
+    fn file(date: &str, hour: &str) -> ConsumedFile {
+        ConsumedFile {
+            key: format!(
+                "realtime/api_logs/date={date}/hour={hour}/api_logs_{}T{hour}0000Z.jsonl",
+                date.replace('-', "")
+            ),
+            date: date.into(),
+            ingest_run: format!("{date}T{hour}:05:00Z"),
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn lines_are_split_on_bytes_as_on_text() {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\r\n",
+            "a\r",
+            "a\rb\n",
+            "a\n\nb",
+            "\r\n\r\n",
+            "x\r\r\n",
+            "a\nb\r\nc",
+        ] {
+            let bytes: Vec<&[u8]> = byte_lines(text.as_bytes()).collect();
+            let lines: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+            assert_eq!(bytes, lines, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_kept_as_landed_and_the_others_are_unaffected() {
+        let bad: &[u8] = b"{\"log_id\":\"b\",\"user_agent\":\"x\xff\xfe\xc3\x28y\"}";
+        let mut body = b"{\"log_id\":\"a\"}\r\n".to_vec();
+        body.extend_from_slice(bad);
+        body.extend_from_slice(b"\n\nnot json \xc3\xa9\n");
+        let b = file_batch(&file("2026-02-01", "10"), &body, "2026-02-02T02:00:00Z").unwrap();
+        assert_eq!(b.num_rows(), 4);
+        let raw = b.column_by_name("raw").unwrap().as_string::<i32>();
+        assert_eq!(raw.value(0), "{\"log_id\":\"a\"}");
+        assert_eq!(raw.value(1), String::from_utf8_lossy(bad));
+        assert!(raw.value(1).contains('\u{FFFD}'));
+        assert_eq!(raw.value(2), "");
+        assert_eq!(raw.value(3), "not json é");
+        let bytes = b.column_by_name(RAW_BYTES).unwrap().as_binary::<i32>();
+        assert_eq!(bytes.null_count(), 3);
+        assert!(bytes.is_valid(1));
+        assert_eq!(bytes.value(1), bad);
+        let line = b
+            .column_by_name("_line")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(line.values().to_vec(), [1, 2, 3, 4]);
+        // A valid file gets the column, all null.
+        let ok = file_batch(&file("2026-02-01", "10"), b"a\nb\n", "").unwrap();
+        let bytes = ok.column_by_name(RAW_BYTES).unwrap();
+        assert_eq!((bytes.len(), bytes.null_count()), (2, 2));
+    }
+
+    /// Rows of `sql` over the table at `path` as `t`, each column cast to text.
+    async fn rows(store: &Store, path: &str, sql: &str) -> Vec<Vec<String>> {
+        let table = store.delta_table(path).await.unwrap().unwrap();
+        let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        crate::store::register_delta(&ctx, "t", &table)
+            .await
+            .unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            let cols: Vec<ArrayRef> = b
+                .columns()
+                .iter()
+                .map(|c| deltalake::arrow::compute::cast(c, &DataType::Utf8).unwrap())
+                .collect();
+            for i in 0..b.num_rows() {
+                out.push(
+                    cols.iter()
+                        .map(|c| c.as_string::<i32>().value(i).to_string())
+                        .collect(),
+                );
+            }
+        }
+        out
+    }
+
+    fn context(store: &Store, task: &str, run: &str) -> TaskContext {
+        let at = crate::clock::parse_utc(run).unwrap();
+        TaskContext {
+            store: store.clone(),
+            dag_id: super::super::DAG_ID.into(),
+            task_id: task.into(),
+            logical_date: at,
+            data_interval: (at - chrono::Duration::days(1), at),
+            try_number: 1,
+            params: crate::scheduler::RunParams::default(),
+            upstream: Default::default(),
+            log: crate::scheduler::task::TaskLog::new(false),
+        }
+    }
+
+    fn api_line(id: &str, user_agent: &[u8]) -> Vec<u8> {
+        let mut l = format!(
+            "{{\"log_id\":\"{id}\",\"event_time\":\"2026-02-01T10:00:00Z\",\"request_id\":\"r\",\"method\":\"GET\",\"endpoint\":\"/api/v1/users\",\"status_code\":200,\"response_time_ms\":10.0,\"client_ip\":\"10.0.0.1\",\"user_agent\":\""
+        )
+        .into_bytes();
+        l.extend_from_slice(user_agent);
+        l.extend_from_slice(
+            b"\",\"region\":\"us-east-1\",\"api_key_id\":\"k\",\"bytes_sent\":1,\"bytes_received\":1}",
+        );
+        l
+    }
+
+    #[tokio::test]
+    async fn a_table_made_before_raw_bytes_is_still_read_then_given_the_column_and_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let spec = &crate::sources::api_logs::SPEC;
+        let path = super::super::table_path("bronze", spec.name);
+        let run = "2026-02-02T02:00:00Z";
+        // A bronze table of the old schema, holding one row of an earlier batch run.
+        let old: Vec<StructField> = delta_fields()
+            .into_iter()
+            .filter(|f| f.name() != RAW_BYTES)
+            .collect();
+        let mut table = open_or_create(&store, &path, old).await.unwrap();
+        let earlier = file("2026-02-01", "09");
+        let rows_of_earlier = file_batch(&earlier, &api_line("old", b"ua"), run).unwrap();
+        let rows_of_earlier = rows_of_earlier.project(&[0, 1, 2, 3, 4, 5]).unwrap();
+        let mut w = RecordBatchWriter::for_table(&table).unwrap();
+        w.write_partition(
+            rows_of_earlier,
+            &super::super::date_partition("2026-02-01"),
+            WriteMode::Default,
+        )
+        .await
+        .unwrap();
+        let adds = w
+            .flush()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Action::Add)
+            .collect();
+        let app_id = "lakepipe-bronze-api_logs";
+        commit(&mut table, adds, Transaction::new(app_id, 1))
+            .await
+            .unwrap();
+        // The speed layer holds a file with a line that is not UTF-8.
+        let landed = file("2026-02-01", "10");
+        let mut body = api_line("new", b"ua");
+        body.push(b'\n');
+        let bad = api_line("bad", b"x\xff\xfe\xc3\x28");
+        body.extend_from_slice(&bad);
+        body.push(b'\n');
+        store
+            .put(&landed.key, body.into(), &Default::default())
+            .await
+            .unwrap();
+        let silver = super::super::silver::Silver { spec };
+
+        // Silver reads the old table as it is.
+        let out = silver
+            .run(&context(&store, "silver_api_logs", run))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out["rows_in"].as_u64(), out["silver"].as_u64()),
+            (Some(1), Some(1)),
+            "{out}"
+        );
+
+        // Bronze adds the column, then appends, the bytes of the broken line kept.
+        let ctx = context(&store, "bronze_api_logs", run);
+        let out = Bronze { spec }.run(&ctx).await.unwrap();
+        assert_eq!(out["rows"], 2, "{out}");
+        assert!(
+            ctx.log.text().contains("column raw_bytes added"),
+            "{}",
+            ctx.log.text()
+        );
+        let table = store.delta_table(&path).await.unwrap().unwrap();
+        let field = table.snapshot().unwrap().schema().field(RAW_BYTES).cloned();
+        assert_eq!(field, Some(raw_bytes_field()));
+        // Compaction merges the file without the column and the one with it.
+        let dates = ["2026-02-01".to_string()];
+        let merged = super::super::compact::compact_table(&store, &path, Some(&dates), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((merged.files_removed, merged.files_added), (2, 1));
+        assert_eq!(
+            rows(
+                &store,
+                &path,
+                "SELECT _source_key, CAST(_line AS VARCHAR), encode(raw_bytes, 'hex') FROM t WHERE raw_bytes IS NOT NULL"
+            )
+            .await,
+            [[
+                landed.key.clone(),
+                "2".into(),
+                bad.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ]]
+        );
+        // The row of the old file reads the column as null.
+        assert_eq!(
+            rows(
+                &store,
+                &path,
+                "SELECT _source_key FROM t WHERE raw_bytes IS NULL ORDER BY _source_key"
+            )
+            .await,
+            [[earlier.key.clone()], [landed.key.clone()]]
+        );
+
+        // Silver reads old and new rows: the broken line goes to quarantine with its rule.
+        let out = silver
+            .run(&context(&store, "silver_api_logs", run))
+            .await
+            .unwrap();
+        assert_eq!(out["rows_in"], 3, "{out}");
+        assert_eq!(out["silver"], 2, "{out}");
+        assert_eq!(
+            out["quarantined_by_rule"],
+            serde_json::json!({"valid_utf8": 1})
+        );
+        let quarantine = super::super::table_path("quarantine", spec.name);
+        let at = bad.iter().position(|b| *b == 0xff).unwrap();
+        assert_eq!(
+            rows(
+                &store,
+                &quarantine,
+                "SELECT rule, value, _source_key, CAST(_line AS VARCHAR) FROM t"
+            )
+            .await,
+            [[
+                "valid_utf8".to_string(),
+                format!("invalid UTF-8 at byte {at}: ff"),
+                landed.key.clone(),
+                "2".into()
+            ]]
+        );
+    }
+
     #[test]
     fn raw_lines_and_line_numbers_get_no_dictionary_and_lineage_keeps_one() {
         let props = writer_properties();
         let col = |c: &str| ColumnPath::from(c);
-        assert!(!props.dictionary_enabled(&col("raw")));
-        assert_eq!(
-            props.statistics_enabled(&col("raw")),
-            EnabledStatistics::None
-        );
+        for c in ["raw", RAW_BYTES] {
+            assert!(!props.dictionary_enabled(&col(c)), "{c}");
+            assert_eq!(
+                props.statistics_enabled(&col(c)),
+                EnabledStatistics::None,
+                "{c}"
+            );
+        }
         assert!(!props.dictionary_enabled(&col("_line")));
         assert!(props.dictionary_enabled(&col("_source_key")));
         assert_ne!(

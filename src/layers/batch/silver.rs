@@ -1,12 +1,14 @@
 //! `silver_<stream>`: recomputes `batch/silver/<stream>` and `batch/quarantine/<stream>` for
 //! every event date the run's files touch, from all bronze rows of those dates.
 //!
-//! Each raw line is parsed (into the stream's fields only, strings borrowed from the line:
-//! [`crate::sources::scalar`]), trimmed, enum values normalised to their canonical spelling
-//! (cosmetic noise is fixed, not rejected), typed by the stream's schema (`sources`), and
-//! checked against the stream's [`expectations`] — declared as data, each with an action in
-//! the style of Delta Live Tables: `warn` (kept, counted), `drop` (to quarantine with the rule,
-//! the offending value, the raw line and its lineage) or `fail` (the task fails with the row).
+//! A line bronze kept as bytes because it was not landed as valid UTF-8 breaks `valid_utf8`
+//! (the value names the offset of the first bad byte). Each raw line is parsed (into the
+//! stream's fields only, strings borrowed from the line: [`crate::sources::scalar`]), trimmed,
+//! enum values normalised to their canonical spelling (cosmetic noise is fixed, not rejected),
+//! typed by the stream's schema (`sources`), and checked against the stream's [`expectations`]
+//! — declared as data, each with an action in the style of Delta Live Tables: `warn` (kept,
+//! counted), `drop` (to quarantine with the rule, the offending value, the raw line and its
+//! lineage) or `fail` (the task fails with the row).
 //! One pass over bronze feeds both tables: cleaning runs in every partition of the bronze scan,
 //! typed rows flow on to silver and quarantine rows go through a channel to the quarantine
 //! write, which runs at the same time. Valid rows get the derived columns of [`derived`] and
@@ -72,6 +74,8 @@ pub enum Action {
 /// What an expectation checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
+    /// The line was landed as valid UTF-8 (bronze keeps the bytes of one that was not).
+    ValidUtf8,
     /// The line is a JSON object.
     ValidJson,
     /// The id is a non-empty string.
@@ -106,6 +110,7 @@ pub fn expectations(spec: &StreamSpec) -> Vec<Expectation> {
         action,
     };
     let mut v = vec![
+        e("valid_utf8", Check::ValidUtf8, Action::Drop),
         e("valid_json", Check::ValidJson, Action::Drop),
         e("id_present", Check::IdPresent, Action::Drop),
         e("event_time_parses", Check::EventTimeParses, Action::Drop),
@@ -302,6 +307,20 @@ pub struct Cleaned {
     pub quarantine: RecordBatch,
 }
 
+/// Where `line` stops being UTF-8 and the bytes there (`invalid UTF-8 at byte 17: ff fe`),
+/// if it does.
+fn utf8_error(line: &[u8]) -> Option<String> {
+    let e = std::str::from_utf8(line).err()?;
+    let at = e.valid_up_to();
+    // `None`: the line ends inside a character.
+    let len = e.error_len().unwrap_or(line.len() - at);
+    let bad: Vec<String> = line[at..at + len]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(format!("invalid UTF-8 at byte {at}: {}", bad.join(" ")))
+}
+
 /// Canonical spelling of `s` in `set` (trimmed, case-insensitive), if any.
 fn canonical(set: &[&'static str], s: &str) -> Option<&'static str> {
     let t = s.trim();
@@ -339,9 +358,14 @@ impl Cleaner {
         }
     }
 
-    /// Checks one line; returns the typed row, or the first `drop`/`fail` violation, plus the
-    /// `warn` rules it broke.
-    fn check<'a>(&self, raw: &'a str) -> (Result<Row<'a>, Violation>, Vec<String>) {
+    /// Checks one line — `raw`, and `landed`, the bytes of a line that was not valid UTF-8 as
+    /// bronze keeps them (`raw` then has U+FFFD in their place); returns the typed row, or the
+    /// first `drop`/`fail` violation, plus the `warn` rules it broke.
+    fn check<'a>(
+        &self,
+        raw: &'a str,
+        landed: Option<&[u8]>,
+    ) -> (Result<Row<'a>, Violation>, Vec<String>) {
         let mut warned = Vec::new();
         let mut slots: Option<Vec<Scalar<'a>>> = None;
         let mut id = Cow::Borrowed("");
@@ -350,6 +374,7 @@ impl Cleaner {
         let mut checked: u128 = 0;
         for e in &self.rules {
             let broken: Option<String> = match (e.check, slots.as_mut()) {
+                (Check::ValidUtf8, _) => landed.and_then(utf8_error),
                 (Check::ValidJson, _) => match parse_record(raw, &self.names) {
                     Ok(s) => {
                         slots = Some(s);
@@ -467,6 +492,23 @@ impl Cleaner {
         let raw = raw_col
             .as_string_view_opt()
             .ok_or_else(|| DataFusionError::Internal("raw is not a string column".into()))?;
+        // The bytes of the lines that were not UTF-8, if any in this batch (a table made before
+        // bronze kept them has no such column).
+        let landed = match b.column_by_name(super::bronze::RAW_BYTES) {
+            Some(a) if a.null_count() < a.len() => {
+                Some(deltalake::arrow::compute::cast(a, &DataType::Binary)?)
+            }
+            _ => None,
+        };
+        let landed = match &landed {
+            Some(a) => Some(a.as_binary_opt::<i32>().ok_or_else(|| {
+                DataFusionError::Internal(format!(
+                    "{} is not a binary column",
+                    super::bronze::RAW_BYTES
+                ))
+            })?),
+            None => None,
+        };
         let lineage: Vec<ArrayRef> = LINEAGE.iter().map(|n| col(n)).collect::<Result<_, _>>()?;
         let n = b.num_rows();
         let mut keep: Vec<u32> = Vec::with_capacity(n);
@@ -488,7 +530,8 @@ impl Cleaner {
         for i in 0..n {
             local.rows_in += 1;
             let line = raw.value(i);
-            let (verdict, warned) = self.check(line);
+            let bytes = landed.filter(|a| a.is_valid(i)).map(|a| a.value(i));
+            let (verdict, warned) = self.check(line, bytes);
             for w in warned {
                 *local.warnings.entry(w).or_default() += 1;
             }
@@ -888,9 +931,15 @@ impl TaskBody for Silver {
         let cleaner = Arc::new(Cleaner::new(spec, ctx.logical_date, expectations(spec)));
         let df_ctx = session()?;
         register_delta(&df_ctx, "bronze", &bronze).await?;
+        // A table made before bronze kept the bytes of lines that are not UTF-8 has no such
+        // column: read without it, every line as valid.
+        let raw_bytes = match bronze.snapshot()?.schema().field(super::bronze::RAW_BYTES) {
+            Some(_) => format!(", {}", super::bronze::RAW_BYTES),
+            None => String::new(),
+        };
         let scan = df_ctx
             .sql(&format!(
-                "SELECT raw, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE {}",
+                "SELECT raw{raw_bytes}, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE {}",
                 in_dates(&dates)
             ))
             .await?
@@ -1132,7 +1181,7 @@ mod tests {
     }
 
     fn rule_of(c: &Cleaner, line: &str) -> Option<String> {
-        c.check(line).0.err().map(|v| v.rule)
+        c.check(line, None).0.err().map(|v| v.rule)
     }
 
     #[test]
@@ -1184,7 +1233,7 @@ mod tests {
         );
         // Cosmetic noise is fixed, not rejected.
         let line = with("method", Value::from(" Get "));
-        let (row, _) = c.check(&line);
+        let (row, _) = c.check(&line, None);
         let row = row.unwrap();
         assert_eq!(
             row.2[FIELD_SLOTS + 1],
@@ -1193,7 +1242,7 @@ mod tests {
         );
         // Late rows are kept with a warning.
         let line = with("event_time", Value::from("2026-01-30T00:00:00Z"));
-        let (row, warned) = c.check(&line);
+        let (row, warned) = c.check(&line, None);
         assert!(row.is_ok());
         assert_eq!(warned, ["event_time_on_time"]);
     }
@@ -1219,7 +1268,7 @@ mod tests {
         }
         let c = Cleaner::new(spec, parse_utc("2026-02-02T02:00:00Z").unwrap(), rules);
         let line = api_line(&[("log_id", Value::Null), ("endpoint", Value::from("/x"))]);
-        let (v, warned) = c.check(&line);
+        let (v, warned) = c.check(&line, None);
         assert_eq!(warned, ["id_present"]);
         assert_eq!(
             v.unwrap_err().rule,
@@ -1227,8 +1276,22 @@ mod tests {
             "drop still applies after a warning"
         );
         let line = api_line(&[("status_code", Value::from(299))]);
-        let (v, _) = c.check(&line);
+        let (v, _) = c.check(&line, None);
         assert_eq!(v.unwrap_err().action, Action::Fail);
+        // Bytes that are not UTF-8 break `valid_utf8` first, under its action.
+        let line = api_line(&[("log_id", Value::from("x"))]);
+        let (v, _) = c.check(&line, Some(b"\xff"));
+        let v = v.unwrap_err();
+        assert_eq!((v.rule.as_str(), v.action), ("valid_utf8", Action::Drop));
+        let mut rules = expectations(spec);
+        for r in rules.iter_mut().filter(|r| r.rule == "valid_utf8") {
+            r.action = Action::Warn;
+        }
+        let c = Cleaner::new(spec, parse_utc("2026-02-02T02:00:00Z").unwrap(), rules);
+        let line = api_line(&[("endpoint", Value::from("/api/v1/users"))]);
+        let (v, warned) = c.check(&line, Some(b"\xff"));
+        assert!(v.is_ok());
+        assert_eq!(warned, ["valid_utf8"]);
     }
 
     #[test]
@@ -1247,18 +1310,70 @@ mod tests {
 
     /// Runs `lines` (as one landed file) through the cleaner.
     fn apply_lines(c: &Cleaner, lines: &[&str]) -> (Cleaned, Counts) {
+        apply_body(c, lines.join("\n").as_bytes())
+    }
+
+    /// Runs `body` (as one landed file) through the cleaner.
+    fn apply_body(c: &Cleaner, body: &[u8]) -> (Cleaned, Counts) {
         let f = lineage::ConsumedFile {
             key: "realtime/api_logs/date=2026-02-01/hour=10/f.jsonl".into(),
             date: "2026-02-01".into(),
             ingest_run: "2026-02-01T10:05:00Z".into(),
             bytes: 0,
         };
-        let body = lines.join("\n");
-        let b =
-            super::super::bronze::file_batch(&f, body.as_bytes(), "2026-02-02T02:00:00Z").unwrap();
+        let b = super::super::bronze::file_batch(&f, body, "2026-02-02T02:00:00Z").unwrap();
         let counts = Mutex::new(Counts::default());
         let out = c.apply(&b, &counts).unwrap();
         (out, counts.into_inner().unwrap())
+    }
+
+    #[test]
+    fn a_line_landed_as_invalid_utf8_is_quarantined_with_its_rule_and_offset() {
+        let c = cleaner("api_logs");
+        let ok = api_line(&[("endpoint", Value::from("/api/v1/users"))]);
+        // The same event but for bytes that are not UTF-8 inside a string: its text, with
+        // U+FFFD in their place, is valid JSON and would pass every other rule.
+        let marked = api_line(&[
+            ("endpoint", Value::from("/api/v1/users")),
+            ("log_id", Value::from("b")),
+            ("user_agent", Value::from("x@@y")),
+        ]);
+        let at = marked.find("@@").unwrap();
+        let mut bad = marked.as_bytes()[..at].to_vec();
+        bad.extend_from_slice(b"\xff\xfe\xc3\x28");
+        bad.extend_from_slice(&marked.as_bytes()[at + 2..]);
+        let mut body = ok.clone().into_bytes();
+        body.push(b'\n');
+        body.extend_from_slice(&bad);
+        body.push(b'\n');
+        let lossy = String::from_utf8_lossy(&bad).into_owned();
+        assert_eq!(rule_of(&c, &lossy), None, "the text alone passes");
+
+        let (out, counts) = apply_body(&c, &body);
+        assert_eq!(strings(&out.clean, "log_id"), ["a1"]);
+        assert_eq!(strings(&out.quarantine, "rule"), ["valid_utf8"]);
+        assert_eq!(
+            strings(&out.quarantine, "value"),
+            [format!("invalid UTF-8 at byte {at}: ff")]
+        );
+        assert_eq!(strings(&out.quarantine, "raw"), [lossy]);
+        assert_eq!(strings(&out.quarantine, "_line"), ["2"]);
+        assert_eq!(
+            strings(&out.quarantine, "_source_key"),
+            ["realtime/api_logs/date=2026-02-01/hour=10/f.jsonl"]
+        );
+        assert_eq!(counts.rows_in, 2);
+        assert_eq!(counts.clean, 1);
+        assert_eq!(
+            counts.quarantined,
+            BTreeMap::from([("valid_utf8".to_string(), 1)])
+        );
+        // A line cut inside a character: the offset of its first byte.
+        assert_eq!(
+            utf8_error(b"ab\xc3").as_deref(),
+            Some("invalid UTF-8 at byte 2: c3")
+        );
+        assert_eq!(utf8_error("é".as_bytes()), None);
     }
 
     fn strings(b: &RecordBatch, col: &str) -> Vec<String> {
