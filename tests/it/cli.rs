@@ -116,3 +116,18 @@ fn the_ui_refuses_a_non_loopback_address_without_a_token() {
     }
     assert!(!t.lake().exists(), "refused before the lake is touched");
 }
+
+#[test]
+fn the_ui_refuses_a_malformed_allowed_host() {
+    let t = TestCommand::new();
+    for bad in ["evil.example/x", "a b", "host:port", ""] {
+        let r = t.run(&["ui", "--allowed-host", bad]);
+        r.assert_exit_code(2);
+        assert!(
+            r.stderr().contains("is not a host name"),
+            "{bad}: {}",
+            r.stderr()
+        );
+    }
+    assert!(!t.lake().exists(), "refused before the lake is touched");
+}
