@@ -101,6 +101,20 @@ pub struct UiArgs {
     /// Token every request must carry (Authorization: Bearer, or ?token= once in a browser)
     #[arg(long, env = "LAKEPIPE_UI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Another host name the UI answers to (NAME or NAME:PORT, e.g. behind a reverse proxy);
+    /// requests naming any other Host than the listen address are refused. Repeatable
+    #[arg(long = "allowed-host", value_name = "NAME", value_parser = crate::web::guard::parse_allowed_host)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl UiArgs {
+    /// Who may use the UI.
+    pub fn access(&self) -> crate::web::Access {
+        crate::web::Access {
+            token: self.token.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+        }
+    }
 }
 
 /// `lakepipe up`.
@@ -414,7 +428,7 @@ async fn bind_ui(u: &UiArgs, store: &Store) -> anyhow::Result<tokio::net::TcpLis
 async fn ui(config: &ValidatedConfig, u: &UiArgs) -> anyhow::Result<()> {
     let store = open_existing_store(config).await?;
     let listener = bind_ui(u, &store).await?;
-    crate::web::serve(store, listener, u.token.clone(), wait_for_signal()).await
+    crate::web::serve(store, listener, u.access(), wait_for_signal()).await
 }
 
 async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<()> {
@@ -430,7 +444,7 @@ async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<
     let (tx, rx) = shutdown_on_signal();
     if let Some(listener) = listener {
         let mut stop = rx.clone();
-        let web = crate::web::serve(store.clone(), listener, u.ui.token.clone(), async move {
+        let web = crate::web::serve(store.clone(), listener, u.ui.access(), async move {
             let _ = stop.wait_for(|s| *s).await;
         });
         tokio::spawn(async move {

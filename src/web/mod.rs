@@ -10,10 +10,13 @@
 //!
 //! Listening on a non-loopback address requires a token; every request must then carry it
 //! (`Authorization: Bearer`, the `lakepipe_token` cookie, or `?token=` once, which sets the
-//! cookie).
+//! cookie and redirects to the same URL without it). Whatever the token, [`guard`] refuses a
+//! foreign `Host` and cross-site actions, and sets a Content-Security-Policy without inline
+//! script on every response.
 
 pub mod charts;
 pub mod data;
+pub mod guard;
 pub mod metrics;
 pub mod pages;
 
@@ -24,7 +27,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -49,6 +52,18 @@ const GRID_RUNS: usize = 25;
 pub struct AppState {
     view: Arc<LakeView>,
     token: Option<Arc<str>>,
+    /// This process's CSRF token: random, put into every form, checked on every form action.
+    csrf: Arc<str>,
+    /// The `Host`s the UI answers to.
+    hosts: Arc<guard::Hosts>,
+}
+
+/// Who may use the UI: its token (required off loopback) and the host names it answers to
+/// besides its listen address (`--allowed-host`, e.g. behind a reverse proxy).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub token: Option<String>,
+    pub allowed_hosts: Vec<String>,
 }
 
 /// An error answered as JSON (API) with its status.
@@ -90,13 +105,23 @@ pub fn check_listen(addr: &SocketAddr, token: Option<&str>) -> anyhow::Result<()
     Ok(())
 }
 
-/// The router over `store`; with `token`, every request must carry it.
-pub fn router(store: Store, token: Option<String>) -> Router {
+/// A fresh random CSRF token (128 bits from the OS, hex).
+fn csrf_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The router over `store` for a UI listening on `listen`; with a token, every request must
+/// carry it.
+pub fn router(store: Store, listen: SocketAddr, access: Access) -> anyhow::Result<Router> {
     let state = AppState {
         view: Arc::new(LakeView::new(store)),
-        token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        token: access.token.filter(|t| !t.is_empty()).map(Arc::from),
+        csrf: Arc::from(csrf_token()?),
+        hosts: Arc::new(guard::Hosts::new(listen, &access.allowed_hosts)),
     };
-    Router::new()
+    Ok(Router::new()
         // Pages.
         .route("/", get(dags_html))
         .route("/dags/{dag}", get(grid_html))
@@ -125,18 +150,24 @@ pub fn router(store: Store, token: Option<String>) -> Router {
         .route("/api/dashboards/{name}", get(api_dashboard))
         .route("/api/alerts", get(api_alerts))
         .route("/metrics", get(metrics_text))
+        .route("/static/style.css", get(style_css))
+        .route("/static/ui.js", get(ui_js))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::writes))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .with_state(state)
+        // Outermost: every response, a refusal by `auth` too, gets the security headers.
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .with_state(state))
 }
 
 /// Serves the UI on `listener` until `shutdown` resolves.
 pub async fn serve(
     store: Store,
     listener: tokio::net::TcpListener,
-    token: Option<String>,
+    access: Access,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(store, token))
+    let listen = listener.local_addr()?;
+    axum::serve(listener, router(store, listen, access)?)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
@@ -152,7 +183,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -186,7 +217,13 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
             .into_response();
     }
     let set_cookie = query.is_some();
-    let mut res = next.run(req).await;
+    // `?token=` in a browser: set the cookie and send it to the same URL without the token,
+    // so the token stays out of the history, bookmarks and what the page links to.
+    let mut res = if set_cookie && matches!(*req.method(), Method::GET | Method::HEAD) {
+        Redirect::to(&without_token(req.uri())).into_response()
+    } else {
+        next.run(req).await
+    };
     if set_cookie
         && let Ok(v) = HeaderValue::from_str(&format!(
             "lakepipe_token={token}; Path=/; HttpOnly; SameSite=Strict"
@@ -195,6 +232,36 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
     res
+}
+
+/// `uri`'s path and query without its `token` parameter.
+fn without_token(uri: &axum::http::Uri) -> String {
+    let rest: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "token")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    if rest.is_empty() {
+        return uri.path().to_string();
+    }
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    format!("{}?{q}", uri.path())
+}
+
+async fn style_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        pages::STYLE,
+    )
+}
+
+async fn ui_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        pages::SCRIPT,
+    )
 }
 
 // ---------------------------------------------------------------- JSON API
@@ -472,7 +539,11 @@ async fn dags_html(
     State(st): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> PageResult {
-    Ok(Html(pages::dags_page(&st.view.dags().await?, msg(&q))))
+    Ok(Html(pages::dags_page(
+        &st.view.dags().await?,
+        msg(&q),
+        &st.csrf,
+    )))
 }
 
 async fn grid_html(
@@ -487,7 +558,7 @@ async fn grid_html(
         .unwrap_or(GRID_RUNS);
     let grid = st.view.grid(d, limit).await?;
     let paused = control::paused(st.view.store()).await?.contains(&d.dag_id);
-    Ok(Html(pages::grid_page(d, &grid, paused, msg(&q))))
+    Ok(Html(pages::grid_page(d, &grid, paused, msg(&q), &st.csrf)))
 }
 
 async fn run_html(
@@ -502,7 +573,7 @@ async fn run_html(
         .run_detail(d, t)
         .await?
         .ok_or_else(|| not_found(format!("no run of {dag} at {date}")))?;
-    Ok(Html(pages::run_page(&detail, msg(&q))))
+    Ok(Html(pages::run_page(&detail, msg(&q), &st.csrf)))
 }
 
 async fn log_html(
@@ -716,19 +787,44 @@ mod tests {
         (dir, store)
     }
 
+    /// The address the test routers listen on (the `Host` of every request unless given).
+    const LISTEN: &str = "127.0.0.1:8080";
+
+    fn app(store: Store, token: Option<&str>) -> Router {
+        let access = Access {
+            token: token.map(str::to_string),
+            allowed_hosts: vec![],
+        };
+        router(store, LISTEN.parse().unwrap(), access).unwrap()
+    }
+
     async fn call(
         app: &Router,
         method: &str,
         uri: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, HeaderMap, Bytes) {
+        send(app, method, uri, headers, "").await
+    }
+
+    /// A request with `body`; `Host: 127.0.0.1:8080` unless `headers` name one.
+    async fn send(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let mut req = HttpRequest::builder().method(method).uri(uri);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", LISTEN);
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let res = app
             .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
             .await
             .unwrap();
         let status = res.status();
@@ -749,10 +845,39 @@ mod tests {
         serde_json::from_slice(&body).unwrap()
     }
 
+    /// Headers of an API write as a script of the UI (or a CLI client) sends it.
+    const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+    /// Headers of a form action as a browser posts it from one of the UI's pages.
+    fn browser_form() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "http://127.0.0.1:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ]
+    }
+
+    /// The CSRF token in the forms of the DAGs page.
+    async fn csrf_of(app: &Router) -> String {
+        let (status, _, body) = call(app, "GET", "/", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        let m = "name=\"csrf\" value=\"";
+        let at = page.find(m).expect("a form with the CSRF token") + m.len();
+        let token = &page[at..at + page[at..].find('"').unwrap()];
+        assert_eq!(token.len(), 32, "{token}");
+        assert_eq!(
+            page.matches(&format!("value=\"{token}\"")).count(),
+            page.matches("<form ").count(),
+            "every form carries it"
+        );
+        token.to_string()
+    }
+
     #[tokio::test]
     async fn every_read_route_answers_with_its_shape() {
         let (_d, store) = lake().await;
-        let app = router(store, None);
+        let app = app(store, None);
 
         let dags = get_json(&app, "/api/dags").await;
         assert_eq!(dags.as_array().unwrap().len(), all_dags().len());
@@ -860,7 +985,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_things_are_404_and_bad_dates_400() {
         let (_d, store) = lake().await;
-        let app = router(store, None);
+        let app = app(store, None);
         for uri in [
             "/api/dags/nope".to_string(),
             "/api/dags/nope/grid".to_string(),
@@ -887,7 +1012,7 @@ mod tests {
     #[tokio::test]
     async fn actions_are_recorded_like_the_cli_does() {
         let (_d, store) = lake().await;
-        let app = router(store.clone(), None);
+        let app = app(store.clone(), None);
         let runs = RunStore::new(store.clone(), true);
 
         // Trigger: a queued manual run and a queue entry for the scheduler.
@@ -896,7 +1021,7 @@ mod tests {
             &app,
             "POST",
             &format!("/api/dags/{DAG}/trigger?logical_date={at}"),
-            &[],
+            JSON,
         )
         .await;
         assert_eq!(
@@ -923,7 +1048,7 @@ mod tests {
             &app,
             "POST",
             &format!("/api/dags/{DAG}/runs/2026-02-01T09:50:00Z/clear"),
-            &[],
+            JSON,
         )
         .await;
         assert_eq!(
@@ -935,7 +1060,7 @@ mod tests {
             &app,
             "POST",
             &format!("/api/dags/{DAG}/runs/{T}/clear"),
-            &[],
+            JSON,
         )
         .await;
         assert_eq!(status, StatusCode::ACCEPTED);
@@ -946,7 +1071,7 @@ mod tests {
         );
 
         // Pause / unpause, seen by the DAG list.
-        let (status, _, body) = call(&app, "POST", &format!("/api/dags/{DAG}/pause"), &[]).await;
+        let (status, _, body) = call(&app, "POST", &format!("/api/dags/{DAG}/pause"), JSON).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&body).unwrap()["changed_by"],
@@ -965,7 +1090,7 @@ mod tests {
             crate::scheduler::control::paused(&store).await.unwrap(),
             vec![DAG.to_string()]
         );
-        let (status, _, _) = call(&app, "POST", &format!("/api/dags/{DAG}/unpause"), &[]).await;
+        let (status, _, _) = call(&app, "POST", &format!("/api/dags/{DAG}/unpause"), JSON).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             crate::scheduler::control::paused(&store)
@@ -974,8 +1099,16 @@ mod tests {
                 .is_empty()
         );
 
-        // The form counterpart redirects back with the outcome.
-        let (status, headers, _) = call(&app, "POST", &format!("/dags/{DAG}/pause"), &[]).await;
+        // The form counterpart, as a browser posts it, redirects back with the outcome.
+        let form = format!("csrf={}", csrf_of(&app).await);
+        let (status, headers, _) = send(
+            &app,
+            "POST",
+            &format!("/dags/{DAG}/pause"),
+            &browser_form(),
+            &form,
+        )
+        .await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert!(
             headers[header::LOCATION]
@@ -983,14 +1116,14 @@ mod tests {
                 .unwrap()
                 .contains("paused")
         );
-        let (status, _, _) = call(&app, "POST", "/api/dags/nope/trigger", &[]).await;
+        let (status, _, _) = call(&app, "POST", "/api/dags/nope/trigger", JSON).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
     async fn a_token_guards_every_route() {
         let (_d, store) = lake().await;
-        let app = router(store, Some("s3cret".into()));
+        let app = app(store, Some("s3cret"));
         for uri in ["/", "/api/dags", "/metrics", "/api/alerts"] {
             let (status, _, _) = call(&app, "GET", uri, &[]).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
@@ -1013,14 +1146,39 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::OK);
+        // `?token=` sets the cookie and redirects to the same URL without the token.
         let (status, headers, _) = call(&app, "GET", "/?token=s3cret", &[]).await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers[header::LOCATION], "/");
         assert!(
             headers[header::SET_COOKIE]
                 .to_str()
                 .unwrap()
                 .starts_with("lakepipe_token=s3cret;")
         );
+        let (status, headers, _) = call(
+            &app,
+            "GET",
+            &format!("/dags/{DAG}?limit=3&token=s3cret&msg=a%20b"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            headers[header::LOCATION],
+            format!("/dags/{DAG}?limit=3&msg=a+b").as_str()
+        );
+        let (status, _, _) = call(&app, "GET", "/?token=wrong", &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // The bearer token also stands for a JSON content type on API writes.
+        let (status, _, _) = call(
+            &app,
+            "POST",
+            &format!("/api/dags/{DAG}/pause"),
+            &[("authorization", "Bearer s3cret")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
         let (status, _, _) = call(
             &app,
             "GET",
@@ -1041,7 +1199,7 @@ mod tests {
     #[tokio::test]
     async fn pages_render_the_lake() {
         let (_d, store) = lake().await;
-        let app = router(store, None);
+        let app = app(store, None);
         let page = |uri: String| {
             let app = app.clone();
             async move {
@@ -1083,5 +1241,301 @@ mod tests {
         assert!(dash.contains("data-label=\"/api/v1/payments\" data-value=\"2300\""));
         let alerts = page("/alerts".into()).await;
         assert!(alerts.contains("data-rule=\"api_error_rate\"") && alerts.contains("l1, l2"));
+    }
+
+    /// Every state-changing route, with the content type its caller sends.
+    fn writes() -> Vec<(String, &'static str)> {
+        let form = "application/x-www-form-urlencoded";
+        let json = "application/json";
+        let mut w = Vec::new();
+        for (prefix, ct) in [("", form), ("/api", json)] {
+            for path in [
+                format!("/dags/{DAG}/trigger"),
+                format!("/dags/{DAG}/pause"),
+                format!("/dags/{DAG}/unpause"),
+                format!("/dags/{DAG}/runs/{T}/clear"),
+            ] {
+                w.push((format!("{prefix}{path}"), ct));
+            }
+        }
+        w
+    }
+
+    #[tokio::test]
+    async fn cross_site_and_foreign_host_requests_are_refused() {
+        let (_d, store) = lake().await;
+        let app = app(store.clone(), None);
+        let runs = RunStore::new(store.clone(), true);
+        let form = format!("csrf={}", csrf_of(&app).await);
+
+        // Each of these is refused on every state-changing route, all else being right.
+        for (uri, ct) in writes() {
+            for (why, bad) in [
+                ("cross-site", ("sec-fetch-site", "cross-site")),
+                ("same-site", ("sec-fetch-site", "same-site")),
+                ("foreign Origin", ("origin", "http://evil.example")),
+                (
+                    "Origin on another port",
+                    ("origin", "http://127.0.0.1:9999"),
+                ),
+                ("opaque Origin", ("origin", "null")),
+                ("foreign Host", ("host", "evil.example")),
+                ("rebinding Host", ("host", "evil.example:8080")),
+                ("empty Host", ("host", "")),
+            ] {
+                let (status, headers, body) =
+                    send(&app, "POST", &uri, &[("content-type", ct), bad], &form).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{uri}: {why}");
+                assert!(
+                    serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"]
+                        .is_string()
+                );
+                assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+            }
+            if uri.starts_with("/api/") {
+                // A content type a cross-site form or fetch can send without a preflight.
+                for simple in [
+                    None,
+                    Some("text/plain"),
+                    Some("application/x-www-form-urlencoded"),
+                    Some("multipart/form-data; boundary=x"),
+                ] {
+                    let h: Vec<_> = simple.map(|c| ("content-type", c)).into_iter().collect();
+                    let (status, _, _) = send(&app, "POST", &uri, &h, "").await;
+                    assert_eq!(
+                        status,
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "{uri} {simple:?}"
+                    );
+                }
+            } else {
+                for body in ["", "csrf=", "csrf=0123456789abcdef0123456789abcdef"] {
+                    let (status, _, _) = send(&app, "POST", &uri, &browser_form(), body).await;
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{uri} {body:?}");
+                }
+            }
+        }
+        // Nothing was recorded.
+        assert!(control::paused(&store).await.unwrap().is_empty());
+        assert!(runs.queued().await.unwrap().is_empty());
+
+        // Every route refuses a foreign Host, so a DNS-rebinding page reads nothing.
+        for uri in [
+            "/".to_string(),
+            format!("/dags/{DAG}"),
+            format!("/dags/{DAG}/runs/{T}"),
+            "/lake".into(),
+            "/dashboards".into(),
+            "/alerts".into(),
+            "/api/dags".into(),
+            format!("/api/dags/{DAG}/runs/{T}"),
+            "/api/dashboards".into(),
+            "/metrics".into(),
+            "/static/ui.js".into(),
+        ] {
+            for host in ["evil.example:8080", "127.0.0.1:8081", "10.0.0.1:8080"] {
+                let (status, headers, _) = call(&app, "GET", &uri, &[("host", host)]).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{uri} {host}");
+                assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+            }
+            let (status, _, _) = call(&app, "GET", &uri, &[("host", "localhost:8080")]).await;
+            assert_eq!(status, StatusCode::OK, "{uri} as localhost");
+        }
+
+        // The UI's own pages and API clients still act.
+        let (status, _, _) = send(
+            &app,
+            "POST",
+            &format!("/dags/{DAG}/pause"),
+            &browser_form(),
+            &form,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            control::paused(&store).await.unwrap(),
+            vec![DAG.to_string()]
+        );
+        let (status, _, _) = send(
+            &app,
+            "POST",
+            &format!("/api/dags/{DAG}/unpause"),
+            &[
+                ("host", "localhost:8080"),
+                ("origin", "http://localhost:8080"),
+                ("content-type", "application/json; charset=utf-8"),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(control::paused(&store).await.unwrap().is_empty());
+
+        // A name given with --allowed-host (a reverse proxy's), on any port or on its own.
+        let named = router(
+            store.clone(),
+            LISTEN.parse().unwrap(),
+            Access {
+                token: None,
+                allowed_hosts: vec!["lake.example".into()],
+            },
+        )
+        .unwrap();
+        let (status, _, _) = call(&named, "GET", "/api/dags", &[("host", "lake.example")]).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = call(
+            &named,
+            "POST",
+            &format!("/api/dags/{DAG}/pause"),
+            &[
+                ("host", "lake.example"),
+                ("origin", "https://lake.example"),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = call(&named, "GET", "/api/dags", &[("host", "evil.example")]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn planted_markup_in_the_lake_comes_back_escaped() {
+        const EVIL: &str = "</script><script>alert(1)</script>\"'><img src=x onerror=alert(2)>";
+        const SHOWN: &str = "&lt;img src=x onerror=alert(2)&gt;";
+        let (_d, store) = lake().await;
+        let runs = RunStore::new(store.clone(), true);
+        let dag = dag_by_id(DAG).unwrap();
+        let t = parse_utc(T).unwrap();
+        // A run record, an attempt's error and a log.
+        let mut run = runs.get_run(DAG, t).await.unwrap().unwrap();
+        run.run_id = EVIL.to_string();
+        runs.put_run(&run).await.unwrap();
+        let first = &dag.tasks[0].task_id;
+        let mut ti = runs.get_ti(DAG, t, first).await.unwrap().unwrap();
+        ti.attempts[0].error = Some(EVIL.to_string());
+        runs.put_ti(&ti).await.unwrap();
+        runs.put_log(DAG, t, first, 1, EVIL.to_string())
+            .await
+            .unwrap();
+        // The serving documents and the catalog.
+        let put = |key: &'static str, v: serde_json::Value| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(
+                        key,
+                        Bytes::from(serde_json::to_vec(&v).unwrap()),
+                        &ObjectAttrs::default(),
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        put(
+            "serving/dashboards/api_health_1h.json",
+            json!({"as_of": EVIL, "stream": EVIL,
+                   "window": {"start": EVIL, "end": EVIL, "minutes": EVIL},
+                   "events_by_source": {"batch": 1, "speed": 1},
+                   "rows": [{"endpoint": EVIL, "request_count": 1, "p95_ms": 1.0, "error_rate_pct": 1.0}]}),
+        )
+        .await;
+        put(
+            "serving/alerts/latest.json",
+            json!({"as_of": EVIL, "raised": [], "last_24h": [{"rule": EVIL, "severity": EVIL,
+                   "subject": EVIL, "window_start": EVIL, "window_end": EVIL, "triggered_at": EVIL,
+                   "value": 1.0, "threshold": 1.0, "triggering_ids": [EVIL], "triggering_count": 1,
+                   "detail": EVIL}]}),
+        )
+        .await;
+        put(
+            "metadata/partition_metadata.json",
+            json!({"generated_at": EVIL, "partitions": {EVIL: {"total_objects": EVIL, "total_bytes": 1,
+                   "partition_count": EVIL, "by_partition": [{"partition": EVIL, "objects": EVIL, "bytes": 1}]}}}),
+        )
+        .await;
+        // A Delta table with a column named with markup (Delta refuses spaces and `=`).
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "</script><b>x</b>",
+            DataType::Utf8,
+            false,
+        )]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["a"]))]).unwrap();
+        store
+            .delta_table_or_new("batch/gold/planted")
+            .await
+            .unwrap()
+            .write(vec![batch])
+            .await
+            .unwrap();
+
+        let app = app(store, None);
+        for (uri, shown) in [
+            ("/".to_string(), None),
+            (format!("/dags/{DAG}"), Some(SHOWN)),
+            (format!("/dags/{DAG}/runs/{T}"), Some(SHOWN)),
+            (
+                format!("/dags/{DAG}/runs/{T}/tasks/{first}/log?attempt=1"),
+                Some(SHOWN),
+            ),
+            ("/lake".to_string(), Some(SHOWN)),
+            (
+                "/lake".to_string(),
+                Some("&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;"),
+            ),
+            ("/dashboards".to_string(), Some(SHOWN)),
+            ("/alerts".to_string(), Some(SHOWN)),
+        ] {
+            let (status, headers, body) = call(&app, "GET", &uri, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            let page = String::from_utf8(body.to_vec()).unwrap();
+            for raw in ["<script>alert", "<img", "<b>x", "\"'>"] {
+                assert!(!page.contains(raw), "{uri}: {raw} unescaped in\n{page}");
+            }
+            assert!(!page.contains("<script>"), "{uri}: an inline script");
+            if let Some(shown) = shown {
+                assert!(page.contains(shown), "{uri}: {shown} not shown in\n{page}");
+            }
+            let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+            let script_src = csp.split(';').find(|d| d.trim().starts_with("script-src"));
+            assert_eq!(
+                script_src.map(str::trim),
+                Some("script-src 'self'"),
+                "{csp}"
+            );
+            assert!(csp.contains("frame-ancestors 'none'"));
+            assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        }
+        // The dashboards' script gets its data as JSON that cannot close its element.
+        let (_, _, body) = call(&app, "GET", "/dashboards", &[]).await;
+        let page = String::from_utf8(body.to_vec()).unwrap();
+        assert!(page.contains(r#"\u003c/script\u003e\u003cscript\u003ealert(1)"#));
+        assert!(page.contains("<script src=\"/static/ui.js\"></script>"));
+        // The API answers JSON and the log text/plain, never something a browser sniffs as HTML.
+        let (_, headers, body) = call(
+            &app,
+            "GET",
+            &format!("/api/dags/{DAG}/runs/{T}/tasks/{first}/log?attempt=1"),
+            &[],
+        )
+        .await;
+        assert_eq!(body, EVIL);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let (status, headers, body) = call(&app, "GET", "/static/ui.js", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
+        assert!(
+            String::from_utf8(body.to_vec())
+                .unwrap()
+                .contains("lakepipe-data")
+        );
     }
 }

@@ -2,6 +2,11 @@
 //! a run with its task attempts, a task log, the lake, the dashboards and the alerts. No
 //! script is needed to see anything; the dashboards page polls `/api/dashboards` and reloads
 //! itself after each serving run.
+//!
+//! Everything read from the lake is data: text and attribute values go through [`esc`], path
+//! segments of links through [`seg`], and what the one script ([`SCRIPT`]) needs through
+//! [`json_data`]. No page has an inline script or style (the Content-Security-Policy of
+//! [`super::guard`] forbids them); the stylesheet and the script are static routes.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +17,10 @@ use super::data::{DagSummary, Grid, RunDetail, TableInfo};
 use crate::clock::rfc3339_secs;
 use crate::scheduler::Dag;
 
-const STYLE: &str = include_str!("style.css");
+/// The stylesheet, served as `/static/style.css`.
+pub const STYLE: &str = include_str!("style.css");
+/// The script, served as `/static/ui.js`.
+pub const SCRIPT: &str = include_str!("ui.js");
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
@@ -28,6 +36,31 @@ pub fn esc(s: &str) -> String {
         }
     }
     o
+}
+
+/// Percent-encodes one path segment of a link: everything but unreserved characters and `:`
+/// (RFC 3339 dates stay readable). The result is safe in an attribute as it is.
+pub fn seg(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            o.push(char::from(b));
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+/// `v` as a `<script type="application/json" id="lakepipe-data">` block for [`SCRIPT`]:
+/// `<`, `>` and `&` are written as `\u003c` etc., so no value can close the element.
+pub fn json_data(v: &Value) -> String {
+    let text = serde_json::to_string(v)
+        .unwrap_or_else(|_| "null".into())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026");
+    format!("<script type=\"application/json\" id=\"lakepipe-data\">{text}</script>")
 }
 
 /// A whole page around `body`.
@@ -50,7 +83,7 @@ pub fn layout(title: &str, active: &str, body: &str) -> String {
     .collect();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · lakepipe</title>\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{STYLE}</style></head>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
          <body><header><span class=\"brand\">lakepipe</span><nav>{nav}</nav></header><main><h1>{t}</h1>{body}</main></body></html>",
         t = esc(title)
     )
@@ -63,14 +96,25 @@ fn state_badge(state: &str) -> String {
     )
 }
 
-/// Link path of a run (`/dags/<id>/runs/<RFC 3339>`).
+/// Link path of a run (`/dags/<id>/runs/<RFC 3339>`), its segments percent-encoded.
 pub fn run_href(dag_id: &str, logical_date: &str) -> String {
-    format!("/dags/{dag_id}/runs/{logical_date}")
+    format!("/dags/{}/runs/{}", seg(dag_id), seg(logical_date))
 }
 
-fn action(href: &str, label: &str, class: &str) -> String {
+/// Link path of a DAG's grid.
+fn dag_href(dag_id: &str) -> String {
+    format!("/dags/{}", seg(dag_id))
+}
+
+/// A button posting to `href` with the process's CSRF token.
+fn action(href: &str, label: &str, class: &str, csrf: &str) -> String {
     format!(
-        "<form method=\"post\" action=\"{href}\" class=\"inline\"><button class=\"{class}\">{label}</button></form>"
+        "<form method=\"post\" action=\"{}\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <button class=\"{}\">{}</button></form>",
+        esc(href),
+        esc(csrf),
+        esc(class),
+        esc(label)
     )
 }
 
@@ -81,7 +125,7 @@ pub fn flash(msg: Option<&str>) -> String {
 }
 
 /// `/`: every DAG.
-pub fn dags_page(dags: &[DagSummary], msg: Option<&str>) -> String {
+pub fn dags_page(dags: &[DagSummary], msg: Option<&str>, csrf: &str) -> String {
     let mut rows = String::new();
     for d in dags {
         let last = d
@@ -90,7 +134,7 @@ pub fn dags_page(dags: &[DagSummary], msg: Option<&str>) -> String {
             .map_or("<td>–</td><td></td>".into(), |r| {
                 format!(
                     "<td><a href=\"{}\">{}</a></td><td>{}</td>",
-                    run_href(&d.dag_id, &r.logical_date),
+                    esc(&run_href(&d.dag_id, &r.logical_date)),
                     esc(&r.logical_date),
                     state_badge(&r.state)
                 )
@@ -98,15 +142,21 @@ pub fn dags_page(dags: &[DagSummary], msg: Option<&str>) -> String {
         let counts: String = d
             .runs_by_state
             .iter()
-            .map(|(s, n)| format!("<span class=\"count state-{s}\">{n} {s}</span> "))
+            .map(|(s, n)| {
+                format!(
+                    "<span class=\"count state-{s}\">{n} {s}</span> ",
+                    s = esc(s)
+                )
+            })
             .collect();
+        let href = dag_href(&d.dag_id);
         let pause = if d.is_paused {
-            action(&format!("/dags/{}/unpause", d.dag_id), "unpause", "")
+            action(&format!("{href}/unpause"), "unpause", "", csrf)
         } else {
-            action(&format!("/dags/{}/pause", d.dag_id), "pause", "")
+            action(&format!("{href}/pause"), "pause", "", csrf)
         };
         rows.push_str(&format!(
-            "<tr class=\"dag{paused}\" data-dag-id=\"{id}\"><td><a href=\"/dags/{id}\">{id}</a><div class=\"muted\">{desc}</div></td>\
+            "<tr class=\"dag{paused}\" data-dag-id=\"{id}\"><td><a href=\"{href}\">{id}</a><div class=\"muted\">{desc}</div></td>\
              <td><code>{sched}</code>{pl}</td>{last}<td>{next}</td><td>{counts}</td><td>{trigger} {pause}</td></tr>",
             paused = if d.is_paused { " paused" } else { "" },
             id = esc(&d.dag_id),
@@ -114,7 +164,8 @@ pub fn dags_page(dags: &[DagSummary], msg: Option<&str>) -> String {
             sched = esc(d.schedule.as_deref().unwrap_or("manual")),
             pl = if d.is_paused { " <span class=\"badge paused\">paused</span>" } else { "" },
             next = esc(d.next_fire_time.as_deref().unwrap_or("–")),
-            trigger = action(&format!("/dags/{}/trigger", d.dag_id), "trigger", "primary"),
+            trigger = action(&format!("{href}/trigger"), "trigger", "primary", csrf),
+            href = esc(&href),
         ));
     }
     layout(
@@ -129,14 +180,14 @@ pub fn dags_page(dags: &[DagSummary], msg: Option<&str>) -> String {
 }
 
 /// `/dags/<id>`: Airflow's grid — tasks down, runs across, newest run on the right.
-pub fn grid_page(dag: &Dag, grid: &Grid, paused: bool, msg: Option<&str>) -> String {
+pub fn grid_page(dag: &Dag, grid: &Grid, paused: bool, msg: Option<&str>, csrf: &str) -> String {
     let runs: Vec<_> = grid.runs.iter().rev().collect();
     let mut head = String::from("<th>task \\ run</th>");
     for r in &runs {
         head.push_str(&format!(
             "<th class=\"run\" title=\"{rid}: data interval {s} – {e}\"><span class=\"runstate state-{st}\" data-run-state=\"{st}\"></span><a href=\"{href}\">{d}</a><div class=\"muted\">{s}<br>– {e}</div></th>",
             rid = esc(&r.run.run_id),
-            href = run_href(&grid.dag_id, &r.run.logical_date),
+            href = esc(&run_href(&grid.dag_id, &r.run.logical_date)),
             d = esc(&r.run.logical_date),
             st = esc(&r.run.state),
             s = esc(&r.run.data_interval_start),
@@ -153,7 +204,7 @@ pub fn grid_page(dag: &Dag, grid: &Grid, paused: bool, msg: Option<&str>) -> Str
                 s = esc(state),
                 t = esc(task),
                 d = esc(&r.run.logical_date),
-                href = run_href(&grid.dag_id, &r.run.logical_date),
+                href = esc(&run_href(&grid.dag_id, &r.run.logical_date)),
             ));
         }
         body.push_str("</tr>");
@@ -170,17 +221,14 @@ pub fn grid_page(dag: &Dag, grid: &Grid, paused: bool, msg: Option<&str>) -> Str
             )
         })
         .collect();
+    let href = dag_href(&dag.dag_id);
     let controls = format!(
         "{} {}",
-        action(
-            &format!("/dags/{}/trigger", dag.dag_id),
-            "trigger now",
-            "primary"
-        ),
+        action(&format!("{href}/trigger"), "trigger now", "primary", csrf),
         if paused {
-            action(&format!("/dags/{}/unpause", dag.dag_id), "unpause", "")
+            action(&format!("{href}/unpause"), "unpause", "", csrf)
         } else {
-            action(&format!("/dags/{}/pause", dag.dag_id), "pause", "")
+            action(&format!("{href}/pause"), "pause", "", csrf)
         }
     );
     layout(
@@ -205,7 +253,7 @@ pub fn grid_page(dag: &Dag, grid: &Grid, paused: bool, msg: Option<&str>) -> Str
 }
 
 /// `/dags/<id>/runs/<date>`: the run and every task's attempts.
-pub fn run_page(detail: &RunDetail, msg: Option<&str>) -> String {
+pub fn run_page(detail: &RunDetail, msg: Option<&str>, csrf: &str) -> String {
     let run = &detail.run;
     let date = rfc3339_secs(run.logical_date);
     let opt = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("–".into(), rfc3339_secs);
@@ -224,14 +272,14 @@ pub fn run_page(detail: &RunDetail, msg: Option<&str>) -> String {
                     .as_ref()
                     .map(|e| format!(" · <span class=\"error\">{}</span>", esc(e)))
                     .unwrap_or_default(),
-                href = run_href(&run.dag_id, &date),
-                task = esc(&ti.task_id),
+                href = esc(&run_href(&run.dag_id, &date)),
+                task = seg(&ti.task_id),
             ));
         }
         rows.push_str(&format!(
             "<tr data-task=\"{t}\" data-state=\"{s}\"><td>{t}</td><td>{b}</td><td>{n}/{max}</td><td>{attempts}</td></tr>",
             t = esc(&ti.task_id),
-            s = ti.state.as_str(),
+            s = esc(ti.state.as_str()),
             b = state_badge(ti.state.as_str()),
             n = ti.attempts.len(),
             max = ti.max_tries,
@@ -242,6 +290,7 @@ pub fn run_page(detail: &RunDetail, msg: Option<&str>) -> String {
             &format!("{}/clear", run_href(&run.dag_id, &date)),
             "clear failed tasks",
             "primary",
+            csrf,
         )
     } else {
         String::new()
@@ -250,14 +299,14 @@ pub fn run_page(detail: &RunDetail, msg: Option<&str>) -> String {
         &format!("{} · {}", run.dag_id, date),
         "DAGs",
         &format!(
-            "{}<p><a href=\"/dags/{id}\">← grid</a></p><dl class=\"facts\"><dt>run id</dt><dd>{rid}</dd><dt>state</dt><dd>{b}</dd>\
+            "{}<p><a href=\"{href}\">← grid</a></p><dl class=\"facts\"><dt>run id</dt><dd>{rid}</dd><dt>state</dt><dd>{b}</dd>\
              <dt>type</dt><dd>{rt}</dd><dt>data interval</dt><dd>{s} – {e}</dd><dt>started</dt><dd>{st}</dd><dt>ended</dt><dd>{en}</dd></dl>{clear}\
              <table class=\"list\"><thead><tr><th>task</th><th>state</th><th>tries</th><th>attempts</th></tr></thead><tbody>{rows}</tbody></table>",
             flash(msg),
-            id = esc(&run.dag_id),
+            href = esc(&dag_href(&run.dag_id)),
             rid = esc(&run.run_id),
             b = state_badge(run.state.as_str()),
-            rt = run.run_type.as_str(),
+            rt = esc(run.run_type.as_str()),
             s = rfc3339_secs(run.data_interval_start),
             e = rfc3339_secs(run.data_interval_end),
             st = opt(run.start_date),
@@ -274,9 +323,10 @@ pub fn log_page(dag_id: &str, date: &str, task: &str, attempt: u32, text: &str) 
         &format!(
             "<p><a href=\"{href}\">← {d} {date}</a> · <a href=\"/api{href}/tasks/{t}/log?attempt={attempt}\">raw</a></p><pre class=\"log\">{}</pre>",
             esc(text),
-            href = run_href(dag_id, date),
+            href = esc(&run_href(dag_id, date)),
             d = esc(dag_id),
-            t = esc(task),
+            date = esc(date),
+            t = seg(task),
         ),
     )
 }
@@ -310,7 +360,7 @@ pub fn lake_page(metadata: Option<&Value>, tables: &[TableInfo]) -> String {
                         format!(
                             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                             esc(&s(&bp["partition"])),
-                            bp["objects"],
+                            esc(&s(&bp["objects"])),
                             mib(bp["bytes"].as_u64().unwrap_or(0))
                         )
                     })
@@ -318,8 +368,8 @@ pub fn lake_page(metadata: Option<&Value>, tables: &[TableInfo]) -> String {
                 ds.push_str(&format!(
                     "<tr data-dataset=\"{n}\"><td>{n}</td><td>{pc}</td><td>{o}</td><td>{b}</td><td><details><summary>show</summary><table>{inner}</table></details></td></tr>",
                     n = esc(name),
-                    pc = p["partition_count"],
-                    o = p["total_objects"],
+                    pc = esc(&s(&p["partition_count"])),
+                    o = esc(&s(&p["total_objects"])),
                     b = mib(p["total_bytes"].as_u64().unwrap_or(0)),
                 ));
             }
@@ -490,7 +540,7 @@ pub fn dashboards_page(docs: &BTreeMap<String, Value>) -> String {
             a = esc(&s(&doc["as_of"])),
             ws = esc(&s(&w["start"])),
             we = esc(&s(&w["end"])),
-            m = s(&w["minutes"]),
+            m = esc(&s(&w["minutes"])),
             st = esc(&s(&doc["stream"])),
             split = source_split(
                 doc["events_by_source"]["batch"].as_u64().unwrap_or(0),
@@ -499,13 +549,14 @@ pub fn dashboards_page(docs: &BTreeMap<String, Value>) -> String {
             charts = dashboard_charts(name, rows),
         ));
     }
-    // Reload after the next serving run (the documents' as_of changes).
-    body.push_str(&format!(
-        "<script>const asOf={};setInterval(async()=>{{try{{const r=await fetch('/api/dashboards');\
-         const d=await r.json();const n=Object.values(d).map(x=>x.as_of).sort().pop()||'';\
-         if(n!==asOf)location.reload();}}catch(e){{}}}},15000);</script>",
-        serde_json::to_string(&as_of).unwrap_or_default()
+    // The script reloads the page after the next serving run (the documents' as_of changes).
+    body.push_str(
+        "<p id=\"live\" class=\"muted\" hidden>This page reloads itself after each serving run.</p>",
+    );
+    body.push_str(&json_data(
+        &serde_json::json!({ "page": "dashboards", "as_of": as_of }),
     ));
+    body.push_str("<script src=\"/static/ui.js\"></script>");
     layout("Dashboards", "Dashboards", &body)
 }
 
@@ -590,6 +641,39 @@ mod tests {
         assert!(page.contains("data-dashboard=\"api_health_1h\" data-rows=\"1\""));
         assert!(page.contains("data-label=\"batch\" data-value=\"7\""));
         assert!(page.contains("data-label=\"/a\" data-value=\"120.5\""));
-        assert!(page.contains("const asOf=\"2026-02-01T10:00:00Z\""));
+        let data = &page[page.find("id=\"lakepipe-data\">").unwrap()..];
+        let data = &data[..data.find("</script>").unwrap()];
+        assert!(
+            data.contains("\"as_of\":\"2026-02-01T10:00:00Z\""),
+            "{data}"
+        );
+        assert!(!page.contains("<script>"), "no inline script");
+    }
+
+    #[test]
+    fn lake_strings_cannot_leave_their_context() {
+        let evil = "</script><script>alert(1)</script>\"><img src=x onerror=alert(2)>";
+        let doc = serde_json::json!({
+            "as_of": evil, "stream": evil,
+            "window": {"start": evil, "end": evil, "minutes": evil},
+            "events_by_source": {"batch": 1, "speed": 1},
+            "rows": [{"endpoint": evil, "p95_ms": 1.0}]
+        });
+        let page = dashboards_page(&BTreeMap::from([("api_health_1h".to_string(), doc)]));
+        assert!(
+            !page.contains("<script>alert") && !page.contains("<img"),
+            "{page}"
+        );
+        assert!(page.contains("\\u003c/script\\u003e\\u003cscript\\u003ealert(1)"));
+        assert!(page.contains("&lt;img src=x onerror=alert(2)&gt;"));
+        assert_eq!(
+            run_href("d", "a/b?c#\"<"),
+            "/dags/d/runs/a%2Fb%3Fc%23%22%3C",
+            "a link's path segment is percent-encoded"
+        );
+        assert_eq!(seg("2026-02-01T10:00:00Z"), "2026-02-01T10:00:00Z");
+        let form = action("/x\"y", "go<", "c", "t\"k");
+        assert!(form.contains("action=\"/x&quot;y\"") && form.contains("value=\"t&quot;k\""));
+        assert!(form.contains("name=\"csrf\"") && form.contains(">go&lt;</button>"));
     }
 }

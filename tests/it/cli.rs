@@ -325,3 +325,18 @@ fn a_silent_s3_endpoint_fails_with_one_line() {
         assert!(!err.contains("secret-never-printed"));
     }
 }
+
+#[test]
+fn the_ui_refuses_a_malformed_allowed_host() {
+    let t = TestCommand::new();
+    for bad in ["evil.example/x", "a b", "host:port", ""] {
+        let r = t.run(&["ui", "--allowed-host", bad]);
+        r.assert_exit_code(2);
+        assert!(
+            r.stderr().contains("is not a host name"),
+            "{bad}: {}",
+            r.stderr()
+        );
+    }
+    assert!(!t.lake().exists(), "refused before the lake is touched");
+}

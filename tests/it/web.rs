@@ -4,6 +4,9 @@
 //! grid cells in their states, charts with data points and the alerts. Screenshots are saved
 //! under `<target>/tmp/ui-screenshots/`. Then the failed run is cleared with `tasks clear`,
 //! and a paused DAG gets no runs.
+//!
+//! Besides: markup planted in the lake's documents does not run in the browser, and the UI
+//! refuses cross-site actions and foreign Hosts over real HTTP while the CLI keeps working.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,8 +28,13 @@ pub struct Ui {
 impl Ui {
     /// Starts the UI over `lake` and waits until it says where it listens.
     pub fn start(t: &TestCommand, lake: &str) -> Ui {
+        Ui::start_with(t, lake, &[])
+    }
+
+    /// [`Ui::start`] with more arguments of `lakepipe ui`.
+    pub fn start_with(t: &TestCommand, lake: &str, args: &[&str]) -> Ui {
         let mut child = t
-            .command(&["--lake", lake, "ui", "--listen", "127.0.0.1:0"])
+            .command(&[&["--lake", lake, "ui", "--listen", "127.0.0.1:0"], args].concat())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -60,12 +68,14 @@ pub fn ui_address(child: &mut Child) -> String {
     base
 }
 
-/// POSTs to the UI (an action) with Python's urllib; returns (status, body).
+/// POSTs to the UI's API (an action) with Python's urllib, as a JSON client does; returns
+/// (status, body).
 pub fn post(base: &str, path: &str) -> (u16, serde_json::Value) {
     let out = crate::util::python(
         r#"
 import json, sys, urllib.request, urllib.error
-req = urllib.request.Request(sys.argv[1] + sys.argv[2], method="POST")
+req = urllib.request.Request(sys.argv[1] + sys.argv[2], data=b"", method="POST",
+                             headers={"Content-Type": "application/json"})
 try:
     r = urllib.request.urlopen(req, timeout=60); print(r.status); print(r.read().decode())
 except urllib.error.HTTPError as e:
@@ -381,4 +391,146 @@ pub fn browse_the_one_day_lake(t: &TestCommand) {
         serving_runs("2026-02-02T00:30:00Z", "2026-02-02T00:40:00Z"),
         1
     );
+}
+
+/// A script a planted document would run: it marks the page, so the DOM shows whether it ran.
+const MARK: &str = "document.body.appendChild(document.createElement('div')).id='xss'+'-ran'";
+
+/// A request with Python's urllib: (status, headers as lower-case name → value, body).
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value, String) {
+    let h = serde_json::to_string(
+        &headers
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .unwrap();
+    let out = crate::util::python(
+        r#"
+import json, sys, urllib.request, urllib.error
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+base, method, path, headers = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+data = b"" if method == "POST" else None
+req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+try:
+    r = urllib.request.build_opener(NoRedirect).open(req, timeout=60)
+except urllib.error.HTTPError as e:
+    r = e
+print(json.dumps({"status": r.status if hasattr(r, "status") else r.code,
+                  "headers": {k.lower(): v for k, v in r.headers.items()},
+                  "body": r.read().decode()}))
+"#,
+        &[base, method, path, &h],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    (
+        v["status"].as_u64().unwrap() as u16,
+        v["headers"].clone(),
+        v["body"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn planted_markup_does_not_run_and_cross_site_actions_are_refused() {
+    let t = TestCommand::new();
+    let lake = t.lake();
+    let dir = lake.join("serving/dashboards");
+    std::fs::create_dir_all(&dir).unwrap();
+    let in_script = format!("</script><script>{MARK}</script>");
+    let in_attr = format!("\"><img src=x onerror=\"{MARK}\">");
+    std::fs::write(
+        dir.join("api_health_1h.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "as_of": in_script, "stream": in_attr,
+            "window": {"start": in_script, "end": in_attr, "minutes": 60},
+            "events_by_source": {"batch": 3, "speed": 1},
+            "rows": [{"endpoint": in_attr, "request_count": 4, "p95_ms": 120.0, "error_rate_pct": 25.0},
+                     {"endpoint": in_script, "request_count": 2, "p95_ms": 80.0, "error_rate_pct": 0.0}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let ui = Ui::start_with(&t, "lake", &["--allowed-host", "lake.example"]);
+
+    // In a real browser: the planted markup is text, nothing it carries ran, and the UI's own
+    // script did (it shows the auto-reload note), so a script would have had its chance.
+    let profile = tempfile::tempdir().unwrap();
+    let dom = page(&ui, profile.path(), "/dashboards", "planted");
+    assert!(
+        !dom.contains("id=\"xss-ran\""),
+        "a planted script ran: {dom}"
+    );
+    assert!(
+        dom.contains("<p id=\"live\" class=\"muted\">"),
+        "the UI's script did not run: {dom}"
+    );
+    assert!(dom.contains("data-dashboard=\"api_health_1h\""));
+    assert!(
+        dom.contains("as of &lt;/script&gt;&lt;script&gt;document.body"),
+        "{dom}"
+    );
+
+    let (status, headers, _) = http(&ui.base, "GET", "/dashboards", &[]);
+    assert_eq!(status, 200);
+    let csp = headers["content-security-policy"].as_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    // The issue's requests: a cross-site form post and a foreign Host.
+    let catalog = "5-lake_catalog_refresh";
+    let (status, _, body) = http(
+        &ui.base,
+        "POST",
+        &format!("/dags/{catalog}/pause"),
+        &[
+            ("Origin", "http://evil.example"),
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = http(
+        &ui.base,
+        "POST",
+        &format!("/api/dags/{catalog}/pause"),
+        &[("Content-Type", "text/plain")],
+    );
+    assert_eq!(status, 415, "{body}");
+    let (status, _, _) = http(&ui.base, "GET", "/api/dags", &[("Host", "evil.example")]);
+    assert_eq!(status, 403);
+    // The name given with --allowed-host is answered (a reverse proxy's Host).
+    let (status, _, body) = http(&ui.base, "GET", "/api/dags", &[("Host", "lake.example")]);
+    assert_eq!(status, 200, "{body}");
+    let paused = |ui: &Ui| {
+        let (status, _, body) = http(&ui.base, "GET", "/api/dags", &[]);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["is_paused"] == true)
+            .map(|d| d["dag_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(paused(&ui).is_empty(), "a refused request paused a DAG");
+
+    // The UI's API clients and the CLI keep working.
+    let (status, body) = post(&ui.base, &format!("/api/dags/{catalog}/pause"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(paused(&ui), vec![catalog.to_string()]);
+    t.run(&["--lake", "lake", "dags", "unpause", catalog])
+        .assert_exit_code(0);
+    assert!(paused(&ui).is_empty());
 }
