@@ -1009,6 +1009,49 @@ mod tests {
         assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"].is_string());
     }
 
+    /// A logical date outside the supported range is a 400 on every route that takes one, and
+    /// nothing is queued or recorded: the scheduler never sees it.
+    #[tokio::test]
+    async fn extreme_dates_are_400_and_queue_nothing() {
+        let (_d, store) = lake().await;
+        let app = app(store.clone(), None);
+        let runs = RunStore::new(store.clone(), true);
+        let recorded = || async {
+            futures::TryStreamExt::try_collect::<Vec<_>>(runs.runs(None))
+                .await
+                .unwrap()
+                .len()
+        };
+        let before = recorded().await;
+        for date in [
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "2200-01-01T00:00:00Z",
+            "+275760-09-13T00:00:00Z",
+        ] {
+            for (method, uri, headers) in [
+                (
+                    "POST",
+                    format!("/api/dags/{DAG}/trigger?logical_date={date}"),
+                    JSON,
+                ),
+                ("POST", format!("/api/dags/{DAG}/runs/{date}/clear"), JSON),
+                ("GET", format!("/api/dags/{DAG}/runs/{date}"), &[][..]),
+                ("GET", format!("/dags/{DAG}/runs/{date}"), &[][..]),
+            ] {
+                let (status, _, body) = call(&app, method, &uri, headers).await;
+                assert_eq!(
+                    status,
+                    StatusCode::BAD_REQUEST,
+                    "{method} {uri}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+        assert!(runs.queued().await.unwrap().is_empty());
+        assert_eq!(recorded().await, before, "no run was recorded");
+    }
+
     #[tokio::test]
     async fn actions_are_recorded_like_the_cli_does() {
         let (_d, store) = lake().await;
@@ -1410,6 +1453,7 @@ mod tests {
         // A run record, an attempt's error and a log.
         let mut run = runs.get_run(DAG, t).await.unwrap().unwrap();
         run.run_id = EVIL.to_string();
+        run.note = Some(EVIL.to_string());
         runs.put_run(&run).await.unwrap();
         let first = &dag.tasks[0].task_id;
         let mut ti = runs.get_ti(DAG, t, first).await.unwrap().unwrap();

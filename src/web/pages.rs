@@ -300,7 +300,7 @@ pub fn run_page(detail: &RunDetail, msg: Option<&str>, csrf: &str) -> String {
         "DAGs",
         &format!(
             "{}<p><a href=\"{href}\">← grid</a></p><dl class=\"facts\"><dt>run id</dt><dd>{rid}</dd><dt>state</dt><dd>{b}</dd>\
-             <dt>type</dt><dd>{rt}</dd><dt>data interval</dt><dd>{s} – {e}</dd><dt>started</dt><dd>{st}</dd><dt>ended</dt><dd>{en}</dd></dl>{clear}\
+             <dt>type</dt><dd>{rt}</dd><dt>data interval</dt><dd>{s} – {e}</dd><dt>started</dt><dd>{st}</dd><dt>ended</dt><dd>{en}</dd>{note}</dl>{clear}\
              <table class=\"list\"><thead><tr><th>task</th><th>state</th><th>tries</th><th>attempts</th></tr></thead><tbody>{rows}</tbody></table>",
             flash(msg),
             href = esc(&dag_href(&run.dag_id)),
@@ -311,6 +311,11 @@ pub fn run_page(detail: &RunDetail, msg: Option<&str>, csrf: &str) -> String {
             e = rfc3339_secs(run.data_interval_end),
             st = opt(run.start_date),
             en = opt(run.end_date),
+            note = run
+                .note
+                .as_deref()
+                .map(|n| format!("<dt>note</dt><dd>{}</dd>", esc(n)))
+                .unwrap_or_default(),
         ),
     )
 }
