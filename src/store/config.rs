@@ -122,7 +122,7 @@ impl StoreConfig {
         within("store.concurrency", self.concurrency as u64, 1..=1024, "")?;
         within(
             "store.multipart_threshold_mib",
-            self.multipart_threshold_mib as u64,
+            self.multipart_threshold_mib,
             5..=5120,
             " (S3's smallest and largest part sizes)",
         )?;
