@@ -183,6 +183,24 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
         ti["output"]["compacted"].is_null(),
         "only on the hour: {ti}"
     );
+    // The alerts table too: each run appends a file to its date's partition, merged on the hour.
+    let ti = read_json(
+        &t,
+        "_lakepipe/runs/4-serving_layer_merge/20260201T230000Z/tasks/alerts.json",
+    );
+    let c = &ti["output"]["compacted"];
+    assert!(
+        c["files_removed"].as_u64().unwrap() >= 2 && c["files_added"].as_u64().unwrap() == 1,
+        "{ti}"
+    );
+    let ti = read_json(
+        &t,
+        "_lakepipe/runs/4-serving_layer_merge/20260201T231000Z/tasks/alerts.json",
+    );
+    assert!(
+        ti["output"]["compacted"].is_null(),
+        "only on the hour: {ti}"
+    );
 
     // Dashboards at 02:40 describe their windows of the unified tables.
     let in_window = |stream: &str, from: &str| {
@@ -295,6 +313,26 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
     );
     let latest = read_json(&t, "serving/alerts/latest.json");
     assert_eq!(latest["as_of"], "2026-02-02T02:40:00Z");
+    // The document's last day is the table's newest 200 alerts of (T − 24 h, T], in order.
+    let newest: Vec<serde_json::Value> = query(
+        &t,
+        "SELECT alert_id FROM serving_alerts_history
+         WHERE triggered_at > '2026-02-01T02:40:00Z' AND triggered_at <= '2026-02-02T02:40:00Z'
+         ORDER BY triggered_at DESC, alert_id LIMIT 200",
+    )
+    .iter()
+    .map(|r| r["alert_id"].clone())
+    .collect();
+    assert!(!newest.is_empty());
+    assert_eq!(
+        latest["last_24h"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["alert_id"].clone())
+            .collect::<Vec<_>>(),
+        newest
+    );
     for a in latest["last_24h"].as_array().unwrap() {
         assert!(a["rule"].is_string() && a["severity"].is_string());
         assert!(a["window_start"].as_str().unwrap() < a["window_end"].as_str().unwrap());

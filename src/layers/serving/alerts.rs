@@ -13,18 +13,24 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike as _, Utc};
 use deltalake::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array,
 };
-use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::compute::{
+    SortColumn, SortOptions, cast, concat, filter_record_batch, interleave_record_batch,
+    lexsort_to_indices,
+};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
+use futures::StreamExt as _;
 
 use super::{
     collect, dates_between, json_rows, put_json, run_label, ts_sql, unified_session, window_view,
 };
 use crate::clock::{compact, rfc3339_secs};
+use crate::layers::batch::compact::compact_table;
 use crate::layers::batch::silver;
 use crate::scheduler::{TaskBody, TaskContext};
 use crate::store::register_delta;
@@ -187,6 +193,110 @@ fn conform(b: &RecordBatch, schema: &SchemaRef) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
+/// Most alerts `latest.json` lists from the last 24 hours.
+pub const LAST_DAY_MAX: usize = 200;
+
+/// The alerts of the table registered as `table` raised in (`t` − 24 h, `t`], newest first
+/// (`triggered_at` descending, then `alert_id`), at most [`LAST_DAY_MAX`], in [`alerts_schema`].
+///
+/// The day's rows are streamed through [`Newest`], so memory is those rows and one batch,
+/// however many alerts the day holds. Not `ORDER BY … LIMIT` in SQL: DataFusion's TopK keeps
+/// every input batch that still has a row among the newest (a batch per small file here) and
+/// charges their whole buffers to the session's pool, which grew through the day until the
+/// pool was exhausted.
+async fn last_day(
+    df_ctx: &SessionContext,
+    table: &str,
+    t: DateTime<Utc>,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let start = t - Duration::days(1);
+    let mut rows = df_ctx
+        .sql(&format!(
+            "SELECT * FROM {table} WHERE {} AND triggered_at > {} AND triggered_at <= {}",
+            silver::in_dates(&dates_between(start, t + Duration::seconds(1))),
+            ts_sql(start),
+            ts_sql(t)
+        ))
+        .await?
+        .execute_stream()
+        .await?;
+    let schema = alerts_schema();
+    let mut newest = Newest::new(LAST_DAY_MAX);
+    while let Some(b) = rows.next().await {
+        newest.push(&conform(&b?, &schema)?)?;
+    }
+    Ok(newest.into_batches())
+}
+
+/// The newest rows pushed so far, by `triggered_at` descending then `alert_id`, at most
+/// `limit` of them, copied into arrays of their own: no batch they came from is kept.
+#[derive(Debug)]
+struct Newest {
+    limit: usize,
+    rows: Option<RecordBatch>,
+}
+
+impl Newest {
+    fn new(limit: usize) -> Newest {
+        Newest { limit, rows: None }
+    }
+
+    /// Keeps, of the rows kept so far and those of `b` (in [`alerts_schema`]), the newest.
+    fn push(&mut self, b: &RecordBatch) -> anyhow::Result<()> {
+        if b.num_rows() == 0 || self.limit == 0 {
+            return Ok(());
+        }
+        let sources: Vec<&RecordBatch> = self.rows.iter().chain([b]).collect();
+        let key = |name: &str| -> anyhow::Result<ArrayRef> {
+            let cols = sources
+                .iter()
+                .map(|s| {
+                    s.column_by_name(name)
+                        .map(|c| c.as_ref())
+                        .ok_or_else(|| anyhow::anyhow!("alerts have no column {name}"))
+                })
+                .collect::<anyhow::Result<Vec<&dyn Array>>>()?;
+            Ok(concat(&cols)?)
+        };
+        let order = lexsort_to_indices(
+            &[
+                SortColumn {
+                    values: key("triggered_at")?,
+                    options: Some(SortOptions {
+                        descending: true,
+                        nulls_first: false,
+                    }),
+                },
+                SortColumn {
+                    values: key("alert_id")?,
+                    options: Some(SortOptions {
+                        descending: false,
+                        nulls_first: false,
+                    }),
+                },
+            ],
+            Some(self.limit),
+        )?;
+        // Row i of the keys is row i of the kept rows, then of `b`.
+        let kept = self.rows.as_ref().map_or(0, RecordBatch::num_rows);
+        let last = sources.len() - 1;
+        let picks: Vec<(usize, usize)> = order
+            .values()
+            .iter()
+            .map(|&i| {
+                let i = i as usize;
+                if i < kept { (0, i) } else { (last, i - kept) }
+            })
+            .collect();
+        self.rows = Some(interleave_record_batch(&sources, &picks)?);
+        Ok(())
+    }
+
+    fn into_batches(self) -> Vec<RecordBatch> {
+        self.rows.into_iter().collect()
+    }
+}
+
 /// The body of `alerts`.
 pub struct Alerts;
 
@@ -270,24 +380,25 @@ impl TaskBody for Alerts {
                     .await?,
             )
         };
+        // Each run appends one small file to the partition of its date. Once an hour they are
+        // merged (Delta optimize of the last day's dates, labelled with this run), as the
+        // unified tables are, so the last day is a handful of files instead of up to 144.
+        let compacted = match &table {
+            Some(_) if t.minute() == 0 => {
+                compact_table(store, ALERTS_PATH, Some(&recent_dates), Some(run_label(t))).await?
+            }
+            _ => None,
+        };
+        let table = match &compacted {
+            Some(c) if c.files_removed > 0 => store.delta_table(ALERTS_PATH).await?,
+            _ => table,
+        };
         let version = table.as_ref().and_then(|t| t.version());
         // The last day's alerts, newest first, for the document.
         let recent = match &table {
             Some(table) => {
                 register_delta(&df_ctx, "alerts_now", table).await?;
-                let (_, batches) = collect(
-                    df_ctx
-                        .sql(&format!(
-                            "SELECT * FROM alerts_now WHERE {} AND triggered_at > {} AND triggered_at <= {}
-                             ORDER BY triggered_at DESC, alert_id LIMIT 200",
-                            silver::in_dates(&recent_dates),
-                            ts_sql(t - Duration::days(1)),
-                            ts_sql(t)
-                        ))
-                        .await?,
-                )
-                .await?;
-                json_rows(&batches)?
+                json_rows(&last_day(&df_ctx, "alerts_now", t).await?)?
             }
             None => Vec::new(),
         };
@@ -304,7 +415,11 @@ impl TaskBody for Alerts {
             "delta_version": version,
         });
         put_json(store, LATEST_KEY, &doc).await?;
-        Ok(serde_json::json!({ "raised_by_rule": by_rule, "raised": raised_rows.len() }))
+        Ok(serde_json::json!({
+            "raised_by_rule": by_rule,
+            "raised": raised_rows.len(),
+            "compacted": compacted,
+        }))
     }
 }
 
@@ -312,9 +427,15 @@ impl TaskBody for Alerts {
 mod tests {
     use super::*;
     use crate::clock::parse_utc;
-    use deltalake::arrow::array::{Float64Array, TimestampMicrosecondArray};
+    use deltalake::arrow::array::{
+        AsArray as _, Float64Array, Int64Array, ListBuilder, StringBuilder,
+        TimestampMicrosecondArray,
+    };
+    use deltalake::datafusion::common::utils::memory::get_record_batch_memory_size;
     use deltalake::datafusion::datasource::MemTable;
-    use deltalake::datafusion::prelude::SessionContext;
+    use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use deltalake::delta_datafusion::DeltaSessionContext;
 
     /// Runs `rule` at `t` over hand-made rows registered as `w`.
     async fn fire(rule: &str, w: RecordBatch, t: &str) -> Vec<serde_json::Value> {
@@ -366,6 +487,154 @@ mod tests {
             ),
         ])
         .unwrap()
+    }
+
+    /// `n` alerts raised at `t`, each with `ids` triggering ids, in [`alerts_schema`].
+    fn raised(t: DateTime<Utc>, n: usize, ids: usize) -> RecordBatch {
+        let at = || -> ArrayRef {
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![t.timestamp_micros(); n]).with_timezone("UTC"),
+            )
+        };
+        let text = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values((0..n).map(f)))
+        };
+        let mut triggering = ListBuilder::new(StringBuilder::new());
+        for r in 0..n {
+            for i in 0..ids {
+                triggering
+                    .values()
+                    .append_value(format!("{}-{r:04}-{i:04}", compact(t)));
+            }
+            triggering.append(true);
+        }
+        RecordBatch::try_new(
+            alerts_schema(),
+            vec![
+                // Subjects in descending order, so that a file's order is not the answer's.
+                text(&|r| format!("iot_battery_low:SENS-{:04}:{}", n - r, compact(t))),
+                text(&|_| "iot_battery_low".into()),
+                text(&|_| "medium".into()),
+                text(&|_| "iot_sensors".into()),
+                text(&|r| format!("SENS-{:04}", n - r)),
+                at(),
+                at(),
+                at(),
+                Arc::new(Float64Array::from(vec![5.0; n])),
+                Arc::new(Float64Array::from(vec![10.0; n])),
+                Arc::new(triggering.finish()),
+                Arc::new(Int64Array::from(vec![ids as i64; n])),
+                text(&|_| "battery 5 % (< 10 %) in BLD-01 floor 3".into()),
+                text(&|_| t.date_naive().to_string()),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn keys(batches: &[RecordBatch]) -> Vec<(String, String)> {
+        json_rows(batches)
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["triggered_at"].as_str().unwrap().to_string(),
+                    r["alert_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn newest_keeps_the_latest_rows_in_arrays_of_their_own_whatever_the_order() {
+        let at = |s: &str| parse_utc(s).unwrap();
+        let mut newest = Newest::new(4);
+        newest
+            .push(&raised(at("2026-02-01T10:00:00Z"), 3, 1))
+            .unwrap();
+        let wide = raised(at("2026-02-01T12:00:00Z"), 40, 100);
+        newest.push(&wide).unwrap();
+        newest
+            .push(&raised(at("2026-02-01T11:00:00Z"), 2, 1))
+            .unwrap();
+        newest
+            .push(&raised(at("2026-02-01T09:00:00Z"), 5, 1))
+            .unwrap();
+        let kept = newest.into_batches();
+        let want: Vec<(String, String)> = (1..=4)
+            .map(|s| {
+                (
+                    "2026-02-01T12:00:00Z".to_string(),
+                    format!("iot_battery_low:SENS-{s:04}:20260201T120000Z"),
+                )
+            })
+            .collect();
+        assert_eq!(keys(&kept), want);
+        // The 4 rows were copied out of the batch of 40, not referenced: what is kept holds
+        // their 400 ids, not the 4000 of the batch.
+        assert_eq!(kept.len(), 1);
+        let ids = kept[0]
+            .column_by_name("triggering_ids")
+            .unwrap()
+            .as_list::<i32>()
+            .values()
+            .len();
+        assert_eq!(ids, 400);
+        let held = get_record_batch_memory_size(&kept[0]);
+        let whole = get_record_batch_memory_size(&wide);
+        assert!(held * 5 < whole, "{held} bytes kept of {whole}");
+    }
+
+    /// The issue's case: a day of serving runs, each appending one small file of alerts (one
+    /// batch each when read back, which DataFusion charges for buffers sized for 8192 rows),
+    /// then the last-day document under a memory pool far below what `ORDER BY … LIMIT 200`
+    /// over those files reserved (its TopK kept the batches of the newest 200 rows whole: with
+    /// the production pool of 512 MB it failed from about 19:00 at `--scale 0.2`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_last_day_document_is_bounded_by_its_rows_not_by_the_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let start = parse_utc("2026-02-01T03:00:00Z").unwrap();
+        let t = parse_utc("2026-02-02T03:00:00Z").unwrap();
+        let mut planted = Vec::new();
+        // Every 10 minutes from 24 h 10 min before T to 20 minutes after it: the first run and
+        // the two after T are outside (T − 24 h, T].
+        let mut at = start - Duration::minutes(10);
+        let mut run = 0usize;
+        while at <= t + Duration::minutes(20) {
+            let b = raised(at, 3 + run % 7, 20);
+            if at > start && at <= t {
+                planted.extend(keys(std::slice::from_ref(&b)));
+            }
+            store
+                .delta_table_or_new(ALERTS_PATH)
+                .await
+                .unwrap()
+                .write(vec![b])
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(["date"])
+                .await
+                .unwrap();
+            at += Duration::minutes(10);
+            run += 1;
+        }
+        assert_eq!(run, 148);
+        planted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        planted.truncate(LAST_DAY_MAX);
+
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(16 << 20)))
+            .build_arc()
+            .unwrap();
+        let df_ctx = DeltaSessionContext::with_runtime_env(runtime).into_inner();
+        let table = store.delta_table(ALERTS_PATH).await.unwrap().unwrap();
+        register_delta(&df_ctx, "alerts_now", &table).await.unwrap();
+        let got = last_day(&df_ctx, "alerts_now", t).await.unwrap();
+        assert_eq!(keys(&got), planted);
+        let rows = json_rows(&got).unwrap();
+        assert_eq!(rows[0]["triggered_at"], "2026-02-02T03:00:00Z");
+        for r in &rows {
+            assert_eq!(r["triggering_ids"].as_array().unwrap().len(), 20, "{r}");
+        }
     }
 
     #[tokio::test]
