@@ -25,10 +25,18 @@ fn run_counts(t: &TestCommand) -> BTreeMap<String, BTreeMap<String, u64>> {
 }
 
 /// Every object under `realtime/` with its bytes.
+/// The speed layer's objects as the lake's store lists them. object_store's local store writes
+/// `key#N` and renames it to `key`; a kill -9 between the two leaves the staging file, which no
+/// listing or read of the store ever returns (it skips names ending in `#` and digits), so it is
+/// not an object.
 fn realtime_objects(t: &TestCommand) -> BTreeMap<String, Vec<u8>> {
+    let staging = |f: &str| {
+        f.rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
     files_under(&t.lake())
         .into_iter()
-        .filter(|f| f.starts_with("realtime/"))
+        .filter(|f| f.starts_with("realtime/") && !staging(f))
         .map(|f| {
             let b = std::fs::read(t.lake().join(&f)).unwrap();
             (f, b)
