@@ -38,15 +38,9 @@ pub const MAX_LISTED_ANOMALIES: usize = 1000;
 /// Errors of a refresh.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Listing or writing failed (never reported as zero objects).
+    /// Listing, encoding or writing failed (never reported as zero objects).
     #[error(transparent)]
     Store(#[from] crate::store::Error),
-    /// The state or metadata could not be encoded.
-    #[error("cannot encode {what}: {source}")]
-    Encode {
-        what: &'static str,
-        source: serde_json::Error,
-    },
 }
 
 /// Figures of one partition.
@@ -205,25 +199,8 @@ pub async fn refresh(store: &Store, opts: &Options, log: &OpLog) -> Result<Summa
         summaries.push(summary);
     }
     let doc = metadata_document(store, &all, &state, generated_at);
-    let json = |what, v: &serde_json::Value| {
-        serde_json::to_vec_pretty(v)
-            .map(Bytes::from)
-            .map_err(|source| Error::Encode { what, source })
-    };
-    let attrs = ObjectAttrs {
-        content_type: Some("application/json".into()),
-        metadata: Vec::new(),
-    };
-    store
-        .put(METADATA_KEY, json("partition metadata", &doc)?, &attrs)
-        .await?;
-    let state_json = serde_json::to_value(&state).map_err(|source| Error::Encode {
-        what: "catalog state",
-        source,
-    })?;
-    store
-        .put(STATE_KEY, json("catalog state", &state_json)?, &attrs)
-        .await?;
+    store.put_json(METADATA_KEY, &doc).await?;
+    store.put_json(STATE_KEY, &state).await?;
     log.info("metadata.written", &[("key", METADATA_KEY.into())]);
 
     let location = athena_location(store, opts);

@@ -6,14 +6,13 @@
 //! A paused DAG gets no scheduled runs: its fire times pass without a run (as in Airflow with
 //! `catchup=False`; `dags backfill` fills them). Manual triggers and clears still run.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::dag::Dag;
 use super::state::{DagRun, QueuedRun, RunState, RunStore, RunType};
-use crate::store::{ObjectAttrs, Store};
+use crate::store::Store;
 
 /// Prefix of the per-DAG control records.
 pub const DAGS_PREFIX: &str = "_lakepipe/dags";
@@ -48,17 +47,7 @@ pub async fn set_paused(
         changed_at: Utc::now(),
         changed_by: by.to_string(),
     };
-    let attrs = ObjectAttrs {
-        content_type: Some("application/json".into()),
-        metadata: Vec::new(),
-    };
-    store
-        .put(
-            &control_key(&dag.dag_id),
-            Bytes::from(serde_json::to_vec_pretty(&c)?),
-            &attrs,
-        )
-        .await?;
+    store.put_json(&control_key(&dag.dag_id), &c).await?;
     Ok(c)
 }
 

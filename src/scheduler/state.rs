@@ -311,13 +311,6 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> anyhow::Resul
     serde_json::from_slice(body).map_err(|e| anyhow::anyhow!("corrupt state object {key}: {e}"))
 }
 
-fn json_attrs() -> ObjectAttrs {
-    ObjectAttrs {
-        content_type: Some("application/json".into()),
-        metadata: Vec::new(),
-    }
-}
-
 impl RunStore {
     /// A run store over the lake; `record = false` makes every write a no-op.
     pub fn new(store: Store, record: bool) -> RunStore {
@@ -343,11 +336,7 @@ impl RunStore {
         if !self.record {
             return Ok(());
         }
-        let body = serde_json::to_vec_pretty(v)?;
-        self.store
-            .put(key, Bytes::from(body), &json_attrs())
-            .await?;
-        Ok(())
+        Ok(self.store.put_json(key, v).await?)
     }
 
     /// The run of `dag_id` at `logical_date`, if recorded.

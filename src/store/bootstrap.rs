@@ -22,14 +22,13 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, Transition,
     TransitionStorageClass, VersioningConfiguration,
 };
-use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::oplog::{Level, OpLog};
 use super::s3::source_chain;
-use super::{CreateMode, Error, ObjectAttrs, Result, Store};
+use super::{CreateMode, Error, Result, Store};
 use crate::clock::rfc3339_secs;
 
 /// Where the capability record lives.
@@ -1012,14 +1011,7 @@ async fn capabilities(store: &Store, unsupported: Vec<String>) -> Result<(Row, C
         unsupported,
         probed_at: rfc3339_secs(Utc::now()),
     };
-    let body = serde_json::to_vec_pretty(&caps).expect("capabilities serialise");
-    let attrs = ObjectAttrs {
-        content_type: Some("application/json".into()),
-        metadata: Vec::new(),
-    };
-    store
-        .put(CAPABILITIES_KEY, Bytes::from(body), &attrs)
-        .await?;
+    store.put_json(CAPABILITIES_KEY, &caps).await?;
     let (result, detail) = match mode {
         CreateMode::Conditional => (Outcome::Unchanged, "honoured: writers use create-only PUT"),
         CreateMode::CheckThenPut => (

@@ -55,6 +55,12 @@ pub enum Error {
         existing: usize,
         new: usize,
     },
+    /// A value could not be encoded as the JSON object it was to be stored as.
+    #[error("cannot encode {key} as JSON: {source}")]
+    Encode {
+        key: String,
+        source: serde_json::Error,
+    },
     /// A command that only reads was pointed at a local lake directory that does not exist.
     #[error(
         "no lake at {path}: pass --lake (or LAKEPIPE_LAKE), or make one with `lakepipe up`, `simulate` or `stream`"
@@ -533,6 +539,20 @@ impl Store {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(request_error("PUT", &path, e)),
         }
+    }
+
+    /// Writes `value` as a pretty-printed JSON object (`application/json`) at `key`: the one
+    /// way pipeline state, manifests, capabilities and documents for UIs are stored.
+    pub async fn put_json<T: serde::Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
+        let body = serde_json::to_vec_pretty(value).map_err(|source| Error::Encode {
+            key: key.to_string(),
+            source,
+        })?;
+        let attrs = ObjectAttrs {
+            content_type: Some("application/json".into()),
+            metadata: Vec::new(),
+        };
+        self.put(key, Bytes::from(body), &attrs).await
     }
 
     /// Writes (or replaces) an object atomically: state files, metadata, logs.

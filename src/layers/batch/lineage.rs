@@ -10,14 +10,13 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{compact, rfc3339_secs};
 use crate::layers::speed::PREFIX as SPEED_PREFIX;
-use crate::store::{ObjectAttrs, Store};
+use crate::store::Store;
 
 /// Folder of the manifests.
 pub const PREFIX: &str = "_lakepipe/lineage";
@@ -188,14 +187,7 @@ pub async fn landed(
 
 /// Records a manifest (after the data it describes is committed).
 pub async fn record(store: &Store, run: DateTime<Utc>, m: &Manifest) -> crate::store::Result<()> {
-    let body = serde_json::to_vec_pretty(m).expect("manifest serialises");
-    let attrs = ObjectAttrs {
-        content_type: Some("application/json".into()),
-        metadata: Vec::new(),
-    };
-    store
-        .put(&manifest_key(&m.stream, run), Bytes::from(body), &attrs)
-        .await
+    store.put_json(&manifest_key(&m.stream, run), m).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ pub mod unified;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
@@ -31,7 +30,7 @@ use crate::clock::rfc3339_secs;
 use crate::layers::batch::silver;
 use crate::scheduler::Registry;
 use crate::sources::stream::all_streams;
-use crate::store::{ObjectAttrs, Store, register_delta};
+use crate::store::{Store, register_delta};
 
 /// The serving DAG.
 pub const DAG_ID: &str = "4-serving_layer_merge";
@@ -163,14 +162,7 @@ pub fn run_label(t: DateTime<Utc>) -> CommitProperties {
 
 /// Writes a small JSON document for UIs and BI tools.
 pub async fn put_json(store: &Store, key: &str, doc: &serde_json::Value) -> anyhow::Result<()> {
-    let attrs = ObjectAttrs {
-        content_type: Some("application/json".into()),
-        metadata: Vec::new(),
-    };
-    store
-        .put(key, Bytes::from(serde_json::to_vec_pretty(doc)?), &attrs)
-        .await?;
-    Ok(())
+    Ok(store.put_json(key, doc).await?)
 }
 
 #[cfg(test)]
