@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Schema};
 use deltalake::arrow::util::pretty::pretty_format_batches;
+use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::file_format::FileFormat;
 use deltalake::datafusion::datasource::file_format::csv::CsvFormat;
 use deltalake::datafusion::datasource::file_format::json::JsonFormat;
@@ -104,6 +105,32 @@ pub fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// Why a statement did not become a query to run.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The SQL does not parse or names what the session does not have (a path is not a
+    /// table).
+    #[error("{0}")]
+    Invalid(DataFusionError),
+    /// A statement `query` never runs (see [`read_only`]).
+    #[error("{0}")]
+    ReadOnly(DataFusionError),
+}
+
+/// Plans `sql` and checks the plan against [`read_only`] before it becomes a DataFrame — what
+/// `SessionContext::sql_with_options` does, with its two failures kept apart.
+pub async fn read_only_query(ctx: &SessionContext, sql: &str) -> Result<DataFrame, Refusal> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(Refusal::Invalid)?;
+    read_only().verify_plan(&plan).map_err(Refusal::ReadOnly)?;
+    ctx.execute_logical_plan(plan)
+        .await
+        .map_err(Refusal::Invalid)
+}
+
 /// Runs `sql` (read-only, see [`read_only`]) and writes the result to `out`; returns the
 /// number of rows.
 pub async fn run(
@@ -114,14 +141,14 @@ pub async fn run(
 ) -> anyhow::Result<u64> {
     use anyhow::Context as _;
     let (ctx, names) = context(store).await?;
-    let df = match ctx.sql_with_options(sql, read_only()).await {
+    let df = match read_only_query(&ctx, sql).await {
         Ok(df) => df,
-        Err(e @ DataFusionError::Plan(_)) if is_refusal(&e) => anyhow::bail!(
+        Err(Refusal::ReadOnly(e)) => anyhow::bail!(
             "refused: `lakepipe query` is read-only over the lake's tables ({}); \
              to save a result, use --out FILE",
             e.message()
         ),
-        Err(e) => {
+        Err(Refusal::Invalid(e)) => {
             return Err(e).with_context(|| format!("query failed (tables: {})", names.join(", ")));
         }
     };
@@ -160,18 +187,6 @@ pub async fn run(
     Ok(rows)
 }
 
-/// Is `e` [`read_only`]'s refusal of a statement kind (rather than a mistake in the SQL)?
-fn is_refusal(e: &DataFusionError) -> bool {
-    let m = e.message();
-    [
-        "DDL not supported",
-        "DML not supported",
-        "Statement not supported",
-    ]
-    .iter()
-    .any(|p| m.starts_with(p))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,27 +209,22 @@ mod tests {
             "SET datafusion.execution.batch_size = 1".to_string(),
             format!("EXPLAIN COPY (SELECT 1 AS a) TO '{v}' STORED AS CSV"),
         ] {
-            let e = ctx.sql_with_options(&sql, read_only()).await.err();
+            let e = read_only_query(&ctx, &sql).await.err();
             let e = e.unwrap_or_else(|| panic!("not refused: {sql}"));
-            assert!(is_refusal(&e), "{sql}: {e}");
+            assert!(matches!(e, Refusal::ReadOnly(_)), "{sql}: {e}");
         }
         ctx.sql("CREATE TABLE t (a INT)").await.unwrap();
-        let e = ctx
-            .sql_with_options("INSERT INTO t VALUES (1)", read_only())
+        let e = read_only_query(&ctx, "INSERT INTO t VALUES (1)")
             .await
             .unwrap_err();
-        assert!(is_refusal(&e), "{e}");
+        assert!(matches!(e, Refusal::ReadOnly(_)), "{e}");
         // A path as a table name is not a table: no URL tables in the session.
-        let e = ctx
-            .sql_with_options(&format!("SELECT * FROM '{v}'"), read_only())
+        let e = read_only_query(&ctx, &format!("SELECT * FROM '{v}'"))
             .await
             .unwrap_err();
-        assert!(!is_refusal(&e), "{e}");
+        assert!(matches!(e, Refusal::Invalid(_)), "{e}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
-        let df = ctx
-            .sql_with_options("SELECT 1 + 1 AS two", read_only())
-            .await
-            .unwrap();
+        let df = read_only_query(&ctx, "SELECT 1 + 1 AS two").await.unwrap();
         assert_eq!(df.collect().await.unwrap()[0].num_rows(), 1);
     }
 }
