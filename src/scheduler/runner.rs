@@ -102,11 +102,11 @@ impl Runner {
             return self.refuse(dag, logical_date, run_type, None, reason).await;
         }
         let existing = self.runs.get_run(&dag.dag_id, logical_date).await?;
-        let (start, end) = existing
+        let interval = existing
             .as_ref()
             .map(|r| (r.data_interval_start, r.data_interval_end))
             .unwrap_or_else(|| dag.schedule.data_interval(logical_date));
-        if let Err(reason) = super::dag::Schedule::check_interval(start, end) {
+        if let Err(reason) = super::dag::Schedule::check_interval(interval.0, interval.1) {
             return self
                 .refuse(dag, logical_date, run_type, existing, reason)
                 .await;
@@ -119,8 +119,9 @@ impl Runner {
             return Ok((run.clone(), false));
         }
         let now = self.clock.now();
-        let mut run = existing
-            .unwrap_or_else(|| DagRun::new(dag, logical_date, run_type, RunState::Queued, now));
+        let mut run = existing.unwrap_or_else(|| {
+            DagRun::with_interval(dag, logical_date, run_type, RunState::Queued, now, interval)
+        });
         run.state = RunState::Running;
         run.start_date = Some(now);
         run.end_date = None;
@@ -236,20 +237,11 @@ impl Runner {
     ) -> anyhow::Result<(DagRun, bool)> {
         let now = self.clock.now();
         tracing::warn!(dag = %dag.dag_id, "run at {} cannot be executed: {reason}", rfc3339_secs(logical_date));
-        let mut run = existing.unwrap_or_else(|| DagRun {
-            dag_id: dag.dag_id.clone(),
-            run_id: DagRun::run_id_for(run_type, logical_date),
-            run_type,
-            logical_date,
-            // Not computed from the schedule: that search is what an unsupported date breaks.
-            data_interval_start: logical_date,
-            data_interval_end: logical_date,
-            state: RunState::Failed,
-            queued_at: now,
-            start_date: None,
-            end_date: None,
-            failed_tasks: Vec::new(),
-            note: None,
+        // The interval is not computed from the schedule: that search is what an unsupported
+        // date breaks.
+        let mut run = existing.unwrap_or_else(|| {
+            let at = (logical_date, logical_date);
+            DagRun::with_interval(dag, logical_date, run_type, RunState::Failed, now, at)
         });
         run.state = RunState::Failed;
         run.end_date = Some(now);

@@ -184,7 +184,19 @@ impl DagRun {
         state: RunState,
         now: DateTime<Utc>,
     ) -> DagRun {
-        let (start, end) = dag.schedule.data_interval(logical_date);
+        let interval = dag.schedule.data_interval(logical_date);
+        DagRun::with_interval(dag, logical_date, run_type, state, now, interval)
+    }
+
+    /// [`DagRun::new`] with the data interval given instead of computed from the schedule.
+    pub fn with_interval(
+        dag: &super::Dag,
+        logical_date: DateTime<Utc>,
+        run_type: RunType,
+        state: RunState,
+        now: DateTime<Utc>,
+        (start, end): (DateTime<Utc>, DateTime<Utc>),
+    ) -> DagRun {
         DagRun {
             dag_id: dag.dag_id.clone(),
             run_id: DagRun::run_id_for(run_type, logical_date),
