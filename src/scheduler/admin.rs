@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{Fatal, Registry, TaskBody, TaskContext};
+use super::{Fatal, Registry, TaskBody, TaskContext, TaskResult};
 use crate::catalog;
 use crate::store::bootstrap;
 use crate::store::oplog::OpLog;
@@ -26,7 +26,13 @@ struct Bootstrap;
 
 #[async_trait::async_trait]
 impl TaskBody for Bootstrap {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Bootstrap {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let log = OpLog::new("bootstrap", Utc::now());
         let report = bootstrap::run(&ctx.store, &bootstrap::Options::default(), &log).await;
         let published = log.publish(&ctx.store).await;
@@ -50,7 +56,13 @@ struct CatalogRefresh;
 
 #[async_trait::async_trait]
 impl TaskBody for CatalogRefresh {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl CatalogRefresh {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let log = OpLog::new("catalog", Utc::now());
         let summary = catalog::refresh(&ctx.store, &catalog::Options::default(), &log).await;
         let published = log.publish(&ctx.store).await;

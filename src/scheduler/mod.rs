@@ -19,4 +19,6 @@ pub mod task;
 pub use dag::{Dag, Schedule, TaskPolicy, TaskSpec, all_dags, dag_by_id};
 pub use runner::{Reprocess, Runner};
 pub use state::{DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
-pub use task::{Fatal, Registry, RunParams, TaskBody, TaskContext};
+pub use task::{
+    Fatal, Registry, Retryable, RunParams, TaskBody, TaskContext, TaskError, TaskResult,
+};

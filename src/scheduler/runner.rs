@@ -13,7 +13,7 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use super::dag::{Dag, TaskSpec};
 use super::state::{Attempt, DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
-use super::task::{Fatal, Registry, RunParams, TaskContext, TaskLog};
+use super::task::{Registry, RunParams, TaskContext, TaskError, TaskLog};
 use crate::clock::{Clock, rfc3339_secs};
 
 /// What to do with a run that already exists.
@@ -334,7 +334,7 @@ impl Runner {
         let duration_s = began.elapsed().as_secs_f64();
         let retryable = match &result {
             Ok(_) => true,
-            Err(e) => e.downcast_ref::<Fatal>().is_none(),
+            Err(e) => e.is_retryable(),
         };
         let attempt = ti.attempts.last_mut().expect("pushed above");
         attempt.end_date = Some(self.clock.now());
@@ -347,7 +347,7 @@ impl Runner {
                 ti.output = Some(output);
             }
             Err(e) => {
-                let msg = format!("{e:#}");
+                let msg = e.message();
                 ctx.log.line(
                     "ERROR",
                     format!("attempt {try_number} failed after {duration_s:.3} s: {msg}"),
@@ -376,16 +376,17 @@ impl Runner {
         &self,
         spec: &TaskSpec,
         ctx: &Arc<TaskContext>,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> Result<serde_json::Value, TaskError> {
         let key = format!("{}:{}", ctx.dag_id, spec.task_id);
         if self.params.fail_tasks.iter().any(|f| f == &key) {
-            anyhow::bail!("injected failure (--fail-task {key})");
+            return Err(TaskError::retryable(format!(
+                "injected failure (--fail-task {key})"
+            )));
         }
         let Some(body) = self.registry.get(&ctx.dag_id, &spec.task_id) else {
-            return Err(Fatal(format!(
+            return Err(TaskError::fatal(format!(
                 "task {key} is not available yet: this build of lakepipe declares it but has no body for it"
-            ))
-            .into());
+            )));
         };
         let task_ctx = Arc::clone(ctx);
         let mut running = AbortOnDrop(tokio::spawn(async move { body.run(&task_ctx).await }));
@@ -398,13 +399,17 @@ impl Runner {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                anyhow::bail!("the task body panicked: {msg}")
+                Err(TaskError::retryable(format!(
+                    "the task body panicked: {msg}"
+                )))
             }
-            Ok(Err(e)) => anyhow::bail!("the task body was cancelled: {e}"),
-            Err(_) => anyhow::bail!(
+            Ok(Err(e)) => Err(TaskError::retryable(format!(
+                "the task body was cancelled: {e}"
+            ))),
+            Err(_) => Err(TaskError::retryable(format!(
                 "execution timeout: the attempt ran longer than {} s and was cancelled",
                 spec.policy.execution_timeout.as_secs_f64()
-            ),
+            ))),
         }
     }
 
@@ -501,7 +506,7 @@ mod tests {
     use crate::clock::{SimClock, parse_utc};
     use crate::config::Config;
     use crate::scheduler::dag::{Schedule, TaskPolicy};
-    use crate::scheduler::task::TaskBody;
+    use crate::scheduler::task::{TaskBody, TaskResult};
     use crate::store::Store;
 
     /// Fails its first `fail_first` attempts, then succeeds; or sleeps past any timeout.
@@ -513,7 +518,13 @@ mod tests {
 
     #[async_trait::async_trait]
     impl TaskBody for Flaky {
-        async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        async fn run(&self, ctx: &TaskContext) -> TaskResult {
+            Ok(self.body(ctx).await?)
+        }
+    }
+
+    impl Flaky {
+        async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             if self.hang {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -636,7 +647,13 @@ mod tests {
 
     #[async_trait::async_trait]
     impl TaskBody for Gauge {
-        async fn run(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        async fn run(&self, ctx: &TaskContext) -> TaskResult {
+            Ok(self.body(ctx).await?)
+        }
+    }
+
+    impl Gauge {
+        async fn body(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -654,7 +671,13 @@ mod tests {
 
     #[async_trait::async_trait]
     impl TaskBody for Where {
-        async fn run(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        async fn run(&self, ctx: &TaskContext) -> TaskResult {
+            Ok(self.body(ctx).await?)
+        }
+    }
+
+    impl Where {
+        async fn body(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
             *self.thread.lock().unwrap() = Some(std::thread::current().id());
             if self.panic {
                 panic!("index out of bounds");

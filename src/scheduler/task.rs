@@ -1,6 +1,7 @@
 //! What a task body sees and returns: the [`TaskBody`] trait, its [`TaskContext`] (data
 //! interval, lake, upstream outputs, a log), the [`Registry`] in which layers register their
-//! bodies, and the error kinds that decide whether a failure is retried.
+//! bodies, and the [`TaskError`] whose [`Retryable`] source decides whether a failure is
+//! retried.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,14 +16,100 @@ pub trait TaskBody: Send + Sync {
     /// Runs the task for `ctx`'s data interval. Must be idempotent for that interval: running
     /// it twice leaves the lake as running it once. Returns a small JSON summary (Airflow's
     /// XCom), kept in the task-instance record and passed to downstream tasks.
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value>;
+    async fn run(&self, ctx: &TaskContext) -> TaskResult;
 }
 
-/// A failure that retrying cannot fix (missing body, conflicting data, bad input): the task
-/// fails at once, whatever its retries.
+/// What a task body returns: its output (XCom), or why the attempt failed.
+pub type TaskResult = Result<serde_json::Value, TaskError>;
+
+/// An error that knows whether another attempt could succeed: each layer's typed error
+/// implements it, and a body's `?` turns it into a [`TaskError`].
+pub trait Retryable: std::error::Error + Send + Sync + 'static {
+    /// `false` for failures that retrying cannot fix (conflicting data, a broken expectation
+    /// whose action is `fail`, a missing input): the task fails at once, whatever its retries.
+    fn is_retryable(&self) -> bool;
+}
+
+/// A failed attempt: the error with its chain of causes, and whether to retry.
+#[derive(Debug)]
+pub struct TaskError {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    retryable: bool,
+}
+
+impl TaskError {
+    /// A failure that another attempt may not repeat (I/O, a timeout).
+    pub fn retryable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TaskError {
+        TaskError {
+            error: error.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that another attempt would repeat.
+    pub fn fatal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TaskError {
+        TaskError {
+            error: error.into(),
+            retryable: false,
+        }
+    }
+
+    /// May another attempt succeed?
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The error and its causes, `: `-separated.
+    pub fn message(&self) -> String {
+        let mut msg = self.error.to_string();
+        let mut source = self.error.source();
+        while let Some(e) = source {
+            let next = e.to_string();
+            if !msg.ends_with(&next) {
+                msg.push_str(": ");
+                msg.push_str(&next);
+            }
+            source = e.source();
+        }
+        msg
+    }
+}
+
+impl std::fmt::Display for TaskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl<E: Retryable> From<E> for TaskError {
+    fn from(e: E) -> TaskError {
+        TaskError {
+            retryable: e.is_retryable(),
+            error: Box::new(e),
+        }
+    }
+}
+
+/// Bridge for bodies not yet typed: an `anyhow` error is retryable unless it is a [`Fatal`].
+impl From<anyhow::Error> for TaskError {
+    fn from(e: anyhow::Error) -> TaskError {
+        let retryable = e.downcast_ref::<Fatal>().is_none();
+        TaskError {
+            error: e.into(),
+            retryable,
+        }
+    }
+}
+
+/// A failure that retrying cannot fix, for bodies not yet typed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Fatal(pub String);
+
+/// A task's output (XCom) from its typed metrics.
+pub fn output<M: serde::Serialize>(metrics: &M) -> TaskResult {
+    serde_json::to_value(metrics).map_err(TaskError::fatal)
+}
 
 /// Options every run shares: generator seed, volume, faults, and test hooks.
 #[derive(Debug, Clone, Default)]

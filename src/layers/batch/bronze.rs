@@ -33,7 +33,7 @@ use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
 
 use super::lineage::{self, ConsumedFile};
 use crate::clock::rfc3339_secs;
-use crate::scheduler::{Fatal, TaskBody, TaskContext};
+use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
 use crate::store::Store;
 
@@ -243,7 +243,13 @@ async fn commit(
 
 #[async_trait::async_trait]
 impl TaskBody for Bronze {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Bronze {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let stream = self.spec.name;
         let run = ctx.logical_date;
         let store = &ctx.store;

@@ -10,7 +10,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{FilterOp, FilterValue};
 
 use super::{gold, lineage};
-use crate::scheduler::{TaskBody, TaskContext};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
 use crate::store::Store;
 
@@ -83,7 +83,13 @@ pub struct Compact;
 
 #[async_trait::async_trait]
 impl TaskBody for Compact {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Compact {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let store = &ctx.store;
         let mut dates_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for s in all_streams() {

@@ -5,7 +5,7 @@
 //! interpolation (`percentile_cont`).
 
 use super::{lineage, silver};
-use crate::scheduler::{Fatal, TaskBody, TaskContext};
+use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
 use crate::store::register_delta;
 
 /// One gold fact: name, the stream whose silver table it reads, and its query over `silver`
@@ -129,7 +129,13 @@ pub struct Gold {
 
 #[async_trait::async_trait]
 impl TaskBody for Gold {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Gold {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let f = self.fact;
         let store = &ctx.store;
         let dates = lineage::plan(store, f.stream, ctx.logical_date)

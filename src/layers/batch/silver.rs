@@ -51,7 +51,7 @@ use tokio::sync::mpsc;
 use super::lineage;
 use super::replace::{RowKeys, Writes};
 use crate::clock::rfc3339_micros;
-use crate::scheduler::{Fatal, TaskBody, TaskContext};
+use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
 use crate::sources::scalar::{Scalar, parse_record};
 use crate::sources::stream::{Kind, StreamSpec};
 use crate::store::{Store, register_delta};
@@ -906,7 +906,13 @@ pub struct Silver {
 
 #[async_trait::async_trait]
 impl TaskBody for Silver {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Silver {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let spec = self.spec;
         let stream = spec.name;
         let store = &ctx.store;

@@ -32,7 +32,7 @@ use super::{
 use crate::clock::{compact, rfc3339_secs};
 use crate::layers::batch::compact::compact_table;
 use crate::layers::batch::silver;
-use crate::scheduler::{TaskBody, TaskContext};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::store::register_delta;
 
 /// Lake path of the alerts table (`serving_alerts_history`): beside `latest.json`, not around it,
@@ -302,7 +302,13 @@ pub struct Alerts;
 
 #[async_trait::async_trait]
 impl TaskBody for Alerts {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Alerts {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let t = ctx.logical_date;
         let store = &ctx.store;
         let streams: Vec<&'static str> = RULES.iter().map(|r| r.stream).collect();

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use super::{collect, json_rows, overwrite_snapshot, put_json, ts_sql, unified_session};
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::{self, Write, silver, table_path};
-use crate::scheduler::{TaskBody, TaskContext};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
 use crate::store::register_delta;
 
@@ -32,7 +32,13 @@ pub struct Analytics;
 
 #[async_trait::async_trait]
 impl TaskBody for Analytics {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Analytics {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let t = ctx.logical_date;
         let store = &ctx.store;
         let streams: Vec<&'static str> = all_streams().iter().map(|s| s.name).collect();

@@ -10,7 +10,7 @@ use chrono::Duration;
 
 use super::{collect, json_rows, overwrite_snapshot, ts_sql, unified_session, window_view};
 use crate::clock::rfc3339_secs;
-use crate::scheduler::{TaskBody, TaskContext};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 
 /// One dashboard.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +120,13 @@ pub struct Dashboards;
 
 #[async_trait::async_trait]
 impl TaskBody for Dashboards {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Dashboards {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let t = ctx.logical_date;
         let store = &ctx.store;
         let streams: Vec<&'static str> = DASHBOARDS.iter().map(|d| d.stream).collect();

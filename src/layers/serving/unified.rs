@@ -41,7 +41,7 @@ use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
 use crate::layers::batch::silver::{self, Cleaner, Counts, expectations};
 use crate::layers::batch::{self, Write, bronze, compact, table_path};
-use crate::scheduler::{TaskBody, TaskContext, dag_by_id};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult, dag_by_id};
 use crate::sources::stream::StreamSpec;
 use crate::store::{ObjectAttrs, Store, register_delta};
 
@@ -196,7 +196,13 @@ pub struct Unified {
 
 #[async_trait::async_trait]
 impl TaskBody for Unified {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Unified {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let spec = self.spec;
         let stream = spec.name;
         let store = &ctx.store;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{compact, rfc3339_secs};
 use crate::scheduler::dag::ingest_dag_id;
-use crate::scheduler::{Fatal, Registry, TaskBody, TaskContext};
+use crate::scheduler::{Fatal, Registry, TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::{StreamSpec, all_streams, generate_interval};
 use crate::store::{ObjectAttrs, WriteOutcome};
 
@@ -86,7 +86,13 @@ struct Ingest {
 
 #[async_trait::async_trait]
 impl TaskBody for Ingest {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Ingest {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let (start, end) = ctx.data_interval;
         let stream = self.spec.name;
         let generated = generate_interval(
@@ -186,7 +192,13 @@ struct Verify;
 
 #[async_trait::async_trait]
 impl TaskBody for Verify {
-    async fn run(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        Ok(self.body(ctx).await?)
+    }
+}
+
+impl Verify {
+    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
         let out: IngestOutput = serde_json::from_value(
             ctx.upstream
                 .get("ingest")
