@@ -12,6 +12,9 @@ pub enum Error {
     /// A landing run failed.
     #[error(transparent)]
     Landing(#[from] crate::landing::Error),
+    /// A bucket bootstrap could not be run.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::Error),
 }
 
 /// Result with the crate-wide [`Error`].

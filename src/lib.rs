@@ -1,9 +1,11 @@
 //! lakepipe: a lakehouse pipeline in one binary.
 //!
 //! Data flows `sources` (generators, schemas as data) → `landing` (streamers into the lake)
-//! → `layers` (speed, batch, serving) → `catalog`, with `scheduler`, `store` (all lake I/O)
-//! and `web` beside them. The binary (`main.rs`) only parses arguments and calls [`run`].
+//! → `layers` (speed, batch, serving) → `catalog`, with `scheduler`, `store` (all lake I/O),
+//! `bootstrap` (the bucket and its settings) and `web` beside them. The binary (`main.rs`) only
+//! parses arguments and calls [`run`].
 
+pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -240,7 +240,7 @@ fn athena_location(store: &Store, opts: &Options) -> String {
     }
     match store.url() {
         LakeUrl::S3 { .. } => store.url().to_string(),
-        LakeUrl::Local(_) => format!("s3://{}", crate::store::bootstrap::DEFAULT_BUCKET),
+        LakeUrl::Local(_) => format!("s3://{}", crate::bootstrap::DEFAULT_BUCKET),
     }
 }
 

@@ -8,9 +8,9 @@ use std::io::Write as _;
 use chrono::Utc;
 
 use super::{open_existing_store, open_store};
+use crate::bootstrap;
 use crate::catalog::{self, query::OutputFormat};
 use crate::config::ValidatedConfig;
-use crate::store::bootstrap;
 use crate::store::oplog::OpLog;
 
 /// `lakepipe bootstrap`.

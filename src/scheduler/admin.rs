@@ -1,5 +1,5 @@
 //! Task bodies of the administrative DAGs: `1-infra_s3_bootstrap.bootstrap` runs the bucket
-//! bootstrap ([`crate::store::bootstrap`]) and `5-lake_catalog_refresh.catalog_refresh` an
+//! bootstrap ([`crate::bootstrap`]) and `5-lake_catalog_refresh.catalog_refresh` an
 //! incremental catalog refresh ([`crate::catalog`]). Both publish their operation log under
 //! `logs/s3_orchestrator/` and copy it into the task log.
 
@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::{Fatal, Registry, TaskBody, TaskContext, TaskResult};
+use crate::bootstrap;
 use crate::catalog;
-use crate::store::bootstrap;
 use crate::store::oplog::OpLog;
 
 /// Registers both bodies.

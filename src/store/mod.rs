@@ -4,9 +4,10 @@
 //! and jitter (`retry`), streams listings page by page, uploads large objects in parts, sets
 //! content types and user metadata on S3, and makes landing writes exactly-once
 //! ([`Store::put_new`]). AWS credentials, endpoints and checks live in `s3`; request counters
-//! for `/metrics` in `metrics`.
+//! for `/metrics` in `metrics`; the capability record that decides how create-only writes are
+//! made (written by `lakepipe bootstrap`) in `capabilities`.
 
-pub mod bootstrap;
+mod capabilities;
 mod config;
 mod delta;
 pub mod metrics;
@@ -26,10 +27,12 @@ use object_store::{
 };
 use tokio::sync::{OnceCell, Semaphore};
 
+pub use capabilities::{CAPABILITIES_KEY, Capabilities};
 pub use config::{LakeUrl, StoreConfig, validate_bucket_name};
 pub use delta::register_delta;
 pub use retry::RetryConfig;
 pub use s3::{DEFAULT_REGION, S3Connection};
+pub(crate) use s3::{classify_head_bucket, source_chain};
 
 use crate::config::ValidatedConfig;
 
@@ -375,7 +378,7 @@ impl Store {
                 if self.is_local() {
                     return Ok(CreateMode::Conditional);
                 }
-                let recorded = bootstrap::Capabilities::load(self).await?;
+                let recorded = Capabilities::load(self).await?;
                 let mode = match recorded {
                     Some(c) => c.create_mode(),
                     None => self.probe_conditional_put().await?,

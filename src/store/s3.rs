@@ -120,7 +120,8 @@ impl S3Connection {
     }
 }
 
-pub(super) fn classify_head_bucket<R: std::fmt::Debug>(
+/// One clear line for a failed HEAD bucket (missing, denied, wrong region, unreachable).
+pub(crate) fn classify_head_bucket<R: std::fmt::Debug>(
     bucket: &str,
     endpoint: &str,
     err: SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError, R>,
