@@ -23,6 +23,8 @@ use crate::scheduler::state::{RUNS_PREFIX, is_run_key, read_run, run_key};
 use crate::scheduler::{Dag, DagRun, RunStore, TaskInstance, all_dags};
 use crate::store::Store;
 
+use super::Error;
+
 /// How long a listing of the run records is reused.
 pub const RUNS_TTL: Duration = Duration::from_secs(3);
 /// How long Delta table statistics are reused.
@@ -195,7 +197,7 @@ impl LakeView {
     }
 
     /// Every run record, refreshed if the listing is older than [`RUNS_TTL`].
-    pub async fn all_runs(&self) -> anyhow::Result<Vec<DagRun>> {
+    pub async fn all_runs(&self) -> Result<Vec<DagRun>, Error> {
         let mut idx = self.index.lock().await;
         if idx.listed_at.is_none_or(|t| t.elapsed() >= RUNS_TTL) {
             let metas: Vec<object_store::ObjectMeta> = self
@@ -203,7 +205,8 @@ impl LakeView {
                 .list(&format!("{RUNS_PREFIX}/"))
                 .try_filter(|m| futures::future::ready(is_run_key(m.location.as_ref())))
                 .try_collect()
-                .await?;
+                .await
+                .map_err(Error::lake)?;
             let mut fresh: HashMap<String, (String, DagRun)> = HashMap::with_capacity(metas.len());
             let mut stale = Vec::new();
             for m in metas {
@@ -221,8 +224,8 @@ impl LakeView {
                 .map(|(key, tag)| {
                     let store = store.clone();
                     async move {
-                        let run = read_run(&store, &key).await?;
-                        anyhow::Ok(run.map(|r| (key, tag, r)))
+                        let run = read_run(&store, &key).await.map_err(Error::lake)?;
+                        Ok::<_, Error>(run.map(|r| (key, tag, r)))
                     }
                 })
                 .buffer_unordered(16)
@@ -239,7 +242,7 @@ impl LakeView {
     }
 
     /// Runs of one DAG, newest logical date first.
-    pub async fn dag_runs(&self, dag_id: &str) -> anyhow::Result<Vec<DagRun>> {
+    pub async fn dag_runs(&self, dag_id: &str) -> Result<Vec<DagRun>, Error> {
         let mut runs: Vec<DagRun> = self
             .all_runs()
             .await?
@@ -251,9 +254,9 @@ impl LakeView {
     }
 
     /// Every DAG with its last run, run counts, pause state and next fire time.
-    pub async fn dags(&self) -> anyhow::Result<Vec<DagSummary>> {
+    pub async fn dags(&self) -> Result<Vec<DagSummary>, Error> {
         let runs = self.all_runs().await?;
-        let paused = control::paused(self.store()).await?;
+        let paused = control::paused(self.store()).await.map_err(Error::lake)?;
         let now = Utc::now();
         Ok(all_dags()
             .iter()
@@ -292,7 +295,7 @@ impl LakeView {
         &self,
         dag: &Dag,
         run: &DagRun,
-    ) -> anyhow::Result<Vec<TaskInstance>> {
+    ) -> Result<Vec<TaskInstance>, Error> {
         let key = run_key(&run.dag_id, run.logical_date);
         let tag = {
             let idx = self.index.lock().await;
@@ -314,7 +317,8 @@ impl LakeView {
             })
             .buffered(16)
             .try_collect()
-            .await?;
+            .await
+            .map_err(Error::lake)?;
         let tis: Vec<TaskInstance> = tis.into_iter().flatten().collect();
         if run.state.is_finished()
             && let Some(tag) = tag
@@ -325,7 +329,7 @@ impl LakeView {
     }
 
     /// The grid of `dag`: its newest `limit` runs with the state of every task.
-    pub async fn grid(&self, dag: &Dag, limit: usize) -> anyhow::Result<Grid> {
+    pub async fn grid(&self, dag: &Dag, limit: usize) -> Result<Grid, Error> {
         let runs = self.dag_runs(&dag.dag_id).await?;
         let mut rows = Vec::new();
         for run in runs.iter().take(limit) {
@@ -358,8 +362,13 @@ impl LakeView {
         &self,
         dag: &Dag,
         t: DateTime<Utc>,
-    ) -> anyhow::Result<Option<RunDetail>> {
-        let Some(run) = self.runs.get_run(&dag.dag_id, t).await? else {
+    ) -> Result<Option<RunDetail>, Error> {
+        let Some(run) = self
+            .runs
+            .get_run(&dag.dag_id, t)
+            .await
+            .map_err(Error::lake)?
+        else {
             return Ok(None);
         };
         let task_instances = self.task_instances(dag, &run).await?;
@@ -370,17 +379,22 @@ impl LakeView {
     }
 
     /// Statistics of every Delta table (cached for [`TABLES_TTL`]).
-    pub async fn tables(&self) -> anyhow::Result<Vec<TableInfo>> {
+    pub async fn tables(&self) -> Result<Vec<TableInfo>, Error> {
         let mut cache = self.tables.lock().await;
         if let Some(c) = cache.as_ref().filter(|c| c.at.elapsed() < TABLES_TTL) {
             return Ok(c.tables.clone());
         }
         let mut out = Vec::new();
-        for t in delta_tables(self.store()).await? {
-            let Some(table) = self.store().delta_table(&t.path).await? else {
+        for t in delta_tables(self.store()).await.map_err(Error::lake)? {
+            let Some(table) = self
+                .store()
+                .delta_table(&t.path)
+                .await
+                .map_err(Error::lake)?
+            else {
                 continue;
             };
-            let snapshot = table.snapshot()?;
+            let snapshot = table.snapshot().map_err(Error::lake)?;
             let (mut rows, mut files, mut bytes) = (0u64, 0u64, 0u64);
             for f in snapshot.log_data().iter() {
                 files += 1;
@@ -416,22 +430,25 @@ impl LakeView {
     }
 
     /// A JSON document of the lake, `None` if absent.
-    pub async fn json_doc(&self, key: &str) -> anyhow::Result<Option<serde_json::Value>> {
-        match self.store().get_opt(key).await? {
-            Some(b) => Ok(Some(
-                serde_json::from_slice(&b).map_err(|e| anyhow::anyhow!("corrupt {key}: {e}"))?,
-            )),
+    pub async fn json_doc(&self, key: &str) -> Result<Option<serde_json::Value>, Error> {
+        match self.store().get_opt(key).await.map_err(Error::lake)? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| {
+                Error::Corrupt {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                }
+            })?)),
             None => Ok(None),
         }
     }
 
     /// The catalog's partition metadata (`metadata/partition_metadata.json`).
-    pub async fn partition_metadata(&self) -> anyhow::Result<Option<serde_json::Value>> {
+    pub async fn partition_metadata(&self) -> Result<Option<serde_json::Value>, Error> {
         self.json_doc(crate::catalog::METADATA_KEY).await
     }
 
     /// The dashboards' documents, by name (absent ones are left out).
-    pub async fn dashboards(&self) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    pub async fn dashboards(&self) -> Result<BTreeMap<String, serde_json::Value>, Error> {
         let mut out = BTreeMap::new();
         for d in DASHBOARDS {
             if let Some(doc) = self
@@ -445,7 +462,7 @@ impl LakeView {
     }
 
     /// `serving/alerts/latest.json`.
-    pub async fn alerts(&self) -> anyhow::Result<Option<serde_json::Value>> {
+    pub async fn alerts(&self) -> Result<Option<serde_json::Value>, Error> {
         self.json_doc(LATEST_KEY).await
     }
 }

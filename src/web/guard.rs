@@ -19,12 +19,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use super::AppState;
+use super::auth::{has_bearer, same};
+use super::error::{ApiError, Error};
+use super::state::AppState;
 
 /// The Content-Security-Policy of every response: scripts and styles only from the UI's own
 /// static routes, never inline; no framing; forms post only to the UI.
@@ -173,19 +174,9 @@ fn same_origin(origin: &str, host: &str) -> bool {
         }
 }
 
-fn refuse(status: StatusCode, why: &str) -> Response {
-    (status, axum::Json(json!({ "error": why }))).into_response()
-}
-
-/// Whether the request carries the UI's bearer token.
-pub(super) fn has_bearer(st: &AppState, headers: &HeaderMap) -> bool {
-    st.token.as_deref().is_some_and(|token| {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|b| super::same(b, token))
-    })
+/// A refusal, answered as JSON whatever the route.
+fn refuse(why: Error) -> Response {
+    ApiError(why).into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -203,41 +194,29 @@ async fn check_write(st: &AppState, req: Request, host: &str) -> Result<Request,
     if let Some(site) = headers.get("sec-fetch-site")
         && !matches!(site.as_bytes(), b"same-origin" | b"none")
     {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "cross-site request refused: actions only from the UI's own pages",
-        ));
+        return Err(refuse(Error::CrossSite));
     }
     if let Some(origin) = headers.get(header::ORIGIN)
         && !origin.to_str().is_ok_and(|o| same_origin(o, host))
     {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "cross-origin request refused: Origin is not this UI",
-        ));
+        return Err(refuse(Error::CrossOrigin));
     }
     if req.uri().path().starts_with("/api/") {
         if is_json(headers) || has_bearer(st, headers) {
             return Ok(req);
         }
-        return Err(refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "API actions need Content-Type: application/json (or Authorization: Bearer <token>)",
-        ));
+        return Err(refuse(Error::NotJson));
     }
     // A form action: the body must carry the CSRF token of this process.
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, FORM_LIMIT).await else {
-        return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "form too large"));
+        return Err(refuse(Error::FormTooLarge));
     };
     let ok = url::form_urlencoded::parse(&bytes)
         .find(|(k, _)| k == "csrf")
-        .is_some_and(|(_, v)| super::same(&v, &st.csrf));
+        .is_some_and(|(_, v)| same(&v, &st.csrf));
     if !ok {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "form without this UI's CSRF token: reload the page and try again",
-        ));
+        return Err(refuse(Error::NoCsrf));
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
@@ -248,10 +227,7 @@ pub(super) async fn guard(State(st): State<AppState>, req: Request, next: Next) 
     let mut res = if host_ok {
         next.run(req).await
     } else {
-        refuse(
-            StatusCode::FORBIDDEN,
-            "this UI does not answer to that Host (its listen address, or --allowed-host NAME)",
-        )
+        refuse(Error::ForeignHost)
     };
     let h = res.headers_mut();
     h.insert(

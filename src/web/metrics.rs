@@ -20,7 +20,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders every metric.
-pub async fn render(view: &LakeView) -> anyhow::Result<String> {
+pub async fn render(view: &LakeView) -> Result<String, super::Error> {
     let mut out = String::new();
     let runs = view.all_runs().await?;
 

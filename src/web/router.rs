@@ -1,0 +1,78 @@
+//! The UI's routes and their layers: the router over a lake ([`router`]) and serving it
+//! ([`serve`]). Every response passes [`guard::guard`] (Host, security headers), then
+//! [`auth::auth`] (the token), then, for an action, [`guard::writes`] (same-origin, CSRF).
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
+
+use super::state::{Access, AppState};
+use super::{api, auth, guard, html};
+use crate::store::Store;
+
+/// Default address of the UI.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The router over `store` for a UI listening on `listen`; with a token, every request must
+/// carry it.
+pub fn router(store: Store, listen: SocketAddr, access: Access) -> Result<Router, super::Error> {
+    let state = AppState::new(store, listen, access)?;
+    Ok(Router::new()
+        // Pages.
+        .route("/", get(html::dags_html))
+        .route("/dags/{dag}", get(html::grid_html))
+        .route("/dags/{dag}/runs/{date}", get(html::run_html))
+        .route(
+            "/dags/{dag}/runs/{date}/tasks/{task}/log",
+            get(html::log_html),
+        )
+        .route("/lake", get(html::lake_html))
+        .route("/dashboards", get(html::dashboards_html))
+        .route("/alerts", get(html::alerts_html))
+        // Form actions: the API's actions, answered with a redirect back.
+        .route("/dags/{dag}/trigger", post(html::trigger_form))
+        .route("/dags/{dag}/pause", post(html::pause_form))
+        .route("/dags/{dag}/unpause", post(html::unpause_form))
+        .route("/dags/{dag}/runs/{date}/clear", post(html::clear_form))
+        // JSON API.
+        .route("/api/dags", get(api::api_dags))
+        .route("/api/dags/{dag}", get(api::api_dag))
+        .route("/api/dags/{dag}/grid", get(api::api_grid))
+        .route("/api/dags/{dag}/runs/{date}", get(api::api_run))
+        .route(
+            "/api/dags/{dag}/runs/{date}/tasks/{task}/log",
+            get(api::api_log),
+        )
+        .route("/api/dags/{dag}/trigger", post(api::api_trigger))
+        .route("/api/dags/{dag}/pause", post(api::api_pause))
+        .route("/api/dags/{dag}/unpause", post(api::api_unpause))
+        .route("/api/dags/{dag}/runs/{date}/clear", post(api::api_clear))
+        .route("/api/lake", get(api::api_lake))
+        .route("/api/dashboards", get(api::api_dashboards))
+        .route("/api/dashboards/{name}", get(api::api_dashboard))
+        .route("/api/alerts", get(api::api_alerts))
+        .route("/metrics", get(api::metrics_text))
+        .route("/static/style.css", get(html::style_css))
+        .route("/static/ui.js", get(html::ui_js))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::writes))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::auth))
+        // Outermost: every response, a refusal by `auth` too, gets the security headers.
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .with_state(state))
+}
+
+/// Serves the UI on `listener` until `shutdown` resolves.
+pub async fn serve(
+    store: Store,
+    listener: tokio::net::TcpListener,
+    access: Access,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listen = listener.local_addr()?;
+    axum::serve(listener, router(store, listen, access)?)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
