@@ -1,5 +1,7 @@
-//! Time for the pipeline: every component asks a [`Clock`], never the wall clock directly,
-//! so live mode and tests drive the same code.
+//! Time for the pipeline. Schedule time — fire times, logical dates, data intervals, windows —
+//! comes from a [`Clock`], so that live mode, `simulate` and tests drive the same code. Real
+//! time — when a log line was written, when a lease expires, when a record was changed — comes
+//! from [`wall_now`]. Nothing else reads the system clock.
 
 use chrono::{DateTime, Utc};
 
@@ -14,13 +16,19 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
+/// The system clock (UTC), for facts about real time that no simulation moves: log line and
+/// operation-log timestamps, lease expiry, when a record was written.
+pub fn wall_now() -> DateTime<Utc> {
+    Utc::now()
+}
+
 /// The wall clock (UTC), used in live mode.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        wall_now()
     }
 
     fn sleep_until(
@@ -30,7 +38,7 @@ impl Clock for SystemClock {
         Box::pin(async move {
             // Re-check after each sleep: the wall clock may be adjusted while we wait.
             loop {
-                let left = t - Utc::now();
+                let left = t - wall_now();
                 match left.to_std() {
                     Ok(d) if !d.is_zero() => tokio::time::sleep(d).await,
                     _ => return,

@@ -2,7 +2,8 @@
 //!
 //! Data flows `sources` (generators, schemas as data) → `landing` (streamers into the lake)
 //! → `layers` (speed, batch, serving) → `catalog`, with `scheduler`, `store` (all lake I/O),
-//! `bootstrap` (the bucket and its settings) and `web` beside them. The binary (`main.rs`) only
+//! `bootstrap` (the bucket and its settings) and `web` beside them; `pipeline` wires the
+//! layers' DAGs into the scheduler. The binary (`main.rs`) only
 //! parses arguments and calls [`run`].
 
 pub mod bootstrap;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod landing;
 pub mod layers;
+pub mod pipeline;
 pub mod progress;
 pub mod scheduler;
 pub mod sources;

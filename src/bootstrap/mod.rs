@@ -16,6 +16,7 @@
 //! the capability record, whose type and reading belong to [`crate::store`]) and `report`.
 
 mod bucket;
+pub mod dag;
 mod fault;
 mod layout;
 mod probe;
@@ -49,6 +50,9 @@ pub enum Error {
         #[from]
         source: crate::store::Error,
     },
+    /// Settings the store refused or could not apply (the bootstrap DAG fails on them).
+    #[error("bucket settings failed: {}", settings.join(", "))]
+    SettingsFailed { settings: Vec<String> },
 }
 
 /// Result with the bootstrap [`Error`].

@@ -1,8 +1,6 @@
 //! The create-only PUT probe: finds out whether the store honours `If-None-Match: *` and
 //! writes the capability record ([`crate::store::Capabilities`]) the writers read.
 
-use chrono::Utc;
-
 use super::Result;
 use super::report::{Outcome, Row, row};
 use crate::clock::rfc3339_secs;
@@ -18,7 +16,12 @@ pub(super) async fn capabilities(
     } else {
         store.probe_conditional_put().await?
     };
-    let caps = Capabilities::new(store, mode, unsupported, rfc3339_secs(Utc::now()));
+    let caps = Capabilities::new(
+        store,
+        mode,
+        unsupported,
+        rfc3339_secs(crate::clock::wall_now()),
+    );
     caps.save(store).await?;
     let (result, detail) = match mode {
         CreateMode::Conditional => (Outcome::Unchanged, "honoured: writers use create-only PUT"),

@@ -10,6 +10,7 @@
 //! figures. `--full` lists everything again. It never writes data objects.
 
 pub mod athena;
+pub mod dag;
 pub mod datasets;
 pub mod query;
 
@@ -159,7 +160,7 @@ pub struct Options {
 
 /// Refreshes the catalog of `store`.
 pub async fn refresh(store: &Store, opts: &Options, log: &OpLog) -> Result<Summary, Error> {
-    let generated_at = Utc::now();
+    let generated_at = crate::clock::wall_now();
     let mut state: State = if opts.full {
         State::default()
     } else {

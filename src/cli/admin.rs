@@ -5,8 +5,6 @@
 use anyhow::Context as _;
 use std::io::Write as _;
 
-use chrono::Utc;
-
 use super::{open_existing_store, open_store};
 use crate::bootstrap;
 use crate::catalog::{self, query::OutputFormat};
@@ -167,7 +165,7 @@ pub(super) async fn bootstrap(
     json: bool,
 ) -> anyhow::Result<()> {
     let store = open_store(config).await?;
-    let log = OpLog::new("bootstrap", Utc::now());
+    let log = OpLog::new("bootstrap", crate::clock::wall_now());
     let opts = bootstrap::Options {
         dry_run: a.dry_run,
         strict: a.strict,
@@ -226,7 +224,7 @@ pub(super) async fn catalog(
     let CatalogCommand::Refresh(a) = c;
     let store = open_store(config).await?;
     store.preflight().await?;
-    let log = OpLog::new("catalog", Utc::now());
+    let log = OpLog::new("catalog", crate::clock::wall_now());
     let opts = catalog::Options {
         full: a.full,
         athena_location: a.athena_location.clone(),

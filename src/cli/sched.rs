@@ -12,14 +12,12 @@ use tokio::sync::watch;
 use super::{GenArgs, open_existing_store, open_store, parse_time};
 use crate::clock::{Clock, SimClock, SystemClock, rfc3339_secs};
 use crate::config::ValidatedConfig;
+use crate::pipeline::{dag as dag_by_id, dags as all_dags};
 use crate::progress::Progress;
 use crate::scheduler::control::{self, Request};
 use crate::scheduler::driver::{self, DriveSummary};
 use crate::scheduler::lease::{Lease, LeaseError};
-use crate::scheduler::{
-    Dag, DagRun, Registry, Reprocess, RunParams, RunState, RunStore, RunType, Runner, all_dags,
-    dag_by_id,
-};
+use crate::scheduler::{Dag, DagRun, Reprocess, RunParams, RunState, RunStore, RunType, Runner};
 use crate::store::Store;
 
 /// `lakepipe simulate`.
@@ -220,7 +218,7 @@ fn runner(
 ) -> Runner {
     Runner::new(
         RunStore::new(store.clone(), record),
-        Arc::new(Registry::standard()),
+        all_dags(),
         clock,
         params,
         echo,
@@ -541,12 +539,13 @@ fn report_run(run: &DagRun, json: bool) -> anyhow::Result<()> {
 }
 
 fn dags_list(json: bool) {
-    let now = Utc::now();
-    let registry = Registry::standard();
+    let now = crate::clock::wall_now();
     let rows: Vec<serde_json::Value> = all_dags()
         .iter()
         .map(|d| {
-            let available = d.tasks.iter().all(|t| registry.has(&d.dag_id, &t.task_id));
+            // Every declared task has its body (the layers declare both at once); the field
+            // stays for the scripts that read it.
+            let available = true;
             serde_json::json!({
                 "dag_id": d.dag_id,
                 "description": d.description,
@@ -586,7 +585,6 @@ fn dags_list(json: bool) {
 }
 
 fn dags_show(dag: &Dag, json: bool) -> anyhow::Result<()> {
-    let registry = Registry::standard();
     if json {
         let tasks: Vec<serde_json::Value> = dag
             .tasks
@@ -599,7 +597,7 @@ fn dags_show(dag: &Dag, json: bool) -> anyhow::Result<()> {
                     "retry_delay_s": t.policy.retry_delay.as_secs(),
                     "max_retry_delay_s": t.policy.max_retry_delay.as_secs(),
                     "execution_timeout_s": t.policy.execution_timeout.as_secs(),
-                    "available": registry.has(&dag.dag_id, &t.task_id),
+                    "available": true,
                 })
             })
             .collect();
@@ -632,17 +630,12 @@ fn dags_show(dag: &Dag, json: bool) -> anyhow::Result<()> {
     println!("\ntasks (upstreams first):");
     for t in &dag.tasks {
         println!(
-            "  {:<32} retries {} (back-off {} s .. {} s), timeout {} s{}",
+            "  {:<32} retries {} (back-off {} s .. {} s), timeout {} s",
             t.task_id,
             t.policy.retries,
             t.policy.retry_delay.as_secs(),
             t.policy.max_retry_delay.as_secs(),
             t.policy.execution_timeout.as_secs(),
-            if registry.has(&dag.dag_id, &t.task_id) {
-                ""
-            } else {
-                "  [not available yet]"
-            }
         );
     }
     println!("\nedges:");

@@ -3,8 +3,8 @@
 //! analytics, alerts).
 //!
 //! Layers read generated events from [`crate::sources`], do all I/O through
-//! [`crate::store::Store`], and register their task bodies in the scheduler's
-//! [`crate::scheduler::Registry`].
+//! [`crate::store::Store`], and declare their DAGs with the task bodies attached (`dag` in
+//! each layer), which [`crate::pipeline`] hands to the scheduler.
 
 pub mod batch;
 pub mod serving;

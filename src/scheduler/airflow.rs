@@ -163,7 +163,7 @@ pub fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::dag::dag_by_id;
+    use crate::pipeline::dag as dag_by_id;
 
     fn opts() -> ExportOptions {
         ExportOptions {

@@ -44,7 +44,7 @@ pub async fn set_paused(
     let c = DagControl {
         dag_id: dag.dag_id.clone(),
         is_paused: paused,
-        changed_at: Utc::now(),
+        changed_at: crate::clock::wall_now(),
         changed_by: by.to_string(),
     };
     store.put_json(&control_key(&dag.dag_id), &c).await?;
@@ -126,7 +126,13 @@ pub async fn enqueue(
     let run = match existing {
         Some(run) => run,
         None => {
-            let run = DagRun::new(dag, t, RunType::Manual, RunState::Queued, Utc::now());
+            let run = DagRun::new(
+                dag,
+                t,
+                RunType::Manual,
+                RunState::Queued,
+                crate::clock::wall_now(),
+            );
             runs.put_run(&run).await?;
             run
         }
@@ -143,7 +149,7 @@ pub async fn enqueue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::dag_by_id;
+    use crate::pipeline::dag as dag_by_id;
 
     async fn lake() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,16 +1,17 @@
-//! DAGs as data: the pipeline's DAG IDs, cron schedules (parsed by croner), task graphs, and
-//! per-task retry, back-off and timeout settings. Task *bodies* are not here: the layer that
-//! owns a task registers it in a [`super::Registry`].
+//! DAGs as data: cron schedules (parsed by croner), task graphs with each task's body, and
+//! per-task retry, back-off and timeout settings. The scheduler knows no DAG of its own: each
+//! layer declares its DAGs with their bodies attached, and `crate::pipeline` hands the table
+//! to the scheduler.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::str::FromStr as _;
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
 
-use crate::sources::stream::all_streams;
+use super::task::TaskBody;
 
 /// When a DAG runs.
 #[derive(Debug, Clone)]
@@ -137,6 +138,17 @@ pub struct TaskPolicy {
 }
 
 impl TaskPolicy {
+    /// `retries` retries after `delay_s` seconds, doubling up to `max_delay_s`; each attempt
+    /// killed after `timeout_s`.
+    pub const fn new(retries: u32, delay_s: u64, max_delay_s: u64, timeout_s: u64) -> TaskPolicy {
+        TaskPolicy {
+            retries,
+            retry_delay: Duration::from_secs(delay_s),
+            max_retry_delay: Duration::from_secs(max_delay_s),
+            execution_timeout: Duration::from_secs(timeout_s),
+        }
+    }
+
     /// Delay before retry number `retry` (1-based), exponential with a deterministic jitter of
     /// up to +25 % derived from `jitter_key` (like Airflow's hash-based jitter), capped.
     pub fn backoff(&self, retry: u32, jitter_key: &str) -> Duration {
@@ -148,8 +160,8 @@ impl TaskPolicy {
     }
 }
 
-/// One task of a DAG.
-#[derive(Debug, Clone)]
+/// One task of a DAG, with the body that runs it.
+#[derive(Clone)]
 pub struct TaskSpec {
     /// Task ID, unique within its DAG.
     pub task_id: String,
@@ -157,6 +169,18 @@ pub struct TaskSpec {
     pub upstream: Vec<String>,
     /// Retries, back-off and timeout.
     pub policy: TaskPolicy,
+    /// What the task does.
+    pub body: Arc<dyn TaskBody>,
+}
+
+impl std::fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("task_id", &self.task_id)
+            .field("upstream", &self.upstream)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A DAG: its identity, schedule and task graph.
@@ -196,17 +220,19 @@ impl Dag {
         self
     }
 
-    /// Adds a task.
+    /// Adds a task and its body.
     pub fn task(
         mut self,
         task_id: impl Into<String>,
         upstream: &[&str],
         policy: TaskPolicy,
+        body: Arc<dyn TaskBody>,
     ) -> Dag {
         self.tasks.push(TaskSpec {
             task_id: task_id.into(),
             upstream: upstream.iter().map(|s| s.to_string()).collect(),
             policy,
+            body,
         });
         self
     }
@@ -277,215 +303,57 @@ impl Dag {
     }
 }
 
-const fn policy(retries: u32, delay_s: u64, max_delay_s: u64, timeout_s: u64) -> TaskPolicy {
-    TaskPolicy {
-        retries,
-        retry_delay: Duration::from_secs(delay_s),
-        max_retry_delay: Duration::from_secs(max_delay_s),
-        execution_timeout: Duration::from_secs(timeout_s),
-    }
-}
-
-/// Ingest tasks must finish well inside their 5-minute interval.
-const INGEST: TaskPolicy = policy(3, 10, 120, 240);
-const BATCH: TaskPolicy = policy(2, 300, 1800, 7200);
-const SERVING: TaskPolicy = policy(1, 30, 60, 480);
-/// Tasks of one batch run that execute at once.
-pub const BATCH_ACTIVE_TASKS: usize = 2;
-const CATALOG: TaskPolicy = policy(2, 60, 600, 1800);
-const BOOTSTRAP: TaskPolicy = policy(0, 60, 60, 600);
-
-/// Gold facts and the silver tasks they read (SPEC "Batch layer").
-pub const GOLD_FACTS: [(&str, &str); 7] = [
-    ("fact_iot_daily", "iot_sensors"),
-    ("fact_api_hourly", "api_logs"),
-    ("fact_social_daily", "social_media"),
-    ("fact_ecommerce_funnel", "ecommerce_clickstream"),
-    ("fact_ecommerce_revenue", "ecommerce_clickstream"),
-    ("fact_financial_daily", "financial_transactions"),
-    ("fact_fraud_summary", "financial_transactions"),
-];
-
-/// The ID of the speed-layer ingest DAG of a stream.
-pub fn ingest_dag_id(stream: &str) -> String {
-    format!("2-{stream}_realtime_ingest")
-}
-
-fn build() -> Result<Vec<Dag>, String> {
-    let streams: Vec<&str> = all_streams().iter().map(|s| s.name).collect();
-    let mut dags = vec![
-        Dag::new(
-            "1-infra_s3_bootstrap",
-            "bucket bootstrap: encryption, versioning, lifecycle, public access, TLS policy",
-            Schedule::Manual,
-            1,
-        )
-        .task("bootstrap", &[], BOOTSTRAP),
-    ];
-    for s in &streams {
-        dags.push(
-            Dag::new(
-                &ingest_dag_id(s),
-                &format!("speed layer: land the interval's {s} events under realtime/{s}/"),
-                Schedule::cron("*/5 * * * *")?,
-                4,
-            )
-            .task("ingest", &[], INGEST)
-            .task("verify", &["ingest"], INGEST),
-        );
-    }
-    let mut batch = Dag::new(
-        "3-batch_etl_all_streams",
-        "daily bronze → silver → gold on Delta Lake for the closed event date",
-        Schedule::cron("0 2 * * *")?,
-        1,
-    )
-    // Each task already runs its plan on every core (DataFusion partitions); more of them at
-    // once only adds memory (sort buffers, Parquet writers).
-    .max_active_tasks(BATCH_ACTIVE_TASKS);
-    for s in &streams {
-        let bronze = format!("bronze_{s}");
-        batch = batch.task(bronze.clone(), &[], BATCH).task(
-            format!("silver_{s}"),
-            &[bronze.as_str()],
-            BATCH,
-        );
-    }
-    for (fact, stream) in GOLD_FACTS {
-        let silver = format!("silver_{stream}");
-        batch = batch.task(format!("gold_{fact}"), &[silver.as_str()], BATCH);
-    }
-    let gold: Vec<String> = GOLD_FACTS
-        .iter()
-        .map(|(f, _)| format!("gold_{f}"))
-        .collect();
-    let gold_refs: Vec<&str> = gold.iter().map(String::as_str).collect();
-    batch = batch.task("compact", &gold_refs, BATCH);
-    dags.push(batch);
-
-    let mut serving = Dag::new(
-        "4-serving_layer_merge",
-        "serving: unified tables (batch ∪ unconsumed speed), dashboards, analytics, alerts",
-        Schedule::cron("*/10 * * * *")?,
-        1,
-    );
-    let unified: Vec<String> = streams.iter().map(|s| format!("unified_{s}")).collect();
-    for u in &unified {
-        serving = serving.task(u.clone(), &[], SERVING);
-    }
-    let unified_refs: Vec<&str> = unified.iter().map(String::as_str).collect();
-    serving = serving
-        .task("dashboards", &unified_refs, SERVING)
-        .task("alerts", &unified_refs, SERVING)
-        .task("analytics", &unified_refs, SERVING);
-    dags.push(serving);
-
-    dags.push(
-        Dag::new(
-            "5-lake_catalog_refresh",
-            "catalog: verify partitions, partition metadata, Athena DDL, operation log",
-            Schedule::cron("0 * * * *")?,
-            1,
-        )
-        .task("catalog_refresh", &[], CATALOG),
-    );
-    let dags: Vec<Dag> = dags
+/// Checks a pipeline's DAG table: every DAG [`Dag::validated`], DAG IDs unique; returns the
+/// DAGs in DAG-ID order.
+pub fn validated_table(dags: Vec<Dag>) -> Result<Vec<Dag>, String> {
+    let mut dags: Vec<Dag> = dags
         .into_iter()
         .map(Dag::validated)
         .collect::<Result<_, _>>()?;
-    let ids: BTreeMap<&str, ()> = dags.iter().map(|d| (d.dag_id.as_str(), ())).collect();
-    if ids.len() != dags.len() {
-        return Err("duplicate DAG IDs".into());
+    dags.sort_by(|a, b| a.dag_id.cmp(&b.dag_id));
+    if let Some(w) = dags.windows(2).find(|w| w[0].dag_id == w[1].dag_id) {
+        return Err(format!("duplicate DAG ID {}", w[0].dag_id));
     }
     Ok(dags)
 }
 
-/// Every DAG of the pipeline, in DAG-ID order.
-pub fn all_dags() -> &'static [Dag] {
-    static DAGS: OnceLock<Vec<Dag>> = OnceLock::new();
-    DAGS.get_or_init(|| {
-        let mut d = build().expect("the built-in DAG table is valid (unit-tested)");
-        d.sort_by(|a, b| a.dag_id.cmp(&b.dag_id));
-        d
-    })
-}
-
-/// The DAG with this ID.
-pub fn dag_by_id(dag_id: &str) -> Option<&'static Dag> {
-    all_dags().iter().find(|d| d.dag_id == dag_id)
+/// The DAG with this ID in `dags`.
+pub fn find<'a>(dags: &'a [Dag], dag_id: &str) -> Option<&'a Dag> {
+    dags.iter().find(|d| d.dag_id == dag_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::parse_utc;
+    use crate::scheduler::task::{TaskContext, TaskResult};
 
     fn t(s: &str) -> DateTime<Utc> {
         parse_utc(s).unwrap()
     }
 
-    #[test]
-    fn the_dag_table_has_the_spec_ids_and_graphs() {
-        assert!(build().is_ok());
-        let ids: Vec<&str> = all_dags().iter().map(|d| d.dag_id.as_str()).collect();
-        assert_eq!(
-            ids,
-            [
-                "1-infra_s3_bootstrap",
-                "2-api_logs_realtime_ingest",
-                "2-ecommerce_clickstream_realtime_ingest",
-                "2-financial_transactions_realtime_ingest",
-                "2-iot_sensors_realtime_ingest",
-                "2-social_media_realtime_ingest",
-                "3-batch_etl_all_streams",
-                "4-serving_layer_merge",
-                "5-lake_catalog_refresh",
-            ]
-        );
-        let batch = dag_by_id("3-batch_etl_all_streams").unwrap();
-        assert_eq!(batch.schedule.expr(), Some("0 2 * * *"));
-        assert_eq!(batch.tasks.len(), 5 + 5 + 7 + 1);
-        assert_eq!(
-            batch
-                .task_by_id("gold_fact_ecommerce_revenue")
-                .unwrap()
-                .upstream,
-            ["silver_ecommerce_clickstream"]
-        );
-        assert_eq!(batch.tasks.last().unwrap().task_id, "compact");
-        // Every task comes after its upstreams.
-        for (i, task) in batch.tasks.iter().enumerate() {
-            for u in &task.upstream {
-                assert!(batch.tasks[..i].iter().any(|p| &p.task_id == u));
-            }
+    const INGEST: TaskPolicy = TaskPolicy::new(3, 10, 120, 240);
+
+    struct Noop;
+
+    #[async_trait::async_trait]
+    impl TaskBody for Noop {
+        async fn run(&self, _ctx: &TaskContext) -> TaskResult {
+            Ok(serde_json::Value::Null)
         }
-        let down = batch.with_downstream("bronze_api_logs");
-        assert_eq!(
-            down.into_iter().collect::<Vec<_>>(),
-            [
-                "bronze_api_logs",
-                "compact",
-                "gold_fact_api_hourly",
-                "silver_api_logs"
-            ]
-        );
-        assert!(
-            dag_by_id("1-infra_s3_bootstrap")
-                .unwrap()
-                .schedule
-                .expr()
-                .is_none()
-        );
-        assert_eq!(dag_by_id("4-serving_layer_merge").unwrap().order_group(), 4);
+    }
+
+    fn noop() -> Arc<dyn TaskBody> {
+        Arc::new(Noop)
     }
 
     #[test]
     fn cycles_and_unknown_upstreams_are_rejected() {
         let cyclic = Dag::new("x", "", Schedule::Manual, 1)
-            .task("a", &["b"], INGEST)
-            .task("b", &["a"], INGEST);
+            .task("a", &["b"], INGEST, noop())
+            .task("b", &["a"], INGEST, noop());
         assert!(cyclic.validated().unwrap_err().contains("cycle"));
-        let unknown = Dag::new("x", "", Schedule::Manual, 1).task("a", &["zz"], INGEST);
+        let unknown = Dag::new("x", "", Schedule::Manual, 1).task("a", &["zz"], INGEST, noop());
         assert!(
             unknown
                 .validated()
@@ -493,6 +361,15 @@ mod tests {
                 .contains("unknown upstream zz")
         );
         assert!(Schedule::cron("*/5 * *").is_err());
+        let twice = vec![
+            Dag::new("x", "", Schedule::Manual, 1),
+            Dag::new("x", "", Schedule::Manual, 1),
+        ];
+        assert!(
+            validated_table(twice)
+                .unwrap_err()
+                .contains("duplicate DAG ID x")
+        );
     }
 
     #[test]
@@ -542,7 +419,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_bounded_jitter_and_a_cap() {
-        let p = policy(5, 10, 60, 100);
+        let p = TaskPolicy::new(5, 10, 60, 100);
         let d1 = p.backoff(1, "k").as_secs_f64();
         let d2 = p.backoff(2, "k").as_secs_f64();
         let d3 = p.backoff(3, "k").as_secs_f64();

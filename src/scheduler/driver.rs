@@ -281,7 +281,7 @@ const QUEUE_POLL_S: i64 = 2;
 /// Executes the manual runs that `dags trigger` queued while this scheduler held the lease.
 async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> anyhow::Result<()> {
     for (key, q) in runner.runs().queued().await? {
-        match super::dag::dag_by_id(&q.dag_id) {
+        match runner.dag(&q.dag_id) {
             Some(dag) => {
                 let (what, reprocess) = if q.clear {
                     ("clearing the failed tasks of", Reprocess::Failed)
@@ -337,7 +337,8 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, SimClock, parse_utc};
     use crate::config::Config;
-    use crate::scheduler::{Registry, RunParams, RunStore, dag_by_id};
+    use crate::pipeline::dag as dag_by_id;
+    use crate::scheduler::{RunParams, RunStore};
     use crate::store::Store;
 
     async fn runner(dir: &std::path::Path, at: &str) -> (Runner, Arc<SimClock>) {
@@ -356,7 +357,7 @@ mod tests {
         };
         let r = Runner::new(
             RunStore::new(store, true),
-            Arc::new(Registry::standard()),
+            crate::pipeline::dags(),
             clock.clone(),
             params,
             false,

@@ -41,7 +41,7 @@ pub async fn holder(store: &Store) -> Result<Option<LeaseInfo>, crate::store::Er
         .get_opt(LEASE_KEY)
         .await?
         .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
-        .filter(|h| h.expires_at > Utc::now()))
+        .filter(|h| h.expires_at > crate::clock::wall_now()))
 }
 
 /// Why the lease could not be taken.
@@ -96,7 +96,7 @@ pub struct Lease {
 impl Lease {
     /// Takes the lease for `command`, or says who holds it.
     pub async fn acquire(store: &Store, command: &str, ttl: Duration) -> Result<Lease, LeaseError> {
-        let now = Utc::now();
+        let now = crate::clock::wall_now();
         let ttl_c = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
         let info = LeaseInfo {
             owner: uuid::Uuid::from_u128(rand::random()).to_string(),
@@ -118,7 +118,7 @@ impl Lease {
             let held: Option<LeaseInfo> = serde_json::from_slice(&existing).ok();
             let stale = match &held {
                 None => true, // unreadable lease: treat as abandoned
-                Some(h) if h.expires_at < Utc::now() => {
+                Some(h) if h.expires_at < crate::clock::wall_now() => {
                     tracing::warn!(holder = %h.command, pid = h.pid, host = %h.host, "taking over an expired scheduler lease");
                     true
                 }
@@ -232,7 +232,7 @@ async fn renew(
     if !ours {
         return Ok(false);
     }
-    let now = Utc::now();
+    let now = crate::clock::wall_now();
     info.heartbeat_at = now;
     info.expires_at =
         now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));

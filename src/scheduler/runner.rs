@@ -13,7 +13,7 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use super::dag::{Dag, TaskSpec};
 use super::state::{Attempt, DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
-use super::task::{Registry, RunParams, TaskContext, TaskError, TaskLog};
+use super::task::{RunParams, TaskContext, TaskError, TaskLog};
 use crate::clock::{Clock, rfc3339_secs};
 
 /// What to do with a run that already exists.
@@ -40,28 +40,39 @@ impl<T> Drop for AbortOnDrop<T> {
 #[derive(Debug, Clone)]
 pub struct Runner {
     runs: RunStore,
-    registry: Arc<Registry>,
+    dags: &'static [Dag],
     clock: Arc<dyn Clock>,
     params: RunParams,
     echo_logs: bool,
 }
 
 impl Runner {
-    /// A runner recording into `runs` (use a non-recording [`RunStore`] for `dags test`).
+    /// A runner of `dags` (`crate::pipeline::dags()`) recording into `runs` (use a
+    /// non-recording [`RunStore`] for `dags test`).
     pub fn new(
         runs: RunStore,
-        registry: Arc<Registry>,
+        dags: &'static [Dag],
         clock: Arc<dyn Clock>,
         params: RunParams,
         echo_logs: bool,
     ) -> Runner {
         Runner {
             runs,
-            registry,
+            dags,
             clock,
             params,
             echo_logs,
         }
+    }
+
+    /// The DAGs it runs.
+    pub fn dags(&self) -> &'static [Dag] {
+        self.dags
+    }
+
+    /// The DAG with this ID.
+    pub fn dag(&self, dag_id: &str) -> Option<&'static Dag> {
+        super::dag::find(self.dags, dag_id)
     }
 
     /// The run store.
@@ -209,17 +220,10 @@ impl Runner {
         }
         drop(in_flight);
 
-        run.failed_tasks = tis
-            .values()
-            .filter(|ti| ti.state.is_failure())
-            .map(|ti| ti.task_id.clone())
-            .collect();
-        run.state = if run.failed_tasks.is_empty() {
-            RunState::Success
-        } else {
-            RunState::Failed
-        };
-        run.end_date = Some(self.clock.now());
+        run.settle(
+            tis.values().map(|ti| (ti.task_id.as_str(), Some(ti.state))),
+            self.clock.now(),
+        );
         self.runs.put_run(&run).await?;
         Ok((run, true))
     }
@@ -383,11 +387,7 @@ impl Runner {
                 "injected failure (--fail-task {key})"
             )));
         }
-        let Some(body) = self.registry.get(&ctx.dag_id, &spec.task_id) else {
-            return Err(TaskError::fatal(format!(
-                "task {key} is not available yet: this build of lakepipe declares it but has no body for it"
-            )));
-        };
+        let body = Arc::clone(&spec.body);
         let task_ctx = Arc::clone(ctx);
         let mut running = AbortOnDrop(tokio::spawn(async move { body.run(&task_ctx).await }));
         match tokio::time::timeout(spec.policy.execution_timeout, &mut running.0).await {
@@ -477,21 +477,10 @@ impl Runner {
             };
             states.push((t.task_id.clone(), s));
         }
-        run.failed_tasks = states
-            .iter()
-            .filter(|(_, s)| s.is_some_and(|s| s.is_failure()))
-            .map(|(t, _)| t.clone())
-            .collect();
-        let all_done = states
-            .iter()
-            .all(|(_, s)| s.is_some_and(|s| s.lets_downstream_run()));
-        if all_done {
-            run.state = RunState::Success;
-            run.end_date = Some(self.clock.now());
-        } else if !run.failed_tasks.is_empty() {
-            run.state = RunState::Failed;
-            run.end_date = Some(self.clock.now());
-        }
+        run.settle(
+            states.iter().map(|(t, s)| (t.as_str(), *s)),
+            self.clock.now(),
+        );
         self.runs.put_run(&run).await?;
         Ok(ti)
     }
@@ -555,21 +544,28 @@ mod tests {
         }
     }
 
+    /// The body named `task` in `bodies`.
+    fn body<B: TaskBody + 'static>(bodies: &[(&str, Arc<B>)], task: &str) -> Arc<dyn TaskBody> {
+        let (_, b) = bodies
+            .iter()
+            .find(|(t, _)| *t == task)
+            .expect("a body per task");
+        b.clone()
+    }
+
     /// a >> b >> c, and d independent.
-    fn dag(retries: u32, timeout_ms: u64) -> Dag {
+    fn dag<B: TaskBody + 'static>(bodies: &[(&str, Arc<B>)], retries: u32, timeout_ms: u64) -> Dag {
+        let p = policy(retries, timeout_ms);
         Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1)
-            .task("a", &[], policy(retries, timeout_ms))
-            .task("b", &["a"], policy(retries, timeout_ms))
-            .task("c", &["b"], policy(retries, timeout_ms))
-            .task("d", &[], policy(retries, timeout_ms))
+            .task("a", &[], p, body(bodies, "a"))
+            .task("b", &["a"], p, body(bodies, "b"))
+            .task("c", &["b"], p, body(bodies, "c"))
+            .task("d", &[], p, body(bodies, "d"))
             .validated()
             .unwrap()
     }
 
-    async fn runner<B: TaskBody + 'static>(
-        dir: &std::path::Path,
-        bodies: &[(&str, Arc<B>)],
-    ) -> (Runner, Arc<SimClock>) {
+    async fn runner(dir: &std::path::Path) -> (Runner, Arc<SimClock>) {
         let cfg = Config {
             lake: dir.display().to_string(),
             ..Config::default()
@@ -577,14 +573,10 @@ mod tests {
         .validate()
         .unwrap();
         let store = Store::open(&cfg).await.unwrap();
-        let mut reg = Registry::default();
-        for (task, body) in bodies {
-            reg.register("t-dag", task, body.clone());
-        }
         let clock = Arc::new(SimClock::new(parse_utc("2026-02-01T00:05:00Z").unwrap()));
         let r = Runner::new(
             RunStore::new(store, true),
-            Arc::new(reg),
+            &[],
             clock.clone(),
             RunParams::default(),
             false,
@@ -606,9 +598,14 @@ mod tests {
             ("c", flaky(0, false)),
             ("d", flaky(0, false)),
         ];
-        let (r, clock) = runner(dir.path(), &bodies).await;
+        let (r, clock) = runner(dir.path()).await;
         let run = r
-            .run_dag(&dag(3, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .run_dag(
+                &dag(&bodies, 3, 5000),
+                t0(),
+                RunType::Scheduled,
+                Reprocess::None,
+            )
             .await
             .unwrap();
         assert_eq!(run.state, RunState::Success);
@@ -631,7 +628,12 @@ mod tests {
         );
         // Finished runs are not repeated.
         let again = r
-            .run_dag(&dag(3, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .run_dag(
+                &dag(&bodies, 3, 5000),
+                t0(),
+                RunType::Scheduled,
+                Reprocess::None,
+            )
             .await
             .unwrap();
         assert_eq!(again, run);
@@ -695,11 +697,11 @@ mod tests {
             ..Where::default()
         });
         let dag = Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1)
-            .task("calm", &[], policy(0, 5000))
-            .task("panicky", &[], policy(0, 5000))
+            .task("calm", &[], policy(0, 5000), calm.clone())
+            .task("panicky", &[], policy(0, 5000), panicky)
             .validated()
             .unwrap();
-        let (r, _) = runner(dir.path(), &[("calm", calm.clone()), ("panicky", panicky)]).await;
+        let (r, _) = runner(dir.path()).await;
         let run = r
             .run_dag(&dag, t0(), RunType::Scheduled, Reprocess::None)
             .await
@@ -736,14 +738,13 @@ mod tests {
             let gauge = Arc::new(Gauge::default());
             let mut dag = Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1);
             for t in ["a", "b", "c", "d"] {
-                dag = dag.task(t, &[], policy(0, 5000));
+                dag = dag.task(t, &[], policy(0, 5000), gauge.clone());
             }
-            dag = dag.task("e", &["a", "b", "c", "d"], policy(0, 5000));
+            dag = dag.task("e", &["a", "b", "c", "d"], policy(0, 5000), gauge.clone());
             if let Some(n) = limit {
                 dag = dag.max_active_tasks(n);
             }
-            let bodies = ["a", "b", "c", "d", "e"].map(|t| (t, gauge.clone()));
-            let (r, _) = runner(dir.path(), &bodies).await;
+            let (r, _) = runner(dir.path()).await;
             let run = r
                 .run_dag(
                     &dag.validated().unwrap(),
@@ -768,9 +769,14 @@ mod tests {
             ("c", flaky(0, false)),
             ("d", d.clone()),
         ];
-        let (r, _) = runner(dir.path(), &bodies).await;
+        let (r, _) = runner(dir.path()).await;
         let run = r
-            .run_dag(&dag(1, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .run_dag(
+                &dag(&bodies, 1, 5000),
+                t0(),
+                RunType::Scheduled,
+                Reprocess::None,
+            )
             .await
             .unwrap();
         assert_eq!(run.state, RunState::Failed);
@@ -803,9 +809,14 @@ mod tests {
             ("c", flaky(0, false)),
             ("d", d.clone()),
         ];
-        let (r, _) = runner(dir.path(), &bodies).await;
+        let (r, _) = runner(dir.path()).await;
         let run = r
-            .run_dag(&dag(1, 5000), t0(), RunType::Scheduled, Reprocess::Failed)
+            .run_dag(
+                &dag(&bodies, 1, 5000),
+                t0(),
+                RunType::Scheduled,
+                Reprocess::Failed,
+            )
             .await
             .unwrap();
         assert_eq!(run.state, RunState::Success);
@@ -824,9 +835,14 @@ mod tests {
             ("c", flaky(0, false)),
             ("d", flaky(0, false)),
         ];
-        let (r, _) = runner(dir.path(), &bodies).await;
+        let (r, _) = runner(dir.path()).await;
         let run = r
-            .run_dag(&dag(1, 50), t0(), RunType::Scheduled, Reprocess::None)
+            .run_dag(
+                &dag(&bodies, 1, 50),
+                t0(),
+                RunType::Scheduled,
+                Reprocess::None,
+            )
             .await
             .unwrap();
         assert_eq!(run.state, RunState::Failed);
@@ -848,25 +864,37 @@ mod tests {
         assert!(String::from_utf8_lossy(&log).contains("execution timeout"));
     }
 
+    /// Fails with an error that another attempt would repeat.
+    struct Refuses(AtomicU32);
+
+    #[async_trait::async_trait]
+    impl TaskBody for Refuses {
+        async fn run(&self, _ctx: &TaskContext) -> TaskResult {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(TaskError::fatal("conflicting data"))
+        }
+    }
+
     #[tokio::test]
-    async fn missing_bodies_fail_at_once_and_interrupted_runs_resume() {
+    async fn fatal_errors_fail_at_once_and_interrupted_runs_resume() {
         let dir = tempfile::tempdir().unwrap();
-        // No body for "a": fails without retries, never pretends to succeed.
-        let (r, _) = runner(dir.path(), &[("d", flaky(0, false))]).await;
+        // An error that is not retryable fails the task at its first attempt, whatever its
+        // retries.
+        let refuses = Arc::new(Refuses(AtomicU32::new(0)));
+        let d = Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1)
+            .task("a", &[], policy(3, 5000), refuses.clone())
+            .validated()
+            .unwrap();
+        let (r, _) = runner(dir.path()).await;
         let run = r
-            .run_dag(&dag(3, 5000), t0(), RunType::Scheduled, Reprocess::None)
+            .run_dag(&d, t0(), RunType::Scheduled, Reprocess::None)
             .await
             .unwrap();
         assert_eq!(run.state, RunState::Failed);
+        assert_eq!(refuses.0.load(Ordering::SeqCst), 1);
         let ti = r.runs().get_ti("t-dag", t0(), "a").await.unwrap().unwrap();
         assert_eq!(ti.attempts.len(), 1);
-        assert!(
-            ti.attempts[0]
-                .error
-                .as_deref()
-                .unwrap()
-                .contains("not available yet")
-        );
+        assert_eq!(ti.attempts[0].error.as_deref(), Some("conflicting data"));
 
         // A run a killed scheduler left running: its finished tasks stay, the rest re-run.
         let t1 = parse_utc("2026-02-01T00:10:00Z").unwrap();
@@ -876,8 +904,8 @@ mod tests {
             ("c", flaky(0, false)),
             ("d", flaky(0, false)),
         ];
-        let (r, _) = runner(dir.path(), &bodies).await;
-        let d = dag(3, 5000);
+        let (r, _) = runner(dir.path()).await;
+        let d = dag(&bodies, 3, 5000);
         let mut run = r
             .run_dag(&d, t1, RunType::Scheduled, Reprocess::None)
             .await
@@ -895,9 +923,14 @@ mod tests {
             ("c", flaky(0, false)),
             ("d", flaky(0, false)),
         ];
-        let (r, _) = runner(dir.path(), &bodies).await;
+        let (r, _) = runner(dir.path()).await;
         let resumed = r
-            .run_dag(&d, t1, RunType::Scheduled, Reprocess::None)
+            .run_dag(
+                &dag(&bodies, 3, 5000),
+                t1,
+                RunType::Scheduled,
+                Reprocess::None,
+            )
             .await
             .unwrap();
         assert_eq!(resumed.state, RunState::Success);

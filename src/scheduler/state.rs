@@ -176,6 +176,32 @@ pub struct DagRun {
 }
 
 impl DagRun {
+    /// Folds the states of the run's task instances (`None`: not run yet) into the run: its
+    /// failed tasks, and its state once decided — success when every task let its downstream
+    /// run, failed when a task failed — with the end date `now`.
+    pub fn settle<'a>(
+        &mut self,
+        states: impl IntoIterator<Item = (&'a str, Option<TaskState>)>,
+        now: DateTime<Utc>,
+    ) {
+        let states: Vec<(&str, Option<TaskState>)> = states.into_iter().collect();
+        self.failed_tasks = states
+            .iter()
+            .filter(|(_, s)| s.is_some_and(TaskState::is_failure))
+            .map(|(t, _)| t.to_string())
+            .collect();
+        if states
+            .iter()
+            .all(|(_, s)| s.is_some_and(TaskState::lets_downstream_run))
+        {
+            self.state = RunState::Success;
+            self.end_date = Some(now);
+        } else if !self.failed_tasks.is_empty() {
+            self.state = RunState::Failed;
+            self.end_date = Some(now);
+        }
+    }
+
     /// A new run record of `dag` at `logical_date`, created at `now` in `state`.
     pub fn new(
         dag: &super::Dag,

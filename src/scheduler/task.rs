@@ -1,16 +1,15 @@
 //! What a task body sees and returns: the [`TaskBody`] trait, its [`TaskContext`] (data
-//! interval, lake, upstream outputs, a log), the [`Registry`] in which layers register their
-//! bodies, and the [`TaskError`] whose [`Retryable`] source decides whether a failure is
-//! retried.
+//! interval, lake, upstream outputs, a log), and the [`TaskError`] whose [`Retryable`] source
+//! decides whether a failure is retried.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
 use crate::store::Store;
 
-/// A task's implementation, registered by the layer that owns it.
+/// A task's implementation, attached to its task by the layer that declares the DAG.
 #[async_trait::async_trait]
 pub trait TaskBody: Send + Sync {
     /// Runs the task for `ctx`'s data interval. Must be idempotent for that interval: running
@@ -145,7 +144,7 @@ impl TaskLog {
     pub fn line(&self, level: &str, msg: impl AsRef<str>) {
         let line = format!(
             "[{}] {level:<5} {}",
-            crate::clock::rfc3339_millis(Utc::now()),
+            crate::clock::rfc3339_millis(crate::clock::wall_now()),
             msg.as_ref()
         );
         if self.echo {
@@ -192,50 +191,4 @@ pub struct TaskContext {
     pub upstream: BTreeMap<String, serde_json::Value>,
     /// The attempt's log.
     pub log: TaskLog,
-}
-
-/// Task bodies by (dag_id, task_id). A task without a body is declared but fails with "not
-/// available yet" — it never pretends to succeed.
-#[derive(Default)]
-pub struct Registry {
-    bodies: HashMap<(String, String), Arc<dyn TaskBody>>,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut keys: Vec<_> = self.bodies.keys().collect();
-        keys.sort();
-        f.debug_struct("Registry").field("bodies", &keys).finish()
-    }
-}
-
-impl Registry {
-    /// Registers the body of one task.
-    pub fn register(&mut self, dag_id: &str, task_id: &str, body: Arc<dyn TaskBody>) {
-        self.bodies
-            .insert((dag_id.to_string(), task_id.to_string()), body);
-    }
-
-    /// The body of a task, if some layer provides it.
-    pub fn get(&self, dag_id: &str, task_id: &str) -> Option<Arc<dyn TaskBody>> {
-        self.bodies
-            .get(&(dag_id.to_string(), task_id.to_string()))
-            .cloned()
-    }
-
-    /// Does the task have a body?
-    pub fn has(&self, dag_id: &str, task_id: &str) -> bool {
-        self.bodies
-            .contains_key(&(dag_id.to_string(), task_id.to_string()))
-    }
-
-    /// The registry with every body this build of lakepipe provides.
-    pub fn standard() -> Registry {
-        let mut r = Registry::default();
-        crate::layers::speed::register(&mut r);
-        crate::layers::batch::register(&mut r);
-        crate::layers::serving::register(&mut r);
-        super::admin::register(&mut r);
-        r
-    }
 }

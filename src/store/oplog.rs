@@ -74,7 +74,7 @@ impl OpLog {
         }
         let line = format!(
             "{} {:<5} {body}",
-            rfc3339_millis(Utc::now()),
+            rfc3339_millis(crate::clock::wall_now()),
             level.as_str()
         );
         self.lines

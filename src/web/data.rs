@@ -18,9 +18,10 @@ use crate::catalog::athena::delta_tables;
 use crate::clock::rfc3339_secs;
 use crate::layers::serving::alerts::LATEST_KEY;
 use crate::layers::serving::dashboards::{DASHBOARDS, dashboard_path};
+use crate::pipeline::dags as all_dags;
 use crate::scheduler::control;
 use crate::scheduler::state::{RUNS_PREFIX, is_run_key, read_run, run_key};
-use crate::scheduler::{Dag, DagRun, RunStore, TaskInstance, all_dags};
+use crate::scheduler::{Dag, DagRun, RunStore, TaskInstance};
 use crate::store::Store;
 
 use super::Error;
@@ -257,7 +258,7 @@ impl LakeView {
     pub async fn dags(&self) -> Result<Vec<DagSummary>, Error> {
         let runs = self.all_runs().await?;
         let paused = control::paused(self.store()).await.map_err(Error::lake)?;
-        let now = Utc::now();
+        let now = crate::clock::wall_now();
         Ok(all_dags()
             .iter()
             .map(|d| {

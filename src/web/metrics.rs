@@ -53,7 +53,7 @@ pub async fn render(view: &LakeView) -> Result<String, super::Error> {
         }
     }
     for (dag_id, run) in newest {
-        let Some(dag) = crate::scheduler::dag_by_id(dag_id) else {
+        let Some(dag) = super::params::find_dag(dag_id).ok() else {
             continue;
         };
         for ti in view.task_instances(dag, run).await? {

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use super::Error;
 use super::state::AppState;
 use crate::clock::{parse_utc, rfc3339_secs};
-use crate::scheduler::{Dag, dag_by_id};
+use crate::pipeline::dag as dag_by_id;
+use crate::scheduler::Dag;
 
 /// Runs shown in a grid unless `?limit=` says otherwise.
 const GRID_RUNS: usize = 25;

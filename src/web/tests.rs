@@ -16,9 +16,10 @@ use serde_json::json;
 
 use super::{Access, check_listen, router};
 use crate::clock::parse_utc;
+use crate::pipeline::{dag as dag_by_id, dags as all_dags};
 use crate::scheduler::control;
 use crate::scheduler::state::{Attempt, RunStore};
-use crate::scheduler::{DagRun, RunState, RunType, TaskInstance, TaskState, all_dags, dag_by_id};
+use crate::scheduler::{DagRun, RunState, RunType, TaskInstance, TaskState};
 use crate::store::{ObjectAttrs, Store};
 
 const DAG: &str = "4-serving_layer_merge";

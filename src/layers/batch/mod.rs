@@ -8,6 +8,7 @@
 
 pub mod bronze;
 pub mod compact;
+pub mod dag;
 pub mod dedup;
 pub mod gold;
 pub mod lineage;
@@ -30,7 +31,6 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaResult, DeltaTable};
 use indexmap::IndexMap;
 
-use crate::scheduler::Registry;
 use crate::sources::stream::{Kind, Spread, all_streams};
 use crate::store::Store;
 
@@ -183,30 +183,6 @@ pub async fn write_plan(
         }
         Write::Overwrite => write.with_save_mode(SaveMode::Overwrite).await,
     }
-}
-
-/// Registers the task bodies this layer provides.
-pub fn register(r: &mut Registry) {
-    for spec in all_streams() {
-        r.register(
-            DAG_ID,
-            &format!("bronze_{}", spec.name),
-            Arc::new(bronze::Bronze { spec }),
-        );
-        r.register(
-            DAG_ID,
-            &format!("silver_{}", spec.name),
-            Arc::new(silver::Silver { spec }),
-        );
-    }
-    for fact in gold::FACTS {
-        r.register(
-            DAG_ID,
-            &format!("gold_{}", fact.name),
-            Arc::new(gold::Gold { fact }),
-        );
-    }
-    r.register(DAG_ID, "compact", Arc::new(compact::Compact));
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod analytics;
+pub mod dag;
 pub mod dashboards;
 pub mod unified;
 
@@ -28,26 +29,10 @@ use deltalake::protocol::SaveMode;
 
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::silver;
-use crate::scheduler::Registry;
-use crate::sources::stream::all_streams;
 use crate::store::{Store, register_delta};
 
 /// The serving DAG.
 pub const DAG_ID: &str = "4-serving_layer_merge";
-
-/// Registers the task bodies this layer provides.
-pub fn register(r: &mut Registry) {
-    for spec in all_streams() {
-        r.register(
-            DAG_ID,
-            &format!("unified_{}", spec.name),
-            Arc::new(unified::Unified { spec }),
-        );
-    }
-    r.register(DAG_ID, "dashboards", Arc::new(dashboards::Dashboards));
-    r.register(DAG_ID, "alerts", Arc::new(alerts::Alerts));
-    r.register(DAG_ID, "analytics", Arc::new(analytics::Analytics));
-}
 
 /// SQL literal of the UTC instant `t`, typed like `event_time`.
 pub fn ts_sql(t: DateTime<Utc>) -> String {

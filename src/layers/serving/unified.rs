@@ -41,7 +41,7 @@ use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
 use crate::layers::batch::silver::{self, Cleaner, Counts, expectations};
 use crate::layers::batch::{self, Write, bronze, compact, table_path};
-use crate::scheduler::{TaskBody, TaskContext, TaskResult, dag_by_id};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
 use crate::store::{ObjectAttrs, Store, register_delta};
 
@@ -69,13 +69,11 @@ struct State {
 /// The batch run that will consume a file landed by the ingest run at `ingest_run`: the first
 /// fire of the batch schedule at or after it.
 pub fn consuming_batch_run(ingest_run: DateTime<Utc>) -> DateTime<Utc> {
-    let Some(dag) = dag_by_id(batch::DAG_ID) else {
-        return ingest_run;
-    };
-    if dag.schedule.fires_at(ingest_run) {
+    let schedule = batch::dag::schedule();
+    if schedule.fires_at(ingest_run) {
         return ingest_run;
     }
-    dag.schedule.next_after(ingest_run).unwrap_or(ingest_run)
+    schedule.next_after(ingest_run).unwrap_or(ingest_run)
 }
 
 /// Speed-layer files read raw and cleaned on the fly, as one DataFusion partition.

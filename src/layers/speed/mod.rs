@@ -6,8 +6,9 @@
 //! (seed, stream, interval), and every object is written create-only, so a re-run lands
 //! nothing twice. `verify` reads back what `ingest` reported.
 
+pub mod dag;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Timelike as _, Utc};
@@ -15,22 +16,12 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{compact, rfc3339_secs};
-use crate::scheduler::dag::ingest_dag_id;
-use crate::scheduler::{Fatal, Registry, TaskBody, TaskContext, TaskResult};
-use crate::sources::stream::{StreamSpec, all_streams, generate_interval};
+use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
+use crate::sources::stream::{StreamSpec, generate_interval};
 use crate::store::{ObjectAttrs, WriteOutcome};
 
 /// Prefix of the speed layer.
 pub const PREFIX: &str = "realtime";
-
-/// Registers `ingest` and `verify` of every stream's ingest DAG.
-pub fn register(r: &mut Registry) {
-    for spec in all_streams() {
-        let dag = ingest_dag_id(spec.name);
-        r.register(&dag, "ingest", Arc::new(Ingest { spec }));
-        r.register(&dag, "verify", Arc::new(Verify));
-    }
-}
 
 /// Where an event of `stream` at `t` lands, for the run whose interval is [start, end).
 pub fn object_key(

@@ -1,0 +1,41 @@
+//! The serving layer's DAG `4-serving_layer_merge` (every 10 minutes): `unified_<stream>` for
+//! each stream, then `dashboards`, `alerts` and `analytics` over the unified tables.
+
+use std::sync::Arc;
+
+use super::{DAG_ID, alerts, analytics, dashboards, unified};
+use crate::scheduler::{Dag, Schedule, TaskPolicy};
+use crate::sources::stream::all_streams;
+
+const POLICY: TaskPolicy = TaskPolicy::new(1, 30, 60, 480);
+
+/// The serving DAG with its bodies.
+pub fn dag() -> Result<Dag, String> {
+    let mut dag = Dag::new(
+        DAG_ID,
+        "serving: unified tables (batch ∪ unconsumed speed), dashboards, analytics, alerts",
+        Schedule::cron("*/10 * * * *")?,
+        1,
+    );
+    let mut unified_tasks = Vec::new();
+    for spec in all_streams() {
+        let task = format!("unified_{}", spec.name);
+        dag = dag.task(
+            task.clone(),
+            &[],
+            POLICY,
+            Arc::new(unified::Unified { spec }),
+        );
+        unified_tasks.push(task);
+    }
+    let after: Vec<&str> = unified_tasks.iter().map(String::as_str).collect();
+    Ok(dag
+        .task(
+            "dashboards",
+            &after,
+            POLICY,
+            Arc::new(dashboards::Dashboards),
+        )
+        .task("alerts", &after, POLICY, Arc::new(alerts::Alerts))
+        .task("analytics", &after, POLICY, Arc::new(analytics::Analytics)))
+}

@@ -1,0 +1,33 @@
+//! The speed layer's DAGs: one `2-<stream>_realtime_ingest` per stream, every 5 minutes, with
+//! `ingest` ([`super::Ingest`]) then `verify` ([`super::Verify`]).
+
+use std::sync::Arc;
+
+use crate::scheduler::{Dag, Schedule, TaskPolicy};
+use crate::sources::stream::all_streams;
+
+/// Ingest tasks must finish well inside their 5-minute interval.
+const POLICY: TaskPolicy = TaskPolicy::new(3, 10, 120, 240);
+
+/// The ID of the ingest DAG of a stream.
+pub fn dag_id(stream: &str) -> String {
+    format!("2-{stream}_realtime_ingest")
+}
+
+/// The five ingest DAGs with their bodies.
+pub fn dags() -> Result<Vec<Dag>, String> {
+    all_streams()
+        .into_iter()
+        .map(|spec| {
+            let s = spec.name;
+            Ok(Dag::new(
+                &dag_id(s),
+                &format!("speed layer: land the interval's {s} events under realtime/{s}/"),
+                Schedule::cron("*/5 * * * *")?,
+                4,
+            )
+            .task("ingest", &[], POLICY, Arc::new(super::Ingest { spec }))
+            .task("verify", &["ingest"], POLICY, Arc::new(super::Verify)))
+        })
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! The pipeline: the one place that wires the layers into the scheduler. Each layer declares
+//! its DAGs with their task bodies attached (`layers::speed::dag`, `layers::batch::dag`,
+//! `layers::serving::dag`, `bootstrap::dag`, `catalog::dag`); this module gathers them into the
+//! table the scheduler, the CLI and the web UI run and show. A declared task without a body
+//! cannot exist.
+
+use std::sync::OnceLock;
+
+use crate::scheduler::Dag;
+use crate::scheduler::dag::{find, validated_table};
+
+fn build() -> Result<Vec<Dag>, String> {
+    let mut dags = vec![crate::bootstrap::dag::dag()];
+    dags.extend(crate::layers::speed::dag::dags()?);
+    dags.push(crate::layers::batch::dag::dag()?);
+    dags.push(crate::layers::serving::dag::dag()?);
+    dags.push(crate::catalog::dag::dag()?);
+    validated_table(dags)
+}
+
+/// Every DAG of the pipeline, in DAG-ID order.
+pub fn dags() -> &'static [Dag] {
+    static DAGS: OnceLock<Vec<Dag>> = OnceLock::new();
+    DAGS.get_or_init(|| build().expect("the built-in DAG table is valid (unit-tested)"))
+}
+
+/// The DAG with this ID.
+pub fn dag(dag_id: &str) -> Option<&'static Dag> {
+    find(dags(), dag_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dag_table_has_the_spec_ids_and_graphs() {
+        assert!(build().is_ok());
+        let ids: Vec<&str> = dags().iter().map(|d| d.dag_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "1-infra_s3_bootstrap",
+                "2-api_logs_realtime_ingest",
+                "2-ecommerce_clickstream_realtime_ingest",
+                "2-financial_transactions_realtime_ingest",
+                "2-iot_sensors_realtime_ingest",
+                "2-social_media_realtime_ingest",
+                "3-batch_etl_all_streams",
+                "4-serving_layer_merge",
+                "5-lake_catalog_refresh",
+            ]
+        );
+        let batch = dag("3-batch_etl_all_streams").unwrap();
+        assert_eq!(batch.schedule.expr(), Some("0 2 * * *"));
+        assert_eq!(batch.tasks.len(), 5 + 5 + 7 + 1);
+        assert_eq!(
+            batch
+                .task_by_id("gold_fact_ecommerce_revenue")
+                .unwrap()
+                .upstream,
+            ["silver_ecommerce_clickstream"]
+        );
+        assert_eq!(batch.tasks.last().unwrap().task_id, "compact");
+        // Every task comes after its upstreams.
+        for (i, task) in batch.tasks.iter().enumerate() {
+            for u in &task.upstream {
+                assert!(batch.tasks[..i].iter().any(|p| &p.task_id == u));
+            }
+        }
+        let down = batch.with_downstream("bronze_api_logs");
+        assert_eq!(
+            down.into_iter().collect::<Vec<_>>(),
+            [
+                "bronze_api_logs",
+                "compact",
+                "gold_fact_api_hourly",
+                "silver_api_logs"
+            ]
+        );
+        assert!(
+            dag("1-infra_s3_bootstrap")
+                .unwrap()
+                .schedule
+                .expr()
+                .is_none()
+        );
+        assert_eq!(dag("4-serving_layer_merge").unwrap().order_group(), 4);
+    }
+}
