@@ -28,6 +28,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use serde::{Deserialize, Serialize};
 
+pub use self::alerts::{AlertsBuilder, AlertsMetrics};
 pub use self::analytics::{AnalyticsBuilder, AnalyticsMetrics};
 pub use self::dashboards::{DashboardsBuilder, DashboardsMetrics};
 pub use self::error::{Error, Result};
