@@ -10,7 +10,8 @@
 //! while the condition holds). Ids already in the table are never appended again.
 //! `serving/alerts/latest.json` lists the alerts of the run and those of the last 24 hours.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Timelike as _, Utc};
@@ -25,15 +26,19 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
 use super::{
-    collect, dates_between, json_rows, put_json, run_label, ts_sql, unified_session, window_view,
+    Compaction, Error, Result, collect, dates_between, json_rows, log_info, put_json, run_label,
+    ts_sql, unified_session, window_view_sql,
 };
 use crate::clock::{compact, rfc3339_secs};
 use crate::layers::batch::compact::compact_table;
 use crate::layers::batch::silver;
+use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
-use crate::store::register_delta;
+use crate::store::{Store, register_delta};
 
 /// Lake path of the alerts table (`serving_alerts_history`): beside `latest.json`, not around it,
 /// so that a vacuum of the table never deletes the document.
@@ -42,7 +47,7 @@ pub const ALERTS_PATH: &str = "serving/alerts/history";
 pub const LATEST_KEY: &str = "serving/alerts/latest.json";
 
 /// One alert rule.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rule {
     /// Rule name.
     pub name: &'static str,
@@ -181,16 +186,16 @@ fn rule_sql(rule: &Rule, t: DateTime<Utc>) -> String {
 }
 
 /// `b` with the columns of [`alerts_schema`], cast to its types.
-fn conform(b: &RecordBatch, schema: &SchemaRef) -> anyhow::Result<RecordBatch> {
+fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let cols: Vec<ArrayRef> = schema
         .fields()
         .iter()
         .map(|f| match b.column_by_name(f.name()) {
-            Some(c) => Ok(cast(c, f.data_type())?),
+            Some(c) => cast(c, f.data_type()).map_err(Error::arrow("casting alert columns")),
             None => Ok(new_null_array(f.data_type(), b.num_rows())),
         })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+        .collect::<Result<_>>()?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(Error::arrow("alert rows"))
 }
 
 /// Most alerts `latest.json` lists from the last 24 hours.
@@ -208,8 +213,9 @@ async fn last_day(
     df_ctx: &SessionContext,
     table: &str,
     t: DateTime<Utc>,
-) -> anyhow::Result<Vec<RecordBatch>> {
+) -> Result<Vec<RecordBatch>> {
     let start = t - Duration::days(1);
+    let what = || format!("the last day of {table}");
     let mut rows = df_ctx
         .sql(&format!(
             "SELECT * FROM {table} WHERE {} AND triggered_at > {} AND triggered_at <= {}",
@@ -217,13 +223,15 @@ async fn last_day(
             ts_sql(start),
             ts_sql(t)
         ))
-        .await?
+        .await
+        .map_err(Error::datafusion(what()))?
         .execute_stream()
-        .await?;
+        .await
+        .map_err(Error::datafusion(what()))?;
     let schema = alerts_schema();
     let mut newest = Newest::new(LAST_DAY_MAX);
     while let Some(b) = rows.next().await {
-        newest.push(&conform(&b?, &schema)?)?;
+        newest.push(&conform(&b.map_err(Error::datafusion(what()))?, &schema)?)?;
     }
     Ok(newest.into_batches())
 }
@@ -242,21 +250,23 @@ impl Newest {
     }
 
     /// Keeps, of the rows kept so far and those of `b` (in [`alerts_schema`]), the newest.
-    fn push(&mut self, b: &RecordBatch) -> anyhow::Result<()> {
+    fn push(&mut self, b: &RecordBatch) -> Result<()> {
         if b.num_rows() == 0 || self.limit == 0 {
             return Ok(());
         }
         let sources: Vec<&RecordBatch> = self.rows.iter().chain([b]).collect();
-        let key = |name: &str| -> anyhow::Result<ArrayRef> {
+        let key = |name: &str| -> Result<ArrayRef> {
             let cols = sources
                 .iter()
                 .map(|s| {
                     s.column_by_name(name)
                         .map(|c| c.as_ref())
-                        .ok_or_else(|| anyhow::anyhow!("alerts have no column {name}"))
+                        .ok_or_else(|| Error::NoAlertColumn {
+                            column: name.to_string(),
+                        })
                 })
-                .collect::<anyhow::Result<Vec<&dyn Array>>>()?;
-            Ok(concat(&cols)?)
+                .collect::<Result<Vec<&dyn Array>>>()?;
+            concat(&cols).map_err(Error::arrow("the newest alerts"))
         };
         let order = lexsort_to_indices(
             &[
@@ -276,7 +286,8 @@ impl Newest {
                 },
             ],
             Some(self.limit),
-        )?;
+        )
+        .map_err(Error::arrow("the newest alerts"))?;
         // Row i of the keys is row i of the kept rows, then of `b`.
         let kept = self.rows.as_ref().map_or(0, RecordBatch::num_rows);
         let last = sources.len() - 1;
@@ -288,12 +299,271 @@ impl Newest {
                 if i < kept { (0, i) } else { (last, i - kept) }
             })
             .collect();
-        self.rows = Some(interleave_record_batch(&sources, &picks)?);
+        self.rows = Some(
+            interleave_record_batch(&sources, &picks).map_err(Error::arrow("the newest alerts"))?,
+        );
         Ok(())
     }
 
     fn into_batches(self) -> Vec<RecordBatch> {
         self.rows.into_iter().collect()
+    }
+}
+
+/// One rule of a run, planned.
+#[derive(Debug, Clone, PartialEq)]
+struct RulePlan {
+    /// The rule.
+    rule: Rule,
+    /// SQL of the view `w`: the rule's window.
+    window_sql: String,
+    /// SQL of its alerts ([`rule_sql`]).
+    sql: String,
+}
+
+/// A run of `alerts`, decided without I/O from the unified tables that exist.
+#[derive(Debug, Clone, PartialEq)]
+struct AlertsPlan {
+    /// The run's logical date.
+    t: DateTime<Utc>,
+    /// Dates of the last day (the ids already raised, the hourly compaction).
+    recent_dates: Vec<String>,
+    /// SQL of the ids raised in the last day, from the table registered as `alerts`.
+    known_sql: String,
+    /// The rules whose stream has a unified table, in [`RULES`] order.
+    rules: Vec<RulePlan>,
+    /// Compact the last day's partitions after the append (on the hour).
+    compact: bool,
+}
+
+impl AlertsPlan {
+    /// Plans the run at `t`, `present` naming the streams with a unified table.
+    fn new(t: DateTime<Utc>, present: &[&str]) -> AlertsPlan {
+        // Ids raised in the last day: an event leaves every window within minutes.
+        let recent_dates = dates_between(t - Duration::days(1), t + Duration::seconds(1));
+        AlertsPlan {
+            t,
+            known_sql: format!(
+                "SELECT alert_id FROM alerts WHERE {}",
+                silver::in_dates(&recent_dates)
+            ),
+            recent_dates,
+            rules: RULES
+                .iter()
+                .filter(|r| present.contains(&r.stream))
+                .map(|r| RulePlan {
+                    rule: *r,
+                    window_sql: window_view_sql("w", r.stream, t - Duration::minutes(r.minutes), t),
+                    sql: rule_sql(r, t),
+                })
+                .collect(),
+            compact: t.minute() == 0,
+        }
+    }
+
+    /// Raises the rules' new alerts, appends them, compacts on the hour, and publishes
+    /// `latest.json`.
+    async fn execute(
+        self,
+        store: &Store,
+        df_ctx: &SessionContext,
+        existing: Option<deltalake::DeltaTable>,
+        log: Option<&TaskLog>,
+    ) -> Result<AlertsMetrics> {
+        let t = self.t;
+        let mut known: HashSet<String> = HashSet::new();
+        if let Some(table) = &existing {
+            register_delta(df_ctx, "alerts", table)
+                .await
+                .map_err(Error::datafusion(format!("registering {ALERTS_PATH}")))?;
+            let (_, batches) = collect(
+                df_ctx
+                    .sql(&self.known_sql)
+                    .await
+                    .map_err(Error::datafusion("the alert ids of the last day"))?,
+            )
+            .await?;
+            for b in batches {
+                let ids = cast(b.column(0), &DataType::Utf8).map_err(Error::arrow("alert ids"))?;
+                if let Some(ids) = ids.as_any().downcast_ref::<StringArray>() {
+                    known.extend(ids.iter().flatten().map(str::to_string));
+                }
+            }
+        }
+        let schema = alerts_schema();
+        let mut new_batches = Vec::new();
+        let mut by_rule = BTreeMap::new();
+        for RulePlan {
+            rule,
+            window_sql,
+            sql,
+        } in &self.rules
+        {
+            df_ctx
+                .sql(window_sql)
+                .await
+                .map_err(Error::datafusion(format!("the window of {}", rule.name)))?;
+            let (_, batches) = collect(
+                df_ctx
+                    .sql(sql)
+                    .await
+                    .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?,
+            )
+            .await?;
+            let mut raised = 0usize;
+            for b in batches {
+                let b = conform(&b, &schema)?;
+                let ids = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or(Error::AlertIdNotText)?;
+                let fresh: BooleanArray = ids
+                    .iter()
+                    .map(|id| Some(id.is_some_and(|id| known.insert(id.to_string()))))
+                    .collect();
+                let b = filter_record_batch(&b, &fresh).map_err(Error::arrow("new alerts"))?;
+                raised += b.num_rows();
+                if b.num_rows() > 0 {
+                    new_batches.push(b);
+                }
+            }
+            by_rule.insert(rule.name.to_string(), raised);
+        }
+        let raised_rows = json_rows(&new_batches)?;
+        let table = if new_batches.is_empty() {
+            existing
+        } else {
+            Some(
+                store
+                    .delta_table_or_new(ALERTS_PATH)
+                    .await
+                    .map_err(Error::delta(ALERTS_PATH))?
+                    .write(new_batches)
+                    .with_save_mode(SaveMode::Append)
+                    .with_partition_columns(["date"])
+                    .with_commit_properties(run_label(t))
+                    .await
+                    .map_err(Error::delta(ALERTS_PATH))?,
+            )
+        };
+        // Each run appends one small file to the partition of its date. Once an hour they are
+        // merged (Delta optimize of the last day's dates, labelled with this run), as the
+        // unified tables are, so the last day is a handful of files instead of up to 144.
+        let compacted = match &table {
+            Some(_) if self.compact => compact_table(
+                store,
+                ALERTS_PATH,
+                Some(&self.recent_dates),
+                Some(run_label(t)),
+            )
+            .await
+            .map_err(Error::batch)?,
+            _ => None,
+        };
+        let table = match &compacted {
+            Some(c) if c.files_removed > 0 => store
+                .delta_table(ALERTS_PATH)
+                .await
+                .map_err(Error::delta(ALERTS_PATH))?,
+            _ => table,
+        };
+        let version = table.as_ref().and_then(|t| t.version());
+        // The last day's alerts, newest first, for the document.
+        let recent = match &table {
+            Some(table) => {
+                register_delta(df_ctx, "alerts_now", table)
+                    .await
+                    .map_err(Error::datafusion(format!("registering {ALERTS_PATH}")))?;
+                json_rows(&last_day(df_ctx, "alerts_now", t).await?)?
+            }
+            None => Vec::new(),
+        };
+        let by_rule_json: serde_json::Map<String, serde_json::Value> = by_rule
+            .iter()
+            .map(|(rule, n)| (rule.clone(), (*n).into()))
+            .collect();
+        log_info(
+            log,
+            format!(
+                "raised {} alert(s) at {}: {by_rule_json:?}",
+                raised_rows.len(),
+                rfc3339_secs(t)
+            ),
+        );
+        let doc = serde_json::json!({
+            "as_of": rfc3339_secs(t),
+            "raised_by_rule": by_rule_json,
+            "raised": raised_rows,
+            "last_24h": recent,
+            "delta_version": version,
+        });
+        put_json(store, LATEST_KEY, &doc).await?;
+        Ok(AlertsMetrics {
+            raised_by_rule: by_rule,
+            raised: raised_rows.len(),
+            compacted: compacted.map(Compaction::from),
+        })
+    }
+}
+
+/// What a run of `alerts` did, as it reports it (its task output).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AlertsMetrics {
+    /// New alerts by rule, for each rule whose stream has a unified table.
+    pub raised_by_rule: BTreeMap<String, usize>,
+    /// New alerts in all.
+    pub raised: usize,
+    /// The hourly compaction of the last day, if one ran (`null` otherwise).
+    pub compacted: Option<Compaction>,
+}
+
+/// The operation of `alerts`: opens the unified tables and the alerts table, plans
+/// ([`AlertsPlan`]), appends the new alerts and publishes `latest.json`.
+pub struct AlertsBuilder<'a> {
+    store: &'a Store,
+    logical_date: DateTime<Utc>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> AlertsBuilder<'a> {
+    /// The alerts of the run at `logical_date`.
+    pub fn new(store: &'a Store, logical_date: DateTime<Utc>) -> AlertsBuilder<'a> {
+        AlertsBuilder {
+            store,
+            logical_date,
+            log: None,
+        }
+    }
+
+    /// Writes what the run does to `log`.
+    pub fn with_log(self, log: &'a TaskLog) -> AlertsBuilder<'a> {
+        AlertsBuilder {
+            log: Some(log),
+            ..self
+        }
+    }
+
+    async fn run(self) -> Result<AlertsMetrics> {
+        let streams: Vec<&'static str> = RULES.iter().map(|r| r.stream).collect();
+        let (df_ctx, present) = unified_session(self.store, &streams).await?;
+        let existing = self
+            .store
+            .delta_table(ALERTS_PATH)
+            .await
+            .map_err(Error::delta(ALERTS_PATH))?;
+        AlertsPlan::new(self.logical_date, &present)
+            .execute(self.store, &df_ctx, existing, self.log)
+            .await
+    }
+}
+
+impl<'a> IntoFuture for AlertsBuilder<'a> {
+    type Output = Result<AlertsMetrics>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
     }
 }
 
@@ -303,129 +573,10 @@ pub struct Alerts;
 #[async_trait::async_trait]
 impl TaskBody for Alerts {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
-    }
-}
-
-impl Alerts {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let t = ctx.logical_date;
-        let store = &ctx.store;
-        let streams: Vec<&'static str> = RULES.iter().map(|r| r.stream).collect();
-        let (df_ctx, present) = unified_session(store, &streams).await?;
-        let existing = store.delta_table(ALERTS_PATH).await?;
-        // Ids raised in the last day: an event leaves every window within minutes.
-        let recent_dates = dates_between(t - Duration::days(1), t + Duration::seconds(1));
-        let mut known: HashSet<String> = HashSet::new();
-        if let Some(table) = &existing {
-            register_delta(&df_ctx, "alerts", table).await?;
-            let (_, batches) = collect(
-                df_ctx
-                    .sql(&format!(
-                        "SELECT alert_id FROM alerts WHERE {}",
-                        silver::in_dates(&recent_dates)
-                    ))
-                    .await?,
-            )
+        let metrics = AlertsBuilder::new(&ctx.store, ctx.logical_date)
+            .with_log(&ctx.log)
             .await?;
-            for b in batches {
-                let ids = cast(b.column(0), &DataType::Utf8)?;
-                if let Some(ids) = ids.as_any().downcast_ref::<StringArray>() {
-                    known.extend(ids.iter().flatten().map(str::to_string));
-                }
-            }
-        }
-        let schema = alerts_schema();
-        let mut new_batches = Vec::new();
-        let mut by_rule = serde_json::Map::new();
-        for rule in &RULES {
-            if !present.contains(&rule.stream) {
-                continue;
-            }
-            window_view(
-                &df_ctx,
-                "w",
-                rule.stream,
-                t - Duration::minutes(rule.minutes),
-                t,
-            )
-            .await?;
-            let (_, batches) = collect(df_ctx.sql(&rule_sql(rule, t)).await?).await?;
-            let mut raised = 0usize;
-            for b in batches {
-                let b = conform(&b, &schema)?;
-                let ids = b
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .ok_or_else(|| anyhow::anyhow!("alert_id is not a string column"))?;
-                let fresh: BooleanArray = ids
-                    .iter()
-                    .map(|id| Some(id.is_some_and(|id| known.insert(id.to_string()))))
-                    .collect();
-                let b = filter_record_batch(&b, &fresh)?;
-                raised += b.num_rows();
-                if b.num_rows() > 0 {
-                    new_batches.push(b);
-                }
-            }
-            by_rule.insert(rule.name.to_string(), raised.into());
-        }
-        let raised_rows = json_rows(&new_batches)?;
-        let table = if new_batches.is_empty() {
-            existing
-        } else {
-            Some(
-                store
-                    .delta_table_or_new(ALERTS_PATH)
-                    .await?
-                    .write(new_batches)
-                    .with_save_mode(SaveMode::Append)
-                    .with_partition_columns(["date"])
-                    .with_commit_properties(run_label(t))
-                    .await?,
-            )
-        };
-        // Each run appends one small file to the partition of its date. Once an hour they are
-        // merged (Delta optimize of the last day's dates, labelled with this run), as the
-        // unified tables are, so the last day is a handful of files instead of up to 144.
-        let compacted = match &table {
-            Some(_) if t.minute() == 0 => {
-                compact_table(store, ALERTS_PATH, Some(&recent_dates), Some(run_label(t))).await?
-            }
-            _ => None,
-        };
-        let table = match &compacted {
-            Some(c) if c.files_removed > 0 => store.delta_table(ALERTS_PATH).await?,
-            _ => table,
-        };
-        let version = table.as_ref().and_then(|t| t.version());
-        // The last day's alerts, newest first, for the document.
-        let recent = match &table {
-            Some(table) => {
-                register_delta(&df_ctx, "alerts_now", table).await?;
-                json_rows(&last_day(&df_ctx, "alerts_now", t).await?)?
-            }
-            None => Vec::new(),
-        };
-        ctx.log.info(format!(
-            "raised {} alert(s) at {}: {by_rule:?}",
-            raised_rows.len(),
-            rfc3339_secs(t)
-        ));
-        let doc = serde_json::json!({
-            "as_of": rfc3339_secs(t),
-            "raised_by_rule": by_rule,
-            "raised": raised_rows,
-            "last_24h": recent,
-            "delta_version": version,
-        });
-        put_json(store, LATEST_KEY, &doc).await?;
-        Ok(serde_json::json!({
-            "raised_by_rule": by_rule,
-            "raised": raised_rows.len(),
-            "compacted": compacted,
-        }))
+        output(&metrics)
     }
 }
 
@@ -728,5 +879,70 @@ mod tests {
         assert_eq!(out[0]["severity"], "critical");
         assert_eq!(out[1]["severity"], "high");
         assert_eq!(out[1]["triggering_ids"], serde_json::json!(["t1"]));
+    }
+
+    #[test]
+    fn a_run_is_planned_without_the_lake() {
+        let t = parse_utc("2026-02-02T01:00:00Z").unwrap();
+        let plan = AlertsPlan::new(t, &["api_logs"]);
+        assert_eq!(plan.recent_dates, ["2026-02-01", "2026-02-02"]);
+        assert_eq!(
+            plan.known_sql,
+            "SELECT alert_id FROM alerts WHERE date IN ('2026-02-01', '2026-02-02')"
+        );
+        let names: Vec<&str> = plan.rules.iter().map(|r| r.rule.name).collect();
+        assert_eq!(names, ["api_error_rate", "api_p95_latency"]);
+        assert_eq!(
+            plan.rules[0].window_sql,
+            format!(
+                "CREATE OR REPLACE VIEW w AS SELECT * FROM unified_api_logs WHERE date IN ('2026-02-02') AND event_time >= {} AND event_time < {}",
+                ts_sql(parse_utc("2026-02-02T00:45:00Z").unwrap()),
+                ts_sql(t)
+            )
+        );
+        assert!(
+            plan.rules[0]
+                .sql
+                .contains("concat('api_error_rate:', subject, ':20260202T010000Z') AS alert_id")
+        );
+        assert!(plan.compact);
+        assert!(!AlertsPlan::new(t + Duration::minutes(10), &[]).compact);
+        assert!(AlertsPlan::new(t, &[]).rules.is_empty());
+    }
+
+    #[test]
+    fn metrics_are_the_output() {
+        let m = AlertsMetrics {
+            raised_by_rule: BTreeMap::from([
+                ("fraud_transaction".to_string(), 2),
+                ("api_error_rate".to_string(), 0),
+            ]),
+            raised: 2,
+            compacted: None,
+        };
+        let mut by_rule = serde_json::Map::new();
+        by_rule.insert("fraud_transaction".into(), 2usize.into());
+        by_rule.insert("api_error_rate".into(), 0usize.into());
+        let today = serde_json::json!({
+            "raised_by_rule": by_rule,
+            "raised": 2usize,
+            "compacted": Option::<crate::layers::batch::compact::Compacted>::None,
+        });
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v, today);
+        assert_eq!(v.to_string(), today.to_string());
+        assert_eq!(serde_json::from_value::<AlertsMetrics>(v).unwrap(), m);
+        let compacted = crate::layers::batch::compact::Compacted {
+            files_added: 2,
+            files_removed: 12,
+            partitions: 2,
+        };
+        let m = AlertsMetrics {
+            compacted: Some(compacted.clone().into()),
+            ..m
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["compacted"], serde_json::json!(compacted));
+        assert_eq!(serde_json::from_value::<AlertsMetrics>(v).unwrap(), m);
     }
 }

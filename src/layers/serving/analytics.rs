@@ -4,14 +4,24 @@
 //! domain: total_records, latest_date, published_at — rebuilt from that small table, also as
 //! `serving/analytics/master_summary.json`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::IntoFuture;
 
-use super::{collect, json_rows, overwrite_snapshot, put_json, ts_sql, unified_session};
+use chrono::{DateTime, Utc};
+use deltalake::datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, run_label, ts_sql,
+    unified_session,
+};
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::{self, Write, silver, table_path};
+use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
-use crate::store::register_delta;
+use crate::store::{Store, register_delta};
 
 /// Lake path of the per stream and date figures.
 pub const STREAM_DATES_PATH: &str = "serving/analytics/stream_dates";
@@ -27,116 +37,162 @@ pub const DOMAINS: [(&str, &str); 5] = [
     ("financial_transactions", "Financial"),
 ];
 
-/// The body of `analytics`.
-pub struct Analytics;
-
-#[async_trait::async_trait]
-impl TaskBody for Analytics {
-    async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
+/// Dates the unified tasks changed, from their outputs (`dates` of each, [`UnifiedMetrics`]);
+/// outputs without dates (a run with nothing new) add none.
+///
+/// [`UnifiedMetrics`]: super::UnifiedMetrics
+pub fn upstream_dates(upstream: &BTreeMap<String, serde_json::Value>) -> BTreeSet<String> {
+    let mut dates = BTreeSet::new();
+    for out in upstream.values() {
+        if let Some(ds) = out["dates"].as_array() {
+            dates.extend(ds.iter().filter_map(|d| d.as_str().map(str::to_string)));
+        }
     }
+    dates
 }
 
-impl Analytics {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let t = ctx.logical_date;
-        let store = &ctx.store;
-        let streams: Vec<&'static str> = all_streams().iter().map(|s| s.name).collect();
-        let (df_ctx, present) = unified_session(store, &streams).await?;
-        let existing = store.delta_table(STREAM_DATES_PATH).await?;
-        // Dates the unified tasks changed; every date on the first run.
-        let mut dates: BTreeSet<String> = BTreeSet::new();
-        for out in ctx.upstream.values() {
-            if let Some(ds) = out["dates"].as_array() {
-                dates.extend(ds.iter().filter_map(|d| d.as_str().map(str::to_string)));
-            }
-        }
-        if existing.is_none() {
-            for s in &present {
-                let (_, batches) = collect(
-                    df_ctx
-                        .sql(&format!(
-                            "SELECT DISTINCT CAST(date AS VARCHAR) AS d FROM unified_{s}"
-                        ))
-                        .await?,
-                )
-                .await?;
-                for r in json_rows(&batches)? {
-                    dates.extend(r["d"].as_str().map(str::to_string));
-                }
-            }
-        }
+/// SQL of the master summary of the run at `t`, from the table registered as `stream_dates`.
+fn master_summary_sql(t: DateTime<Utc>) -> String {
+    let domains: Vec<String> = DOMAINS
+        .iter()
+        .map(|(s, d)| format!("('{s}', '{d}')"))
+        .collect();
+    format!(
+        "SELECT d.column2 AS domain, d.column1 AS stream,
+           CAST(coalesce(sum(s.events), 0) AS BIGINT) AS total_records,
+           max(s.date) AS latest_date,
+           CAST(coalesce(sum(s.from_batch), 0) AS BIGINT) AS from_batch,
+           CAST(coalesce(sum(s.from_speed), 0) AS BIGINT) AS from_speed,
+           CAST(coalesce(sum(s.quarantined), 0) AS BIGINT) AS quarantined,
+           max(s.last_event_time) AS last_event_time,
+           {} AS published_at
+         FROM (VALUES {}) d LEFT JOIN stream_dates s ON s.stream = d.column1
+         GROUP BY d.column1, d.column2 ORDER BY d.column1",
+        ts_sql(t),
+        domains.join(", ")
+    )
+}
+
+/// A run of `analytics`, decided without I/O from the unified tables that exist and the dates
+/// to recompute.
+#[derive(Debug, Clone, PartialEq)]
+struct AnalyticsPlan {
+    /// The run's logical date.
+    t: DateTime<Utc>,
+    /// The dates whose figures are recomputed (reported even when nothing is).
+    dates: Vec<String>,
+    /// The streams whose figures are recomputed: those with a unified table, none if there
+    /// are no dates.
+    streams: Vec<&'static str>,
+}
+
+impl AnalyticsPlan {
+    /// Plans the run at `t` for `dates`, `present` naming the streams with a unified table.
+    fn new(t: DateTime<Utc>, present: &[&'static str], dates: BTreeSet<String>) -> AnalyticsPlan {
         let dates: Vec<String> = dates.into_iter().collect();
-        if !dates.is_empty() && !present.is_empty() {
-            let filter = silver::in_dates(&dates);
-            let mut parts = Vec::new();
-            for s in &present {
-                let q = match store.delta_table(&table_path("quarantine", s)).await? {
-                    Some(q) => {
-                        register_delta(&df_ctx, &format!("quarantine_{s}"), &q).await?;
-                        format!(
-                            "SELECT date, count(*) AS n FROM quarantine_{s} WHERE {filter} GROUP BY date"
-                        )
-                    }
-                    None => {
-                        "SELECT CAST(NULL AS VARCHAR) AS date, CAST(0 AS BIGINT) AS n WHERE false"
-                            .to_string()
-                    }
-                };
-                parts.push(format!(
-                    "SELECT '{s}' AS stream, u.date, u.events, u.from_batch, u.from_speed,
-                       CAST(coalesce(q.n, 0) AS BIGINT) AS quarantined, u.last_event_time
-                     FROM (SELECT CAST(date AS VARCHAR) AS date, count(*) AS events,
-                             sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS from_batch,
-                             sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS from_speed,
-                             max(event_time) AS last_event_time
-                           FROM unified_{s} WHERE {filter} GROUP BY date) u
-                     LEFT JOIN ({q}) q ON u.date = CAST(q.date AS VARCHAR)"
-                ));
+        let streams = if dates.is_empty() {
+            Vec::new()
+        } else {
+            present.to_vec()
+        };
+        AnalyticsPlan { t, dates, streams }
+    }
+
+    /// SQL of the recomputed figures of [`Self::streams`], `quarantined[i]` saying whether
+    /// stream i has a quarantine table (registered as `quarantine_<stream>`).
+    fn stream_dates_sql(&self, quarantined: &[bool]) -> String {
+        let filter = silver::in_dates(&self.dates);
+        let mut parts = Vec::new();
+        for (s, has_quarantine) in self.streams.iter().zip(quarantined) {
+            let q = if *has_quarantine {
+                format!(
+                    "SELECT date, count(*) AS n FROM quarantine_{s} WHERE {filter} GROUP BY date"
+                )
+            } else {
+                "SELECT CAST(NULL AS VARCHAR) AS date, CAST(0 AS BIGINT) AS n WHERE false"
+                    .to_string()
+            };
+            parts.push(format!(
+                "SELECT '{s}' AS stream, u.date, u.events, u.from_batch, u.from_speed,
+                   CAST(coalesce(q.n, 0) AS BIGINT) AS quarantined, u.last_event_time
+                 FROM (SELECT CAST(date AS VARCHAR) AS date, count(*) AS events,
+                         sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS from_batch,
+                         sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS from_speed,
+                         max(event_time) AS last_event_time
+                       FROM unified_{s} WHERE {filter} GROUP BY date) u
+                 LEFT JOIN ({q}) q ON u.date = CAST(q.date AS VARCHAR)"
+            ));
+        }
+        format!(
+            "SELECT stream, events, from_batch, from_speed, quarantined, last_event_time, {} AS published_at, date FROM ({})",
+            ts_sql(self.t),
+            parts.join(" UNION ALL ")
+        )
+    }
+
+    /// Recomputes the figures of the dates, then rebuilds and publishes the master summary.
+    async fn execute(
+        self,
+        store: &Store,
+        df_ctx: &SessionContext,
+        log: Option<&TaskLog>,
+    ) -> Result<AnalyticsMetrics> {
+        let t = self.t;
+        if !self.streams.is_empty() {
+            let mut quarantined = Vec::with_capacity(self.streams.len());
+            for s in &self.streams {
+                let path = table_path("quarantine", s);
+                let q = store
+                    .delta_table(&path)
+                    .await
+                    .map_err(Error::delta(&path))?;
+                if let Some(q) = &q {
+                    register_delta(df_ctx, &format!("quarantine_{s}"), q)
+                        .await
+                        .map_err(Error::datafusion(format!("registering {path}")))?;
+                }
+                quarantined.push(q.is_some());
             }
             let plan = df_ctx
-                .sql(&format!(
-                    "SELECT stream, events, from_batch, from_speed, quarantined, last_event_time, {} AS published_at, date FROM ({})",
-                    ts_sql(t),
-                    parts.join(" UNION ALL ")
-                ))
-                .await?
+                .sql(&self.stream_dates_sql(&quarantined))
+                .await
+                .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?
                 .into_unoptimized_plan();
             batch::write_plan(
-                store.delta_table_or_new(STREAM_DATES_PATH).await?,
-                &df_ctx,
+                store
+                    .delta_table_or_new(STREAM_DATES_PATH)
+                    .await
+                    .map_err(Error::delta(STREAM_DATES_PATH))?,
+                df_ctx,
                 plan,
-                Write::ReplaceDates(&dates),
-                super::run_label(t),
+                Write::ReplaceDates(&self.dates),
+                run_label(t),
             )
-            .await?;
+            .await
+            .map_err(Error::delta(STREAM_DATES_PATH))?;
         }
-        let Some(table) = store.delta_table(STREAM_DATES_PATH).await? else {
-            ctx.log.info("no unified table yet: nothing to summarise");
-            return Ok(serde_json::json!({ "dates": dates }));
+        let dates = self.dates;
+        let Some(table) = store
+            .delta_table(STREAM_DATES_PATH)
+            .await
+            .map_err(Error::delta(STREAM_DATES_PATH))?
+        else {
+            log_info(log, "no unified table yet: nothing to summarise");
+            return Ok(AnalyticsMetrics {
+                dates,
+                domains: None,
+            });
         };
-        register_delta(&df_ctx, "stream_dates", &table).await?;
-        let domains: Vec<String> = DOMAINS
-            .iter()
-            .map(|(s, d)| format!("('{s}', '{d}')"))
-            .collect();
+        register_delta(df_ctx, "stream_dates", &table)
+            .await
+            .map_err(Error::datafusion(format!(
+                "registering {STREAM_DATES_PATH}"
+            )))?;
         let (schema, batches) = collect(
             df_ctx
-                .sql(&format!(
-                    "SELECT d.column2 AS domain, d.column1 AS stream,
-                       CAST(coalesce(sum(s.events), 0) AS BIGINT) AS total_records,
-                       max(s.date) AS latest_date,
-                       CAST(coalesce(sum(s.from_batch), 0) AS BIGINT) AS from_batch,
-                       CAST(coalesce(sum(s.from_speed), 0) AS BIGINT) AS from_speed,
-                       CAST(coalesce(sum(s.quarantined), 0) AS BIGINT) AS quarantined,
-                       max(s.last_event_time) AS last_event_time,
-                       {} AS published_at
-                     FROM (VALUES {}) d LEFT JOIN stream_dates s ON s.stream = d.column1
-                     GROUP BY d.column1, d.column2 ORDER BY d.column1",
-                    ts_sql(t),
-                    domains.join(", ")
-                ))
-                .await?,
+                .sql(&master_summary_sql(t))
+                .await
+                .map_err(Error::datafusion("the master summary"))?,
         )
         .await?;
         let rows = json_rows(&batches)?;
@@ -147,9 +203,187 @@ impl Analytics {
             &serde_json::json!({ "published_at": rfc3339_secs(t), "delta_version": version, "domains": rows }),
         )
         .await?;
-        ctx.log.info(format!(
-            "stream_dates recomputed for {dates:?}; master summary version {version}"
-        ));
-        Ok(serde_json::json!({ "dates": dates, "domains": rows }))
+        log_info(
+            log,
+            format!("stream_dates recomputed for {dates:?}; master summary version {version}"),
+        );
+        Ok(AnalyticsMetrics {
+            dates,
+            domains: Some(rows),
+        })
+    }
+}
+
+/// What a run of `analytics` did, as it reports it (its task output).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AnalyticsMetrics {
+    /// The dates whose figures were recomputed.
+    pub dates: Vec<String>,
+    /// The master summary's rows (as in `master_summary.json`); absent when there is no
+    /// unified table yet, so nothing to summarise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<serde_json::Value>>,
+}
+
+/// The operation of `analytics`: opens the unified tables, finds the dates to recompute,
+/// plans ([`AnalyticsPlan`]), and rewrites the figures and the summary.
+pub struct AnalyticsBuilder<'a> {
+    store: &'a Store,
+    logical_date: DateTime<Utc>,
+    changed_dates: BTreeSet<String>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> AnalyticsBuilder<'a> {
+    /// The analytics as of `logical_date`.
+    pub fn new(store: &'a Store, logical_date: DateTime<Utc>) -> AnalyticsBuilder<'a> {
+        AnalyticsBuilder {
+            store,
+            logical_date,
+            changed_dates: BTreeSet::new(),
+            log: None,
+        }
+    }
+
+    /// The dates the run's unified tasks changed ([`upstream_dates`]): their figures are
+    /// recomputed (every date is on the first run).
+    pub fn with_changed_dates(
+        self,
+        dates: impl IntoIterator<Item = String>,
+    ) -> AnalyticsBuilder<'a> {
+        AnalyticsBuilder {
+            changed_dates: dates.into_iter().collect(),
+            ..self
+        }
+    }
+
+    /// Writes what the run does to `log`.
+    pub fn with_log(self, log: &'a TaskLog) -> AnalyticsBuilder<'a> {
+        AnalyticsBuilder {
+            log: Some(log),
+            ..self
+        }
+    }
+
+    async fn run(self) -> Result<AnalyticsMetrics> {
+        let store = self.store;
+        let streams: Vec<&'static str> = all_streams().iter().map(|s| s.name).collect();
+        let (df_ctx, present) = unified_session(store, &streams).await?;
+        let existing = store
+            .delta_table(STREAM_DATES_PATH)
+            .await
+            .map_err(Error::delta(STREAM_DATES_PATH))?;
+        // Dates the unified tasks changed; every date on the first run.
+        let mut dates = self.changed_dates;
+        if existing.is_none() {
+            for s in &present {
+                let (_, batches) = collect(
+                    df_ctx
+                        .sql(&format!(
+                            "SELECT DISTINCT CAST(date AS VARCHAR) AS d FROM unified_{s}"
+                        ))
+                        .await
+                        .map_err(Error::datafusion(format!("the dates of unified_{s}")))?,
+                )
+                .await?;
+                for r in json_rows(&batches)? {
+                    dates.extend(r["d"].as_str().map(str::to_string));
+                }
+            }
+        }
+        AnalyticsPlan::new(self.logical_date, &present, dates)
+            .execute(store, &df_ctx, self.log)
+            .await
+    }
+}
+
+impl<'a> IntoFuture for AnalyticsBuilder<'a> {
+    type Output = Result<AnalyticsMetrics>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// The body of `analytics`.
+pub struct Analytics;
+
+#[async_trait::async_trait]
+impl TaskBody for Analytics {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        let metrics = AnalyticsBuilder::new(&ctx.store, ctx.logical_date)
+            .with_changed_dates(upstream_dates(&ctx.upstream))
+            .with_log(&ctx.log)
+            .await?;
+        output(&metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_utc;
+
+    #[test]
+    fn a_run_is_planned_without_the_lake() {
+        let t = parse_utc("2026-02-02T00:10:00Z").unwrap();
+        let upstream = BTreeMap::from([
+            (
+                "unified_api_logs".to_string(),
+                serde_json::json!({ "stream": "api_logs", "mode": "append", "dates": ["2026-02-02"] }),
+            ),
+            (
+                "unified_iot_sensors".to_string(),
+                serde_json::json!({ "stream": "iot_sensors", "mode": "recompute", "dates": ["2026-02-01", "2026-02-02"] }),
+            ),
+            (
+                "unified_social_media".to_string(),
+                serde_json::json!({ "stream": "social_media", "mode": "none" }),
+            ),
+        ]);
+        let dates = upstream_dates(&upstream);
+        let plan = AnalyticsPlan::new(t, &["api_logs", "iot_sensors"], dates);
+        assert_eq!(plan.dates, ["2026-02-01", "2026-02-02"]);
+        assert_eq!(plan.streams, ["api_logs", "iot_sensors"]);
+        let sql = plan.stream_dates_sql(&[true, false]);
+        assert_eq!(sql.matches(" UNION ALL ").count(), 1);
+        assert!(
+            sql.contains("FROM quarantine_api_logs WHERE date IN ('2026-02-01', '2026-02-02')")
+        );
+        assert!(!sql.contains("quarantine_iot_sensors"));
+        assert!(
+            sql.contains("FROM unified_iot_sensors WHERE date IN ('2026-02-01', '2026-02-02')")
+        );
+        assert!(sql.contains(&format!("{} AS published_at, date FROM (", ts_sql(t))));
+        // Nothing changed: nothing recomputed, the summary is still rebuilt.
+        let plan = AnalyticsPlan::new(t, &["api_logs"], BTreeSet::new());
+        assert!(plan.dates.is_empty() && plan.streams.is_empty());
+        assert!(master_summary_sql(t).contains("('api_logs', 'API Logs')"));
+    }
+
+    #[test]
+    fn metrics_are_the_output_of_every_path() {
+        let none = AnalyticsMetrics {
+            dates: vec!["2026-02-02".into()],
+            domains: None,
+        };
+        let v = serde_json::to_value(&none).unwrap();
+        assert_eq!(v, serde_json::json!({ "dates": ["2026-02-02"] }));
+        assert_eq!(serde_json::from_value::<AnalyticsMetrics>(v).unwrap(), none);
+        let row = serde_json::json!({
+            "domain": "API Logs", "stream": "api_logs", "total_records": 12,
+            "latest_date": "2026-02-02", "from_batch": 0, "from_speed": 12, "quarantined": 1,
+            "last_event_time": "2026-02-02T00:09:59.500Z", "published_at": "2026-02-02T00:10:00Z",
+        });
+        let some = AnalyticsMetrics {
+            dates: vec![],
+            domains: Some(vec![row.clone()]),
+        };
+        let today = serde_json::json!({ "dates": Vec::<String>::new(), "domains": vec![row] });
+        let v = serde_json::to_value(&some).unwrap();
+        assert_eq!(v, today);
+        assert_eq!(v.to_string(), today.to_string());
+        assert_eq!(serde_json::from_value::<AnalyticsMetrics>(v).unwrap(), some);
     }
 }

@@ -6,14 +6,25 @@
 //! writes `serving/dashboards/<name>.json`: the rows, the window, and how many of the window's
 //! events came from the batch layer and how many from the speed layer (the batch/speed boundary).
 
-use chrono::Duration;
+use std::collections::BTreeMap;
+use std::future::IntoFuture;
 
-use super::{collect, json_rows, overwrite_snapshot, ts_sql, unified_session, window_view};
+use chrono::{DateTime, Duration, Utc};
+use deltalake::datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, ts_sql,
+    unified_session, window_view_sql,
+};
 use crate::clock::rfc3339_secs;
+use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
+use crate::store::Store;
 
 /// One dashboard.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dashboard {
     /// Table and document name.
     pub name: &'static str,
@@ -115,90 +126,314 @@ pub fn dashboard_path(name: &str) -> String {
     format!("serving/dashboards/{name}")
 }
 
+/// One dashboard of a run, planned.
+#[derive(Debug, Clone, PartialEq)]
+struct DashboardPlan {
+    /// The dashboard.
+    dashboard: Dashboard,
+    /// Start of its window (the window ends at the run's logical date).
+    start: DateTime<Utc>,
+    /// SQL of the view `w`: the window's rows.
+    window_sql: String,
+    /// SQL of the view `today`: the rows of the run's date before it.
+    today_sql: String,
+    /// The dashboard's rows, with `as_of`.
+    sql: String,
+    /// Lake path of its Delta snapshot.
+    path: String,
+    /// Key of its JSON document.
+    doc_key: String,
+}
+
+/// What a run does with one dashboard, in [`DASHBOARDS`] order.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// Its stream has no unified table yet: skipped.
+    Missing(Dashboard),
+    /// Computed, snapshotted and published.
+    Publish(Box<DashboardPlan>),
+}
+
+/// A run of `dashboards`, decided without I/O from the unified tables that exist.
+#[derive(Debug, Clone, PartialEq)]
+struct DashboardsPlan {
+    /// The run's logical date: every window ends there.
+    t: DateTime<Utc>,
+    /// One step per dashboard.
+    steps: Vec<Step>,
+}
+
+impl DashboardsPlan {
+    /// Plans the run at `t`, `present` naming the streams with a unified table.
+    fn new(t: DateTime<Utc>, present: &[&str]) -> DashboardsPlan {
+        let midnight = t
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map(|m| m.and_utc())
+            .unwrap_or(t);
+        let steps = DASHBOARDS
+            .iter()
+            .map(|d| {
+                if !present.contains(&d.stream) {
+                    return Step::Missing(*d);
+                }
+                let start = t - Duration::minutes(d.minutes);
+                Step::Publish(Box::new(DashboardPlan {
+                    dashboard: *d,
+                    start,
+                    window_sql: window_view_sql("w", d.stream, start, t),
+                    today_sql: window_view_sql("today", d.stream, midnight, t.max(midnight)),
+                    sql: format!("SELECT *, {} AS as_of FROM ({})", ts_sql(t), d.sql),
+                    path: dashboard_path(d.name),
+                    doc_key: format!("{}.json", dashboard_path(d.name)),
+                }))
+            })
+            .collect();
+        DashboardsPlan { t, steps }
+    }
+
+    /// Computes, snapshots and publishes each dashboard.
+    async fn execute(
+        self,
+        store: &Store,
+        df_ctx: &SessionContext,
+        log: Option<&TaskLog>,
+    ) -> Result<DashboardsMetrics> {
+        let t = self.t;
+        let mut out = BTreeMap::new();
+        for step in self.steps {
+            let p = match step {
+                Step::Missing(d) => {
+                    log_info(log, format!("{}: no unified_{} yet", d.name, d.stream));
+                    continue;
+                }
+                Step::Publish(p) => p,
+            };
+            let d = p.dashboard;
+            for view in [&p.window_sql, &p.today_sql] {
+                df_ctx
+                    .sql(view)
+                    .await
+                    .map_err(Error::datafusion(format!("the windows of {}", d.name)))?;
+            }
+            let df = df_ctx
+                .sql(&p.sql)
+                .await
+                .map_err(Error::datafusion(format!("the query of {}", d.name)))?;
+            let (schema, batches) = collect(df).await?;
+            let rows = json_rows(&batches)?;
+            let n_rows = rows.len();
+            let by_source = source_counts(df_ctx).await?;
+            let version = overwrite_snapshot(store, &p.path, schema, batches, t).await?;
+            let doc = serde_json::json!({
+                "name": d.name,
+                "stream": d.stream,
+                "as_of": rfc3339_secs(t),
+                "window": { "start": rfc3339_secs(p.start), "end": rfc3339_secs(t), "minutes": d.minutes },
+                "events_by_source": by_source,
+                "delta_version": version,
+                "rows": rows,
+            });
+            put_json(store, &p.doc_key, &doc).await?;
+            log_info(
+                log,
+                format!(
+                    "{}: {n_rows} rows, window events by source {}",
+                    d.name,
+                    serde_json::json!(by_source)
+                ),
+            );
+            out.insert(
+                d.name.to_string(),
+                DashboardMetrics {
+                    rows: n_rows,
+                    events_by_source: by_source,
+                },
+            );
+        }
+        Ok(DashboardsMetrics(out))
+    }
+}
+
+/// What a run of `dashboards` did, as it reports it (its task output): by dashboard name, the
+/// dashboards whose stream has a unified table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct DashboardsMetrics(pub BTreeMap<String, DashboardMetrics>);
+
+/// What a run published of one dashboard.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DashboardMetrics {
+    /// Rows of the dashboard.
+    pub rows: usize,
+    /// Events of its window by layer (`batch`, `speed`; both always present).
+    pub events_by_source: BTreeMap<String, u64>,
+}
+
+/// The operation of `dashboards`: opens the unified tables, plans ([`DashboardsPlan`]), and
+/// replaces each dashboard's snapshot and document.
+pub struct DashboardsBuilder<'a> {
+    store: &'a Store,
+    logical_date: DateTime<Utc>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> DashboardsBuilder<'a> {
+    /// The dashboards as of `logical_date`.
+    pub fn new(store: &'a Store, logical_date: DateTime<Utc>) -> DashboardsBuilder<'a> {
+        DashboardsBuilder {
+            store,
+            logical_date,
+            log: None,
+        }
+    }
+
+    /// Writes what the run does to `log`.
+    pub fn with_log(self, log: &'a TaskLog) -> DashboardsBuilder<'a> {
+        DashboardsBuilder {
+            log: Some(log),
+            ..self
+        }
+    }
+
+    async fn run(self) -> Result<DashboardsMetrics> {
+        let streams: Vec<&'static str> = DASHBOARDS.iter().map(|d| d.stream).collect();
+        let (df_ctx, present) = unified_session(self.store, &streams).await?;
+        DashboardsPlan::new(self.logical_date, &present)
+            .execute(self.store, &df_ctx, self.log)
+            .await
+    }
+}
+
+impl<'a> IntoFuture for DashboardsBuilder<'a> {
+    type Output = Result<DashboardsMetrics>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
 /// The body of `dashboards`.
 pub struct Dashboards;
 
 #[async_trait::async_trait]
 impl TaskBody for Dashboards {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
-    }
-}
-
-impl Dashboards {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let t = ctx.logical_date;
-        let store = &ctx.store;
-        let streams: Vec<&'static str> = DASHBOARDS.iter().map(|d| d.stream).collect();
-        let (df_ctx, present) = unified_session(store, &streams).await?;
-        let mut out = serde_json::Map::new();
-        for d in DASHBOARDS {
-            if !present.contains(&d.stream) {
-                ctx.log
-                    .info(format!("{}: no unified_{} yet", d.name, d.stream));
-                continue;
-            }
-            let start = t - Duration::minutes(d.minutes);
-            window_view(&df_ctx, "w", d.stream, start, t).await?;
-            let midnight = t
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .map(|m| m.and_utc())
-                .unwrap_or(t);
-            window_view(&df_ctx, "today", d.stream, midnight, t.max(midnight)).await?;
-            let df = df_ctx
-                .sql(&format!(
-                    "SELECT *, {} AS as_of FROM ({})",
-                    ts_sql(t),
-                    d.sql
-                ))
-                .await?;
-            let (schema, batches) = collect(df).await?;
-            let rows = json_rows(&batches)?;
-            let n_rows = rows.len();
-            let by_source = source_counts(&df_ctx).await?;
-            let version =
-                overwrite_snapshot(store, &dashboard_path(d.name), schema, batches, t).await?;
-            let doc = serde_json::json!({
-                "name": d.name,
-                "stream": d.stream,
-                "as_of": rfc3339_secs(t),
-                "window": { "start": rfc3339_secs(start), "end": rfc3339_secs(t), "minutes": d.minutes },
-                "events_by_source": by_source,
-                "delta_version": version,
-                "rows": rows,
-            });
-            super::put_json(store, &format!("{}.json", dashboard_path(d.name)), &doc).await?;
-            ctx.log.info(format!(
-                "{}: {n_rows} rows, window events by source {by_source}",
-                d.name
-            ));
-            out.insert(
-                d.name.to_string(),
-                serde_json::json!({ "rows": n_rows, "events_by_source": by_source }),
-            );
-        }
-        Ok(serde_json::Value::Object(out))
+        let metrics = DashboardsBuilder::new(&ctx.store, ctx.logical_date)
+            .with_log(&ctx.log)
+            .await?;
+        output(&metrics)
     }
 }
 
 /// Events of the view `w` by `_source` (batch / speed).
-async fn source_counts(
-    df_ctx: &deltalake::datafusion::prelude::SessionContext,
-) -> anyhow::Result<serde_json::Value> {
+async fn source_counts(df_ctx: &SessionContext) -> Result<BTreeMap<String, u64>> {
     let (_, batches) = collect(
         df_ctx
             .sql("SELECT _source, count(*) AS n FROM w GROUP BY _source ORDER BY _source")
-            .await?,
+            .await
+            .map_err(Error::datafusion("events of w by source"))?,
     )
     .await?;
-    let mut m = serde_json::Map::new();
-    m.insert("batch".into(), 0.into());
-    m.insert("speed".into(), 0.into());
+    let mut m = BTreeMap::from([("batch".to_string(), 0), ("speed".to_string(), 0)]);
     for r in json_rows(&batches)? {
         if let (Some(s), Some(n)) = (r["_source"].as_str(), r["n"].as_u64()) {
-            m.insert(s.to_string(), n.into());
+            m.insert(s.to_string(), n);
         }
     }
-    Ok(serde_json::Value::Object(m))
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_utc;
+
+    #[test]
+    fn a_run_is_planned_without_the_lake() {
+        let t = parse_utc("2026-02-02T00:10:00Z").unwrap();
+        let plan = DashboardsPlan::new(t, &["api_logs", "iot_sensors"]);
+        assert_eq!(plan.steps.len(), DASHBOARDS.len());
+        let published: Vec<&DashboardPlan> = plan
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Publish(p) => Some(p.as_ref()),
+                Step::Missing(_) => None,
+            })
+            .collect();
+        let names: Vec<&str> = published.iter().map(|p| p.dashboard.name).collect();
+        assert_eq!(names, ["iot_current_status", "api_health_1h"]);
+        let api = published[1];
+        // An hour's window before 00:10 spans two dates; today is the ten minutes since midnight.
+        assert_eq!(api.start, parse_utc("2026-02-01T23:10:00Z").unwrap());
+        assert_eq!(
+            api.window_sql,
+            format!(
+                "CREATE OR REPLACE VIEW w AS SELECT * FROM unified_api_logs WHERE date IN ('2026-02-01', '2026-02-02') AND event_time >= {} AND event_time < {}",
+                ts_sql(api.start),
+                ts_sql(t)
+            )
+        );
+        assert!(
+            api.today_sql.contains(
+                "date IN ('2026-02-02') AND event_time >= arrow_cast('2026-02-02T00:00:00Z'"
+            ),
+            "{}",
+            api.today_sql
+        );
+        assert!(
+            api.sql
+                .starts_with(&format!("SELECT *, {} AS as_of FROM (", ts_sql(t)))
+        );
+        assert_eq!(api.path, "serving/dashboards/api_health_1h");
+        assert_eq!(api.doc_key, "serving/dashboards/api_health_1h.json");
+        assert!(matches!(&plan.steps[2], Step::Missing(d) if d.name == "social_trending_2h"));
+    }
+
+    #[test]
+    fn metrics_are_the_output() {
+        let m = DashboardsMetrics(BTreeMap::from([
+            (
+                "api_health_1h".to_string(),
+                DashboardMetrics {
+                    rows: 4,
+                    events_by_source: BTreeMap::from([
+                        ("batch".to_string(), 0),
+                        ("speed".to_string(), 310),
+                    ]),
+                },
+            ),
+            (
+                "iot_current_status".to_string(),
+                DashboardMetrics {
+                    rows: 0,
+                    events_by_source: BTreeMap::from([
+                        ("batch".to_string(), 0),
+                        ("speed".to_string(), 0),
+                    ]),
+                },
+            ),
+        ]));
+        let mut today = serde_json::Map::new();
+        today.insert(
+            "iot_current_status".into(),
+            serde_json::json!({ "rows": 0usize, "events_by_source": { "batch": 0, "speed": 0 } }),
+        );
+        today.insert(
+            "api_health_1h".into(),
+            serde_json::json!({ "rows": 4usize, "events_by_source": { "batch": 0, "speed": 310 } }),
+        );
+        let today = serde_json::Value::Object(today);
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v, today);
+        assert_eq!(v.to_string(), today.to_string());
+        assert_eq!(serde_json::from_value::<DashboardsMetrics>(v).unwrap(), m);
+        // No unified table yet: an empty object.
+        assert_eq!(
+            serde_json::to_value(DashboardsMetrics::default()).unwrap(),
+            serde_json::json!({})
+        );
+    }
 }

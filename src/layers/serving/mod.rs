@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod dag;
 pub mod dashboards;
+pub mod error;
 pub mod unified;
 
 use std::sync::Arc;
@@ -26,9 +27,17 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
+use serde::{Deserialize, Serialize};
 
+pub use self::alerts::{AlertsBuilder, AlertsMetrics};
+pub use self::analytics::{AnalyticsBuilder, AnalyticsMetrics};
+pub use self::dashboards::{DashboardsBuilder, DashboardsMetrics};
+pub use self::error::{Error, Result};
+pub use self::unified::{UnifiedBuilder, UnifiedMetrics};
 use crate::clock::rfc3339_secs;
+use crate::layers::batch::compact::Compacted;
 use crate::layers::batch::silver;
+use crate::scheduler::task::TaskLog;
 use crate::store::{Store, register_delta};
 
 /// The serving DAG.
@@ -53,63 +62,112 @@ pub fn dates_between(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
         .collect()
 }
 
+/// What an hourly compaction did to a serving table, as a task reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Compaction {
+    /// Files written.
+    pub files_added: u64,
+    /// Small files replaced.
+    pub files_removed: u64,
+    /// Partitions that had files merged.
+    pub partitions: u64,
+}
+
+impl From<Compacted> for Compaction {
+    fn from(c: Compacted) -> Compaction {
+        Compaction {
+            files_added: c.files_added,
+            files_removed: c.files_removed,
+            partitions: c.partitions,
+        }
+    }
+}
+
+/// Adds an INFO line to the task log, if the operation has one.
+fn log_info(log: Option<&TaskLog>, msg: impl AsRef<str>) {
+    if let Some(log) = log {
+        log.info(msg);
+    }
+}
+
 /// A DataFusion session over the unified tables: registers `unified_<stream>` for each stream
 /// in `streams` whose table exists, and returns the ones that do.
 pub async fn unified_session(
     store: &Store,
     streams: &[&'static str],
-) -> anyhow::Result<(SessionContext, Vec<&'static str>)> {
-    let ctx = silver::session()?;
+) -> Result<(SessionContext, Vec<&'static str>)> {
+    let ctx = silver::session().map_err(Error::batch)?;
     let mut present = Vec::new();
     let unique: std::collections::BTreeSet<&'static str> = streams.iter().copied().collect();
     for s in &unique {
-        if let Some(t) = store.delta_table(&unified::unified_path(s)).await? {
-            register_delta(&ctx, &format!("unified_{s}"), &t).await?;
+        let path = unified::unified_path(s);
+        if let Some(t) = store
+            .delta_table(&path)
+            .await
+            .map_err(Error::delta(&path))?
+        {
+            let name = format!("unified_{s}");
+            register_delta(&ctx, &name, &t)
+                .await
+                .map_err(Error::datafusion(format!("registering {name}")))?;
             present.push(*s);
         }
     }
     Ok((ctx, present))
 }
 
-/// Registers the view `name`: the rows of `unified_<stream>` with event time in
-/// [`start`, `end`) (partitions pruned by date).
+/// SQL of the view `name`: the rows of `unified_<stream>` with event time in [`start`, `end`)
+/// (partitions pruned by date).
+pub fn window_view_sql(
+    name: &str,
+    stream: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {name} AS SELECT * FROM unified_{stream} WHERE {} AND event_time >= {} AND event_time < {}",
+        silver::in_dates(&dates_between(start, end)),
+        ts_sql(start),
+        ts_sql(end)
+    )
+}
+
+/// Registers the view `name` of [`window_view_sql`].
 pub async fn window_view(
     ctx: &SessionContext,
     name: &str,
     stream: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW {name} AS SELECT * FROM unified_{stream} WHERE {} AND event_time >= {} AND event_time < {}",
-        silver::in_dates(&dates_between(start, end)),
-        ts_sql(start),
-        ts_sql(end)
-    ))
-    .await?;
+) -> Result<()> {
+    ctx.sql(&window_view_sql(name, stream, start, end))
+        .await
+        .map_err(Error::datafusion(format!(
+            "view {name} of unified_{stream}"
+        )))?;
     Ok(())
 }
 
 /// Runs `df` and returns its rows with its schema (also when there are none).
-pub async fn collect(df: DataFrame) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+pub async fn collect(df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let mut batches = df.collect().await?;
+    let mut batches = df.collect().await.map_err(Error::datafusion("collect"))?;
     batches.retain(|b| b.num_rows() > 0);
     Ok((schema, batches))
 }
 
 /// Rows as JSON objects.
-pub fn json_rows(batches: &[RecordBatch]) -> anyhow::Result<Vec<serde_json::Value>> {
+pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>> {
     let mut w = deltalake::arrow::json::ArrayWriter::new(Vec::new());
     for b in batches {
-        w.write(b)?;
+        w.write(b).map_err(Error::arrow("rows as JSON"))?;
     }
-    w.finish()?;
+    w.finish().map_err(Error::arrow("rows as JSON"))?;
     let bytes = w.into_inner();
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(serde_json::from_slice(&bytes)?)
+    serde_json::from_slice(&bytes).map_err(Error::json("rows as JSON"))
 }
 
 /// Replaces the whole Delta table at `path` by `batches` (a snapshot), in one commit labelled
@@ -120,7 +178,7 @@ pub async fn overwrite_snapshot(
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     t: DateTime<Utc>,
-) -> anyhow::Result<u64> {
+) -> Result<u64> {
     let batches = if batches.is_empty() {
         vec![RecordBatch::new_empty(schema)]
     } else {
@@ -128,12 +186,14 @@ pub async fn overwrite_snapshot(
     };
     let table = store
         .delta_table_or_new(path)
-        .await?
+        .await
+        .map_err(Error::delta(path))?
         .write(batches)
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
         .with_commit_properties(run_label(t))
-        .await?;
+        .await
+        .map_err(Error::delta(path))?;
     Ok(table.version().unwrap_or_default())
 }
 
@@ -146,7 +206,7 @@ pub fn run_label(t: DateTime<Utc>) -> CommitProperties {
 }
 
 /// Writes a small JSON document for UIs and BI tools.
-pub async fn put_json(store: &Store, key: &str, doc: &serde_json::Value) -> anyhow::Result<()> {
+pub async fn put_json(store: &Store, key: &str, doc: &serde_json::Value) -> Result<()> {
     Ok(store.put_json(key, doc).await?)
 }
 

@@ -21,6 +21,7 @@
 //! batch takes over.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -32,15 +33,16 @@ use deltalake::datafusion::execution::TaskContext as DfTaskContext;
 use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
-use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::transaction::CommitProperties;
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::{Compaction, Error, Result, log_info, run_label};
 use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
 use crate::layers::batch::silver::{self, Cleaner, Counts, expectations};
 use crate::layers::batch::{self, Write, bronze, compact, table_path};
+use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
 use crate::store::{ObjectAttrs, Store, register_delta};
@@ -58,7 +60,7 @@ fn state_key(stream: &str) -> String {
 }
 
 /// What the unified table of a stream holds besides silver.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct State {
     /// Batch runs whose silver rows it holds.
     batch_runs: BTreeSet<String>,
@@ -144,7 +146,7 @@ impl PartitionStream for SpeedFiles {
 }
 
 /// What a run does.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Plan {
     /// Nothing new.
     Nothing,
@@ -186,57 +188,94 @@ fn plan(
     }
 }
 
-/// The body of `unified_<stream>`.
-pub struct Unified {
+/// Start of the look-back window of the run at `t`: the batch runs and speed files it reads.
+fn lookback(t: DateTime<Utc>) -> DateTime<Utc> {
+    t - Duration::days(LOOKBACK_DAYS)
+}
+
+/// What a run reads from the lake before it can plan.
+#[derive(Debug)]
+struct Inputs {
+    /// The batch runs' manifests in the look-back window.
+    manifests: Vec<lineage::Manifest>,
+    /// The speed files landed in the look-back window.
+    landed: Vec<ConsumedFile>,
+    /// The unified table, if it exists.
+    existing: Option<deltalake::DeltaTable>,
+    /// What the table holds besides silver (empty without a table or a readable state).
+    state: State,
+}
+
+/// Where the rows a run writes come from (the `FROM` of its SQL, [`UnifiedPlan::sql`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// The cleaned speed rows (`speed_clean`) alone: an append to a new table, or a recompute
+    /// without a silver table.
+    Speed,
+    /// The speed rows whose ids the `dates` of the table registered as `unified` do not hold.
+    SpeedNotInUnified,
+    /// The `dates` of the table registered as `silver` ∪ the speed rows.
+    SilverAndSpeed,
+}
+
+/// The commit a run makes.
+#[derive(Debug, Clone, PartialEq)]
+struct WritePlan {
+    /// The speed files whose rows are read.
+    speed_files: Vec<ConsumedFile>,
+    /// The dates appended to or replaced.
+    dates: Vec<String>,
+    /// Replace `dates` (recompute) rather than append.
+    replace: bool,
+    /// Compact the appended dates after the append (on the hour).
+    compact: bool,
+    /// What the table holds after the commit (written to the state key).
+    state: State,
+}
+
+/// A run of `unified_<stream>`, decided from its [`Inputs`] without I/O.
+#[derive(Debug, Clone)]
+struct UnifiedPlan {
     /// The stream.
-    pub spec: &'static StreamSpec,
+    spec: &'static StreamSpec,
+    /// The run's logical date.
+    t: DateTime<Utc>,
+    /// Lake path of the unified table.
+    path: String,
+    /// The commit, if there is anything new.
+    write: Option<WritePlan>,
 }
 
-#[async_trait::async_trait]
-impl TaskBody for Unified {
-    async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
-    }
-}
-
-impl Unified {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let spec = self.spec;
-        let stream = spec.name;
-        let store = &ctx.store;
-        let t = ctx.logical_date;
-        let window = t - Duration::days(LOOKBACK_DAYS);
-        let manifests = lineage::manifests(store, stream, window, t).await?;
+impl UnifiedPlan {
+    /// Plans the run at `t` from what the lake holds.
+    fn new(
+        spec: &'static StreamSpec,
+        t: DateTime<Utc>,
+        exists: bool,
+        mut state: State,
+        manifests: &[lineage::Manifest],
+        landed: Vec<ConsumedFile>,
+    ) -> UnifiedPlan {
+        let window = lookback(t);
+        let path = unified_path(spec.name);
         let committed: Vec<&lineage::Manifest> =
             manifests.iter().filter(|m| m.silver_committed).collect();
         let in_silver: HashSet<&str> = committed
             .iter()
             .flat_map(|m| m.files.iter().map(|f| f.key.as_str()))
             .collect();
-        let unconsumed: Vec<ConsumedFile> = lineage::landed(store, stream, window, t)
-            .await?
+        let unconsumed: Vec<ConsumedFile> = landed
             .into_iter()
             .filter(|f| !in_silver.contains(f.key.as_str()))
             .collect();
-        let path = unified_path(stream);
-        let existing = store.delta_table(&path).await?;
-        let mut state: State = match (&existing, store.get_opt(&state_key(stream)).await?) {
-            (Some(_), Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-                ctx.log.info(format!(
-                    "unreadable serving state ({e}): recomputing the look-back window"
-                ));
-                State::default()
-            }),
-            _ => State::default(),
-        };
-        let decided = plan(existing.is_some(), &state, &committed, &unconsumed);
-
-        let df_ctx = silver::session()?;
-        let counts = Arc::new(Mutex::new(Counts::default()));
-        let (speed_files, dates, replace) = match &decided {
+        let (speed_files, dates, replace) = match plan(exists, &state, &committed, &unconsumed) {
             Plan::Nothing => {
-                ctx.log.info("no new speed file and no new batch run");
-                return Ok(serde_json::json!({ "stream": stream, "mode": "none" }));
+                return UnifiedPlan {
+                    spec,
+                    t,
+                    path,
+                    write: None,
+                };
             }
             Plan::Append(files) => {
                 let dates: Vec<String> = files
@@ -245,7 +284,7 @@ impl Unified {
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                (files.clone(), dates, false)
+                (files, dates, false)
             }
             Plan::Recompute(dates) => {
                 let files = unconsumed
@@ -253,58 +292,10 @@ impl Unified {
                     .filter(|f| dates.contains(&f.date))
                     .cloned()
                     .collect();
-                (files, dates.clone(), true)
+                (files, dates, true)
             }
         };
-        ctx.log.info(format!(
-            "{path}: {} {dates:?} from {} speed file(s)",
-            if replace {
-                "recomputing"
-            } else {
-                "appending to"
-            },
-            speed_files.len()
-        ));
-        df_ctx.register_table(
-            "speed_clean",
-            Arc::new(StreamingTable::try_new(
-                silver::clean_schema(spec),
-                vec![Arc::new(SpeedFiles::new(
-                    store,
-                    spec,
-                    speed_files.clone(),
-                    Arc::clone(&counts),
-                )?)],
-            )?),
-        )?;
-        let sql = self
-            .sql(&df_ctx, store, existing.as_ref(), &dates, replace)
-            .await?;
-        let plan = df_ctx.sql(&sql).await?.into_unoptimized_plan();
-        let props = || {
-            CommitProperties::default().with_metadata([(
-                RUN_KEY.to_string(),
-                serde_json::Value::from(rfc3339_secs(t)),
-            )])
-        };
-        let target = match existing {
-            Some(t) => t,
-            None => store.delta_table_or_new(&path).await?,
-        };
-        let table = batch::write_plan(
-            target,
-            &df_ctx,
-            plan,
-            if replace {
-                Write::ReplaceDates(&dates)
-            } else {
-                Write::Append
-            },
-            props(),
-        )
-        .await?;
-
-        // Record what the table now holds.
+        // What the table will hold.
         if replace {
             state.batch_runs = committed.iter().map(|m| m.batch_run.clone()).collect();
         }
@@ -317,52 +308,27 @@ impl Unified {
             .retain(|k, d| *d >= oldest && !in_silver.contains(k.as_str()));
         let oldest_run = rfc3339_secs(window);
         state.batch_runs.retain(|r| *r >= oldest_run);
-        store
-            .put(
-                &state_key(stream),
-                Bytes::from(serde_json::to_vec(&state)?),
-                &ObjectAttrs::default(),
-            )
-            .await?;
-        // Each append leaves one small file in its dates' partitions. Once an hour they are
-        // merged (Delta optimize of those dates, labelled with this run like the append), so
-        // the windows every serving task reads stay a handful of files instead of up to 144.
-        let compacted = if !replace && t.minute() == 0 {
-            compact::compact_table(store, &path, Some(&dates), Some(props())).await?
-        } else {
-            None
-        };
-        if let Some(c) = &compacted {
-            ctx.log.info(format!(
-                "{path}: hourly compaction merged {} files into {}",
-                c.files_removed, c.files_added
-            ));
+        UnifiedPlan {
+            spec,
+            t,
+            path,
+            write: Some(WritePlan {
+                speed_files,
+                dates,
+                replace,
+                // Each append leaves one small file in its dates' partitions. Once an hour they
+                // are merged (Delta optimize of those dates, labelled with this run like the
+                // append), so the windows every serving task reads stay a handful of files
+                // instead of up to 144.
+                compact: !replace && t.minute() == 0,
+                state,
+            }),
         }
-        let c = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(serde_json::json!({
-            "compacted": compacted,
-            "stream": stream,
-            "mode": if replace { "recompute" } else { "append" },
-            "version": table.version(),
-            "dates": dates,
-            "speed_files": speed_files.len(),
-            "speed_rows_read": c.rows_in,
-            "speed_rows_dropped": c.quarantined.values().sum::<u64>(),
-        }))
     }
-}
 
-impl Unified {
     /// The SQL of a run: new speed rows not yet in the table (append), or silver ∪ speed rows
     /// of `dates` (recompute), de-duplicated by id, first landed wins.
-    async fn sql(
-        &self,
-        df_ctx: &SessionContext,
-        store: &Store,
-        existing: Option<&deltalake::DeltaTable>,
-        dates: &[String],
-        replace: bool,
-    ) -> anyhow::Result<String> {
+    fn sql(&self, dates: &[String], input: Input) -> String {
         let spec = self.spec;
         let id = spec.id_field;
         let derived = silver::derived(spec);
@@ -384,28 +350,332 @@ impl Unified {
                 silver::first_landed(id, input)
             )
         };
-        if !replace {
-            let Some(table) = existing else {
-                return Ok(first_landed(&speed));
-            };
-            register_delta(df_ctx, "unified", table).await?;
-            return Ok(format!(
+        match input {
+            Input::Speed => first_landed(&speed),
+            Input::SpeedNotInUnified => format!(
                 "SELECT * FROM ({}) s WHERE NOT EXISTS (SELECT 1 FROM unified u WHERE u.{} AND u.\"{id}\" = s.\"{id}\")",
                 first_landed(&speed),
                 silver::in_dates(dates)
-            ));
+            ),
+            Input::SilverAndSpeed => first_landed(&format!(
+                "SELECT {col_list}, 'batch' AS _source FROM silver WHERE {} UNION ALL SELECT {col_list}, _source FROM ({speed})",
+                silver::in_dates(dates)
+            )),
         }
-        let input = match store.delta_table(&table_path("silver", spec.name)).await? {
-            Some(silver) => {
-                register_delta(df_ctx, "silver", &silver).await?;
-                format!(
-                    "SELECT {col_list}, 'batch' AS _source FROM silver WHERE {} UNION ALL SELECT {col_list}, _source FROM ({speed})",
-                    silver::in_dates(dates)
-                )
-            }
-            None => speed,
+    }
+
+    /// Makes the run's commit, records what the table holds, and compacts on the hour.
+    async fn execute(
+        self,
+        store: &Store,
+        existing: Option<deltalake::DeltaTable>,
+        log: Option<&TaskLog>,
+    ) -> Result<UnifiedMetrics> {
+        let spec = self.spec;
+        let stream = spec.name;
+        let t = self.t;
+        let path = &self.path;
+        let df_ctx = silver::session().map_err(Error::batch)?;
+        let Some(write) = &self.write else {
+            log_info(log, "no new speed file and no new batch run");
+            return Ok(UnifiedMetrics::Unchanged(Unchanged {
+                stream: stream.to_string(),
+                mode: UnifiedMode::Nothing,
+            }));
         };
-        Ok(first_landed(&input))
+        let WritePlan {
+            speed_files,
+            dates,
+            replace,
+            ..
+        } = write;
+        let replace = *replace;
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        log_info(
+            log,
+            format!(
+                "{path}: {} {dates:?} from {} speed file(s)",
+                if replace {
+                    "recomputing"
+                } else {
+                    "appending to"
+                },
+                speed_files.len()
+            ),
+        );
+        let speed_table = SpeedFiles::new(store, spec, speed_files.clone(), Arc::clone(&counts))
+            .and_then(|files| {
+                StreamingTable::try_new(silver::clean_schema(spec), vec![Arc::new(files)])
+            })
+            .map_err(Error::datafusion("reading the speed files"))?;
+        df_ctx
+            .register_table("speed_clean", Arc::new(speed_table))
+            .map_err(Error::datafusion("registering speed_clean"))?;
+        let input = if !replace {
+            match &existing {
+                None => Input::Speed,
+                Some(table) => {
+                    register_delta(&df_ctx, "unified", table)
+                        .await
+                        .map_err(Error::datafusion(format!("registering {path}")))?;
+                    Input::SpeedNotInUnified
+                }
+            }
+        } else {
+            let silver_path = table_path("silver", stream);
+            match store
+                .delta_table(&silver_path)
+                .await
+                .map_err(Error::delta(&silver_path))?
+            {
+                Some(silver) => {
+                    register_delta(&df_ctx, "silver", &silver)
+                        .await
+                        .map_err(Error::datafusion(format!("registering {silver_path}")))?;
+                    Input::SilverAndSpeed
+                }
+                None => Input::Speed,
+            }
+        };
+        let sql = self.sql(dates, input);
+        let plan = df_ctx
+            .sql(&sql)
+            .await
+            .map_err(Error::datafusion(format!("planning the rows of {path}")))?
+            .into_unoptimized_plan();
+        let target = match existing {
+            Some(t) => t,
+            None => store
+                .delta_table_or_new(path)
+                .await
+                .map_err(Error::delta(path))?,
+        };
+        let table = batch::write_plan(
+            target,
+            &df_ctx,
+            plan,
+            if replace {
+                Write::ReplaceDates(dates)
+            } else {
+                Write::Append
+            },
+            run_label(t),
+        )
+        .await
+        .map_err(Error::delta(path))?;
+
+        // Record what the table now holds.
+        store
+            .put(
+                &state_key(stream),
+                Bytes::from(
+                    serde_json::to_vec(&write.state).map_err(Error::json("the serving state"))?,
+                ),
+                &ObjectAttrs::default(),
+            )
+            .await?;
+        let compacted = if write.compact {
+            compact::compact_table(store, path, Some(dates), Some(run_label(t)))
+                .await
+                .map_err(Error::batch)?
+        } else {
+            None
+        };
+        if let Some(c) = &compacted {
+            log_info(
+                log,
+                format!(
+                    "{path}: hourly compaction merged {} files into {}",
+                    c.files_removed, c.files_added
+                ),
+            );
+        }
+        let c = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(UnifiedMetrics::Written(Written {
+            compacted: compacted.map(Compaction::from),
+            stream: stream.to_string(),
+            mode: if replace {
+                UnifiedMode::Recompute
+            } else {
+                UnifiedMode::Append
+            },
+            version: table.version(),
+            dates: dates.clone(),
+            speed_files: speed_files.len(),
+            speed_rows_read: c.rows_in,
+            speed_rows_dropped: c.quarantined.values().sum::<u64>(),
+        }))
+    }
+}
+
+/// What a run of `unified_<stream>` did, as it reports it (its task output).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum UnifiedMetrics {
+    /// One commit: rows appended or dates recomputed.
+    Written(Written),
+    /// Nothing new: no commit (`{"stream", "mode": "none"}`).
+    Unchanged(Unchanged),
+}
+
+impl UnifiedMetrics {
+    /// The dates the run appended to or replaced (none when nothing was new).
+    pub fn dates(&self) -> &[String] {
+        match self {
+            UnifiedMetrics::Written(w) => &w.dates,
+            UnifiedMetrics::Unchanged(_) => &[],
+        }
+    }
+}
+
+/// How a run changed the unified table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnifiedMode {
+    /// Nothing new.
+    #[serde(rename = "none")]
+    Nothing,
+    /// The rows of new speed files appended.
+    #[serde(rename = "append")]
+    Append,
+    /// Dates replaced by silver ∪ the speed files silver does not hold.
+    #[serde(rename = "recompute")]
+    Recompute,
+}
+
+/// A run that committed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Written {
+    /// The hourly compaction after an append, if one ran (`null` otherwise).
+    pub compacted: Option<Compaction>,
+    /// The stream.
+    pub stream: String,
+    /// Append or recompute.
+    pub mode: UnifiedMode,
+    /// The table's version after the commit.
+    pub version: Option<u64>,
+    /// Dates appended to or replaced.
+    pub dates: Vec<String>,
+    /// Speed files read.
+    pub speed_files: usize,
+    /// Speed rows read.
+    pub speed_rows_read: u64,
+    /// Speed rows dropped by the expectations.
+    pub speed_rows_dropped: u64,
+}
+
+/// A run with nothing new.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unchanged {
+    /// The stream.
+    pub stream: String,
+    /// Always [`UnifiedMode::Nothing`].
+    pub mode: UnifiedMode,
+}
+
+/// The operation of `unified_<stream>`: loads the lineage, the speed files landed and the
+/// table's state, plans ([`UnifiedPlan`]), and makes at most one commit.
+pub struct UnifiedBuilder<'a> {
+    store: &'a Store,
+    spec: &'static StreamSpec,
+    logical_date: DateTime<Utc>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> UnifiedBuilder<'a> {
+    /// The run of `spec`'s unified table at `logical_date`.
+    pub fn new(
+        store: &'a Store,
+        spec: &'static StreamSpec,
+        logical_date: DateTime<Utc>,
+    ) -> UnifiedBuilder<'a> {
+        UnifiedBuilder {
+            store,
+            spec,
+            logical_date,
+            log: None,
+        }
+    }
+
+    /// Writes what the run does to `log`.
+    pub fn with_log(self, log: &'a TaskLog) -> UnifiedBuilder<'a> {
+        UnifiedBuilder {
+            log: Some(log),
+            ..self
+        }
+    }
+
+    /// Reads what planning needs.
+    async fn load(&self) -> Result<Inputs> {
+        let store = self.store;
+        let stream = self.spec.name;
+        let t = self.logical_date;
+        let window = lookback(t);
+        let manifests = lineage::manifests(store, stream, window, t).await?;
+        let landed = lineage::landed(store, stream, window, t).await?;
+        let path = unified_path(stream);
+        let existing = store
+            .delta_table(&path)
+            .await
+            .map_err(Error::delta(&path))?;
+        let state: State = match (&existing, store.get_opt(&state_key(stream)).await?) {
+            (Some(_), Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                log_info(
+                    self.log,
+                    format!("unreadable serving state ({e}): recomputing the look-back window"),
+                );
+                State::default()
+            }),
+            _ => State::default(),
+        };
+        Ok(Inputs {
+            manifests,
+            landed,
+            existing,
+            state,
+        })
+    }
+
+    async fn run(self) -> Result<UnifiedMetrics> {
+        let Inputs {
+            manifests,
+            landed,
+            existing,
+            state,
+        } = self.load().await?;
+        let plan = UnifiedPlan::new(
+            self.spec,
+            self.logical_date,
+            existing.is_some(),
+            state,
+            &manifests,
+            landed,
+        );
+        plan.execute(self.store, existing, self.log).await
+    }
+}
+
+impl<'a> IntoFuture for UnifiedBuilder<'a> {
+    type Output = Result<UnifiedMetrics>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// The body of `unified_<stream>`.
+pub struct Unified {
+    /// The stream.
+    pub spec: &'static StreamSpec,
+}
+
+#[async_trait::async_trait]
+impl TaskBody for Unified {
+    async fn run(&self, ctx: &TaskContext) -> TaskResult {
+        let metrics = UnifiedBuilder::new(&ctx.store, self.spec, ctx.logical_date)
+            .with_log(&ctx.log)
+            .await?;
+        output(&metrics)
     }
 }
 
@@ -475,6 +745,139 @@ mod tests {
         assert_eq!(
             consuming_batch_run(at("2026-02-02T02:05:00Z")),
             at("2026-02-03T02:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_run_is_planned_without_the_lake() {
+        let spec = crate::sources::stream::stream_by_name("api_logs").unwrap();
+        let t = parse_utc("2026-02-02T03:00:00Z").unwrap();
+        let a = file("realtime/api_logs/a", "2026-02-01");
+        let b = file("realtime/api_logs/b", "2026-02-02");
+        let stale = file("realtime/api_logs/old", "2026-01-20");
+        // The batch run at 02:00 consumed `a`; `b` landed since; the state still lists `a`, a
+        // speed file of a date out of the window, and a batch run out of the window.
+        let mut state = State::default();
+        state.speed_files.insert(a.key.clone(), a.date.clone());
+        state
+            .speed_files
+            .insert(stale.key.clone(), stale.date.clone());
+        state.batch_runs.insert("2026-01-01T02:00:00Z".into());
+        let m = manifest("2026-02-02T02:00:00Z", vec![a.clone()]);
+        let p = UnifiedPlan::new(
+            spec,
+            t,
+            true,
+            state.clone(),
+            &[m],
+            vec![a.clone(), b.clone()],
+        );
+        assert_eq!(p.path, "serving/unified/api_logs");
+        let w = p.write.clone().unwrap();
+        assert_eq!(w.dates, ["2026-02-01", "2026-02-02"]);
+        assert!(w.replace);
+        assert!(!w.compact);
+        assert_eq!(w.speed_files, std::slice::from_ref(&b));
+        assert_eq!(
+            w.state.batch_runs,
+            BTreeSet::from(["2026-02-02T02:00:00Z".to_string()])
+        );
+        assert_eq!(
+            w.state.speed_files,
+            BTreeMap::from([(b.key.clone(), b.date.clone())])
+        );
+        let sql = p.sql(&w.dates, Input::SilverAndSpeed);
+        assert!(
+            sql.contains("FROM silver WHERE date IN ('2026-02-01', '2026-02-02') UNION ALL"),
+            "{sql}"
+        );
+
+        // Without a batch run, on the hour: an append of `b` alone, then a compaction.
+        let p = UnifiedPlan::new(spec, t, true, state, &[], vec![a, b.clone()]);
+        let w = p.write.clone().unwrap();
+        assert_eq!(
+            (w.dates.as_slice(), w.replace, w.compact),
+            (&["2026-02-02".to_string()][..], false, true)
+        );
+        let sql = p.sql(&w.dates, Input::SpeedNotInUnified);
+        assert!(
+            sql.contains("NOT EXISTS (SELECT 1 FROM unified u WHERE u.date IN ('2026-02-02') AND u.\"log_id\" = s.\"log_id\")"),
+            "{sql}"
+        );
+        assert!(!p.sql(&w.dates, Input::Speed).contains("unified"));
+
+        // Nothing new: no commit.
+        let mut state = State::default();
+        state.speed_files.insert(b.key.clone(), b.date.clone());
+        let p = UnifiedPlan::new(spec, t + Duration::minutes(10), true, state, &[], vec![b]);
+        assert!(p.write.is_none());
+    }
+
+    #[test]
+    fn metrics_are_the_output_of_every_path() {
+        let none = UnifiedMetrics::Unchanged(Unchanged {
+            stream: "api_logs".into(),
+            mode: UnifiedMode::Nothing,
+        });
+        let v = serde_json::to_value(&none).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({ "stream": "api_logs", "mode": "none" })
+        );
+        assert_eq!(v.to_string(), r#"{"mode":"none","stream":"api_logs"}"#);
+        assert_eq!(serde_json::from_value::<UnifiedMetrics>(v).unwrap(), none);
+
+        let compacted = crate::layers::batch::compact::Compacted {
+            files_added: 1,
+            files_removed: 6,
+            partitions: 1,
+        };
+        let appended = UnifiedMetrics::Written(Written {
+            compacted: Some(compacted.clone().into()),
+            stream: "api_logs".into(),
+            mode: UnifiedMode::Append,
+            version: Some(7),
+            dates: vec!["2026-02-02".into()],
+            speed_files: 2,
+            speed_rows_read: 120,
+            speed_rows_dropped: 3,
+        });
+        let today = serde_json::json!({
+            "compacted": Some(compacted),
+            "stream": "api_logs",
+            "mode": "append",
+            "version": Some(7u64),
+            "dates": ["2026-02-02"],
+            "speed_files": 2usize,
+            "speed_rows_read": 120u64,
+            "speed_rows_dropped": 3u64,
+        });
+        let v = serde_json::to_value(&appended).unwrap();
+        assert_eq!(v, today);
+        assert_eq!(v.to_string(), today.to_string());
+        assert_eq!(
+            serde_json::from_value::<UnifiedMetrics>(v).unwrap(),
+            appended
+        );
+
+        let recomputed = UnifiedMetrics::Written(Written {
+            compacted: None,
+            mode: UnifiedMode::Recompute,
+            version: None,
+            ..match appended {
+                UnifiedMetrics::Written(w) => w,
+                UnifiedMetrics::Unchanged(_) => unreachable!(),
+            }
+        });
+        let v = serde_json::to_value(&recomputed).unwrap();
+        assert_eq!(v["compacted"], serde_json::Value::Null);
+        assert_eq!(v["version"], serde_json::Value::Null);
+        assert_eq!(v["mode"], "recompute");
+        assert_eq!(v.as_object().unwrap().len(), 8);
+        assert_eq!(recomputed.dates(), ["2026-02-02"]);
+        assert_eq!(
+            serde_json::from_value::<UnifiedMetrics>(v).unwrap(),
+            recomputed
         );
     }
 }
