@@ -14,8 +14,8 @@
 //! (`lakepipe-bronze-<stream>`, version = the run's epoch seconds), written in the same atomic
 //! commit as the data; a re-run that finds it committed writes nothing. Files are read one at a
 //! time and streamed into Parquet files that roll at the optimizer's target size
-//! ([`super::compact::TARGET_FILE_BYTES`], so `compact` leaves them alone), in row groups of
-//! [`super::ROW_GROUP_ROWS`]: memory does not grow with the day.
+//! ([`crate::layers::write::TARGET_FILE_BYTES`], so `compact` leaves them alone), in row groups of
+//! [`crate::layers::write::ROW_GROUP_ROWS`]: memory does not grow with the day.
 
 use std::sync::Arc;
 
@@ -33,6 +33,7 @@ use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
 
 use super::lineage::{self, ConsumedFile};
 use crate::clock::rfc3339_secs;
+use crate::layers::write::{self, TARGET_FILE_BYTES, date_partition, parquet_properties_for};
 use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
 use crate::store::Store;
@@ -200,14 +201,14 @@ pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Res
     )?)
 }
 
-/// Parquet settings of bronze files: the layers' ([`super::parquet_properties_for`]), and the
+/// Parquet settings of bronze files: the layers' ([`parquet_properties_for`]), and the
 /// `raw` lines — all different, and never filtered on — get neither a dictionary (it would
 /// overflow after a page and fall back to plain anyway) nor min/max statistics; nor do the
 /// `raw_bytes` of the lines that are not UTF-8.
 fn writer_properties() -> WriterProperties {
     [ColumnPath::from("raw"), ColumnPath::from(RAW_BYTES)]
         .into_iter()
-        .fold(super::parquet_properties_for(&arrow_schema()), |b, c| {
+        .fold(parquet_properties_for(&arrow_schema()), |b, c| {
             b.set_column_dictionary_enabled(c.clone(), false)
                 .set_column_statistics_enabled(c, EnabledStatistics::None)
         })
@@ -236,7 +237,7 @@ async fn commit(
         predicate: None,
     };
     let props = CommitProperties::default().with_application_transaction(txn);
-    let version = super::commit(table, adds, operation, props).await?;
+    let version = write::commit(table, adds, operation, props).await?;
     table.load().await?;
     Ok(version)
 }
@@ -298,7 +299,7 @@ impl Bronze {
         let batch_run = rfc3339_secs(run);
         let mut writer = RecordBatchWriter::for_table(&table)?
             .with_writer_properties(writer_properties())
-            .with_target_file_size(super::compact::TARGET_FILE_BYTES);
+            .with_target_file_size(TARGET_FILE_BYTES);
         let mut rows = 0u64;
         for f in &manifest.files {
             let body = store.get_opt(&f.key).await?.ok_or_else(|| {
@@ -312,7 +313,7 @@ impl Bronze {
             // A file's rows share its date: written to that partition as they are, not
             // regrouped by the writer (which copies every column of every batch to do it).
             writer
-                .write_partition(batch, &super::date_partition(&f.date), WriteMode::Default)
+                .write_partition(batch, &date_partition(&f.date), WriteMode::Default)
                 .await?;
         }
         let adds = writer.flush().await?.into_iter().map(Action::Add).collect();
@@ -489,7 +490,7 @@ mod tests {
         let mut w = RecordBatchWriter::for_table(&table).unwrap();
         w.write_partition(
             rows_of_earlier,
-            &super::super::date_partition("2026-02-01"),
+            &date_partition("2026-02-01"),
             WriteMode::Default,
         )
         .await

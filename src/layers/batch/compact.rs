@@ -10,12 +10,10 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{FilterOp, FilterValue};
 
 use super::{gold, lineage};
+use crate::layers::write::TARGET_FILE_BYTES;
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
 use crate::store::Store;
-
-/// Files the optimizer aims for.
-pub const TARGET_FILE_BYTES: u64 = 128 << 20;
 
 /// What compaction did to one table.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

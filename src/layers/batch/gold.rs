@@ -4,7 +4,9 @@
 //! system's first, then ours; rates are percentages; the p95 is exact with linear
 //! interpolation (`percentile_cont`).
 
-use super::{lineage, silver};
+use super::lineage;
+use crate::layers::sql::{count_by_date, in_dates, session, set_options};
+use crate::layers::write::replace_dates;
 use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
 use crate::store::register_delta;
 
@@ -154,22 +156,22 @@ impl Gold {
                 f.stream
             ))
         })?;
-        let df_ctx = silver::session()?;
+        let df_ctx = session()?;
         // One partition: a distinct count then holds each distinct value once, not once in
         // every partial aggregate and again in the final one (at 10 M events the funnel's
         // session ids took 400 MiB over two partitions). The DAG runs two gold tasks at once,
         // which keeps the cores busy.
-        silver::set_options(&df_ctx, |o| o.execution.target_partitions = 1);
+        set_options(&df_ctx, |o| o.execution.target_partitions = 1);
         register_delta(&df_ctx, "silver_all", &silver).await?;
         df_ctx
             .sql(&format!(
                 "CREATE VIEW silver AS SELECT * FROM silver_all WHERE {}",
-                silver::in_dates(&dates)
+                in_dates(&dates)
             ))
             .await?;
         let plan = df_ctx.sql(f.sql).await?.into_unoptimized_plan();
-        let table = super::replace_dates(store, &path, &df_ctx, plan, &dates).await?;
-        let rows = silver::count_by_date(store, &path, &dates).await?;
+        let table = replace_dates(store, &path, &df_ctx, plan, &dates).await?;
+        let rows = count_by_date(store, &path, &dates).await?;
         ctx.log.info(format!(
             "{path}: version {} with {} rows for {dates:?}",
             table.version().unwrap_or_default(),

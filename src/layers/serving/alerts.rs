@@ -31,7 +31,7 @@ use super::{
 };
 use crate::clock::{compact, rfc3339_secs};
 use crate::layers::batch::compact::compact_table;
-use crate::layers::batch::silver;
+use crate::layers::sql;
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::store::register_delta;
 
@@ -213,7 +213,7 @@ async fn last_day(
     let mut rows = df_ctx
         .sql(&format!(
             "SELECT * FROM {table} WHERE {} AND triggered_at > {} AND triggered_at <= {}",
-            silver::in_dates(&dates_between(start, t + Duration::seconds(1))),
+            sql::in_dates(&dates_between(start, t + Duration::seconds(1))),
             ts_sql(start),
             ts_sql(t)
         ))
@@ -323,7 +323,7 @@ impl Alerts {
                 df_ctx
                     .sql(&format!(
                         "SELECT alert_id FROM alerts WHERE {}",
-                        silver::in_dates(&recent_dates)
+                        sql::in_dates(&recent_dates)
                     ))
                     .await?,
             )

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use super::{collect, json_rows, overwrite_snapshot, put_json, ts_sql, unified_session};
 use crate::clock::rfc3339_secs;
-use crate::layers::batch::{self, Write, silver, table_path};
+use crate::layers::batch::table_path;
+use crate::layers::sql;
+use crate::layers::write::{self, Write};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
 use crate::store::register_delta;
@@ -68,7 +70,7 @@ impl Analytics {
         }
         let dates: Vec<String> = dates.into_iter().collect();
         if !dates.is_empty() && !present.is_empty() {
-            let filter = silver::in_dates(&dates);
+            let filter = sql::in_dates(&dates);
             let mut parts = Vec::new();
             for s in &present {
                 let q = match store.delta_table(&table_path("quarantine", s)).await? {
@@ -102,7 +104,7 @@ impl Analytics {
                 ))
                 .await?
                 .into_unoptimized_plan();
-            batch::write_plan(
+            write::write_plan(
                 store.delta_table_or_new(STREAM_DATES_PATH).await?,
                 &df_ctx,
                 plan,

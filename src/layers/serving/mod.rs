@@ -27,7 +27,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 
 use crate::clock::rfc3339_secs;
-use crate::layers::batch::silver;
+use crate::layers::sql;
 use crate::scheduler::Registry;
 use crate::sources::stream::all_streams;
 use crate::store::{Store, register_delta};
@@ -74,7 +74,7 @@ pub async fn unified_session(
     store: &Store,
     streams: &[&'static str],
 ) -> anyhow::Result<(SessionContext, Vec<&'static str>)> {
-    let ctx = silver::session()?;
+    let ctx = sql::session()?;
     let mut present = Vec::new();
     let unique: std::collections::BTreeSet<&'static str> = streams.iter().copied().collect();
     for s in &unique {
@@ -97,7 +97,7 @@ pub async fn window_view(
 ) -> anyhow::Result<()> {
     ctx.sql(&format!(
         "CREATE OR REPLACE VIEW {name} AS SELECT * FROM unified_{stream} WHERE {} AND event_time >= {} AND event_time < {}",
-        silver::in_dates(&dates_between(start, end)),
+        sql::in_dates(&dates_between(start, end)),
         ts_sql(start),
         ts_sql(end)
     ))

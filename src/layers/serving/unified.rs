@@ -39,8 +39,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
-use crate::layers::batch::silver::{self, Cleaner, Counts, expectations};
-use crate::layers::batch::{self, Write, bronze, compact, table_path};
+use crate::layers::batch::{self, bronze, compact, table_path};
+use crate::layers::clean::{self, Cleaner, Counts, expectations};
+use crate::layers::sql;
+use crate::layers::write::{self, Write};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult, dag_by_id};
 use crate::sources::stream::StreamSpec;
 use crate::store::{ObjectAttrs, Store, register_delta};
@@ -109,7 +111,7 @@ impl SpeedFiles {
             store: store.clone(),
             files: with_cleaner,
             counts,
-            schema: silver::clean_schema(spec),
+            schema: clean::clean_schema(spec),
         })
     }
 }
@@ -233,7 +235,7 @@ impl Unified {
         };
         let decided = plan(existing.is_some(), &state, &committed, &unconsumed);
 
-        let df_ctx = silver::session()?;
+        let df_ctx = sql::session()?;
         let counts = Arc::new(Mutex::new(Counts::default()));
         let (speed_files, dates, replace) = match &decided {
             Plan::Nothing => {
@@ -270,7 +272,7 @@ impl Unified {
         df_ctx.register_table(
             "speed_clean",
             Arc::new(StreamingTable::try_new(
-                silver::clean_schema(spec),
+                clean::clean_schema(spec),
                 vec![Arc::new(SpeedFiles::new(
                     store,
                     spec,
@@ -293,7 +295,7 @@ impl Unified {
             Some(t) => t,
             None => store.delta_table_or_new(&path).await?,
         };
-        let table = batch::write_plan(
+        let table = write::write_plan(
             target,
             &df_ctx,
             plan,
@@ -367,8 +369,8 @@ impl Unified {
     ) -> anyhow::Result<String> {
         let spec = self.spec;
         let id = spec.id_field;
-        let derived = silver::derived(spec);
-        let mut cols: Vec<String> = silver::clean_schema(spec)
+        let derived = clean::derived(spec);
+        let mut cols: Vec<String> = clean::clean_schema(spec)
             .fields()
             .iter()
             .map(|f| format!("\"{}\"", f.name()))
@@ -383,7 +385,7 @@ impl Unified {
         let first_landed = |input: &str| {
             format!(
                 "SELECT {col_list}, _source FROM ({})",
-                silver::first_landed(id, input)
+                sql::first_landed(id, input)
             )
         };
         if !replace {
@@ -394,7 +396,7 @@ impl Unified {
             return Ok(format!(
                 "SELECT * FROM ({}) s WHERE NOT EXISTS (SELECT 1 FROM unified u WHERE u.{} AND u.\"{id}\" = s.\"{id}\")",
                 first_landed(&speed),
-                silver::in_dates(dates)
+                sql::in_dates(dates)
             ));
         }
         let input = match store.delta_table(&table_path("silver", spec.name)).await? {
@@ -402,7 +404,7 @@ impl Unified {
                 register_delta(df_ctx, "silver", &silver).await?;
                 format!(
                     "SELECT {col_list}, 'batch' AS _source FROM silver WHERE {} UNION ALL SELECT {col_list}, _source FROM ({speed})",
-                    silver::in_dates(dates)
+                    sql::in_dates(dates)
                 )
             }
             None => speed,
