@@ -69,7 +69,7 @@ pub async fn count_by_date(
     store: &Store,
     path: &str,
     dates: &[String],
-) -> anyhow::Result<BTreeMap<String, u64>> {
+) -> Result<BTreeMap<String, u64>, Error> {
     let mut out: BTreeMap<String, u64> = dates.iter().map(|d| (d.clone(), 0)).collect();
     let Some(table) = store.delta_table(path).await? else {
         return Ok(out);

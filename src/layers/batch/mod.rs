@@ -9,13 +9,17 @@
 pub mod bronze;
 pub mod compact;
 pub mod dedup;
+pub mod error;
 pub mod gold;
 pub mod lineage;
 pub mod silver;
 
 use std::sync::Arc;
 
+pub use error::Error;
+
 use crate::scheduler::Registry;
+use crate::scheduler::task::TaskLog;
 use crate::sources::stream::all_streams;
 
 /// The batch DAG.
@@ -24,6 +28,13 @@ pub const DAG_ID: &str = "3-batch_etl_all_streams";
 /// Lake path of the `layer` table of `name` (`batch/bronze/api_logs`).
 pub fn table_path(layer: &str, name: &str) -> String {
     format!("batch/{layer}/{name}")
+}
+
+/// Writes `msg` to `log`, if the operation was given one.
+fn info(log: Option<&TaskLog>, msg: impl AsRef<str>) {
+    if let Some(log) = log {
+        log.info(msg);
+    }
 }
 
 /// Registers the task bodies this layer provides.

@@ -8,10 +8,11 @@
 //! typed by the stream's schema (`sources`), and checked against the stream's [`expectations`]
 //! — declared as data, each with an action in the style of Delta Live Tables: `warn` (kept,
 //! counted), `drop` (to quarantine with the rule, the offending value, the raw line and its
-//! lineage) or `fail` (the task fails with the row).
+//! lineage) or `fail` (the task fails with the row) — by the [`Cleaner`] of
+//! [`crate::layers::clean`].
 //! One pass over bronze feeds both tables: cleaning runs in every partition of the bronze scan,
 //! typed rows flow on to silver and quarantine rows go through a channel to the quarantine
-//! write, which runs at the same time. Valid rows get the derived columns of [`derived`] and
+//! write, which runs at the same time ([`pass`]). Valid rows get the derived columns of [`derived`] and
 //! are written at once, the cleaning partitions taking turns at the table's one Parquet writer
 //! ([`crate::layers::write::stream`]); their keys alone (id, ingest run, file, line) are de-duplicated by the
 //! stream's id, first landed wins, by a grace hash spilled to disk ([`super::dedup`]), and the
@@ -26,20 +27,27 @@ mod pass;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::physical_plan::ExecutionPlanProperties as _;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::kernel::transaction::CommitProperties;
 use futures::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
 
 use self::pass::{CleanedBronze, QuarantineChannel, QuarantineRows};
-use super::lineage;
-use crate::layers::clean::{Cleaner, Counts, LANDING_ORDER, derived, expectations};
+use super::error::delta;
+use super::lineage::{self, Manifest};
+use super::{Error, info};
+use crate::layers::clean::{
+    Cleaner, Counts, Expectation, LANDING_ORDER, clean_schema, derived, expectations,
+};
 use crate::layers::sql::{count_by_date, in_dates, session};
 use crate::layers::write::{self, RowKeys, Writes};
-use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
+use crate::scheduler::task::{TaskLog, output};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
-use crate::store::register_delta;
+use crate::store::{Store, register_delta};
 
 /// The body of `silver_<stream>`.
 pub struct Silver {
@@ -50,47 +58,177 @@ pub struct Silver {
 #[async_trait::async_trait]
 impl TaskBody for Silver {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
+        let metrics = SilverBuilder::new(&ctx.store, self.spec, ctx.logical_date)
+            .with_log(&ctx.log)
+            .await?;
+        output(&metrics)
     }
 }
 
-impl Silver {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+/// What `silver_<stream>` did: the dates it recomputed and, if there were any, the counts of
+/// the pass and of the committed tables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SilverMetrics {
+    /// The stream.
+    pub stream: String,
+    /// The dates recomputed (none: nothing done).
+    pub dates: Vec<String>,
+    /// The counts; absent when there was nothing to recompute.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<SilverCounts>,
+}
+
+/// The counts of a silver pass that recomputed some dates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SilverCounts {
+    /// Bronze rows of the dates.
+    pub rows_in: u64,
+    /// Silver rows committed.
+    pub silver: u64,
+    /// Quarantine rows committed.
+    pub quarantined: u64,
+    /// Later copies of an id dropped by the de-duplication.
+    pub duplicates: u64,
+    /// De-duplication buckets that did not fit in memory and were read twice.
+    pub dedup_buckets_read_twice: u64,
+    /// Rows kept with `event_time_on_time` broken.
+    pub late: u64,
+    /// Rows sent to quarantine, by rule.
+    pub quarantined_by_rule: BTreeMap<String, u64>,
+    /// Rows kept with a `warn` rule broken, by rule.
+    pub warnings: BTreeMap<String, u64>,
+    /// Rows of each table per date.
+    pub by_date: BTreeMap<String, DateCounts>,
+}
+
+/// Rows of bronze, silver and quarantine for one date.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DateCounts {
+    /// Bronze rows.
+    pub bronze: u64,
+    /// Silver rows.
+    pub silver: u64,
+    /// Quarantine rows.
+    pub quarantine: u64,
+}
+
+/// What `silver_<stream>` will do for one run, decided without I/O from the run's lineage
+/// manifest: the tables, the dates to recompute, the expectations and the SQL.
+#[derive(Debug, Clone)]
+pub struct SilverPlan {
+    /// The stream.
+    pub spec: &'static StreamSpec,
+    /// The run's logical date.
+    pub run: DateTime<Utc>,
+    /// The dates to recompute.
+    pub dates: Vec<String>,
+    /// `batch/bronze/<stream>`, read.
+    pub bronze_path: String,
+    /// `batch/silver/<stream>`.
+    pub silver_path: String,
+    /// `batch/quarantine/<stream>`.
+    pub quarantine_path: String,
+    /// The stream's expectations, in evaluation order.
+    pub expectations: Vec<Expectation>,
+    /// The typed rows (`clean`) with the derived columns: what silver holds.
+    pub silver_sql: String,
+    /// What the run consumed (recorded as in silver once committed).
+    pub manifest: Manifest,
+}
+
+impl SilverPlan {
+    /// The plan of `spec`'s silver task in the run at `logical_date` that consumed `manifest`.
+    pub fn new(
+        spec: &'static StreamSpec,
+        logical_date: DateTime<Utc>,
+        manifest: &Manifest,
+    ) -> Self {
+        let stream = spec.name;
+        let base: Vec<String> = clean_schema(spec)
+            .fields()
+            .iter()
+            .map(|f| format!("\"{}\"", f.name()))
+            .collect();
+        let derived: Vec<String> = derived(spec)
+            .into_iter()
+            .map(|(n, sql)| format!("{sql} AS \"{n}\""))
+            .collect();
+        let silver_sql = format!(
+            "SELECT {cols}{sep}{derived} FROM clean",
+            cols = base.join(", "),
+            sep = if derived.is_empty() { "" } else { ", " },
+            derived = derived.join(", "),
+        );
+        SilverPlan {
+            spec,
+            run: logical_date,
+            dates: manifest.dates(),
+            bronze_path: super::table_path("bronze", stream),
+            silver_path: super::table_path("silver", stream),
+            quarantine_path: super::table_path("quarantine", stream),
+            expectations: expectations(spec),
+            silver_sql,
+            manifest: manifest.clone(),
+        }
+    }
+
+    /// The scan of bronze for the dates, with the bytes of lines that were not UTF-8 if the
+    /// table has that column.
+    pub fn scan_sql(&self, raw_bytes: bool) -> String {
+        let raw_bytes = match raw_bytes {
+            true => format!(", {}", super::bronze::RAW_BYTES),
+            false => String::new(),
+        };
+        format!(
+            "SELECT raw{raw_bytes}, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE {}",
+            in_dates(&self.dates)
+        )
+    }
+
+    /// Recomputes silver and quarantine for the dates and checks the row accounting.
+    pub async fn execute(
+        &self,
+        store: &Store,
+        log: Option<&TaskLog>,
+    ) -> Result<SilverMetrics, Error> {
         let spec = self.spec;
         let stream = spec.name;
-        let store = &ctx.store;
-        let manifest = lineage::plan(store, stream, ctx.logical_date).await?;
-        let dates = manifest.dates();
-        let bronze_path = super::table_path("bronze", stream);
-        let silver_path = super::table_path("silver", stream);
-        let quarantine_path = super::table_path("quarantine", stream);
+        let dates = &self.dates;
+        let (bronze_path, silver_path, quarantine_path) =
+            (&self.bronze_path, &self.silver_path, &self.quarantine_path);
         if dates.is_empty() {
-            ctx.log
-                .info("no files consumed by this run: nothing to recompute");
-            return Ok(serde_json::json!({ "stream": stream, "dates": dates }));
+            info(log, "no files consumed by this run: nothing to recompute");
+            return Ok(SilverMetrics {
+                stream: stream.to_string(),
+                dates: dates.clone(),
+                counts: None,
+            });
         }
-        let bronze = store.delta_table(&bronze_path).await?.ok_or_else(|| {
-            Fatal(format!(
-                "{bronze_path} does not exist: run bronze_{stream} first"
-            ))
-        })?;
-        ctx.log.info(format!(
-            "recomputing {silver_path} and {quarantine_path} for {dates:?}"
-        ));
-        let cleaner = Arc::new(Cleaner::new(spec, ctx.logical_date, expectations(spec)));
+        let bronze = store
+            .delta_table(bronze_path)
+            .await
+            .map_err(delta(bronze_path))?
+            .ok_or_else(|| Error::MissingInput {
+                path: bronze_path.clone(),
+                upstream: format!("bronze_{stream}"),
+            })?;
+        info(
+            log,
+            format!("recomputing {silver_path} and {quarantine_path} for {dates:?}"),
+        );
+        let cleaner = Arc::new(Cleaner::new(spec, self.run, self.expectations.clone()));
         let df_ctx = session()?;
         register_delta(&df_ctx, "bronze", &bronze).await?;
         // A table made before bronze kept the bytes of lines that are not UTF-8 has no such
         // column: read without it, every line as valid.
-        let raw_bytes = match bronze.snapshot()?.schema().field(super::bronze::RAW_BYTES) {
-            Some(_) => format!(", {}", super::bronze::RAW_BYTES),
-            None => String::new(),
-        };
+        let raw_bytes = bronze
+            .snapshot()
+            .map_err(delta(bronze_path))?
+            .schema()
+            .field(super::bronze::RAW_BYTES)
+            .is_some();
         let scan = df_ctx
-            .sql(&format!(
-                "SELECT raw{raw_bytes}, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE {}",
-                in_dates(&dates)
-            ))
+            .sql(&self.scan_sql(raw_bytes))
             .await?
             .create_physical_plan()
             .await?;
@@ -114,35 +252,20 @@ impl Silver {
         let clean_schema = cleaner.clean_schema().clone();
         df_ctx.register_table(
             "clean",
-            Arc::new(StreamingTable::try_new(clean_schema.clone(), cleaning)?),
+            Arc::new(StreamingTable::try_new(clean_schema, cleaning)?),
         )?;
 
         // Silver: the typed rows with their derived columns, written as they are cleaned (one
         // writer for the table, no row held back); the keys of the rows alone are
         // de-duplicated (first landed of each id wins: a grace hash spilled to disk, `dedup`),
         // and the later copies it finds are dropped from the files written, before the commit.
-        let base: Vec<String> = clean_schema
-            .fields()
-            .iter()
-            .map(|f| format!("\"{}\"", f.name()))
-            .collect();
-        let derived: Vec<String> = derived(spec)
-            .into_iter()
-            .map(|(n, sql)| format!("{sql} AS \"{n}\""))
-            .collect();
-        let silver_sql = format!(
-            "SELECT {cols}{sep}{derived} FROM clean",
-            cols = base.join(", "),
-            sep = if derived.is_empty() { "" } else { ", " },
-            derived = derived.join(", "),
-        );
         let silver_rows = df_ctx
-            .sql(&silver_sql)
+            .sql(&self.silver_sql)
             .await?
             .create_physical_plan()
             .await?;
         let silver_schema = silver_rows.schema();
-        let writes = Arc::new(Writes::open(store, &silver_path, silver_schema.clone()).await?);
+        let writes = Arc::new(Writes::open(store, silver_path, silver_schema.clone()).await?);
         let keys = [
             spec.id_field,
             LANDING_ORDER[0],
@@ -167,7 +290,7 @@ impl Silver {
             .await?
             .create_physical_plan()
             .await?;
-        let bronze_rows = count_by_date(store, &bronze_path, &dates).await?;
+        let bronze_rows = count_by_date(store, bronze_path, dates).await?;
         let key = super::dedup::Columns {
             id: 0,
             ingest_run: 1,
@@ -197,17 +320,18 @@ impl Silver {
                 }
             }
             dropped += writes.drop_rows(&held).await?;
-            anyhow::Ok(dropped)
+            Ok::<u64, Error>(dropped)
         };
 
         // Quarantine: the rows that broke a drop rule, with rule, value and lineage.
+        let quarantine_schema = cleaner.quarantine_schema().clone();
         df_ctx.register_table(
             "quarantined",
             Arc::new(StreamingTable::try_new(
-                cleaner.quarantine_schema().clone(),
+                quarantine_schema.clone(),
                 vec![Arc::new(QuarantineRows {
                     channel,
-                    schema: cleaner.quarantine_schema().clone(),
+                    schema: quarantine_schema,
                 })],
             )?),
         )?;
@@ -215,28 +339,32 @@ impl Silver {
             .sql("SELECT * FROM quarantined")
             .await?
             .into_unoptimized_plan();
+        // A `fail` expectation stops the cleaning partitions: its error reaches here wrapped by
+        // DataFusion, and is given back its own kind so the task is not retried.
         let (dropped, _) = tokio::try_join!(silver, async {
-            write::replace_dates(store, &quarantine_path, &df_ctx, q_plan, &dates)
+            write::replace_dates(store, quarantine_path, &df_ctx, q_plan, dates)
                 .await
-                .map_err(anyhow::Error::from)
+                .map_err(delta(quarantine_path))
         })
-        .map_err(unwrap_fatal)?;
+        .map_err(Error::or_broken_expectation)?;
         let duplicates = first_landed.duplicates();
         if dropped != duplicates {
-            return Err(anyhow::anyhow!(
-                "{silver_path}: the de-duplication found {duplicates} later copies, but {dropped} rows were dropped from the files written; nothing committed"
-            ));
+            return Err(Error::CopiesDropped {
+                path: silver_path.clone(),
+                found: duplicates,
+                dropped,
+            });
         }
         writes
-            .commit_replacing(&dates, CommitProperties::default())
+            .commit_replacing(dates, CommitProperties::default())
             .await?;
         let counts = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let read_twice = first_landed.buckets_read_twice();
 
         // The identity, on the committed tables.
         let b = bronze_rows;
-        let s = count_by_date(store, &silver_path, &dates).await?;
-        let q = count_by_date(store, &quarantine_path, &dates).await?;
+        let s = count_by_date(store, silver_path, dates).await?;
+        let q = count_by_date(store, quarantine_path, dates).await?;
         let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
         let quarantined: u64 = counts.quarantined.values().sum();
         if total(&b) != total(&s) + total(&q) + duplicates
@@ -244,58 +372,210 @@ impl Silver {
             || counts.rows_in != total(&b)
             || counts.clean != total(&s) + duplicates
         {
-            return Err(anyhow::anyhow!(
-                "row accounting broken for {stream} on {dates:?}: bronze {} != silver {} + quarantine {} + duplicates {duplicates} (read {}, quarantined by the cleaner {quarantined})",
-                total(&b),
-                total(&s),
-                total(&q),
-                counts.rows_in
-            ));
+            return Err(Error::Accounting {
+                stream: stream.to_string(),
+                dates: dates.clone(),
+                bronze: total(&b),
+                silver: total(&s),
+                quarantine: total(&q),
+                duplicates,
+                read: counts.rows_in,
+                quarantined,
+            });
         }
         // The serving layer reads these files from silver from now on.
-        let mut manifest = manifest;
+        let mut manifest = self.manifest.clone();
         manifest.silver_committed = true;
-        lineage::record(store, ctx.logical_date, &manifest).await?;
+        lineage::record(store, self.run, &manifest).await?;
         let late = counts
             .warnings
             .get("event_time_on_time")
             .copied()
             .unwrap_or(0);
-        ctx.log.info(format!(
-            "{stream}: bronze {} = silver {} + quarantine {} + duplicates {duplicates}; late {late}; de-duplication buckets read twice {read_twice}",
-            total(&b),
-            total(&s),
-            total(&q)
-        ));
-        Ok(serde_json::json!({
-            "stream": stream,
-            "dates": dates,
-            "rows_in": total(&b),
-            "silver": total(&s),
-            "quarantined": total(&q),
-            "duplicates": duplicates,
-            "dedup_buckets_read_twice": read_twice,
-            "late": late,
-            "quarantined_by_rule": counts.quarantined,
-            "warnings": counts.warnings,
-            "by_date": dates.iter().map(|d| (d.clone(), serde_json::json!({
-                "bronze": b[d], "silver": s[d], "quarantine": q[d],
-            }))).collect::<serde_json::Map<_, _>>(),
-        }))
+        info(
+            log,
+            format!(
+                "{stream}: bronze {} = silver {} + quarantine {} + duplicates {duplicates}; late {late}; de-duplication buckets read twice {read_twice}",
+                total(&b),
+                total(&s),
+                total(&q)
+            ),
+        );
+        let by_date = dates
+            .iter()
+            .map(|d| {
+                let c = DateCounts {
+                    bronze: b[d],
+                    silver: s[d],
+                    quarantine: q[d],
+                };
+                (d.clone(), c)
+            })
+            .collect();
+        Ok(SilverMetrics {
+            stream: stream.to_string(),
+            dates: dates.clone(),
+            counts: Some(SilverCounts {
+                rows_in: total(&b),
+                silver: total(&s),
+                quarantined: total(&q),
+                duplicates,
+                dedup_buckets_read_twice: read_twice,
+                late,
+                quarantined_by_rule: counts.quarantined,
+                warnings: counts.warnings,
+                by_date,
+            }),
+        })
     }
 }
 
-/// A `fail` expectation surfaces through DataFusion and deltalake as an external error: give
-/// it back its [`Fatal`] kind so the task is not retried.
-fn unwrap_fatal(e: anyhow::Error) -> anyhow::Error {
-    let text = format!("{e:#}");
-    if text.contains("(action fail)") {
-        let msg = text
-            .split("expectation `")
-            .nth(1)
-            .map(|rest| format!("expectation `{rest}"))
-            .unwrap_or(text);
-        return Fatal(msg).into();
+/// `silver_<stream>` as an operation: loads the run's lineage manifest, plans, recomputes.
+pub struct SilverBuilder<'a> {
+    store: &'a Store,
+    spec: &'static StreamSpec,
+    logical_date: DateTime<Utc>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> SilverBuilder<'a> {
+    /// The silver task of `spec` in the run at `logical_date`.
+    pub fn new(store: &'a Store, spec: &'static StreamSpec, logical_date: DateTime<Utc>) -> Self {
+        SilverBuilder {
+            store,
+            spec,
+            logical_date,
+            log: None,
+        }
     }
-    e
+
+    /// Writes progress lines to `log`.
+    pub fn with_log(mut self, log: &'a TaskLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    async fn run(self) -> Result<SilverMetrics, Error> {
+        let manifest = lineage::plan(self.store, self.spec.name, self.logical_date).await?;
+        SilverPlan::new(self.spec, self.logical_date, &manifest)
+            .execute(self.store, self.log)
+            .await
+    }
+}
+
+impl<'a> std::future::IntoFuture for SilverBuilder<'a> {
+    type Output = Result<SilverMetrics, Error>;
+    type IntoFuture = futures::future::BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::batch::lineage::ConsumedFile;
+
+    fn manifest(dates: &[&str]) -> Manifest {
+        Manifest {
+            stream: "api_logs".into(),
+            batch_run: "2026-02-02T02:00:00Z".into(),
+            files: dates
+                .iter()
+                .map(|d| ConsumedFile {
+                    key: format!("realtime/api_logs/date={d}/hour=10/f.jsonl"),
+                    date: (*d).into(),
+                    ingest_run: format!("{d}T10:05:00Z"),
+                    bytes: 0,
+                })
+                .collect(),
+            silver_committed: false,
+        }
+    }
+
+    #[test]
+    fn the_plan_names_tables_dates_rules_and_sql_without_a_store() {
+        let spec = &crate::sources::api_logs::SPEC;
+        let run = crate::clock::parse_utc("2026-02-02T02:00:00Z").unwrap();
+        let plan = SilverPlan::new(spec, run, &manifest(&["2026-02-01", "2026-01-31"]));
+        assert_eq!(plan.bronze_path, "batch/bronze/api_logs");
+        assert_eq!(plan.silver_path, "batch/silver/api_logs");
+        assert_eq!(plan.quarantine_path, "batch/quarantine/api_logs");
+        assert_eq!(plan.dates, ["2026-01-31", "2026-02-01"]);
+        assert_eq!(plan.expectations, expectations(spec));
+        assert!(
+            plan.silver_sql
+                .starts_with("SELECT \"log_id\", \"event_time\", "),
+            "{}",
+            plan.silver_sql
+        );
+        assert!(
+            plan.silver_sql
+                .ends_with("concat(CAST(status_code / 100 AS VARCHAR), 'xx') AS \"response_category\" FROM clean"),
+            "{}",
+            plan.silver_sql
+        );
+        assert_eq!(
+            plan.scan_sql(true),
+            "SELECT raw, raw_bytes, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE date IN ('2026-01-31', '2026-02-01')"
+        );
+        assert_eq!(
+            plan.scan_sql(false),
+            "SELECT raw, _source_key, _line, _ingest_run, _batch_run, date FROM bronze WHERE date IN ('2026-01-31', '2026-02-01')"
+        );
+        assert!(SilverPlan::new(spec, run, &manifest(&[])).dates.is_empty());
+    }
+
+    #[test]
+    fn metrics_are_the_task_output_with_and_without_dates() {
+        let none = SilverMetrics {
+            stream: "api_logs".into(),
+            dates: Vec::new(),
+            counts: None,
+        };
+        let none_json = serde_json::json!({ "stream": "api_logs", "dates": [] });
+        assert_eq!(serde_json::to_value(&none).unwrap(), none_json);
+        assert_eq!(
+            serde_json::from_value::<SilverMetrics>(none_json).unwrap(),
+            none
+        );
+        let some = SilverMetrics {
+            stream: "api_logs".into(),
+            dates: vec!["2026-02-01".into()],
+            counts: Some(SilverCounts {
+                rows_in: 10,
+                silver: 7,
+                quarantined: 2,
+                duplicates: 1,
+                dedup_buckets_read_twice: 0,
+                late: 3,
+                quarantined_by_rule: BTreeMap::from([("valid_json".to_string(), 2)]),
+                warnings: BTreeMap::from([("event_time_on_time".to_string(), 3)]),
+                by_date: BTreeMap::from([(
+                    "2026-02-01".to_string(),
+                    DateCounts {
+                        bronze: 10,
+                        silver: 7,
+                        quarantine: 2,
+                    },
+                )]),
+            }),
+        };
+        let json = serde_json::json!({
+            "stream": "api_logs",
+            "dates": ["2026-02-01"],
+            "rows_in": 10,
+            "silver": 7,
+            "quarantined": 2,
+            "duplicates": 1,
+            "dedup_buckets_read_twice": 0,
+            "late": 3,
+            "quarantined_by_rule": { "valid_json": 2 },
+            "warnings": { "event_time_on_time": 3 },
+            "by_date": { "2026-02-01": { "bronze": 10, "silver": 7, "quarantine": 2 } },
+        });
+        assert_eq!(serde_json::to_value(&some).unwrap(), json);
+        assert_eq!(serde_json::from_value::<SilverMetrics>(json).unwrap(), some);
+    }
 }
