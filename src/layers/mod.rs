@@ -4,8 +4,13 @@
 //!
 //! Layers read generated events from [`crate::sources`], do all I/O through
 //! [`crate::store::Store`], and declare their DAGs with the task bodies attached (`dag` in
-//! each layer), which [`crate::pipeline`] hands to the scheduler.
+//! each layer), which [`crate::pipeline`] hands to the scheduler. What batch and serving share
+//! lives beside them: the cleaning rules of the streams ([`clean`]), the DataFusion session and
+//! SQL helpers ([`sql`]), and how Delta tables are written ([`write`]).
 
 pub mod batch;
+pub mod clean;
 pub mod serving;
 pub mod speed;
+pub mod sql;
+pub mod write;

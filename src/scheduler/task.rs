@@ -170,6 +170,13 @@ impl TaskLog {
     }
 }
 
+/// Adds an INFO line to `log`, if an operation was given one.
+pub fn log_info(log: Option<&TaskLog>, msg: impl AsRef<str>) {
+    if let Some(log) = log {
+        log.info(msg);
+    }
+}
+
 /// Everything a task body may use.
 #[derive(Debug)]
 pub struct TaskContext {

@@ -14,26 +14,34 @@
 //! (`lakepipe-bronze-<stream>`, version = the run's epoch seconds), written in the same atomic
 //! commit as the data; a re-run that finds it committed writes nothing. Files are read one at a
 //! time and streamed into Parquet files that roll at the optimizer's target size
-//! ([`super::compact::TARGET_FILE_BYTES`], so `compact` leaves them alone), in row groups of
-//! [`super::ROW_GROUP_ROWS`]: memory does not grow with the day.
+//! ([`crate::layers::write::TARGET_FILE_BYTES`], so `compact` leaves them alone), in row groups of
+//! [`crate::layers::write::ROW_GROUP_ROWS`]: memory does not grow with the day.
 
 use std::sync::Arc;
 
-use deltalake::DeltaTable;
 use deltalake::arrow::array::{
     ArrayRef, BinaryBuilder, Int64Builder, RecordBatch, StringBuilder, new_null_array,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::arrow::error::ArrowError;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, DataType as DeltaType, StructField, Transaction};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
+use deltalake::{DeltaTable, DeltaTableError};
 
-use super::lineage::{self, ConsumedFile};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::delta;
+use super::lineage::{self, ConsumedFile, Manifest};
+use super::{Error, info};
 use crate::clock::rfc3339_secs;
-use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
+use crate::layers::write::{self, TARGET_FILE_BYTES, date_partition, parquet_properties_for};
+use crate::scheduler::task::{TaskLog, output};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
 use crate::store::Store;
 
@@ -83,15 +91,16 @@ pub async fn open_or_create(
     store: &Store,
     path: &str,
     fields: Vec<StructField>,
-) -> anyhow::Result<DeltaTable> {
-    let t = store.delta_table_or_new(path).await?;
+) -> Result<DeltaTable, Error> {
+    let t = store.delta_table_or_new(path).await.map_err(delta(path))?;
     if t.version().is_some() {
         return Ok(t);
     }
-    Ok(t.create()
+    t.create()
         .with_columns(fields)
         .with_partition_columns(["date"])
-        .await?)
+        .await
+        .map_err(delta(path))
 }
 
 fn raw_bytes_field() -> StructField {
@@ -136,7 +145,11 @@ fn byte_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// The rows of one landed file, with lineage (`batch_run` empty when read by the serving layer).
-pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Result<RecordBatch> {
+pub fn file_batch(
+    f: &ConsumedFile,
+    body: &[u8],
+    batch_run: &str,
+) -> Result<RecordBatch, ArrowError> {
     // `from_utf8` checks ASCII a word at a time; only in a file that is not valid UTF-8 are the
     // lines checked one by one, and only those that are not get their bytes kept.
     let (raw, line_no, raw_bytes): (ArrayRef, ArrayRef, ArrayRef) = match std::str::from_utf8(body)
@@ -186,7 +199,7 @@ pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Res
         }
         Arc::new(b.finish())
     };
-    Ok(RecordBatch::try_new(
+    RecordBatch::try_new(
         arrow_schema(),
         vec![
             raw,
@@ -197,17 +210,17 @@ pub fn file_batch(f: &ConsumedFile, body: &[u8], batch_run: &str) -> anyhow::Res
             repeat(&f.date),
             raw_bytes,
         ],
-    )?)
+    )
 }
 
-/// Parquet settings of bronze files: the layers' ([`super::parquet_properties_for`]), and the
+/// Parquet settings of bronze files: the layers' ([`parquet_properties_for`]), and the
 /// `raw` lines — all different, and never filtered on — get neither a dictionary (it would
 /// overflow after a page and fall back to plain anyway) nor min/max statistics; nor do the
 /// `raw_bytes` of the lines that are not UTF-8.
 fn writer_properties() -> WriterProperties {
     [ColumnPath::from("raw"), ColumnPath::from(RAW_BYTES)]
         .into_iter()
-        .fold(super::parquet_properties_for(&arrow_schema()), |b, c| {
+        .fold(parquet_properties_for(&arrow_schema()), |b, c| {
             b.set_column_dictionary_enabled(c.clone(), false)
                 .set_column_statistics_enabled(c, EnabledStatistics::None)
         })
@@ -216,7 +229,7 @@ fn writer_properties() -> WriterProperties {
 
 /// `table` with the [`RAW_BYTES`] column, added by a schema change (its own commit: a nullable
 /// column, null in the files written before) if the table was made before the column existed.
-async fn with_raw_bytes(table: DeltaTable) -> anyhow::Result<(DeltaTable, bool)> {
+async fn with_raw_bytes(table: DeltaTable) -> Result<(DeltaTable, bool), DeltaTableError> {
     if table.snapshot()?.schema().field(RAW_BYTES).is_some() {
         return Ok((table, false));
     }
@@ -229,99 +242,233 @@ async fn commit(
     table: &mut DeltaTable,
     adds: Vec<Action>,
     txn: Transaction,
-) -> anyhow::Result<u64> {
+) -> Result<u64, DeltaTableError> {
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: Some(vec!["date".into()]),
         predicate: None,
     };
     let props = CommitProperties::default().with_application_transaction(txn);
-    let version = super::commit(table, adds, operation, props).await?;
+    let version = write::commit(table, adds, operation, props).await?;
     table.load().await?;
     Ok(version)
+}
+
+/// What `bronze_<stream>` did: the files and rows it appended, the dates they touch, the
+/// table's version after, and whether the run was committed now or found committed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BronzeMetrics {
+    /// The stream.
+    pub stream: String,
+    /// Files the run consumes.
+    pub files: usize,
+    /// Rows appended (0 if already committed).
+    pub rows: u64,
+    /// Event dates the files touch.
+    pub dates: Vec<String>,
+    /// The table's version after the run.
+    pub table_version: Option<u64>,
+    /// Whether this attempt committed the run.
+    pub state: BronzeState,
+}
+
+/// Whether `bronze_<stream>` committed the run's files or found them committed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BronzeState {
+    /// Appended by this attempt.
+    Committed,
+    /// An earlier attempt's commit carries the run's application transaction: nothing done.
+    AlreadyCommitted,
+}
+
+/// What `bronze_<stream>` will do for one run, decided without I/O from the run's lineage
+/// manifest: the table, the application transaction that makes the append exactly-once, and
+/// the files to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BronzePlan {
+    /// The stream.
+    pub stream: &'static str,
+    /// The run's logical date.
+    pub run: DateTime<Utc>,
+    /// `batch/bronze/<stream>`.
+    pub path: String,
+    /// The Delta application id (`lakepipe-bronze-<stream>`).
+    pub app_id: String,
+    /// The transaction version that marks the run done (its epoch seconds).
+    pub txn_version: i64,
+    /// `_batch_run` of the rows (RFC 3339).
+    pub batch_run: String,
+    /// The event dates the files touch.
+    pub dates: Vec<String>,
+    /// What the run consumes (recorded once the rows are committed).
+    pub manifest: Manifest,
+}
+
+impl BronzePlan {
+    /// The plan of `spec`'s bronze task in the run at `logical_date` that consumes `manifest`.
+    pub fn new(
+        spec: &'static StreamSpec,
+        logical_date: DateTime<Utc>,
+        manifest: &Manifest,
+    ) -> Self {
+        let stream = spec.name;
+        BronzePlan {
+            stream,
+            run: logical_date,
+            path: super::table_path("bronze", stream),
+            app_id: format!("lakepipe-bronze-{stream}"),
+            txn_version: logical_date.timestamp(),
+            batch_run: rfc3339_secs(logical_date),
+            dates: manifest.dates(),
+            manifest: manifest.clone(),
+        }
+    }
+
+    fn metrics(&self, rows: u64, version: Option<u64>, state: BronzeState) -> BronzeMetrics {
+        BronzeMetrics {
+            stream: self.stream.to_string(),
+            files: self.manifest.files.len(),
+            rows,
+            dates: self.dates.clone(),
+            table_version: version,
+            state,
+        }
+    }
+
+    /// Appends the files to the table, exactly once per run, and records the manifest.
+    pub async fn execute(
+        &self,
+        store: &Store,
+        log: Option<&TaskLog>,
+    ) -> Result<BronzeMetrics, Error> {
+        let (path, app_id, run) = (&self.path, &self.app_id, self.run);
+        let table = open_or_create(store, path, delta_fields()).await?;
+        let committed = table
+            .snapshot()
+            .map_err(delta(path))?
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(delta(path))?;
+        if committed.is_some_and(|v| v >= self.txn_version) {
+            info(
+                log,
+                format!(
+                    "{path}: batch run {} already committed (application transaction {app_id} at {}); nothing to do",
+                    self.batch_run,
+                    committed.unwrap_or_default()
+                ),
+            );
+            lineage::record(store, run, &self.manifest).await?;
+            return Ok(self.metrics(
+                0,
+                Some(table.version().unwrap_or_default()),
+                BronzeState::AlreadyCommitted,
+            ));
+        }
+        info(
+            log,
+            format!(
+                "{path}: {} files to consume over dates {:?}",
+                self.manifest.files.len(),
+                self.dates
+            ),
+        );
+        let (mut table, added) = with_raw_bytes(table).await.map_err(delta(path))?;
+        if added {
+            info(
+                log,
+                format!(
+                    "{path}: column {RAW_BYTES} added (the table predates it; its rows read it as null)"
+                ),
+            );
+        }
+        let mut writer = RecordBatchWriter::for_table(&table)
+            .map_err(delta(path))?
+            .with_writer_properties(writer_properties())
+            .with_target_file_size(TARGET_FILE_BYTES);
+        let mut rows = 0u64;
+        for f in &self.manifest.files {
+            let body = store
+                .get_opt(&f.key)
+                .await?
+                .ok_or_else(|| Error::LostFile { key: f.key.clone() })?;
+            let batch = file_batch(f, &body, &self.batch_run)?;
+            rows += batch.num_rows() as u64;
+            // A file's rows share its date: written to that partition as they are, not
+            // regrouped by the writer (which copies every column of every batch to do it).
+            writer
+                .write_partition(batch, &date_partition(&f.date), WriteMode::Default)
+                .await
+                .map_err(delta(path))?;
+        }
+        let adds = writer
+            .flush()
+            .await
+            .map_err(delta(path))?
+            .into_iter()
+            .map(Action::Add)
+            .collect();
+        let txn = Transaction::new(app_id, self.txn_version);
+        let version = commit(&mut table, adds, txn).await.map_err(delta(path))?;
+        lineage::record(store, run, &self.manifest).await?;
+        info(
+            log,
+            format!("{path}: {rows} rows committed as version {version}"),
+        );
+        Ok(self.metrics(rows, Some(version), BronzeState::Committed))
+    }
+}
+
+/// `bronze_<stream>` as an operation: loads the run's lineage manifest, plans, appends.
+pub struct BronzeBuilder<'a> {
+    store: &'a Store,
+    spec: &'static StreamSpec,
+    logical_date: DateTime<Utc>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> BronzeBuilder<'a> {
+    /// The bronze task of `spec` in the run at `logical_date`.
+    pub fn new(store: &'a Store, spec: &'static StreamSpec, logical_date: DateTime<Utc>) -> Self {
+        BronzeBuilder {
+            store,
+            spec,
+            logical_date,
+            log: None,
+        }
+    }
+
+    /// Writes progress lines to `log`.
+    pub fn with_log(mut self, log: &'a TaskLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    async fn run(self) -> Result<BronzeMetrics, Error> {
+        let manifest = lineage::plan(self.store, self.spec.name, self.logical_date).await?;
+        BronzePlan::new(self.spec, self.logical_date, &manifest)
+            .execute(self.store, self.log)
+            .await
+    }
+}
+
+impl<'a> std::future::IntoFuture for BronzeBuilder<'a> {
+    type Output = Result<BronzeMetrics, Error>;
+    type IntoFuture = futures::future::BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
 }
 
 #[async_trait::async_trait]
 impl TaskBody for Bronze {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
-    }
-}
-
-impl Bronze {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let stream = self.spec.name;
-        let run = ctx.logical_date;
-        let store = &ctx.store;
-        let manifest = lineage::plan(store, stream, run).await?;
-        let path = super::table_path("bronze", stream);
-        let table = open_or_create(store, &path, delta_fields()).await?;
-        let app_id = format!("lakepipe-bronze-{stream}");
-        let committed = table
-            .snapshot()?
-            .transaction_version(table.log_store().as_ref(), &app_id)
+        let metrics = BronzeBuilder::new(&ctx.store, self.spec, ctx.logical_date)
+            .with_log(&ctx.log)
             .await?;
-        let summary = |rows: u64, version: Option<u64>, state: &str| {
-            serde_json::json!({
-                "stream": stream,
-                "files": manifest.files.len(),
-                "rows": rows,
-                "dates": manifest.dates(),
-                "table_version": version,
-                "state": state,
-            })
-        };
-        if committed.is_some_and(|v| v >= run.timestamp()) {
-            ctx.log.info(format!(
-                "{path}: batch run {} already committed (application transaction {app_id} at {}); nothing to do",
-                rfc3339_secs(run),
-                committed.unwrap_or_default()
-            ));
-            lineage::record(store, run, &manifest).await?;
-            return Ok(summary(
-                0,
-                Some(table.version().unwrap_or_default()),
-                "already_committed",
-            ));
-        }
-        ctx.log.info(format!(
-            "{path}: {} files to consume over dates {:?}",
-            manifest.files.len(),
-            manifest.dates()
-        ));
-        let (mut table, added) = with_raw_bytes(table).await?;
-        if added {
-            ctx.log.info(format!(
-                "{path}: column {RAW_BYTES} added (the table predates it; its rows read it as null)"
-            ));
-        }
-        let batch_run = rfc3339_secs(run);
-        let mut writer = RecordBatchWriter::for_table(&table)?
-            .with_writer_properties(writer_properties())
-            .with_target_file_size(super::compact::TARGET_FILE_BYTES);
-        let mut rows = 0u64;
-        for f in &manifest.files {
-            let body = store.get_opt(&f.key).await?.ok_or_else(|| {
-                Fatal(format!(
-                    "{} was listed but is gone: the speed layer lost a file",
-                    f.key
-                ))
-            })?;
-            let batch = file_batch(f, &body, &batch_run)?;
-            rows += batch.num_rows() as u64;
-            // A file's rows share its date: written to that partition as they are, not
-            // regrouped by the writer (which copies every column of every batch to do it).
-            writer
-                .write_partition(batch, &super::date_partition(&f.date), WriteMode::Default)
-                .await?;
-        }
-        let adds = writer.flush().await?.into_iter().map(Action::Add).collect();
-        let version = commit(&mut table, adds, Transaction::new(&app_id, run.timestamp())).await?;
-        lineage::record(store, run, &manifest).await?;
-        ctx.log.info(format!(
-            "{path}: {rows} rows committed as version {version}"
-        ));
-        Ok(summary(rows, Some(version), "committed"))
+        output(&metrics)
     }
 }
 
@@ -364,6 +511,54 @@ mod tests {
             date: date.into(),
             ingest_run: format!("{date}T{hour}:05:00Z"),
             bytes: 0,
+        }
+    }
+
+    fn plan() -> BronzePlan {
+        let spec = &crate::sources::api_logs::SPEC;
+        let run = crate::clock::parse_utc("2026-02-02T02:00:00Z").unwrap();
+        let manifest = Manifest {
+            stream: "api_logs".into(),
+            batch_run: "2026-02-02T02:00:00Z".into(),
+            files: vec![file("2026-02-01", "23"), file("2026-01-31", "10")],
+            silver_committed: false,
+        };
+        BronzePlan::new(spec, run, &manifest)
+    }
+
+    #[test]
+    fn the_plan_names_table_transaction_and_dates_without_a_store() {
+        let plan = plan();
+        assert_eq!(plan.path, "batch/bronze/api_logs");
+        assert_eq!(plan.app_id, "lakepipe-bronze-api_logs");
+        assert_eq!(plan.txn_version, plan.run.timestamp());
+        assert_eq!(plan.batch_run, "2026-02-02T02:00:00Z");
+        assert_eq!(plan.dates, ["2026-01-31", "2026-02-01"]);
+        assert_eq!(plan.manifest.files.len(), 2);
+    }
+
+    #[test]
+    fn metrics_are_the_task_output_of_both_states() {
+        let plan = plan();
+        for (state, text) in [
+            (BronzeState::Committed, "committed"),
+            (BronzeState::AlreadyCommitted, "already_committed"),
+        ] {
+            let m = plan.metrics(5, Some(3), state);
+            assert_eq!(
+                serde_json::to_value(&m).unwrap(),
+                serde_json::json!({
+                    "stream": "api_logs",
+                    "files": 2,
+                    "rows": 5,
+                    "dates": ["2026-01-31", "2026-02-01"],
+                    "table_version": 3,
+                    "state": text,
+                })
+            );
+            let back: BronzeMetrics =
+                serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
+            assert_eq!(back, m);
         }
     }
 
@@ -489,7 +684,7 @@ mod tests {
         let mut w = RecordBatchWriter::for_table(&table).unwrap();
         w.write_partition(
             rows_of_earlier,
-            &super::super::date_partition("2026-02-01"),
+            &date_partition("2026-02-01"),
             WriteMode::Default,
         )
         .await

@@ -6,19 +6,22 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{FilterOp, FilterValue};
+use serde::{Deserialize, Serialize};
 
-use super::{gold, lineage};
+use super::error::delta;
+use super::lineage::{self, Manifest};
+use super::{Error, gold, info};
+use crate::layers::write::TARGET_FILE_BYTES;
+use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
 use crate::store::Store;
 
-/// Files the optimizer aims for.
-pub const TARGET_FILE_BYTES: u64 = 128 << 20;
-
 /// What compaction did to one table.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Compacted {
     /// Files written.
     pub files_added: u64,
@@ -35,8 +38,8 @@ pub async fn compact_table(
     path: &str,
     dates: Option<&[String]>,
     props: Option<CommitProperties>,
-) -> anyhow::Result<Option<Compacted>> {
-    let Some(table) = store.delta_table(path).await? else {
+) -> Result<Option<Compacted>, Error> {
+    let Some(table) = store.delta_table(path).await.map_err(delta(path))? else {
         return Ok(None);
     };
     let values: Vec<&str> = dates
@@ -54,7 +57,7 @@ pub async fn compact_table(
     if let Some(props) = props {
         op = op.with_commit_properties(props);
     }
-    let (_, m) = op.await?;
+    let (_, m) = op.await.map_err(delta(path))?;
     Ok(Some(Compacted {
         files_added: m.num_files_added,
         files_removed: m.num_files_removed,
@@ -65,8 +68,8 @@ pub async fn compact_table(
 /// Deletes files no longer referenced by the table at `path` and older than `retain`;
 /// returns how many were deleted. Below Delta's 7-day default the caller has said so
 /// explicitly.
-pub async fn vacuum_table(store: &Store, path: &str, retain: Duration) -> anyhow::Result<usize> {
-    let Some(table) = store.delta_table(path).await? else {
+pub async fn vacuum_table(store: &Store, path: &str, retain: Duration) -> Result<usize, Error> {
+    let Some(table) = store.delta_table(path).await.map_err(delta(path))? else {
         return Ok(0);
     };
     let retain = chrono::Duration::from_std(retain)?;
@@ -74,7 +77,8 @@ pub async fn vacuum_table(store: &Store, path: &str, retain: Duration) -> anyhow
         .vacuum()
         .with_retention_period(retain)
         .with_enforce_retention_duration(retain >= chrono::Duration::days(7))
-        .await?;
+        .await
+        .map_err(delta(path))?;
     Ok(m.files_deleted.len())
 }
 
@@ -84,22 +88,39 @@ pub struct Compact;
 #[async_trait::async_trait]
 impl TaskBody for Compact {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
+        let metrics = CompactBuilder::new(&ctx.store, ctx.logical_date)
+            .with_log(&ctx.log)
+            .await?;
+        output(&metrics)
     }
 }
 
-impl Compact {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let store = &ctx.store;
-        let mut dates_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for s in all_streams() {
-            dates_of.insert(
-                s.name,
-                lineage::plan(store, s.name, ctx.logical_date)
-                    .await?
-                    .dates(),
-            );
-        }
+/// What `compact` did: for each table it optimized (that exists and had dates to compact),
+/// by path, what compaction did to it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct CompactMetrics {
+    /// By table path.
+    pub tables: BTreeMap<String, Compacted>,
+}
+
+/// What `compact` will do for one run, decided without I/O: every table the batch run
+/// rewrote, in DAG order (bronze, silver, quarantine of each stream, then the gold facts),
+/// with the date partitions to optimize; tables of streams the run did not touch are left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactPlan {
+    /// (table path, dates), the dates never empty.
+    pub tables: Vec<(String, Vec<String>)>,
+}
+
+impl CompactPlan {
+    /// The plan of the run at `logical_date` whose lineage manifests, by stream, are
+    /// `manifests`.
+    pub fn new(_logical_date: DateTime<Utc>, manifests: &BTreeMap<String, Manifest>) -> Self {
+        let dates_of: BTreeMap<&str, Vec<String>> = manifests
+            .iter()
+            .map(|(s, m)| (s.as_str(), m.dates()))
+            .collect();
         let mut tables: Vec<(String, &str)> = Vec::new();
         for s in all_streams() {
             for layer in ["bronze", "silver", "quarantine"] {
@@ -109,20 +130,152 @@ impl Compact {
         for f in gold::FACTS {
             tables.push((super::table_path("gold", f.name), f.stream));
         }
-        let mut out = serde_json::Map::new();
-        for (path, stream) in tables {
-            let dates = &dates_of[stream];
-            if dates.is_empty() {
-                continue;
-            }
-            if let Some(c) = compact_table(store, &path, Some(dates), None).await? {
-                ctx.log.info(format!(
-                    "{path}: {} files merged into {} over {} partitions",
-                    c.files_removed, c.files_added, c.partitions
-                ));
-                out.insert(path, serde_json::to_value(c)?);
+        CompactPlan {
+            tables: tables
+                .into_iter()
+                .filter_map(|(path, stream)| {
+                    let dates = dates_of.get(stream).cloned().unwrap_or_default();
+                    (!dates.is_empty()).then_some((path, dates))
+                })
+                .collect(),
+        }
+    }
+
+    /// Optimizes the planned partitions of each table that exists.
+    pub async fn execute(
+        &self,
+        store: &Store,
+        log: Option<&TaskLog>,
+    ) -> Result<CompactMetrics, Error> {
+        let mut out = CompactMetrics::default();
+        for (path, dates) in &self.tables {
+            if let Some(c) = compact_table(store, path, Some(dates), None).await? {
+                info(
+                    log,
+                    format!(
+                        "{path}: {} files merged into {} over {} partitions",
+                        c.files_removed, c.files_added, c.partitions
+                    ),
+                );
+                out.tables.insert(path.clone(), c);
             }
         }
-        Ok(serde_json::Value::Object(out))
+        Ok(out)
+    }
+}
+
+/// `compact` as an operation: loads every stream's lineage manifest, plans, optimizes.
+pub struct CompactBuilder<'a> {
+    store: &'a Store,
+    logical_date: DateTime<Utc>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> CompactBuilder<'a> {
+    /// `compact` in the run at `logical_date`.
+    pub fn new(store: &'a Store, logical_date: DateTime<Utc>) -> Self {
+        CompactBuilder {
+            store,
+            logical_date,
+            log: None,
+        }
+    }
+
+    /// Writes progress lines to `log`.
+    pub fn with_log(mut self, log: &'a TaskLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    async fn run(self) -> Result<CompactMetrics, Error> {
+        let mut manifests = BTreeMap::new();
+        for s in all_streams() {
+            let m = lineage::plan(self.store, s.name, self.logical_date).await?;
+            manifests.insert(s.name.to_string(), m);
+        }
+        CompactPlan::new(self.logical_date, &manifests)
+            .execute(self.store, self.log)
+            .await
+    }
+}
+
+impl<'a> std::future::IntoFuture for CompactBuilder<'a> {
+    type Output = Result<CompactMetrics, Error>;
+    type IntoFuture = futures::future::BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::batch::lineage::ConsumedFile;
+
+    fn manifest(stream: &str, dates: &[&str]) -> Manifest {
+        Manifest {
+            stream: stream.into(),
+            batch_run: "2026-02-02T02:00:00Z".into(),
+            files: dates
+                .iter()
+                .map(|d| ConsumedFile {
+                    key: format!("realtime/{stream}/date={d}/hour=10/f.jsonl"),
+                    date: (*d).into(),
+                    ingest_run: format!("{d}T10:05:00Z"),
+                    bytes: 0,
+                })
+                .collect(),
+            silver_committed: false,
+        }
+    }
+
+    #[test]
+    fn the_plan_lists_the_tables_of_the_touched_streams_without_a_store() {
+        let run = crate::clock::parse_utc("2026-02-02T02:00:00Z").unwrap();
+        let mut manifests: BTreeMap<String, Manifest> = all_streams()
+            .into_iter()
+            .map(|s| (s.name.to_string(), manifest(s.name, &[])))
+            .collect();
+        manifests.insert(
+            "financial_transactions".into(),
+            manifest("financial_transactions", &["2026-02-01", "2026-01-31"]),
+        );
+        let plan = CompactPlan::new(run, &manifests);
+        let dates = vec!["2026-01-31".to_string(), "2026-02-01".to_string()];
+        let expected: Vec<(String, Vec<String>)> = [
+            "batch/bronze/financial_transactions",
+            "batch/silver/financial_transactions",
+            "batch/quarantine/financial_transactions",
+            "batch/gold/fact_financial_daily",
+            "batch/gold/fact_fraud_summary",
+        ]
+        .into_iter()
+        .map(|p| (p.to_string(), dates.clone()))
+        .collect();
+        assert_eq!(plan.tables, expected);
+    }
+
+    #[test]
+    fn metrics_are_the_task_output_an_object_by_table() {
+        assert_eq!(
+            serde_json::to_value(CompactMetrics::default()).unwrap(),
+            serde_json::json!({})
+        );
+        let m = CompactMetrics {
+            tables: BTreeMap::from([(
+                "batch/bronze/api_logs".to_string(),
+                Compacted {
+                    files_added: 1,
+                    files_removed: 3,
+                    partitions: 1,
+                },
+            )]),
+        };
+        let json = serde_json::json!({
+            "batch/bronze/api_logs": { "files_added": 1, "files_removed": 3, "partitions": 1 },
+        });
+        assert_eq!(serde_json::to_value(&m).unwrap(), json);
+        assert_eq!(serde_json::from_value::<CompactMetrics>(json).unwrap(), m);
     }
 }

@@ -4,13 +4,23 @@
 //! system's first, then ours; rates are percentages; the p95 is exact with linear
 //! interpolation (`percentile_cont`).
 
-use super::{lineage, silver};
-use crate::scheduler::{Fatal, TaskBody, TaskContext, TaskResult};
-use crate::store::register_delta;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::delta;
+use super::lineage::{self, Manifest};
+use super::{Error, info};
+use crate::layers::sql::{count_by_date, in_dates, session, set_options};
+use crate::layers::write::replace_dates;
+use crate::scheduler::task::{TaskLog, output};
+use crate::scheduler::{TaskBody, TaskContext, TaskResult};
+use crate::store::{Store, register_delta};
 
 /// One gold fact: name, the stream whose silver table it reads, and its query over `silver`
 /// (already restricted to the affected dates).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fact {
     /// Table name under `batch/gold/`.
     pub name: &'static str,
@@ -130,52 +140,152 @@ pub struct Gold {
 #[async_trait::async_trait]
 impl TaskBody for Gold {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
-        Ok(self.body(ctx).await?)
+        let metrics = GoldBuilder::new(&ctx.store, self.fact, ctx.logical_date)
+            .with_log(&ctx.log)
+            .await?;
+        output(&metrics)
     }
 }
 
-impl Gold {
-    async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
-        let f = self.fact;
-        let store = &ctx.store;
-        let dates = lineage::plan(store, f.stream, ctx.logical_date)
-            .await?
-            .dates();
-        let path = super::table_path("gold", f.name);
-        if dates.is_empty() {
-            ctx.log
-                .info("no dates touched by this run: nothing to recompute");
-            return Ok(serde_json::json!({ "fact": f.name, "dates": dates }));
+/// What `gold_<fact>` did: the dates it recomputed and, if there were any, the fact's rows
+/// per date after.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GoldMetrics {
+    /// The fact.
+    pub fact: String,
+    /// The dates recomputed (none: nothing done).
+    pub dates: Vec<String>,
+    /// Rows of the fact per recomputed date; absent when there was nothing to recompute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_by_date: Option<BTreeMap<String, u64>>,
+}
+
+/// What `gold_<fact>` will do for one run, decided without I/O: the tables, the dates the run
+/// touched in the fact's stream, and the SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoldPlan {
+    /// The fact.
+    pub fact: Fact,
+    /// `batch/gold/<fact>`.
+    pub path: String,
+    /// `batch/silver/<stream>`, read.
+    pub silver_path: String,
+    /// The dates to recompute.
+    pub dates: Vec<String>,
+    /// The view `silver` over `silver_all`, restricted to the dates.
+    pub view_sql: String,
+}
+
+impl GoldPlan {
+    /// The plan of `fact` in the run at `logical_date`, whose lineage manifest of the fact's
+    /// stream is `manifest`.
+    pub fn new(fact: Fact, _logical_date: DateTime<Utc>, manifest: &Manifest) -> Self {
+        let dates = manifest.dates();
+        GoldPlan {
+            fact,
+            path: super::table_path("gold", fact.name),
+            silver_path: super::table_path("silver", fact.stream),
+            view_sql: format!(
+                "CREATE VIEW silver AS SELECT * FROM silver_all WHERE {}",
+                in_dates(&dates)
+            ),
+            dates,
         }
-        let silver_path = super::table_path("silver", f.stream);
-        let silver = store.delta_table(&silver_path).await?.ok_or_else(|| {
-            Fatal(format!(
-                "{silver_path} does not exist: run silver_{} first",
-                f.stream
-            ))
-        })?;
-        let df_ctx = silver::session()?;
+    }
+
+    /// Recomputes the fact for the dates (replace-where) and counts its rows.
+    pub async fn execute(
+        &self,
+        store: &Store,
+        log: Option<&TaskLog>,
+    ) -> Result<GoldMetrics, Error> {
+        let (f, path, dates) = (self.fact, &self.path, &self.dates);
+        if dates.is_empty() {
+            info(log, "no dates touched by this run: nothing to recompute");
+            return Ok(GoldMetrics {
+                fact: f.name.to_string(),
+                dates: dates.clone(),
+                rows_by_date: None,
+            });
+        }
+        let silver_path = &self.silver_path;
+        let silver = store
+            .delta_table(silver_path)
+            .await
+            .map_err(delta(silver_path))?
+            .ok_or_else(|| Error::MissingInput {
+                path: silver_path.clone(),
+                upstream: format!("silver_{}", f.stream),
+            })?;
+        let df_ctx = session()?;
         // One partition: a distinct count then holds each distinct value once, not once in
         // every partial aggregate and again in the final one (at 10 M events the funnel's
         // session ids took 400 MiB over two partitions). The DAG runs two gold tasks at once,
         // which keeps the cores busy.
-        silver::set_options(&df_ctx, |o| o.execution.target_partitions = 1);
+        set_options(&df_ctx, |o| o.execution.target_partitions = 1);
         register_delta(&df_ctx, "silver_all", &silver).await?;
-        df_ctx
-            .sql(&format!(
-                "CREATE VIEW silver AS SELECT * FROM silver_all WHERE {}",
-                silver::in_dates(&dates)
-            ))
-            .await?;
+        df_ctx.sql(&self.view_sql).await?;
         let plan = df_ctx.sql(f.sql).await?.into_unoptimized_plan();
-        let table = super::replace_dates(store, &path, &df_ctx, plan, &dates).await?;
-        let rows = silver::count_by_date(store, &path, &dates).await?;
-        ctx.log.info(format!(
-            "{path}: version {} with {} rows for {dates:?}",
-            table.version().unwrap_or_default(),
-            rows.values().sum::<u64>()
-        ));
-        Ok(serde_json::json!({ "fact": f.name, "dates": dates, "rows_by_date": rows }))
+        let table = replace_dates(store, path, &df_ctx, plan, dates)
+            .await
+            .map_err(delta(path))?;
+        let rows = count_by_date(store, path, dates).await?;
+        info(
+            log,
+            format!(
+                "{path}: version {} with {} rows for {dates:?}",
+                table.version().unwrap_or_default(),
+                rows.values().sum::<u64>()
+            ),
+        );
+        Ok(GoldMetrics {
+            fact: f.name.to_string(),
+            dates: dates.clone(),
+            rows_by_date: Some(rows),
+        })
+    }
+}
+
+/// `gold_<fact>` as an operation: loads the lineage manifest of the fact's stream, plans,
+/// recomputes.
+pub struct GoldBuilder<'a> {
+    store: &'a Store,
+    fact: Fact,
+    logical_date: DateTime<Utc>,
+    log: Option<&'a TaskLog>,
+}
+
+impl<'a> GoldBuilder<'a> {
+    /// `gold_<fact>` in the run at `logical_date`.
+    pub fn new(store: &'a Store, fact: Fact, logical_date: DateTime<Utc>) -> Self {
+        GoldBuilder {
+            store,
+            fact,
+            logical_date,
+            log: None,
+        }
+    }
+
+    /// Writes progress lines to `log`.
+    pub fn with_log(mut self, log: &'a TaskLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    async fn run(self) -> Result<GoldMetrics, Error> {
+        let manifest = lineage::plan(self.store, self.fact.stream, self.logical_date).await?;
+        GoldPlan::new(self.fact, self.logical_date, &manifest)
+            .execute(self.store, self.log)
+            .await
+    }
+}
+
+impl<'a> std::future::IntoFuture for GoldBuilder<'a> {
+    type Output = Result<GoldMetrics, Error>;
+    type IntoFuture = futures::future::BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
     }
 }
 
@@ -389,6 +499,74 @@ mod tests {
         assert_eq!(
             rates,
             [("awareness".into(), 100.0), ("conversion".into(), 25.0)]
+        );
+    }
+
+    fn manifest(dates: &[&str]) -> Manifest {
+        Manifest {
+            stream: "api_logs".into(),
+            batch_run: "2026-02-02T02:00:00Z".into(),
+            files: dates
+                .iter()
+                .map(|d| lineage::ConsumedFile {
+                    key: format!("realtime/api_logs/date={d}/hour=10/f.jsonl"),
+                    date: (*d).into(),
+                    ingest_run: format!("{d}T10:05:00Z"),
+                    bytes: 0,
+                })
+                .collect(),
+            silver_committed: false,
+        }
+    }
+
+    #[test]
+    fn the_plan_reads_silver_of_the_touched_dates_without_a_store() {
+        let run = crate::clock::parse_utc("2026-02-02T02:00:00Z").unwrap();
+        let plan = GoldPlan::new(
+            fact("fact_api_hourly"),
+            run,
+            &manifest(&["2026-02-01", "2026-01-31", "2026-02-01"]),
+        );
+        assert_eq!(plan.path, "batch/gold/fact_api_hourly");
+        assert_eq!(plan.silver_path, "batch/silver/api_logs");
+        assert_eq!(plan.dates, ["2026-01-31", "2026-02-01"]);
+        assert_eq!(
+            plan.view_sql,
+            "CREATE VIEW silver AS SELECT * FROM silver_all WHERE date IN ('2026-01-31', '2026-02-01')"
+        );
+        assert!(
+            GoldPlan::new(fact("fact_api_hourly"), run, &manifest(&[]))
+                .dates
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn metrics_are_the_task_output_with_and_without_dates() {
+        let none = GoldMetrics {
+            fact: "fact_iot_daily".into(),
+            dates: Vec::new(),
+            rows_by_date: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&none).unwrap(),
+            serde_json::json!({ "fact": "fact_iot_daily", "dates": [] })
+        );
+        let some = GoldMetrics {
+            fact: "fact_iot_daily".into(),
+            dates: vec!["2026-02-01".into()],
+            rows_by_date: Some(BTreeMap::from([("2026-02-01".to_string(), 7)])),
+        };
+        let json = serde_json::json!({
+            "fact": "fact_iot_daily",
+            "dates": ["2026-02-01"],
+            "rows_by_date": { "2026-02-01": 7 },
+        });
+        assert_eq!(serde_json::to_value(&some).unwrap(), json);
+        assert_eq!(serde_json::from_value::<GoldMetrics>(json).unwrap(), some);
+        assert_eq!(
+            serde_json::from_value::<GoldMetrics>(serde_json::to_value(&none).unwrap()).unwrap(),
+            none
         );
     }
 }

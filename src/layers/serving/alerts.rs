@@ -30,12 +30,12 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Compaction, Error, Result, collect, dates_between, json_rows, log_info, put_json, run_label,
+    Compacted, Error, Result, collect, dates_between, json_rows, log_info, put_json, run_label,
     ts_sql, unified_session, window_view_sql,
 };
 use crate::clock::{compact, rfc3339_secs};
 use crate::layers::batch::compact::compact_table;
-use crate::layers::batch::silver;
+use crate::layers::sql;
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::store::{Store, register_delta};
@@ -219,7 +219,7 @@ async fn last_day(
     let mut rows = df_ctx
         .sql(&format!(
             "SELECT * FROM {table} WHERE {} AND triggered_at > {} AND triggered_at <= {}",
-            silver::in_dates(&dates_between(start, t + Duration::seconds(1))),
+            sql::in_dates(&dates_between(start, t + Duration::seconds(1))),
             ts_sql(start),
             ts_sql(t)
         ))
@@ -345,7 +345,7 @@ impl AlertsPlan {
             t,
             known_sql: format!(
                 "SELECT alert_id FROM alerts WHERE {}",
-                silver::in_dates(&recent_dates)
+                sql::in_dates(&recent_dates)
             ),
             recent_dates,
             rules: RULES
@@ -502,7 +502,7 @@ impl AlertsPlan {
         Ok(AlertsMetrics {
             raised_by_rule: by_rule,
             raised: raised_rows.len(),
-            compacted: compacted.map(Compaction::from),
+            compacted,
         })
     }
 }
@@ -515,7 +515,7 @@ pub struct AlertsMetrics {
     /// New alerts in all.
     pub raised: usize,
     /// The hourly compaction of the last day, if one ran (`null` otherwise).
-    pub compacted: Option<Compaction>,
+    pub compacted: Option<Compacted>,
 }
 
 /// The operation of `alerts`: opens the unified tables and the alerts table, plans
@@ -938,7 +938,7 @@ mod tests {
             partitions: 2,
         };
         let m = AlertsMetrics {
-            compacted: Some(compacted.clone().into()),
+            compacted: Some(compacted.clone()),
             ..m
         };
         let v = serde_json::to_value(&m).unwrap();

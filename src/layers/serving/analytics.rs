@@ -17,7 +17,9 @@ use super::{
     unified_session,
 };
 use crate::clock::rfc3339_secs;
-use crate::layers::batch::{self, Write, silver, table_path};
+use crate::layers::batch::table_path;
+use crate::layers::sql;
+use crate::layers::write::{self, Write};
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
@@ -101,7 +103,7 @@ impl AnalyticsPlan {
     /// SQL of the recomputed figures of [`Self::streams`], `quarantined[i]` saying whether
     /// stream i has a quarantine table (registered as `quarantine_<stream>`).
     fn stream_dates_sql(&self, quarantined: &[bool]) -> String {
-        let filter = silver::in_dates(&self.dates);
+        let filter = sql::in_dates(&self.dates);
         let mut parts = Vec::new();
         for (s, has_quarantine) in self.streams.iter().zip(quarantined) {
             let q = if *has_quarantine {
@@ -158,7 +160,7 @@ impl AnalyticsPlan {
                 .await
                 .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?
                 .into_unoptimized_plan();
-            batch::write_plan(
+            write::write_plan(
                 store
                     .delta_table_or_new(STREAM_DATES_PATH)
                     .await

@@ -27,7 +27,6 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
-use serde::{Deserialize, Serialize};
 
 pub use self::alerts::{AlertsBuilder, AlertsMetrics};
 pub use self::analytics::{AnalyticsBuilder, AnalyticsMetrics};
@@ -36,8 +35,8 @@ pub use self::error::{Error, Result};
 pub use self::unified::{UnifiedBuilder, UnifiedMetrics};
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::compact::Compacted;
-use crate::layers::batch::silver;
-use crate::scheduler::task::TaskLog;
+use crate::layers::sql;
+use crate::scheduler::task::log_info;
 use crate::store::{Store, register_delta};
 
 /// The serving DAG.
@@ -62,41 +61,13 @@ pub fn dates_between(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
         .collect()
 }
 
-/// What an hourly compaction did to a serving table, as a task reports it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Compaction {
-    /// Files written.
-    pub files_added: u64,
-    /// Small files replaced.
-    pub files_removed: u64,
-    /// Partitions that had files merged.
-    pub partitions: u64,
-}
-
-impl From<Compacted> for Compaction {
-    fn from(c: Compacted) -> Compaction {
-        Compaction {
-            files_added: c.files_added,
-            files_removed: c.files_removed,
-            partitions: c.partitions,
-        }
-    }
-}
-
-/// Adds an INFO line to the task log, if the operation has one.
-fn log_info(log: Option<&TaskLog>, msg: impl AsRef<str>) {
-    if let Some(log) = log {
-        log.info(msg);
-    }
-}
-
 /// A DataFusion session over the unified tables: registers `unified_<stream>` for each stream
 /// in `streams` whose table exists, and returns the ones that do.
 pub async fn unified_session(
     store: &Store,
     streams: &[&'static str],
 ) -> Result<(SessionContext, Vec<&'static str>)> {
-    let ctx = silver::session().map_err(Error::batch)?;
+    let ctx = sql::session().map_err(Error::batch)?;
     let mut present = Vec::new();
     let unique: std::collections::BTreeSet<&'static str> = streams.iter().copied().collect();
     for s in &unique {
@@ -126,7 +97,7 @@ pub fn window_view_sql(
 ) -> String {
     format!(
         "CREATE OR REPLACE VIEW {name} AS SELECT * FROM unified_{stream} WHERE {} AND event_time >= {} AND event_time < {}",
-        silver::in_dates(&dates_between(start, end)),
+        sql::in_dates(&dates_between(start, end)),
         ts_sql(start),
         ts_sql(end)
     )

@@ -37,11 +37,13 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{Compaction, Error, Result, log_info, run_label};
+use super::{Compacted, Error, Result, log_info, run_label};
 use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
-use crate::layers::batch::silver::{self, Cleaner, Counts, expectations};
-use crate::layers::batch::{self, Write, bronze, compact, table_path};
+use crate::layers::batch::{self, bronze, compact, table_path};
+use crate::layers::clean::{self, Cleaner, Counts, expectations};
+use crate::layers::sql;
+use crate::layers::write::{self, Write};
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
@@ -109,7 +111,7 @@ impl SpeedFiles {
             store: store.clone(),
             files: with_cleaner,
             counts,
-            schema: silver::clean_schema(spec),
+            schema: clean::clean_schema(spec),
         })
     }
 }
@@ -331,8 +333,8 @@ impl UnifiedPlan {
     fn sql(&self, dates: &[String], input: Input) -> String {
         let spec = self.spec;
         let id = spec.id_field;
-        let derived = silver::derived(spec);
-        let mut cols: Vec<String> = silver::clean_schema(spec)
+        let derived = clean::derived(spec);
+        let mut cols: Vec<String> = clean::clean_schema(spec)
             .fields()
             .iter()
             .map(|f| format!("\"{}\"", f.name()))
@@ -347,7 +349,7 @@ impl UnifiedPlan {
         let first_landed = |input: &str| {
             format!(
                 "SELECT {col_list}, _source FROM ({})",
-                silver::first_landed(id, input)
+                sql::first_landed(id, input)
             )
         };
         match input {
@@ -355,11 +357,11 @@ impl UnifiedPlan {
             Input::SpeedNotInUnified => format!(
                 "SELECT * FROM ({}) s WHERE NOT EXISTS (SELECT 1 FROM unified u WHERE u.{} AND u.\"{id}\" = s.\"{id}\")",
                 first_landed(&speed),
-                silver::in_dates(dates)
+                sql::in_dates(dates)
             ),
             Input::SilverAndSpeed => first_landed(&format!(
                 "SELECT {col_list}, 'batch' AS _source FROM silver WHERE {} UNION ALL SELECT {col_list}, _source FROM ({speed})",
-                silver::in_dates(dates)
+                sql::in_dates(dates)
             )),
         }
     }
@@ -375,7 +377,7 @@ impl UnifiedPlan {
         let stream = spec.name;
         let t = self.t;
         let path = &self.path;
-        let df_ctx = silver::session().map_err(Error::batch)?;
+        let df_ctx = sql::session().map_err(Error::batch)?;
         let Some(write) = &self.write else {
             log_info(log, "no new speed file and no new batch run");
             return Ok(UnifiedMetrics::Unchanged(Unchanged {
@@ -405,7 +407,7 @@ impl UnifiedPlan {
         );
         let speed_table = SpeedFiles::new(store, spec, speed_files.clone(), Arc::clone(&counts))
             .and_then(|files| {
-                StreamingTable::try_new(silver::clean_schema(spec), vec![Arc::new(files)])
+                StreamingTable::try_new(clean::clean_schema(spec), vec![Arc::new(files)])
             })
             .map_err(Error::datafusion("reading the speed files"))?;
         df_ctx
@@ -450,7 +452,7 @@ impl UnifiedPlan {
                 .await
                 .map_err(Error::delta(path))?,
         };
-        let table = batch::write_plan(
+        let table = write::write_plan(
             target,
             &df_ctx,
             plan,
@@ -492,7 +494,7 @@ impl UnifiedPlan {
         }
         let c = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(UnifiedMetrics::Written(Written {
-            compacted: compacted.map(Compaction::from),
+            compacted,
             stream: stream.to_string(),
             mode: if replace {
                 UnifiedMode::Recompute
@@ -546,7 +548,7 @@ pub enum UnifiedMode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Written {
     /// The hourly compaction after an append, if one ran (`null` otherwise).
-    pub compacted: Option<Compaction>,
+    pub compacted: Option<Compacted>,
     /// The stream.
     pub stream: String,
     /// Append or recompute.
@@ -833,7 +835,7 @@ mod tests {
             partitions: 1,
         };
         let appended = UnifiedMetrics::Written(Written {
-            compacted: Some(compacted.clone().into()),
+            compacted: Some(compacted.clone()),
             stream: "api_logs".into(),
             mode: UnifiedMode::Append,
             version: Some(7),

@@ -2,7 +2,7 @@
 //! partitions of a physical plan — through one streaming Parquet writer for the table, no
 //! repartitioning, no copy of a row to split it by date — and commits them in one replace-where
 //! commit. Silver writes this way: its rows are written while they are cleaned, and the few
-//! that turn out to be later copies of an id ([`super::dedup`], over the rows' keys alone) are
+//! that turn out to be later copies of an id ([`crate::layers::batch::dedup`], over the rows' keys alone) are
 //! dropped from the files that hold them before the commit ([`Writes::drop_rows`]). Until the
 //! commit no reader sees a written file; a task that fails leaves them as orphans for vacuum.
 
@@ -30,6 +30,10 @@ use deltalake::{DeltaTable, DeltaTableError, Path};
 use futures::TryStreamExt as _;
 use object_store::ObjectStoreExt as _;
 
+use super::Error;
+use super::parquet::{TARGET_FILE_BYTES, parquet_properties_for};
+use super::plan::{commit, date_partition};
+use crate::layers::sql::in_dates;
 use crate::store::Store;
 
 /// The columns that name a row of the lake's tables: the file it landed in and its line.
@@ -65,7 +69,7 @@ fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionErro
 impl Writes {
     /// Writes to the table at `path` of rows of `schema` (created, partitioned by `date`, if
     /// missing; an existing table must have that schema, as Delta types it).
-    pub async fn open(store: &Store, path: &str, schema: SchemaRef) -> anyhow::Result<Writes> {
+    pub async fn open(store: &Store, path: &str, schema: SchemaRef) -> Result<Writes, Error> {
         let wanted: StructType = schema.as_ref().try_into_kernel()?;
         let mut table = store.delta_table_or_new(path).await?;
         if table.version().is_none() {
@@ -89,11 +93,11 @@ impl Writes {
                     .map(|f| format!("{} {}", f.name(), f.data_type()))
                     .collect()
             };
-            anyhow::bail!(
-                "{path} has columns {:?}, but this version of lakepipe writes {:?}: the table was made by another version; move it aside and re-run the batch to rebuild it",
-                names(&current),
-                names(&wanted)
-            );
+            return Err(Error::SchemaMismatch {
+                path: path.to_string(),
+                current: names(&current),
+                wanted: names(&wanted),
+            });
         }
         let schema = Arc::new(current);
         let writer = Self::writer_for(&table, &schema)?;
@@ -128,13 +132,13 @@ impl Writes {
         schema: &Schema,
     ) -> Result<RecordBatchWriter, DeltaTableError> {
         Ok(RecordBatchWriter::for_table(table)?
-            .with_writer_properties(super::parquet_properties_for(schema).build())
-            .with_target_file_size(super::compact::TARGET_FILE_BYTES))
+            .with_writer_properties(parquet_properties_for(schema).build())
+            .with_target_file_size(TARGET_FILE_BYTES))
     }
 
     /// Closes the writer the plan partitions wrote through (once they all ended), adding its
     /// files; later calls do nothing.
-    pub async fn finish(&self) -> anyhow::Result<()> {
+    pub async fn finish(&self) -> Result<(), Error> {
         if let Some(mut w) = self.writer.lock().await.take() {
             let adds = w.flush().await?;
             self.adds
@@ -153,7 +157,7 @@ impl Writes {
         plan: Arc<dyn ExecutionPlan>,
         partition: usize,
         keys: Vec<usize>,
-    ) -> anyhow::Result<Arc<dyn PartitionStream>> {
+    ) -> Result<Arc<dyn PartitionStream>, Error> {
         Ok(Arc::new(Writing {
             schema: Arc::new(plan.schema().project(&keys)?),
             writes: Arc::clone(self),
@@ -165,7 +169,7 @@ impl Writes {
 
     /// Drops the rows named in `rows` from the files written (after [`Self::finish`]),
     /// rewriting the files that hold any; returns how many rows went.
-    pub async fn drop_rows(&self, rows: &RowKeys) -> anyhow::Result<u64> {
+    pub async fn drop_rows(&self, rows: &RowKeys) -> Result<u64, Error> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -191,7 +195,7 @@ impl Writes {
                             builder.with_projection(mask)
                         }
                     };
-                    anyhow::Ok(builder.build()?)
+                    Ok::<_, Error>(builder.build()?)
                 }
             };
             // Most files hold none: their keys are read, not their rows.
@@ -212,8 +216,10 @@ impl Writes {
                 .get("date")
                 .cloned()
                 .flatten()
-                .ok_or_else(|| anyhow::anyhow!("{} has no date partition", add.path))?;
-            let partition = super::date_partition(&date);
+                .ok_or_else(|| Error::NoDatePartition {
+                    path: add.path.clone(),
+                })?;
+            let partition = date_partition(&date);
             let mut all = read(true).await?;
             while let Some(b) = all.try_next().await? {
                 let mask = rows.mask(&b)?;
@@ -239,7 +245,7 @@ impl Writes {
         &self,
         dates: &[String],
         props: CommitProperties,
-    ) -> anyhow::Result<u64> {
+    ) -> Result<u64, Error> {
         self.finish().await?;
         let log_store = self.table.log_store();
         let mut actions: Vec<Action> = self
@@ -260,9 +266,9 @@ impl Writes {
         let operation = DeltaOperation::Write {
             mode: SaveMode::Overwrite,
             partition_by: Some(vec!["date".into()]),
-            predicate: Some(super::silver::in_dates(dates)),
+            predicate: Some(in_dates(dates)),
         };
-        super::commit(&self.table, actions, operation, props).await
+        Ok(commit(&self.table, actions, operation, props).await?)
     }
 
     /// Writes one batch: as it is when its rows share a date (the usual case: silver's rows
@@ -284,7 +290,7 @@ impl Writes {
         }
         let first = dates.value(0);
         if dates.iter().all(|d| d == Some(first)) {
-            let partition = super::date_partition(first);
+            let partition = date_partition(first);
             return writer
                 .write_partition(b, &partition, WriteMode::Default)
                 .await
@@ -298,7 +304,7 @@ impl Writes {
             writer
                 .write_partition(
                     filter_record_batch(&b, &mask)?,
-                    &super::date_partition(d),
+                    &date_partition(d),
                     WriteMode::Default,
                 )
                 .await?;
@@ -357,12 +363,12 @@ fn key_columns(
     b: &RecordBatch,
     key: usize,
     line: usize,
-) -> anyhow::Result<(ArrayRef, &deltalake::arrow::array::Int64Array)> {
+) -> Result<(ArrayRef, &deltalake::arrow::array::Int64Array), Error> {
     let keys = deltalake::arrow::compute::cast(b.column(key), &DataType::Utf8)?;
     let lines = b
         .column(line)
         .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| anyhow::anyhow!("_line is not Int64"))?;
+        .ok_or(Error::LineNotInt64)?;
     Ok((keys, lines))
 }
 
@@ -375,7 +381,7 @@ pub struct RowKeys {
 
 impl RowKeys {
     /// Adds the rows of `b`, whose columns `source_key` and `line` name them.
-    pub fn add(&mut self, b: &RecordBatch, source_key: usize, line: usize) -> anyhow::Result<()> {
+    pub fn add(&mut self, b: &RecordBatch, source_key: usize, line: usize) -> Result<(), Error> {
         let (keys, lines) = key_columns(b, source_key, line)?;
         for (k, l) in keys.as_string::<i32>().iter().zip(lines.iter()) {
             if let (Some(k), Some(l)) = (k, l) {
@@ -406,7 +412,7 @@ impl RowKeys {
     }
 
     /// Which rows of `b` (with the columns of [`ROW_KEY`]) are not named: the rows to keep.
-    fn mask(&self, b: &RecordBatch) -> anyhow::Result<BooleanArray> {
+    fn mask(&self, b: &RecordBatch) -> Result<BooleanArray, Error> {
         let schema = b.schema();
         let (keys, lines) = key_columns(
             b,
