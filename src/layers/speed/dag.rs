@@ -1,5 +1,5 @@
 //! The speed layer's DAGs: one `2-<stream>_realtime_ingest` per stream, every 5 minutes, with
-//! `ingest` ([`super::Ingest`]) then `verify` ([`super::Verify`]).
+//! `ingest` ([`super::IngestBuilder`]) then `verify` ([`super::VerifyBuilder`]).
 
 use std::sync::Arc;
 
@@ -26,8 +26,18 @@ pub fn dags() -> Result<Vec<Dag>, String> {
                 Schedule::cron("*/5 * * * *")?,
                 4,
             )
-            .task("ingest", &[], POLICY, Arc::new(super::Ingest { spec }))
-            .task("verify", &["ingest"], POLICY, Arc::new(super::Verify)))
+            .task(
+                "ingest",
+                &[],
+                POLICY,
+                Arc::new(super::ingest::Ingest { spec }),
+            )
+            .task(
+                "verify",
+                &["ingest"],
+                POLICY,
+                Arc::new(super::verify::Verify),
+            ))
         })
         .collect()
 }
