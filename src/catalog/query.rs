@@ -131,6 +131,39 @@ pub async fn read_only_query(ctx: &SessionContext, sql: &str) -> Result<DataFram
         .map_err(Refusal::Invalid)
 }
 
+/// Why `lakepipe query` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The tables could not be registered.
+    #[error(transparent)]
+    Tables(DataFusionError),
+    /// A statement that would write, create, or read outside the registered tables.
+    #[error(
+        "refused: `lakepipe query` is read-only over the lake's tables ({reason}); to save a result, use --out FILE"
+    )]
+    ReadOnly {
+        /// DataFusion's reason.
+        reason: String,
+    },
+    /// The SQL does not plan against the registered tables.
+    #[error("query failed (tables: {tables})")]
+    Invalid {
+        /// The tables there are.
+        tables: String,
+        /// DataFusion's error.
+        source: DataFusionError,
+    },
+    /// The query failed while it ran.
+    #[error("query failed")]
+    Execute(#[source] DataFusionError),
+    /// The rows could not be formatted.
+    #[error(transparent)]
+    Format(#[from] deltalake::arrow::error::ArrowError),
+    /// The rows could not be written out.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Runs `sql` (read-only, see [`read_only`]) and writes the result to `out`; returns the
 /// number of rows.
 pub async fn run(
@@ -138,27 +171,29 @@ pub async fn run(
     sql: &str,
     format: OutputFormat,
     out: &mut (dyn Write + Send),
-) -> anyhow::Result<u64> {
-    use anyhow::Context as _;
-    let (ctx, names) = context(store).await?;
+) -> Result<u64, QueryError> {
+    let (ctx, names) = context(store).await.map_err(QueryError::Tables)?;
     let df = match read_only_query(&ctx, sql).await {
         Ok(df) => df,
-        Err(Refusal::ReadOnly(e)) => anyhow::bail!(
-            "refused: `lakepipe query` is read-only over the lake's tables ({}); \
-             to save a result, use --out FILE",
-            e.message()
-        ),
-        Err(Refusal::Invalid(e)) => {
-            return Err(e).with_context(|| format!("query failed (tables: {})", names.join(", ")));
+        Err(Refusal::ReadOnly(e)) => {
+            return Err(QueryError::ReadOnly {
+                reason: e.message().to_string(),
+            });
+        }
+        Err(Refusal::Invalid(source)) => {
+            return Err(QueryError::Invalid {
+                tables: names.join(", "),
+                source,
+            });
         }
     };
-    let mut stream = df.execute_stream().await.context("query failed")?;
+    let mut stream = df.execute_stream().await.map_err(QueryError::Execute)?;
     let mut rows = 0u64;
     match format {
         OutputFormat::Table => {
             let mut batches = Vec::new();
             while let Some(b) = stream.next().await {
-                let b = b.context("query failed")?;
+                let b = b.map_err(QueryError::Execute)?;
                 rows += b.num_rows() as u64;
                 batches.push(b);
             }
@@ -169,7 +204,7 @@ pub async fn run(
                 .with_header(true)
                 .build(&mut *out);
             while let Some(b) = stream.next().await {
-                let b = b.context("query failed")?;
+                let b = b.map_err(QueryError::Execute)?;
                 rows += b.num_rows() as u64;
                 w.write(&b)?;
             }
@@ -177,7 +212,7 @@ pub async fn run(
         OutputFormat::Json => {
             let mut w = deltalake::arrow::json::LineDelimitedWriter::new(&mut *out);
             while let Some(b) = stream.next().await {
-                let b = b.context("query failed")?;
+                let b = b.map_err(QueryError::Execute)?;
                 rows += b.num_rows() as u64;
                 w.write(&b)?;
             }

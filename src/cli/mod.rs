@@ -294,7 +294,7 @@ fn check_ranges(command: &Command) -> Result<(), String> {
 
 /// A usage error found after parsing (flags that only make sense together): clap's message
 /// and exit code 2.
-fn usage_check(r: anyhow::Result<()>) {
+fn usage_check<E: std::fmt::Display>(r: Result<(), E>) {
     if let Err(e) = r {
         use clap::CommandFactory as _;
         Args::command()
@@ -428,7 +428,7 @@ async fn bind_ui(u: &UiArgs, store: &Store) -> anyhow::Result<tokio::net::TcpLis
 async fn ui(config: &ValidatedConfig, u: &UiArgs) -> anyhow::Result<()> {
     let store = open_existing_store(config).await?;
     let listener = bind_ui(u, &store).await?;
-    crate::web::serve(store, listener, u.access(), wait_for_signal()).await
+    Ok(crate::web::serve(store, listener, u.access(), wait_for_signal()).await?)
 }
 
 async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<()> {

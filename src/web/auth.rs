@@ -15,11 +15,9 @@ use super::error::{ApiError, Error};
 use super::state::AppState;
 
 /// Checks where the UI may listen: a non-loopback address needs a token.
-pub fn check_listen(addr: &SocketAddr, token: Option<&str>) -> anyhow::Result<()> {
+pub fn check_listen(addr: &SocketAddr, token: Option<&str>) -> Result<(), Error> {
     if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
-        anyhow::bail!(
-            "listening on {addr} (not loopback) needs a token: pass --token or set LAKEPIPE_UI_TOKEN"
-        );
+        return Err(Error::OpenWithoutToken { addr: *addr });
     }
     Ok(())
 }

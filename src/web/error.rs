@@ -15,6 +15,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Why the UI cannot answer a request as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// `ui`/`up` asked to listen off loopback without a token.
+    #[error(
+        "listening on {addr} (not loopback) needs a token: pass --token or set LAKEPIPE_UI_TOKEN"
+    )]
+    OpenWithoutToken { addr: std::net::SocketAddr },
+    /// The listener failed.
+    #[error("the UI's listener failed")]
+    Serve(#[source] std::io::Error),
+
     /// A logical date in the path or query that is not one.
     #[error("logical date {date}: {reason}")]
     BadDate { date: String, reason: String },
@@ -113,9 +122,11 @@ impl Error {
             Error::Refused { .. } => StatusCode::CONFLICT,
             Error::FormTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Corrupt { .. } | Error::NoRandomness { .. } | Error::Lake { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::Corrupt { .. }
+            | Error::NoRandomness { .. }
+            | Error::Lake { .. }
+            | Error::OpenWithoutToken { .. }
+            | Error::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

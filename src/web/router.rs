@@ -69,10 +69,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     access: Access,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listen = listener.local_addr()?;
+) -> Result<(), super::Error> {
+    let listen = listener.local_addr().map_err(super::Error::Serve)?;
     axum::serve(listener, router(store, listen, access)?)
         .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+        .await
+        .map_err(super::Error::Serve)
 }
