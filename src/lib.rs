@@ -15,7 +15,7 @@ pub mod error;
 pub mod landing;
 pub mod layers;
 pub mod pipeline;
-pub mod progress;
+pub(crate) mod progress;
 pub mod scheduler;
 pub mod sources;
 pub mod store;

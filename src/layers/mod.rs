@@ -9,8 +9,8 @@
 //! SQL helpers ([`sql`]), and how Delta tables are written ([`write`]).
 
 pub mod batch;
-pub mod clean;
+pub(crate) mod clean;
 pub mod serving;
 pub mod speed;
-pub mod sql;
-pub mod write;
+pub(crate) mod sql;
+pub(crate) mod write;

@@ -23,13 +23,13 @@
 mod actions;
 mod api;
 mod auth;
-pub mod charts;
-pub mod data;
+mod charts;
+mod data;
 mod error;
 pub mod guard;
 mod html;
-pub mod metrics;
-pub mod pages;
+mod metrics;
+mod pages;
 mod params;
 mod router;
 mod state;

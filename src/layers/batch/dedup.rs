@@ -226,7 +226,8 @@ impl FirstLanded {
     }
 
     /// Reads buckets whose rows take more than `bytes` twice instead of holding them
-    /// (default [`BUCKET_MEMORY`]).
+    /// (default [`BUCKET_MEMORY`]); tests use a small one to take the twice-read path.
+    #[cfg(test)]
     pub fn with_bucket_memory(mut self, bytes: usize) -> FirstLanded {
         self.bucket_memory = bytes;
         self

@@ -9,10 +9,10 @@
 pub mod bronze;
 pub mod compact;
 pub mod dag;
-pub mod dedup;
+pub(crate) mod dedup;
 pub mod error;
 pub mod gold;
-pub mod lineage;
+pub(crate) mod lineage;
 pub mod silver;
 
 pub use error::Error;

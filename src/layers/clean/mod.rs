@@ -8,12 +8,12 @@
 mod cleaner;
 mod derived;
 mod expectations;
-mod schema;
+pub(crate) mod schema;
 
 pub use cleaner::{Cleaned, Cleaner, Counts};
 pub use derived::derived;
-pub use expectations::{Action, Check, Expectation, expectations};
-pub use schema::{LANDING_ORDER, clean_schema, quarantine_schema};
+pub use expectations::{Expectation, expectations};
+pub use schema::{LANDING_ORDER, clean_schema};
 
 /// A row broke an expectation whose action is `fail`: the rule, the row's file and line, and
 /// the offending value. It travels out of the cleaning partitions inside a

@@ -91,8 +91,7 @@ impl Error {
 }
 
 /// Every serving failure is retried, as before its errors were typed: lake I/O, Delta commits
-/// and queries may pass on another attempt, and nothing here was ever [`Fatal`]
-/// (`crate::scheduler::Fatal`). A broken `fail` expectation met while cleaning speed rows
+/// and queries may pass on another attempt, and nothing here was ever final. A broken `fail` expectation met while cleaning speed rows
 /// reaches serving inside a DataFusion or Delta error, and was retried too.
 impl Retryable for Error {
     fn is_retryable(&self) -> bool {

@@ -103,22 +103,6 @@ pub fn window_view_sql(
     )
 }
 
-/// Registers the view `name` of [`window_view_sql`].
-pub async fn window_view(
-    ctx: &SessionContext,
-    name: &str,
-    stream: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<()> {
-    ctx.sql(&window_view_sql(name, stream, start, end))
-        .await
-        .map_err(Error::datafusion(format!(
-            "view {name} of unified_{stream}"
-        )))?;
-    Ok(())
-}
-
 /// Runs `df` and returns its rows with its schema (also when there are none).
 pub async fn collect(df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());

@@ -64,8 +64,6 @@ pub enum Write<'a> {
     Append,
     /// Replace these `date` partitions (replace-where).
     ReplaceDates(&'a [String]),
-    /// Replace the whole table (not partitioned): snapshots such as dashboards.
-    Overwrite,
 }
 /// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
 /// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`, with
@@ -99,6 +97,5 @@ pub async fn write_plan(
                 .with_replace_where(in_dates(dates))
                 .await
         }
-        Write::Overwrite => write.with_save_mode(SaveMode::Overwrite).await,
     }
 }

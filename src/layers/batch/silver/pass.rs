@@ -177,7 +177,7 @@ impl PartitionStream for QuarantineRows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::clean::quarantine_schema;
+    use crate::layers::clean::schema::quarantine_schema;
 
     /// The quarantine rows a [`QuarantineRows`] stream yields, or its error.
     async fn read_quarantine(channel: Arc<QuarantineChannel>) -> Result<usize, DataFusionError> {
