@@ -15,6 +15,9 @@ pub enum Error {
     /// A bucket bootstrap could not be run.
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::Error),
+    /// The scheduler could not run, record or refused a request.
+    #[error(transparent)]
+    Scheduler(#[from] crate::scheduler::Error),
 }
 
 /// Result with the crate-wide [`Error`].

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::{GenArgs, open_existing_store, open_store, parse_time};
 use crate::clock::{Clock, SimClock, SystemClock, rfc3339_secs};
 use crate::config::ValidatedConfig;
-use crate::pipeline::{dag as dag_by_id, dags as all_dags};
+use crate::pipeline::dags as all_dags;
 use crate::progress::Progress;
 use crate::scheduler::control::{self, Request};
 use crate::scheduler::driver::{self, DriveSummary};
@@ -194,10 +194,7 @@ fn parse_run_state(s: &str) -> Result<RunState, String> {
 }
 
 fn find_dag(id: &str) -> anyhow::Result<&'static Dag> {
-    dag_by_id(id).ok_or_else(|| {
-        let ids: Vec<&str> = all_dags().iter().map(|d| d.dag_id.as_str()).collect();
-        anyhow::anyhow!("no DAG `{id}`; DAGs: {}", ids.join(", "))
-    })
+    Ok(crate::scheduler::dag::lookup(all_dags(), id)?)
 }
 
 fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String]) -> RunParams {
@@ -331,7 +328,7 @@ pub(super) async fn simulate(
     };
     let result = tokio::select! {
         r = driver::simulate(&r, &sim, &dags, a.from, a.to, &mut on_run) => r,
-        Ok(_) = lost.wait_for(|l| *l) => Err(anyhow::anyhow!("lost the scheduler lease to another process; stopped")),
+        Ok(_) = lost.wait_for(|l| *l) => Err(crate::scheduler::Error::LeaseLost),
     };
     progress.finish();
     lease.release().await;
@@ -369,6 +366,7 @@ pub(super) async fn live_scheduler(
         &mut on_run,
     )
     .await
+    .map_err(Into::into)
 }
 
 /// `lakepipe dags …`.

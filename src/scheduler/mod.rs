@@ -10,12 +10,14 @@ pub mod airflow;
 pub mod control;
 pub mod dag;
 pub mod driver;
+pub mod error;
 pub mod lease;
 pub mod runner;
 pub mod state;
 pub mod task;
 
 pub use dag::{Dag, Schedule, TaskPolicy, TaskSpec};
+pub use error::{Error, Refusal};
 pub use runner::{Reprocess, Runner};
 pub use state::{DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
 pub use task::{Fatal, Retryable, RunParams, TaskBody, TaskContext, TaskError, TaskResult};
