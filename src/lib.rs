@@ -11,7 +11,6 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod error;
 pub mod landing;
 pub mod layers;
 pub mod pipeline;
@@ -22,4 +21,3 @@ pub mod store;
 pub mod web;
 
 pub use cli::{Args, run};
-pub use error::{Error, Result};

@@ -440,7 +440,8 @@ async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<
         true => None,
         false => Some(bind_ui(&u.ui, &store).await?),
     };
-    let lease = sched::take_lease(config, &store, "up").await?;
+    let scheduler = sched::scheduler(config, store.clone(), sched::params(config, g, &[]));
+    let lease = scheduler.lease("up").await?;
     let (tx, rx) = shutdown_on_signal();
     if let Some(listener) = listener {
         let mut stop = rx.clone();
@@ -469,7 +470,10 @@ async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<
             "off"
         }
     );
-    let scheduler = sched::live_scheduler(config, &store, g, rx.clone());
+    let live = crate::scheduler::LiveOptions {
+        catchup: config.config.scheduler.catchup,
+    };
+    let scheduler = scheduler.live(&lease, live, rx.clone());
     let landing = landing::run_live(&store, &opts, Arc::new(SystemClock), rx);
     let (sched_res, landing_res) = tokio::join!(scheduler, landing);
     lease.release().await;

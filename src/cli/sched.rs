@@ -2,22 +2,20 @@
 //! backfill|test|pause|unpause`, `tasks run|clear`, `runs list`, `logs`, `airflow export`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
-use tokio::sync::watch;
 
 use super::{GenArgs, open_existing_store, open_store, parse_time};
-use crate::clock::{Clock, SimClock, SystemClock, rfc3339_secs};
+use crate::clock::rfc3339_secs;
 use crate::config::ValidatedConfig;
-use crate::pipeline::{dag as dag_by_id, dags as all_dags};
+use crate::pipeline::dags as all_dags;
 use crate::progress::Progress;
-use crate::scheduler::control::{self, Request};
-use crate::scheduler::driver::{self, DriveSummary};
-use crate::scheduler::lease::{Lease, LeaseError};
-use crate::scheduler::{Dag, DagRun, Reprocess, RunParams, RunState, RunStore, RunType, Runner};
+use crate::scheduler::control::Request;
+use crate::scheduler::driver::DriveSummary;
+use crate::scheduler::handle::{BackfillPlan, RequestOutcome, Scheduler, SimulatePlan};
+use crate::scheduler::{Dag, DagRun, Reprocess, RunParams, RunState};
 use crate::store::Store;
 
 /// `lakepipe simulate`.
@@ -194,13 +192,10 @@ fn parse_run_state(s: &str) -> Result<RunState, String> {
 }
 
 fn find_dag(id: &str) -> anyhow::Result<&'static Dag> {
-    dag_by_id(id).ok_or_else(|| {
-        let ids: Vec<&str> = all_dags().iter().map(|d| d.dag_id.as_str()).collect();
-        anyhow::anyhow!("no DAG `{id}`; DAGs: {}", ids.join(", "))
-    })
+    Ok(crate::scheduler::dag::lookup(all_dags(), id)?)
 }
 
-fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String]) -> RunParams {
+pub(super) fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String]) -> RunParams {
     RunParams {
         seed: config.config.seed,
         scale: g.scale,
@@ -209,67 +204,18 @@ fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String]) -> RunPa
     }
 }
 
-fn runner(
-    store: &Store,
-    clock: Arc<dyn Clock>,
-    params: RunParams,
-    record: bool,
-    echo: bool,
-) -> Runner {
-    Runner::new(
-        RunStore::new(store.clone(), record),
-        all_dags(),
-        clock,
-        params,
-        echo,
-    )
-}
-
-/// Opens the lake, takes its lease and builds a recording runner on the wall clock
-/// (`dags backfill`).
-async fn scheduling(
-    config: &ValidatedConfig,
-    g: &GenArgs,
-    command: &str,
-) -> anyhow::Result<(Lease, Runner)> {
-    let r = wall_clock_runner(config, g, true, false).await?;
-    let lease = take_lease(config, r.runs().store(), command).await?;
-    Ok((lease, r))
-}
-
-/// Opens and checks the lake and builds a runner on the wall clock; `record = false` for
-/// `dags test`, `echo` prints task logs to stderr.
-async fn wall_clock_runner(
-    config: &ValidatedConfig,
-    g: &GenArgs,
-    record: bool,
-    echo: bool,
-) -> anyhow::Result<Runner> {
-    let store = open_store(config).await?;
-    store.preflight().await?;
-    Ok(runner(
-        &store,
-        Arc::new(SystemClock),
-        params(config, g, &[]),
-        record,
-        echo,
+/// The scheduler of an open lake, with the run parameters and lease settings of the command.
+pub(super) fn scheduler(config: &ValidatedConfig, store: Store, params: RunParams) -> Scheduler {
+    Scheduler::new(store, all_dags(), params).lease_ttl(std::time::Duration::from_secs(
+        config.config.scheduler.lease_ttl_s,
     ))
 }
 
-/// Takes the scheduler lease of the lake, or fails with who holds it.
-pub(super) async fn take_lease(
-    config: &ValidatedConfig,
-    store: &Store,
-    command: &str,
-) -> anyhow::Result<Lease> {
-    let ttl = std::time::Duration::from_secs(config.config.scheduler.lease_ttl_s);
-    let lease = Lease::acquire(store, command, ttl).await?;
-    if store.create_mode().await? == crate::store::CreateMode::CheckThenPut {
-        tracing::warn!(
-            "this store ignores create-only writes: the lease cannot stop a scheduler started at the same instant; run one scheduler per lake"
-        );
-    }
-    Ok(lease)
+/// Opens and checks the lake and builds its scheduler.
+async fn open_scheduler(config: &ValidatedConfig, params: RunParams) -> anyhow::Result<Scheduler> {
+    let store = open_store(config).await?;
+    store.preflight().await?;
+    Ok(scheduler(config, store, params))
 }
 
 fn print_summary(summary: &DriveSummary, json: bool) -> anyhow::Result<()> {
@@ -300,75 +246,17 @@ pub(super) async fn simulate(
     a: &SimulateArgs,
     json: bool,
 ) -> anyhow::Result<()> {
-    let dags: Vec<&'static Dag> = if a.dags.is_empty() {
-        all_dags()
-            .iter()
-            .filter(|d| d.schedule.expr().is_some())
-            .collect()
-    } else {
-        a.dags
-            .iter()
-            .map(|d| find_dag(d))
-            .collect::<anyhow::Result<_>>()?
-    };
-    let store = open_store(config).await?;
-    store.preflight().await?;
-    let lease = take_lease(config, &store, "simulate").await?;
-    let sim = Arc::new(SimClock::new(a.from));
-    let r = runner(
-        &store,
-        sim.clone(),
-        params(config, &a.gen_args, &a.fail_task),
-        true,
-        false,
-    );
-    let total = driver::count_runs(&dags, a.from, a.to);
-    let progress = Progress::new(total, "simulate", "runs");
-    let mut lost = lease.lost();
-    let mut on_run = |s: &DriveSummary| {
-        progress.set(s.executed + s.already_done);
-        progress.message(rfc3339_secs(sim.now()));
-    };
-    let result = tokio::select! {
-        r = driver::simulate(&r, &sim, &dags, a.from, a.to, &mut on_run) => r,
-        Ok(_) = lost.wait_for(|l| *l) => Err(anyhow::anyhow!("lost the scheduler lease to another process; stopped")),
-    };
+    let plan = SimulatePlan::new(all_dags(), &a.dags, a.from, a.to)?;
+    let sched = open_scheduler(config, params(config, &a.gen_args, &a.fail_task)).await?;
+    let progress = Progress::new(plan.runs(), "simulate", "runs");
+    let result = sched
+        .simulate(&plan, |s, now| {
+            progress.set(s.executed + s.already_done);
+            progress.message(rfc3339_secs(now));
+        })
+        .await;
     progress.finish();
-    lease.release().await;
     print_summary(&result?, json)
-}
-
-/// The live scheduler of `lakepipe up`.
-pub(super) async fn live_scheduler(
-    config: &ValidatedConfig,
-    store: &Store,
-    g: &GenArgs,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<DriveSummary> {
-    let r = runner(
-        store,
-        Arc::new(SystemClock),
-        params(config, g, &[]),
-        true,
-        false,
-    );
-    let dags: Vec<&'static Dag> = all_dags().iter().collect();
-    let mut reported = 0;
-    let mut on_run = |s: &DriveSummary| {
-        tracing::info!("scheduler: {}", s.line());
-        for f in s.failures.iter().skip(reported) {
-            tracing::warn!("run failed: {f} (`lakepipe logs` shows why)");
-        }
-        reported = s.failures.len();
-    };
-    driver::live(
-        &r,
-        &dags,
-        config.config.scheduler.catchup,
-        shutdown,
-        &mut on_run,
-    )
-    .await
 }
 
 /// `lakepipe dags …`.
@@ -395,9 +283,8 @@ pub(super) async fn dags(
         DagsCommand::Pause { dag } | DagsCommand::Unpause { dag } => {
             let dag = find_dag(dag)?;
             let paused = matches!(c, DagsCommand::Pause { .. });
-            let store = open_store(config).await?;
-            store.preflight().await?;
-            let rec = control::set_paused(&store, dag, paused, "cli").await?;
+            let sched = open_scheduler(config, RunParams::default()).await?;
+            let rec = sched.set_paused(dag, paused, "cli").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rec)?);
             } else {
@@ -417,30 +304,18 @@ pub(super) async fn dags(
             gen_args,
             ..
         } => {
-            let dag = find_dag(dag)?;
-            if dag.schedule.expr().is_none() {
-                anyhow::bail!(
-                    "{} has no schedule; use `lakepipe dags trigger`",
-                    dag.dag_id
-                );
-            }
-            let (lease, r) = scheduling(config, gen_args, "dags backfill").await?;
             let reprocess = match reprocess {
                 ReprocessArg::None => Reprocess::None,
                 ReprocessArg::Failed => Reprocess::Failed,
                 ReprocessArg::All => Reprocess::All,
             };
-            let total = dag
-                .schedule
-                .fires_between(*from - chrono::Duration::milliseconds(1), *to)
-                .count() as u64;
-            let progress = Progress::new(total, "backfill", "runs");
-            let res = driver::backfill(&r, dag, *from, *to, reprocess, &mut |s| {
-                progress.set(s.executed + s.already_done)
-            })
-            .await;
+            let plan = BackfillPlan::new(find_dag(dag)?, *from, *to, reprocess)?;
+            let sched = open_scheduler(config, params(config, gen_args, &[])).await?;
+            let progress = Progress::new(plan.runs(), "backfill", "runs");
+            let res = sched
+                .backfill(&plan, |s| progress.set(s.executed + s.already_done))
+                .await;
             progress.finish();
-            lease.release().await;
             print_summary(&res?, json)
         }
         DagsCommand::Test {
@@ -449,11 +324,8 @@ pub(super) async fn dags(
             gen_args,
         } => {
             let dag = find_dag(dag)?;
-            let r = wall_clock_runner(config, gen_args, false, true).await?;
-            let run = r
-                .run_dag(dag, *logical_date, RunType::Manual, Reprocess::All)
-                .await?;
-            report_run(&run, json)
+            let sched = open_scheduler(config, params(config, gen_args, &[])).await?;
+            report_run(&sched.test(dag, *logical_date).await?, json)
         }
     }
 }
@@ -468,51 +340,25 @@ async fn manual_request(
     gen_args: &GenArgs,
     json: bool,
 ) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
-    store.preflight().await?;
-    let runs = RunStore::new(store.clone(), true);
-    let existing = runs.get_run(&dag.dag_id, t).await?;
-    control::check_request(dag, t, request, existing.as_ref())?;
-    let command = match request {
-        Request::Trigger => "dags trigger",
-        Request::Clear => "tasks clear",
-    };
-    let lease = match take_lease(config, &store, command).await {
-        Ok(lease) => lease,
-        Err(e) => match e.downcast_ref::<LeaseError>() {
-            Some(LeaseError::Held(holder)) => {
-                let run = control::enqueue(&runs, dag, t, request).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&run)?);
-                } else {
-                    println!(
-                        "{} {}: queued for the running scheduler (`lakepipe {}`, pid {} on {})",
-                        dag.dag_id,
-                        rfc3339_secs(t),
-                        holder.command,
-                        holder.pid,
-                        holder.host
-                    );
-                }
-                return Ok(());
+    let sched = open_scheduler(config, params(config, gen_args, &[])).await?;
+    match sched.request(dag, t, request).await? {
+        RequestOutcome::Ran(run) => report_run(&run, json),
+        RequestOutcome::Queued { run, holder } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                println!(
+                    "{} {}: queued for the running scheduler (`lakepipe {}`, pid {} on {})",
+                    dag.dag_id,
+                    rfc3339_secs(t),
+                    holder.command,
+                    holder.pid,
+                    holder.host
+                );
             }
-            _ => return Err(e),
-        },
-    };
-    let r = runner(
-        &store,
-        Arc::new(SystemClock),
-        params(config, gen_args, &[]),
-        true,
-        false,
-    );
-    let reprocess = match request {
-        Request::Trigger => Reprocess::None,
-        Request::Clear => Reprocess::Failed,
-    };
-    let res = r.run_dag(dag, t, RunType::Manual, reprocess).await;
-    lease.release().await;
-    report_run(&res?, json)
+            Ok(())
+        }
+    }
 }
 
 fn report_run(run: &DagRun, json: bool) -> anyhow::Result<()> {
@@ -672,8 +518,8 @@ pub(super) async fn tasks(
     };
     let dag = find_dag(dag)?;
     let t = *logical_date;
-    let r = wall_clock_runner(config, gen_args, true, true).await?;
-    let ti = r.run_single_task(dag, task, t).await?;
+    let sched = open_scheduler(config, params(config, gen_args, &[])).await?;
+    let ti = sched.run_task(dag, task, t).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&ti)?);
     } else {
@@ -708,7 +554,9 @@ pub(super) async fn runs(
         find_dag(d)?;
     }
     let store = open_existing_store(config).await?;
-    let runs = driver::list_runs(&RunStore::new(store, true), dag.as_deref(), *state).await?;
+    let runs = scheduler(config, store, RunParams::default())
+        .list_runs(dag.as_deref(), *state)
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(());
@@ -741,34 +589,9 @@ pub(super) async fn logs(config: &ValidatedConfig, l: &LogsArgs) -> anyhow::Resu
     dag.task_by_id(&l.task)
         .ok_or_else(|| anyhow::anyhow!("DAG {} has no task {}", dag.dag_id, l.task))?;
     let store = open_existing_store(config).await?;
-    let runs = RunStore::new(store, true);
-    let attempt = match l.attempt {
-        Some(a) => a,
-        None => runs
-            .get_ti(&dag.dag_id, l.logical_date, &l.task)
-            .await?
-            .map(|ti| ti.try_number())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no recorded attempt of {} {} at {}",
-                    dag.dag_id,
-                    l.task,
-                    rfc3339_secs(l.logical_date)
-                )
-            })?,
-    };
-    let text = runs
-        .get_log(&dag.dag_id, l.logical_date, &l.task, attempt)
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no log for {} {} at {} attempt {attempt}",
-                dag.dag_id,
-                l.task,
-                rfc3339_secs(l.logical_date)
-            )
-        })?;
+    let text = scheduler(config, store, RunParams::default())
+        .log(dag, &l.task, l.logical_date, l.attempt)
+        .await?;
     use std::io::Write as _;
     std::io::stdout().write_all(&text)?;
     Ok(())

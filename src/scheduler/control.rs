@@ -11,6 +11,7 @@ use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::dag::Dag;
+use super::error::{Error, Refusal, Result};
 use super::state::{DagRun, QueuedRun, RunState, RunStore, RunType};
 use crate::store::Store;
 
@@ -35,12 +36,7 @@ fn control_key(dag_id: &str) -> String {
 }
 
 /// Pauses or unpauses `dag`; returns the record written.
-pub async fn set_paused(
-    store: &Store,
-    dag: &Dag,
-    paused: bool,
-    by: &str,
-) -> anyhow::Result<DagControl> {
+pub async fn set_paused(store: &Store, dag: &Dag, paused: bool, by: &str) -> Result<DagControl> {
     let c = DagControl {
         dag_id: dag.dag_id.clone(),
         is_paused: paused,
@@ -52,7 +48,7 @@ pub async fn set_paused(
 }
 
 /// The control records of every DAG that has one (one listing).
-pub async fn controls(store: &Store) -> anyhow::Result<Vec<DagControl>> {
+pub async fn controls(store: &Store) -> Result<Vec<DagControl>> {
     let metas: Vec<_> = store.list(&format!("{DAGS_PREFIX}/")).try_collect().await?;
     let mut out = Vec::with_capacity(metas.len());
     for m in metas {
@@ -60,7 +56,7 @@ pub async fn controls(store: &Store) -> anyhow::Result<Vec<DagControl>> {
         if let Some(body) = store.get_opt(&key).await? {
             match serde_json::from_slice::<DagControl>(&body) {
                 Ok(c) => out.push(c),
-                Err(e) => anyhow::bail!("corrupt control record {key}: {e}"),
+                Err(e) => return Err(Error::corrupt("control record", &key, e)),
             }
         }
     }
@@ -68,7 +64,7 @@ pub async fn controls(store: &Store) -> anyhow::Result<Vec<DagControl>> {
 }
 
 /// IDs of the paused DAGs.
-pub async fn paused(store: &Store) -> anyhow::Result<Vec<String>> {
+pub async fn paused(store: &Store) -> Result<Vec<String>> {
     Ok(controls(store)
         .await?
         .into_iter()
@@ -93,24 +89,25 @@ pub fn check_request(
     t: DateTime<Utc>,
     request: Request,
     existing: Option<&DagRun>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let at = crate::clock::rfc3339_secs(t);
-    match (request, existing) {
-        (Request::Trigger, Some(run)) if run.state.is_finished() => anyhow::bail!(
-            "{} already has a {} run at {at} (state {}); clear its failed tasks or use `lakepipe dags backfill {} --from {at} --to {at} --reprocess all` to run it again",
-            dag.dag_id,
-            run.run_type.as_str(),
-            run.state.as_str(),
-            dag.dag_id,
-        ),
-        (Request::Clear, None) => anyhow::bail!("{} has no run at {at} to clear", dag.dag_id),
-        (Request::Clear, Some(run)) if run.state != RunState::Failed => anyhow::bail!(
-            "{} {at} is {}: only failed runs have failed tasks to clear",
-            dag.dag_id,
-            run.state.as_str()
-        ),
-        _ => Ok(()),
-    }
+    let dag = dag.dag_id.clone();
+    let refusal = match (request, existing) {
+        (Request::Trigger, Some(run)) if run.state.is_finished() => Refusal::AlreadyRun {
+            dag,
+            run_type: run.run_type.as_str(),
+            at,
+            state: run.state.as_str(),
+        },
+        (Request::Clear, None) => Refusal::NoRun { dag, at },
+        (Request::Clear, Some(run)) if run.state != RunState::Failed => Refusal::NotFailed {
+            dag,
+            at,
+            state: run.state.as_str(),
+        },
+        _ => return Ok(()),
+    };
+    Err(refusal.into())
 }
 
 /// Records `request` for the scheduler that holds the lease: the run record (a new manual run
@@ -120,7 +117,7 @@ pub async fn enqueue(
     dag: &Dag,
     t: DateTime<Utc>,
     request: Request,
-) -> anyhow::Result<DagRun> {
+) -> Result<DagRun> {
     let existing = runs.get_run(&dag.dag_id, t).await?;
     check_request(dag, t, request, existing.as_ref())?;
     let run = match existing {

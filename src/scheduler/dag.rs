@@ -322,6 +322,14 @@ pub fn find<'a>(dags: &'a [Dag], dag_id: &str) -> Option<&'a Dag> {
     dags.iter().find(|d| d.dag_id == dag_id)
 }
 
+/// [`find`], or [`Error::NoDag`](super::Error::NoDag) naming every DAG of `dags`.
+pub fn lookup<'a>(dags: &'a [Dag], dag_id: &str) -> Result<&'a Dag, super::Error> {
+    find(dags, dag_id).ok_or_else(|| super::Error::NoDag {
+        id: dag_id.to_string(),
+        known: dags.iter().map(|d| d.dag_id.clone()).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

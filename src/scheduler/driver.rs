@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::dag::Dag;
+use super::error::Result;
 use super::runner::{Reprocess, Runner};
 use super::state::{DagRun, RunState, RunStore, RunType};
 
@@ -100,7 +101,7 @@ async fn run_tick(
     cursors: &mut BTreeMap<String, DateTime<Utc>>,
     t: DateTime<Utc>,
     summary: &mut DriveSummary,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let due: Vec<&'static Dag> = dags
         .iter()
         .copied()
@@ -150,7 +151,7 @@ pub async fn simulate(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     on_run: &mut dyn FnMut(&DriveSummary),
-) -> anyhow::Result<DriveSummary> {
+) -> Result<DriveSummary> {
     let began = std::time::Instant::now();
     let mut cursors: BTreeMap<String, DateTime<Utc>> = dags
         .iter()
@@ -184,7 +185,7 @@ pub async fn backfill(
     to: DateTime<Utc>,
     reprocess: Reprocess,
     on_run: &mut dyn FnMut(&DriveSummary),
-) -> anyhow::Result<DriveSummary> {
+) -> Result<DriveSummary> {
     let began = std::time::Instant::now();
     let mut summary = DriveSummary::default();
     let start = from - chrono::Duration::milliseconds(1);
@@ -209,7 +210,7 @@ pub async fn live(
     catchup: bool,
     mut shutdown: watch::Receiver<bool>,
     on_run: &mut dyn FnMut(&DriveSummary),
-) -> anyhow::Result<DriveSummary> {
+) -> Result<DriveSummary> {
     let began = std::time::Instant::now();
     let clock = runner.clock().clone();
     let now = clock.now();
@@ -279,7 +280,7 @@ pub async fn live(
 const QUEUE_POLL_S: i64 = 2;
 
 /// Executes the manual runs that `dags trigger` queued while this scheduler held the lease.
-async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> anyhow::Result<()> {
+async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> Result<()> {
     for (key, q) in runner.runs().queued().await? {
         match runner.dag(&q.dag_id) {
             Some(dag) => {
@@ -299,8 +300,9 @@ async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> anyhow::Resu
                     Ok(run) => summary.add(&run, true),
                     Err(e) => tracing::error!(
                         dag = %q.dag_id,
-                        "dropping a queued run at {}: {e:#}",
-                        crate::clock::rfc3339_secs(q.logical_date)
+                        "dropping a queued run at {}: {}",
+                        crate::clock::rfc3339_secs(q.logical_date),
+                        e.chain()
                     ),
                 }
             }
@@ -316,7 +318,7 @@ pub async fn list_runs(
     runs: &RunStore,
     dag: Option<&str>,
     state: Option<RunState>,
-) -> anyhow::Result<Vec<DagRun>> {
+) -> Result<Vec<DagRun>> {
     let mut runs: Vec<DagRun> = runs
         .runs(dag)
         .try_filter(|r| futures::future::ready(state.is_none_or(|s| r.state == s)))

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use super::dag::{Dag, TaskSpec};
+use super::error::{Error, Result};
 use super::state::{Attempt, DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
 use super::task::{RunParams, TaskContext, TaskError, TaskLog};
 use crate::clock::{Clock, rfc3339_secs};
@@ -93,7 +94,7 @@ impl Runner {
         logical_date: DateTime<Utc>,
         run_type: RunType,
         reprocess: Reprocess,
-    ) -> anyhow::Result<DagRun> {
+    ) -> Result<DagRun> {
         Ok(self
             .run_dag_counted(dag, logical_date, run_type, reprocess)
             .await?
@@ -108,7 +109,7 @@ impl Runner {
         logical_date: DateTime<Utc>,
         run_type: RunType,
         reprocess: Reprocess,
-    ) -> anyhow::Result<(DagRun, bool)> {
+    ) -> Result<(DagRun, bool)> {
         if let Err(reason) = crate::clock::check_supported(logical_date) {
             return self.refuse(dag, logical_date, run_type, None, reason).await;
         }
@@ -238,7 +239,7 @@ impl Runner {
         run_type: RunType,
         existing: Option<DagRun>,
         reason: String,
-    ) -> anyhow::Result<(DagRun, bool)> {
+    ) -> Result<(DagRun, bool)> {
         let now = self.clock.now();
         tracing::warn!(dag = %dag.dag_id, "run at {} cannot be executed: {reason}", rfc3339_secs(logical_date));
         // The interval is not computed from the schedule: that search is what an unsupported
@@ -261,7 +262,7 @@ impl Runner {
         spec: &TaskSpec,
         mut ti: TaskInstance,
         upstream: BTreeMap<String, serde_json::Value>,
-    ) -> anyhow::Result<TaskInstance> {
+    ) -> Result<TaskInstance> {
         loop {
             let retryable = self.attempt(run, spec, &mut ti, upstream.clone()).await?;
             match ti.state {
@@ -301,7 +302,7 @@ impl Runner {
         spec: &TaskSpec,
         ti: &mut TaskInstance,
         upstream: BTreeMap<String, serde_json::Value>,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool> {
         let try_number = ti.try_number() + 1;
         ti.state = TaskState::Running;
         ti.attempts.push(Attempt {
@@ -421,16 +422,12 @@ impl Runner {
         dag: &Dag,
         task_id: &str,
         logical_date: DateTime<Utc>,
-    ) -> anyhow::Result<TaskInstance> {
-        let spec = dag.task_by_id(task_id).ok_or_else(|| {
-            anyhow::anyhow!(
-                "DAG {} has no task {task_id}; `lakepipe dags show {}` lists them",
-                dag.dag_id,
-                dag.dag_id
-            )
+    ) -> Result<TaskInstance> {
+        let spec = dag.task_by_id(task_id).ok_or_else(|| Error::NoTask {
+            dag: dag.dag_id.clone(),
+            task: task_id.to_string(),
         })?;
-        crate::clock::check_supported(logical_date)
-            .map_err(|e| anyhow::anyhow!("logical date {e}"))?;
+        crate::clock::check_supported(logical_date).map_err(|reason| Error::BadDate { reason })?;
         let now = self.clock.now();
         let mut run = match self.runs.get_run(&dag.dag_id, logical_date).await? {
             Some(r) => r,
@@ -443,12 +440,14 @@ impl Runner {
                 Some(ti) if ti.state.lets_downstream_run() => {
                     upstream.insert(u.clone(), ti.output.unwrap_or_default());
                 }
-                other => anyhow::bail!(
-                    "upstream task {u} of {} has not succeeded for {} (state: {}); run it first",
-                    dag.dag_id,
-                    rfc3339_secs(logical_date),
-                    other.map(|t| t.state.as_str()).unwrap_or("none")
-                ),
+                other => {
+                    return Err(Error::UpstreamNotDone {
+                        dag: dag.dag_id.clone(),
+                        upstream: u.clone(),
+                        at: rfc3339_secs(logical_date),
+                        state: other.map(|t| t.state.as_str()).unwrap_or("none"),
+                    });
+                }
             }
         }
         run.state = RunState::Running;
@@ -508,18 +507,12 @@ mod tests {
     #[async_trait::async_trait]
     impl TaskBody for Flaky {
         async fn run(&self, ctx: &TaskContext) -> TaskResult {
-            Ok(self.body(ctx).await?)
-        }
-    }
-
-    impl Flaky {
-        async fn body(&self, ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             if self.hang {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
             if n <= self.fail_first {
-                anyhow::bail!("boom {n}");
+                return Err(TaskError::retryable(format!("boom {n}")));
             }
             Ok(
                 serde_json::json!({ "calls": n, "upstream": ctx.upstream.keys().collect::<Vec<_>>() }),
@@ -649,13 +642,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl TaskBody for Gauge {
-        async fn run(&self, ctx: &TaskContext) -> TaskResult {
-            Ok(self.body(ctx).await?)
-        }
-    }
-
-    impl Gauge {
-        async fn body(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        async fn run(&self, _ctx: &TaskContext) -> TaskResult {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -673,13 +660,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl TaskBody for Where {
-        async fn run(&self, ctx: &TaskContext) -> TaskResult {
-            Ok(self.body(ctx).await?)
-        }
-    }
-
-    impl Where {
-        async fn body(&self, _ctx: &TaskContext) -> anyhow::Result<serde_json::Value> {
+        async fn run(&self, _ctx: &TaskContext) -> TaskResult {
             *self.thread.lock().unwrap() = Some(std::thread::current().id());
             if self.panic {
                 panic!("index out of bounds");

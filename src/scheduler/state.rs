@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
+use super::error::{Error, Result};
 use crate::clock::compact;
 use crate::store::{ObjectAttrs, Store};
 
@@ -321,7 +322,7 @@ pub fn is_run_key(key: &str) -> bool {
 }
 
 /// Reads the run record at `key` (from a listing); `None` if it is gone.
-pub async fn read_run(store: &Store, key: &str) -> anyhow::Result<Option<DagRun>> {
+pub async fn read_run(store: &Store, key: &str) -> Result<Option<DagRun>> {
     match store.get_opt(key).await? {
         None => Ok(None),
         Some(body) => decode(key, &body).map(Some),
@@ -345,8 +346,8 @@ pub struct RunStore {
 }
 
 /// Parses a state object, naming it if it is corrupt.
-fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> anyhow::Result<T> {
-    serde_json::from_slice(body).map_err(|e| anyhow::anyhow!("corrupt state object {key}: {e}"))
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::corrupt("state object", key, e))
 }
 
 impl RunStore {
@@ -360,7 +361,7 @@ impl RunStore {
         &self.store
     }
 
-    async fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &str) -> anyhow::Result<Option<T>> {
+    async fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>> {
         if !self.record {
             return Ok(None);
         }
@@ -370,7 +371,7 @@ impl RunStore {
         }
     }
 
-    async fn put_json<T: Serialize>(&self, key: &str, v: &T) -> anyhow::Result<()> {
+    async fn put_json<T: Serialize>(&self, key: &str, v: &T) -> Result<()> {
         if !self.record {
             return Ok(());
         }
@@ -382,12 +383,12 @@ impl RunStore {
         &self,
         dag_id: &str,
         logical_date: DateTime<Utc>,
-    ) -> anyhow::Result<Option<DagRun>> {
+    ) -> Result<Option<DagRun>> {
         self.get_json(&run_key(dag_id, logical_date)).await
     }
 
     /// Writes a run record.
-    pub async fn put_run(&self, run: &DagRun) -> anyhow::Result<()> {
+    pub async fn put_run(&self, run: &DagRun) -> Result<()> {
         self.put_json(&run_key(&run.dag_id, run.logical_date), run)
             .await
     }
@@ -398,7 +399,7 @@ impl RunStore {
         dag_id: &str,
         logical_date: DateTime<Utc>,
         task_id: &str,
-    ) -> anyhow::Result<Option<TaskInstance>> {
+    ) -> Result<Option<TaskInstance>> {
         self.get_json(&format!(
             "{}/tasks/{task_id}.json",
             run_dir(dag_id, logical_date)
@@ -407,7 +408,7 @@ impl RunStore {
     }
 
     /// Writes a task instance record.
-    pub async fn put_ti(&self, ti: &TaskInstance) -> anyhow::Result<()> {
+    pub async fn put_ti(&self, ti: &TaskInstance) -> Result<()> {
         self.put_json(
             &format!(
                 "{}/tasks/{}.json",
@@ -427,7 +428,7 @@ impl RunStore {
         task_id: &str,
         attempt: u32,
         text: String,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         if !self.record {
             return Ok(());
         }
@@ -452,7 +453,7 @@ impl RunStore {
         logical_date: DateTime<Utc>,
         task_id: &str,
         attempt: u32,
-    ) -> anyhow::Result<Option<Bytes>> {
+    ) -> Result<Option<Bytes>> {
         Ok(self
             .store
             .get_opt(&log_key(dag_id, logical_date, task_id, attempt))
@@ -463,7 +464,7 @@ impl RunStore {
     pub fn runs(
         &self,
         dag_id: Option<&str>,
-    ) -> futures::stream::BoxStream<'static, anyhow::Result<DagRun>> {
+    ) -> futures::stream::BoxStream<'static, Result<DagRun>> {
         let prefix = match dag_id {
             Some(d) => format!("{RUNS_PREFIX}/{d}/"),
             None => format!("{RUNS_PREFIX}/"),
@@ -471,15 +472,13 @@ impl RunStore {
         let store = self.store.clone();
         self.store
             .list(&prefix)
-            .map_err(anyhow::Error::from)
+            .map_err(Error::from)
             .try_filter(|m| futures::future::ready(is_run_key(m.location.as_ref())))
             .map_ok(move |m| {
                 let store = store.clone();
                 async move {
                     let key = m.location.to_string();
-                    read_run(&store, &key)
-                        .await?
-                        .ok_or_else(|| anyhow::anyhow!("{key} vanished while listing"))
+                    read_run(&store, &key).await?.ok_or(Error::Vanished { key })
                 }
             })
             .try_buffered(16)
@@ -487,7 +486,7 @@ impl RunStore {
     }
 
     /// Queues a manual run for the scheduler that holds the lease.
-    pub async fn enqueue(&self, q: &QueuedRun) -> anyhow::Result<()> {
+    pub async fn enqueue(&self, q: &QueuedRun) -> Result<()> {
         let key = format!(
             "{QUEUE_PREFIX}/{}__{}.json",
             q.dag_id,
@@ -497,7 +496,7 @@ impl RunStore {
     }
 
     /// Queued manual runs with their keys (delete a key with [`RunStore::dequeue`]).
-    pub async fn queued(&self) -> anyhow::Result<Vec<(String, QueuedRun)>> {
+    pub async fn queued(&self) -> Result<Vec<(String, QueuedRun)>> {
         let metas: Vec<_> = self
             .store
             .list(&format!("{QUEUE_PREFIX}/"))
@@ -510,7 +509,7 @@ impl RunStore {
                 Ok(Some(q)) => out.push((key, q)),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!("dropping an unreadable queue entry: {e:#}");
+                    tracing::warn!("dropping an unreadable queue entry: {}", e.chain());
                     self.dequeue(&key).await?;
                 }
             }
@@ -519,7 +518,7 @@ impl RunStore {
     }
 
     /// Removes a queue entry.
-    pub async fn dequeue(&self, key: &str) -> anyhow::Result<()> {
+    pub async fn dequeue(&self, key: &str) -> Result<()> {
         Ok(self.store.delete(key).await?)
     }
 }

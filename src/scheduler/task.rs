@@ -89,22 +89,6 @@ impl<E: Retryable> From<E> for TaskError {
     }
 }
 
-/// Bridge for bodies not yet typed: an `anyhow` error is retryable unless it is a [`Fatal`].
-impl From<anyhow::Error> for TaskError {
-    fn from(e: anyhow::Error) -> TaskError {
-        let retryable = e.downcast_ref::<Fatal>().is_none();
-        TaskError {
-            error: e.into(),
-            retryable,
-        }
-    }
-}
-
-/// A failure that retrying cannot fix, for bodies not yet typed.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Fatal(pub String);
-
 /// A task's output (XCom) from its typed metrics.
 pub fn output<M: serde::Serialize>(metrics: &M) -> TaskResult {
     serde_json::to_value(metrics).map_err(TaskError::fatal)
