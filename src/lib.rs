@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod error_chain;
 pub mod landing;
 pub mod layers;
 pub mod pipeline;

@@ -302,7 +302,7 @@ async fn run_queued(runner: &Runner, summary: &mut DriveSummary) -> Result<()> {
                         dag = %q.dag_id,
                         "dropping a queued run at {}: {}",
                         crate::clock::rfc3339_secs(q.logical_date),
-                        e.chain()
+                        crate::error_chain::error_chain(&e)
                     ),
                 }
             }

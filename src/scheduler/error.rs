@@ -150,18 +150,6 @@ impl Error {
             reason: e.to_string(),
         }
     }
-
-    /// The error and its causes, `: `-separated (as `anyhow` shows them with `{:#}`), for logs.
-    pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
-    }
 }
 
 /// Result with the scheduler's [`Error`].

@@ -66,11 +66,6 @@ impl Runner {
         }
     }
 
-    /// The DAGs it runs.
-    pub fn dags(&self) -> &'static [Dag] {
-        self.dags
-    }
-
     /// The DAG with this ID.
     pub fn dag(&self, dag_id: &str) -> Option<&'static Dag> {
         super::dag::find(self.dags, dag_id)

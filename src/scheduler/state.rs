@@ -509,7 +509,10 @@ impl RunStore {
                 Ok(Some(q)) => out.push((key, q)),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!("dropping an unreadable queue entry: {}", e.chain());
+                    tracing::warn!(
+                        "dropping an unreadable queue entry: {}",
+                        crate::error_chain::error_chain(&e)
+                    );
                     self.dequeue(&key).await?;
                 }
             }

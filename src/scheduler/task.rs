@@ -60,17 +60,7 @@ impl TaskError {
 
     /// The error and its causes, `: `-separated.
     pub fn message(&self) -> String {
-        let mut msg = self.error.to_string();
-        let mut source = self.error.source();
-        while let Some(e) = source {
-            let next = e.to_string();
-            if !msg.ends_with(&next) {
-                msg.push_str(": ");
-                msg.push_str(&next);
-            }
-            source = e.source();
-        }
-        msg
+        crate::error_chain::error_chain(self.error.as_ref())
     }
 }
 

@@ -132,14 +132,7 @@ impl Error {
 
     /// What the user is told: the error and its causes, `: `-separated.
     pub fn message(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        text
+        crate::error_chain::error_chain(self)
     }
 }
 
