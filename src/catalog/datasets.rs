@@ -235,10 +235,13 @@ pub fn datasets() -> Vec<Dataset> {
             fanout: None,
             layout: Layout::DateHour,
             file: re(&format!(
-                r"^{}_\d{{8}}T\d{{6}}Z(_late|_future)?\.jsonl$",
+                r"^{}_\d{{8}}T\d{{6}}Z(_late|_future|_api-[0-9a-f]{{16}}-\d{{6,}}|_inbox-[0-9a-f]{{16}})?\.jsonl$",
                 s.name
             )),
-            file_hint: format!("{}_{{YYYYMMDDTHHMMSSZ}}[_late|_future].jsonl", s.name),
+            file_hint: format!(
+                "{}_{{YYYYMMDDTHHMMSSZ}}[_late|_future|_api-{{writer}}|_inbox-{{digest}}].jsonl",
+                s.name
+            ),
             format: "jsonl",
             extension: ".jsonl",
             columns,

@@ -4,6 +4,9 @@
 //! lake administration (bootstrap, catalog, query) in `admin`.
 
 mod admin;
+mod inbox;
+mod live;
+mod produce;
 mod sched;
 
 use std::path::PathBuf;
@@ -52,8 +55,17 @@ Precedence: flags > environment > config file > defaults.";
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the main job: landing streamers, the scheduler and the web UI, live until Ctrl-C
+    /// Run the main job: landing streamers, the scheduler, the web UI and the ingest API,
+    /// live until Ctrl-C
     Up(UpArgs),
+    /// Take real events: the ingest API, the inboxes, the scheduler and the web UI, without
+    /// the synthetic streamers and generator DAGs, live until Ctrl-C
+    Serve(ServeArgs),
+    /// Send the seed streams' generated events to an ingest API (demos, benchmarks)
+    Produce(produce::ProduceArgs),
+    /// Take the new objects of the configured inboxes once (`up` and `serve` poll them)
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
     /// Land text, CSV and IoT files, live or for an event-time range
     Stream(StreamArgs),
     /// Run every scheduled DAG run with fire time in (--from, --to] on a simulated clock
@@ -129,6 +141,13 @@ pub struct UpArgs {
     pub no_ui: bool,
 }
 
+/// `lakepipe serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub ui: UiArgs,
+}
+
 /// Generation options shared by the streamers.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenArgs {
@@ -141,6 +160,16 @@ pub struct GenArgs {
     /// Uploads in flight at once [default: store.concurrency, 32]
     #[arg(long)]
     pub concurrency: Option<usize>,
+}
+
+impl Default for GenArgs {
+    fn default() -> Self {
+        GenArgs {
+            fault_rate: 0.0,
+            scale: 1.0,
+            concurrency: None,
+        }
+    }
 }
 
 /// `lakepipe stream`.
@@ -232,8 +261,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     u.ui.token.as_deref(),
                 ));
             }
-            up(&config, u, args.json).await
+            live::up(&config, u, args.json).await
         }
+        Command::Serve(s) => {
+            usage_check(crate::web::check_listen(
+                &s.ui.listen,
+                s.ui.token.as_deref(),
+            ));
+            live::serve(&config, s).await
+        }
+        Command::Produce(p) => produce::produce(&config, p, args.json).await,
+        Command::Inbox(c) => inbox::inbox(&config, c, args.json).await,
         Command::Ui(u) => {
             usage_check(crate::web::check_listen(&u.listen, u.token.as_deref()));
             ui(&config, u).await
@@ -354,7 +392,7 @@ async fn config_show(config: &ValidatedConfig, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-fn options(
+pub(crate) fn options(
     config: &ValidatedConfig,
     which: Which,
     g: &GenArgs,
@@ -376,7 +414,7 @@ fn options(
     }
 }
 
-fn report(m: &LandingMetrics, json: bool) {
+pub(crate) fn report(m: &LandingMetrics, json: bool) {
     if json {
         match serde_json::to_string_pretty(m) {
             Ok(s) => println!("{s}"),
@@ -411,7 +449,7 @@ async fn stream(config: &ValidatedConfig, s: &StreamArgs, json: bool) -> anyhow:
 }
 
 /// Binds the UI's address and says where it is (the first line a user needs).
-async fn bind_ui(u: &UiArgs, store: &Store) -> anyhow::Result<tokio::net::TcpListener> {
+pub(crate) async fn bind_ui(u: &UiArgs, store: &Store) -> anyhow::Result<tokio::net::TcpListener> {
     crate::web::check_listen(&u.listen, u.token.as_deref())?;
     let listener = tokio::net::TcpListener::bind(u.listen)
         .await
@@ -431,61 +469,8 @@ async fn ui(config: &ValidatedConfig, u: &UiArgs) -> anyhow::Result<()> {
     Ok(crate::web::serve(store, listener, u.access(), wait_for_signal()).await?)
 }
 
-async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<()> {
-    let g = &u.gen_args;
-    let store = open_store(config).await?;
-    store.preflight().await?;
-    let opts = options(config, Which::All, g, None);
-    let listener = match u.no_ui {
-        true => None,
-        false => Some(bind_ui(&u.ui, &store).await?),
-    };
-    let scheduler = sched::scheduler(config, store.clone(), sched::params(config, g, &[]));
-    let lease = scheduler.lease("up").await?;
-    let (tx, rx) = shutdown_on_signal();
-    if let Some(listener) = listener {
-        let mut stop = rx.clone();
-        let web = crate::web::serve(store.clone(), listener, u.ui.access(), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        tokio::spawn(async move {
-            if let Err(e) = web.await {
-                tracing::error!("web UI stopped: {e:#}");
-            }
-        });
-    }
-    let mut lost = lease.lost();
-    let lost_tx = tx.clone();
-    tokio::spawn(async move {
-        if lost.wait_for(|l| *l).await.is_ok() {
-            let _ = lost_tx.send(true);
-        }
-    });
-    eprintln!(
-        "lakepipe up: landing streamers and the scheduler on {} (catchup {}); Ctrl-C to stop",
-        store.url(),
-        if config.config.scheduler.catchup {
-            "on"
-        } else {
-            "off"
-        }
-    );
-    let live = crate::scheduler::LiveOptions {
-        catchup: config.config.scheduler.catchup,
-    };
-    let scheduler = scheduler.live(&lease, live, rx.clone());
-    let landing = landing::run_live(&store, &opts, Arc::new(SystemClock), rx);
-    let (sched_res, landing_res) = tokio::join!(scheduler, landing);
-    lease.release().await;
-    let m = landing_res?;
-    report(&m, json);
-    let summary = sched_res?;
-    eprintln!("scheduler: {}", summary.line());
-    Ok(())
-}
-
 /// A shutdown flag that turns true on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> (
+pub(crate) fn shutdown_on_signal() -> (
     tokio::sync::watch::Sender<bool>,
     tokio::sync::watch::Receiver<bool>,
 ) {

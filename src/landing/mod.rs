@@ -1,9 +1,13 @@
-//! Landing: the text, CSV and IoT streamers that write date-partitioned files into the lake.
+//! Landing: the text, CSV and IoT streamers that write date-partitioned files into the lake,
+//! and the ways real events reach the speed layer: the HTTP ingest API ([`api`]) and the
+//! inboxes other producers write to ([`inbox`]).
 //!
 //! `naming` holds the datasets as a table (cadence, key template, content type, metadata),
 //! `streamer` runs them live on a [`crate::clock::Clock`] or over an event-time range. All
 //! writes go through [`crate::store::Store::put_new`], so re-running a slot writes nothing new.
 
+pub mod api;
+pub mod inbox;
 mod naming;
 mod streamer;
 

@@ -197,6 +197,9 @@ pub struct Dag {
     /// At most this many tasks of one run at once (Airflow's `max_active_tasks`); `None`: no
     /// limit.
     pub max_active_tasks: Option<usize>,
+    /// It generates synthetic events (the speed layer's ingest DAGs): `lakepipe serve`, which
+    /// takes real events only, does not schedule it.
+    pub generator: bool,
     /// Tasks in a topological order (upstreams first).
     pub tasks: Vec<TaskSpec>,
 }
@@ -210,8 +213,15 @@ impl Dag {
             schedule,
             max_active_runs,
             max_active_tasks: None,
+            generator: false,
             tasks: Vec::new(),
         }
+    }
+
+    /// Marks the DAG as one that generates synthetic events.
+    pub fn generator(mut self) -> Dag {
+        self.generator = true;
+        self
     }
 
     /// Limits the tasks of one run that execute at once.

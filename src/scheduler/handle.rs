@@ -41,6 +41,8 @@ pub struct Scheduler {
 pub struct LiveOptions {
     /// Run every fire time missed while no scheduler ran (else only the latest one).
     pub catchup: bool,
+    /// Schedule the DAGs that generate synthetic events ([`Dag::generator`]); `serve` does not.
+    pub generators: bool,
 }
 
 /// The DAGs and the range of a `simulate`, checked before the lake is opened.
@@ -196,7 +198,11 @@ impl Scheduler {
         shutdown: watch::Receiver<bool>,
     ) -> Result<DriveSummary> {
         let r = self.runner(Arc::new(SystemClock), true, false);
-        let dags: Vec<&'static Dag> = self.dags.iter().collect();
+        let dags: Vec<&'static Dag> = self
+            .dags
+            .iter()
+            .filter(|d| opts.generators || !d.generator)
+            .collect();
         let mut reported = 0;
         let mut on_run = |s: &DriveSummary| {
             tracing::info!("scheduler: {}", s.line());

@@ -10,6 +10,7 @@
 mod capabilities;
 mod config;
 mod delta;
+mod durable;
 pub mod metrics;
 pub mod oplog;
 mod retry;

@@ -2,7 +2,8 @@
 //! each batch run consumed, one manifest per (stream, batch run) under
 //! `_lakepipe/lineage/<stream>/<run YYYYMMDDTHHMMSSZ>.json`.
 //!
-//! The batch run at D takes every file landed by an ingest run with logical date ≤ D that no
+//! The batch run at D takes every file landed at or before D (by a generator run with logical
+//! date ≤ D, or by the ingest API or an inbox at a time ≤ D: [`landed_at`]) that no
 //! earlier batch run consumed, whatever its event date (late files re-open older dates).
 //! Listing is incremental: only date partitions from D − [`LOOKBACK_DAYS`] are listed (late
 //! events are at most 72 h old), and only the manifests of that window are read. A re-run of
@@ -15,15 +16,13 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{compact, rfc3339_secs};
-use crate::layers::speed::PREFIX as SPEED_PREFIX;
+use crate::layers::speed::{PREFIX as SPEED_PREFIX, landed_at};
 use crate::store::Store;
 
 /// Folder of the manifests.
 pub const PREFIX: &str = "_lakepipe/lineage";
 /// How far back (days before the run) speed-layer partitions are listed.
 pub const LOOKBACK_DAYS: i64 = 5;
-/// Length of an ingest interval: a file's ingest run fired this long after its interval start.
-const INGEST_INTERVAL_MINUTES: i64 = 5;
 
 /// One consumed speed-layer file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -32,7 +31,8 @@ pub struct ConsumedFile {
     pub key: String,
     /// Event date of its partition (`YYYY-MM-DD`).
     pub date: String,
-    /// Logical date of the ingest run that landed it (RFC 3339).
+    /// When it was landed (RFC 3339): the logical date of the generator run that landed it,
+    /// or the time the ingest API or an inbox landed it. Kept as `_ingest_run` in bronze.
     pub ingest_run: String,
     /// Size in bytes.
     pub bytes: u64,
@@ -68,14 +68,6 @@ impl Manifest {
 /// Key of the manifest of `stream` for the batch run at `run`.
 pub fn manifest_key(stream: &str, run: DateTime<Utc>) -> String {
     format!("{PREFIX}/{stream}/{}.json", compact(run))
-}
-
-/// Logical date of the ingest run that landed `file_name` (`<stream>_<start>[_late|_future].jsonl`).
-fn ingest_run_of(stream: &str, file_name: &str) -> Option<DateTime<Utc>> {
-    let rest = file_name.strip_prefix(stream)?.strip_prefix('_')?;
-    let stamp = rest.get(..16)?;
-    let start = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok()?;
-    Some(start.and_utc() + Duration::minutes(INGEST_INTERVAL_MINUTES))
 }
 
 /// The manifest of the batch run at `run`: the recorded one on a re-run, else a new plan.
@@ -143,7 +135,7 @@ pub async fn manifests(
     Ok(out)
 }
 
-/// Speed-layer files of `stream` landed by ingest runs up to `until`, in event-date
+/// Speed-layer files of `stream` landed up to `until`, in event-date
 /// partitions from `from`'s date on, by key.
 pub async fn landed(
     store: &Store,
@@ -161,7 +153,7 @@ pub async fn landed(
         let Some(name) = key.rsplit('/').next() else {
             continue;
         };
-        let Some(landed_by) = ingest_run_of(stream, name) else {
+        let Some(landed_by) = landed_at(stream, name) else {
             continue; // not a speed-layer file (the catalog reports it)
         };
         if landed_by > until {
@@ -188,17 +180,4 @@ pub async fn landed(
 /// Records a manifest (after the data it describes is committed).
 pub async fn record(store: &Store, run: DateTime<Utc>, m: &Manifest) -> crate::store::Result<()> {
     store.put_json(&manifest_key(&m.stream, run), m).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ingest_run_comes_from_the_interval_start_in_the_name() {
-        let t = ingest_run_of("api_logs", "api_logs_20260201T235500Z_late.jsonl").unwrap();
-        assert_eq!(rfc3339_secs(t), "2026-02-02T00:00:00Z");
-        assert!(ingest_run_of("api_logs", "iot_sensors_20260201T235500Z.jsonl").is_none());
-        assert!(ingest_run_of("api_logs", "api_logs_garbage.jsonl").is_none());
-    }
 }

@@ -26,6 +26,7 @@ pub fn dags() -> Result<Vec<Dag>, String> {
                 Schedule::cron("*/5 * * * *")?,
                 4,
             )
+            .generator()
             .task(
                 "ingest",
                 &[],

@@ -1,11 +1,14 @@
 //! Configuration: an optional `lakepipe.toml`, overridden by `LAKEPIPE_*` environment
 //! variables, overridden by command-line flags. [`Config::validate`] checks it before any I/O.
 
+mod ingest;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::{LakeUrl, StoreConfig};
+pub use ingest::{Compression, InboxConfig, InboxFormat, IngestConfig, IngestToken};
 
 /// Errors from reading or validating configuration.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,15 @@ pub struct Config {
     /// The embedded scheduler: catch-up and the lease.
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+
+    /// The HTTP ingest API of `up` and `serve`: flush window, limits, tokens.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+
+    /// Prefixes where other producers (Firehose, Vector, Fluent Bit) deliver objects, each
+    /// taken exactly once into the speed layer (`[[inbox]]`).
+    #[serde(default, rename = "inbox", skip_serializing_if = "Vec::is_empty")]
+    pub inboxes: Vec<InboxConfig>,
 }
 
 /// Scheduler settings (`[scheduler]`).
@@ -134,6 +146,8 @@ impl Default for Config {
             s3: S3Config::default(),
             store: StoreConfig::default(),
             scheduler: SchedulerConfig::default(),
+            ingest: IngestConfig::default(),
+            inboxes: Vec::new(),
         }
     }
 }
@@ -273,6 +287,7 @@ impl Config {
                 ),
             });
         }
+        ingest::validate(&self.ingest, &self.inboxes)?;
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(Error::Invalid {
                 key: "s3.access_key_id",
@@ -293,6 +308,9 @@ impl Config {
             if secret.is_some() {
                 *secret = Some("***".into());
             }
+        }
+        for t in &mut shown.ingest.tokens {
+            t.token = "***".into();
         }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }

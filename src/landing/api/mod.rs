@@ -1,0 +1,1 @@
+//! The HTTP ingest API: `POST /ingest/<stream>` (to be built).
