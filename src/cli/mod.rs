@@ -218,7 +218,7 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     parse_utc(s)
 }
 
-fn parse_fraction(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_fraction(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
     if (0.0..=1.0).contains(&v) {
         Ok(v)

@@ -1,6 +1,6 @@
 //! Landing: the text, CSV and IoT streamers that write date-partitioned files into the lake,
 //! and the ways real events reach the speed layer: the HTTP ingest API ([`api`]) and the
-//! inboxes other producers write to ([`inbox`]).
+//! inboxes other producers write to ([`inbox`]); [`producer`] is a client of the API.
 //!
 //! `naming` holds the datasets as a table (cadence, key template, content type, metadata),
 //! `streamer` runs them live on a [`crate::clock::Clock`] or over an event-time range. All
@@ -9,6 +9,7 @@
 pub mod api;
 pub mod inbox;
 mod naming;
+pub mod producer;
 mod streamer;
 
 pub use naming::{DATASETS, Dataset, LandingObject, dataset, partition_path, slots};
