@@ -16,7 +16,7 @@ pub(super) async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyh
         config,
         ui,
         Some(opts),
-        sched::params(config, &u.gen_args, &[]),
+        Some(sched::params(config, &u.gen_args, &[])),
         json,
     )
     .await
@@ -24,17 +24,18 @@ pub(super) async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyh
 
 /// `lakepipe serve`.
 pub(super) async fn serve(config: &ValidatedConfig, s: &super::ServeArgs) -> anyhow::Result<()> {
-    let params = sched::params(config, &super::GenArgs::default(), &[]);
+    let params = (!s.no_scheduler).then(|| sched::params(config, &super::GenArgs::default(), &[]));
     services(config, Some(&s.ui), None, params, false).await
 }
 
-/// Runs the scheduler, the web server (UI and ingest API) unless `ui` is `None`, the inboxes,
-/// and the landing streamers when `streamers` is given, until Ctrl-C, SIGTERM or a lost lease.
+/// Runs the scheduler (with `params`; none without), the web server (UI and ingest API)
+/// unless `ui` is `None`, the inboxes, and the landing streamers when `streamers` is given,
+/// until Ctrl-C, SIGTERM or a lost lease.
 async fn services(
     config: &ValidatedConfig,
     ui: Option<&UiArgs>,
     streamers: Option<StreamOptions>,
-    params: crate::scheduler::RunParams,
+    params: Option<crate::scheduler::RunParams>,
     json: bool,
 ) -> anyhow::Result<()> {
     let store = super::open_store(config).await?;
@@ -44,8 +45,11 @@ async fn services(
         None => None,
     };
     let command = if streamers.is_some() { "up" } else { "serve" };
-    let scheduler = sched::scheduler(config, store.clone(), params);
-    let lease = scheduler.lease(command).await?;
+    let scheduler = params.map(|p| sched::scheduler(config, store.clone(), p));
+    let lease = match &scheduler {
+        Some(s) => Some(s.lease(command).await?),
+        None => None,
+    };
     let (tx, rx) = shutdown_on_signal();
     if let (Some(listener), Some(u)) = (listener, ui) {
         let mut stop = rx.clone();
@@ -58,18 +62,21 @@ async fn services(
             }
         });
     }
-    let mut lost = lease.lost();
-    let lost_tx = tx.clone();
-    tokio::spawn(async move {
-        if lost.wait_for(|l| *l).await.is_ok() {
-            let _ = lost_tx.send(true);
-        }
-    });
+    if let Some(lease) = &lease {
+        let mut lost = lease.lost();
+        let lost_tx = tx.clone();
+        tokio::spawn(async move {
+            if lost.wait_for(|l| *l).await.is_ok() {
+                let _ = lost_tx.send(true);
+            }
+        });
+    }
     eprintln!(
         "lakepipe {command}: {} on {} (catchup {}); Ctrl-C to stop",
-        match streamers {
-            Some(_) => "landing streamers and the scheduler",
-            None => "the scheduler (no generators)",
+        match (&streamers, &scheduler) {
+            (Some(_), _) => "landing streamers and the scheduler",
+            (None, Some(_)) => "the scheduler (no generators)",
+            (None, None) => "no scheduler",
         },
         store.url(),
         if config.config.scheduler.catchup {
@@ -83,7 +90,12 @@ async fn services(
         generators: streamers.is_some(),
     };
     let inboxes = landing::inbox::run_live(config, &store, rx.clone());
-    let scheduler = scheduler.live(&lease, live, rx.clone());
+    let scheduler = async {
+        match (&scheduler, &lease) {
+            (Some(s), Some(lease)) => s.live(lease, live, rx.clone()).await.map(Some),
+            _ => Ok(None),
+        }
+    };
     let landing = async {
         match &streamers {
             Some(opts) => landing::run_live(&store, opts, Arc::new(SystemClock), rx.clone())
@@ -93,14 +105,17 @@ async fn services(
         }
     };
     let (sched_res, landing_res, inbox_res) = tokio::join!(scheduler, landing, inboxes);
-    lease.release().await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     if let Some(m) = landing_res? {
         report(&m, json);
     }
     if let Err(e) = inbox_res {
         tracing::error!("inboxes stopped: {e}");
     }
-    let summary = sched_res?;
-    eprintln!("scheduler: {}", summary.line());
+    if let Some(summary) = sched_res? {
+        eprintln!("scheduler: {}", summary.line());
+    }
     Ok(())
 }

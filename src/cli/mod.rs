@@ -146,6 +146,10 @@ pub struct UpArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub ui: UiArgs,
+    /// Run no scheduler: only the ingest API, the UI and the inboxes (more ingest processes
+    /// beside the one that holds the lake's scheduler lease)
+    #[arg(long)]
+    pub no_scheduler: bool,
 }
 
 /// Generation options shared by the streamers.

@@ -168,7 +168,9 @@ impl Tally {
             rejected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             statuses: std::sync::Mutex::new(BTreeMap::new()),
-            latency_ms: (0..=LATENCY_BUCKETS_MS).map(|_| AtomicU64::new(0)).collect(),
+            latency_ms: (0..=LATENCY_BUCKETS_MS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             refused: Mutex::new(None),
         }
     }
@@ -359,10 +361,12 @@ fn generate(opts: &ProduceOptions, started: Instant, tx: &mpsc::Sender<Batch>) {
             .iter()
             .map(|spec| {
                 // A stream makes `per_run` events per 5 minutes at scale 1.
-                let scale =
-                    per_second / opts.streams.len() as f64 / (spec.per_run as f64 / 300.0);
+                let scale = per_second / opts.streams.len() as f64 / (spec.per_run as f64 / 300.0);
                 let events = generate_interval(spec, opts.seed, from, to, scale, opts.fault_rate);
-                (spec.name, events.events.into_iter().map(|e| e.line).collect())
+                (
+                    spec.name,
+                    events.events.into_iter().map(|e| e.line).collect(),
+                )
             })
             .collect();
         let batch = opts.batch.max(1);
