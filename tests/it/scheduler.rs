@@ -10,6 +10,64 @@ use crate::util::{STREAMS, TestCommand, files_under, query_rows};
 const DAY_FROM: &str = "2026-02-01T00:00:00Z";
 const DAY_TO: &str = "2026-02-02T00:00:00Z";
 
+/// [`lake_fingerprint`] of the simulated day (`--scale 0.05`, seed 42).
+const SIMULATED_DAY: &[(&str, &str)] = &[
+    ("bronze_api_logs", "1200 16d8aca228cca3b8"),
+    ("bronze_ecommerce_clickstream", "1001 366a965552bbd74d"),
+    ("bronze_financial_transactions", "360 4c9c736d24a9eeaa"),
+    ("bronze_iot_sensors", "600 841f8bdcaa527ced"),
+    ("bronze_social_media", "600 7fa471dc975cf080"),
+    ("gold_fact_api_hourly", "24 82ebdd564f2c6818"),
+    ("gold_fact_ecommerce_funnel", "5 be0c2321b36d39de"),
+    ("gold_fact_ecommerce_revenue", "7 1377e43293f681ed"),
+    ("gold_fact_financial_daily", "17 f9efb77ff6c0302e"),
+    ("gold_fact_fraud_summary", "2 90ebdce3c88b085e"),
+    ("gold_fact_iot_daily", "59 de1973965e657d96"),
+    ("gold_fact_social_daily", "30 f2b3ee298188bf5d"),
+    ("quarantine_api_logs", "0 e3b0c44298fc1c14"),
+    ("quarantine_ecommerce_clickstream", "0 e3b0c44298fc1c14"),
+    ("quarantine_financial_transactions", "0 e3b0c44298fc1c14"),
+    ("quarantine_iot_sensors", "0 e3b0c44298fc1c14"),
+    ("quarantine_social_media", "0 e3b0c44298fc1c14"),
+    ("realtime", "c22078c3c5ede2a9"),
+    ("serving_alerts_history", "217 74f2d02df21f3c48"),
+    ("serving_analytics_master_summary", "5 c9b6142c6e3a436f"),
+    ("serving_analytics_stream_dates", "5 3b592c3de2aa9f65"),
+    ("serving_dashboards_api_health_1h", "12 07a6d1a1fcfbcd21"),
+    (
+        "serving_dashboards_ecommerce_realtime_kpi",
+        "1 72ca6f9ac94b22a5",
+    ),
+    (
+        "serving_dashboards_financial_realtime_monitor",
+        "1 e3dd96578cd419c9",
+    ),
+    (
+        "serving_dashboards_iot_current_status",
+        "37 c8ee023c3a9d768e",
+    ),
+    (
+        "serving_dashboards_social_trending_2h",
+        "62 6e8afc18f513b774",
+    ),
+    ("serving_unified_api_logs", "14400 04e23dc99533e638"),
+    (
+        "serving_unified_ecommerce_clickstream",
+        "11989 b7bd19e36cec04b2",
+    ),
+    (
+        "serving_unified_financial_transactions",
+        "4320 482462e98f3fc4e9",
+    ),
+    ("serving_unified_iot_sensors", "7200 e9d658576886e153"),
+    ("serving_unified_social_media", "7200 b8827b2bbfe89b32"),
+    ("silver_api_logs", "1200 5e8e0659bf090d28"),
+    ("silver_ecommerce_clickstream", "1001 20d04d93235365ba"),
+    ("silver_financial_transactions", "360 8e350f33446c8c23"),
+    ("silver_iot_sensors", "600 c4184cbbc4706ae5"),
+    ("silver_social_media", "600 29c871885f63c0ca"),
+];
+
 /// Runs by DAG and state, from `runs list --json`.
 fn run_counts(t: &TestCommand) -> BTreeMap<String, BTreeMap<String, u64>> {
     let r = t.run(&["--lake", "lake", "--json", "runs", "list"]);
@@ -42,6 +100,67 @@ fn realtime_objects(t: &TestCommand) -> BTreeMap<String, Vec<u8>> {
             (f, b)
         })
         .collect()
+}
+
+/// A fingerprint of what a simulated day put into the lake: a digest of every speed-layer
+/// object (key and bytes), and of every Delta table's rows (sorted; floats to 6 decimals, as
+/// DataFusion's parallel sums may add in another order). Run records (with timings) are not
+/// part of it.
+fn lake_fingerprint(t: &TestCommand) -> BTreeMap<String, String> {
+    use sha2::Digest as _;
+    fn rounded(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                *v = serde_json::Value::String(format!("{:.6}", n.as_f64().unwrap_or(0.0)));
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(rounded),
+            serde_json::Value::Object(o) => o.values_mut().for_each(rounded),
+            _ => {}
+        }
+    }
+    let hex = |d: &[u8]| {
+        d[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut out = BTreeMap::new();
+    let mut h = sha2::Sha256::new();
+    for (k, b) in realtime_objects(t) {
+        h.update(k.as_bytes());
+        h.update(&b);
+    }
+    out.insert("realtime".to_string(), hex(&h.finalize()));
+    for layer in ["batch", "serving"] {
+        for kind in files_under(&t.lake().join(layer))
+            .iter()
+            .filter_map(|f| {
+                f.split_once("/_delta_log/")
+                    .map(|(table, _)| table.to_string())
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let name = match layer {
+                "batch" => kind.replace('/', "_"),
+                _ => format!("serving_{}", kind.replace('/', "_")),
+            };
+            let mut rows: Vec<String> = query_rows(t, "lake", &format!("SELECT * FROM {name}"))
+                .into_iter()
+                .map(|mut r| {
+                    rounded(&mut r);
+                    r.to_string()
+                })
+                .collect();
+            rows.sort();
+            let mut h = sha2::Sha256::new();
+            for r in &rows {
+                h.update(r.as_bytes());
+                h.update(b"\n");
+            }
+            out.insert(name, format!("{} {}", rows.len(), hex(&h.finalize())));
+        }
+    }
+    out
 }
 
 fn read_json(t: &TestCommand, key: &str) -> serde_json::Value {
@@ -148,6 +267,15 @@ fn simulate_one_day_records_every_run_and_a_rerun_adds_nothing() {
     assert_eq!(ti["state"], "success");
     assert_eq!(ti["output"]["objects"][0]["key"], key);
     assert_eq!(ti["output"]["objects"][0]["outcome"], "created");
+
+    // The same lake as before real events came in (issue 24): the speed-layer objects and every
+    // table's rows, as a simulated day of main at 36bc89a made them.
+    let fingerprint = lake_fingerprint(&t);
+    let expected: BTreeMap<String, String> = SIMULATED_DAY
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(fingerprint, expected);
 
     // The same simulation again: nothing runs, nothing is written.
     let lake_before = files_under(&t.lake());
