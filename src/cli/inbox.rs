@@ -22,7 +22,27 @@ pub(super) async fn inbox(
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
+                for i in &m.inboxes {
+                    println!(
+                        "inbox {} ({} ← {}): {} listed, {} taken, {} records in {} objects, {} quarantined, {} taken before",
+                        i.inbox,
+                        i.stream,
+                        i.url,
+                        i.listed,
+                        i.taken,
+                        i.records,
+                        i.objects,
+                        i.quarantined,
+                        i.skipped_already_taken
+                    );
+                }
                 println!("inbox: {} objects taken", m.taken);
+            }
+            if m.failed > 0 {
+                anyhow::bail!(
+                    "{} objects could not be read; they are retried on the next pickup",
+                    m.failed
+                );
             }
             Ok(())
         }

@@ -1,0 +1,504 @@
+//! One pass over one inbox ([`InboxPickup`]): list what is new since the last pass, decide
+//! per object version whether it is taken already, and take the others exactly once.
+
+use std::collections::BTreeMap;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, Timelike as _, Utc};
+use futures::StreamExt as _;
+use object_store::{GetOptions, ObjectMeta};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::decode::{decode, records};
+use super::error::{BadObject, Error, Result};
+use super::ledger::{
+    Intent, LedgerKeys, Outcome, Quarantined, RELIST_WINDOW, State, Taken, digest,
+    quarantine_copy_key, version, writer,
+};
+use crate::clock::wall_now;
+use crate::config::InboxConfig;
+use crate::layers::batch::lineage::LOOKBACK_DAYS;
+use crate::layers::speed::{landed_key, partition_time};
+use crate::store::{ObjectAttrs, Store, WriteOutcome};
+
+/// Largest object, and largest decoded object, that is taken (1 GiB): larger ones are
+/// quarantined (recorded, not copied). An object is held in memory while it is taken.
+pub const MAX_OBJECT_BYTES: u64 = 1 << 30;
+
+/// The listing state is written after this many objects taken, and at the end of a pass.
+const STATE_EVERY: u64 = 50;
+
+/// What one pass over one inbox did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct InboxMetrics {
+    /// The inbox id (`<stream>-<16 hex>`).
+    pub inbox: String,
+    /// The stream its records belong to.
+    pub stream: String,
+    /// The inbox's location.
+    pub url: String,
+    /// Objects listed (after the settled keys).
+    pub listed: u64,
+    /// Object versions taken this pass: landed or quarantined.
+    pub taken: u64,
+    /// Records landed.
+    pub records: u64,
+    /// Of which not JSON objects (landed as sent; silver quarantines them).
+    pub not_json: u64,
+    /// Speed-layer objects written.
+    pub objects: u64,
+    /// Speed-layer objects found already written (a take finished after a crash).
+    pub already_present: u64,
+    /// Object versions quarantined.
+    pub quarantined: u64,
+    /// Object versions listed again that were taken before.
+    pub skipped_already_taken: u64,
+    /// Objects that could not be read this pass (retried on the next).
+    pub failed: u64,
+    /// Keys settled: no longer listed.
+    pub settled: u64,
+}
+
+/// One pass over one inbox. Build it with [`InboxPickup::new`], then `.await` it.
+#[derive(Debug)]
+pub struct InboxPickup {
+    /// The inbox.
+    inbox: InboxConfig,
+    /// The store over the inbox's location.
+    source: Store,
+    /// The lake.
+    lake: Store,
+    /// How old an object must be before its key settles ([`RELIST_WINDOW`]).
+    relist_window: Duration,
+    /// Largest object and decoded object taken ([`MAX_OBJECT_BYTES`]).
+    max_object_bytes: u64,
+    /// Stops the pass between two objects once it turns true.
+    shutdown: Option<watch::Receiver<bool>>,
+}
+
+/// How taking one object version ended.
+enum Took {
+    Landed,
+    Quarantined,
+    AlreadyTaken,
+}
+
+/// Why an object could not be read.
+enum ReadError {
+    /// Gone: quarantined (recorded) so that it is not listed forever.
+    Vanished,
+    /// Anything else (network, throttling, rewritten since listed): retried on the next pass.
+    Transient(String),
+}
+
+impl InboxPickup {
+    /// A pass over `inbox`, read through `source`, landing into `lake`.
+    pub fn new(inbox: InboxConfig, source: Store, lake: Store) -> InboxPickup {
+        InboxPickup {
+            inbox,
+            source,
+            lake,
+            relist_window: RELIST_WINDOW,
+            max_object_bytes: MAX_OBJECT_BYTES,
+            shutdown: None,
+        }
+    }
+
+    /// How old an object must be before its key is no longer listed.
+    pub fn with_relist_window(mut self, window: Duration) -> InboxPickup {
+        self.relist_window = window;
+        self
+    }
+
+    /// The size limit of an object and of what it decodes to.
+    pub fn with_max_object_bytes(mut self, limit: u64) -> InboxPickup {
+        self.max_object_bytes = limit;
+        self
+    }
+
+    /// Stops the pass between two objects when `shutdown` turns true.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> InboxPickup {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    fn lake_error(&self, source: crate::store::Error) -> Error {
+        Error::Lake {
+            inbox: self.inbox.id(),
+            source,
+        }
+    }
+
+    async fn execute(self) -> Result<InboxMetrics> {
+        let id = self.inbox.id();
+        let keys = LedgerKeys::new(&id);
+        let mut m = InboxMetrics {
+            inbox: id.clone(),
+            stream: self.inbox.stream.clone(),
+            url: self.inbox.url.clone(),
+            ..InboxMetrics::default()
+        };
+        let mut state = self.load_state(&keys).await?;
+        let before = state.clone();
+        // S3 lists in key order, so keys may settle as the listing goes (a backlog does not
+        // pile up in the state); a local directory lists in no order, so only at the end.
+        let sorted = !self.source.is_local();
+        let mut listing = match &state.settled {
+            Some(after) => self.source.list_after("", after),
+            None => self.source.list(""),
+        };
+        let mut first_failed: Option<String> = None;
+        let mut unsaved = 0;
+        let mut exhausted = true;
+        while let Some(item) = listing.next().await {
+            let meta = item.map_err(|source| Error::Source {
+                inbox: id.clone(),
+                url: self.inbox.url.clone(),
+                source,
+            })?;
+            let key = meta.location.to_string();
+            if key.is_empty() {
+                continue;
+            }
+            m.listed += 1;
+            let etag = version(&meta);
+            if !state.is_taken(&key, &etag) {
+                if self.shutdown.as_ref().is_some_and(|s| *s.borrow()) {
+                    exhausted = false;
+                    break;
+                }
+                match self.take(&mut m, &keys, &meta, &key, &etag).await {
+                    Ok(Some(took)) => {
+                        match took {
+                            Took::Landed => m.taken += 1,
+                            Took::Quarantined => {
+                                m.taken += 1;
+                                m.quarantined += 1;
+                            }
+                            Took::AlreadyTaken => m.skipped_already_taken += 1,
+                        }
+                        state.record(&key, &etag, meta.last_modified);
+                        unsaved += 1;
+                    }
+                    Ok(None) => {
+                        m.failed += 1;
+                        if first_failed.as_ref().is_none_or(|f| key < *f) {
+                            first_failed = Some(key.clone());
+                        }
+                    }
+                    Err(e) => {
+                        self.save_state(&keys, &state, &before).await.ok();
+                        return Err(e);
+                    }
+                }
+            } else {
+                m.skipped_already_taken += 1;
+            }
+            if sorted {
+                m.settled += state.settle(
+                    wall_now(),
+                    self.relist_window,
+                    Some(&key),
+                    first_failed.as_deref(),
+                ) as u64;
+            }
+            if unsaved >= STATE_EVERY {
+                self.save_state(&keys, &state, &before).await?;
+                unsaved = 0;
+            }
+        }
+        if exhausted {
+            m.settled += state.settle(
+                wall_now(),
+                self.relist_window,
+                None,
+                first_failed.as_deref(),
+            ) as u64;
+        }
+        self.save_state(&keys, &state, &before).await?;
+        Ok(m)
+    }
+
+    /// The listing state; an unreadable one is started afresh (it is only a cache).
+    async fn load_state(&self, keys: &LedgerKeys) -> Result<State> {
+        let key = keys.state();
+        let Some(body) = self.lake.get_opt(&key).await.map_err(|e| self.lake_error(e))? else {
+            return Ok(State::default());
+        };
+        match serde_json::from_slice(&body) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                tracing::warn!(inbox = %self.inbox.id(), "{key} is unreadable ({e}); listing the inbox from its start");
+                Ok(State::default())
+            }
+        }
+    }
+
+    async fn save_state(&self, keys: &LedgerKeys, state: &State, before: &State) -> Result<()> {
+        if state == before {
+            return Ok(());
+        }
+        self.lake
+            .put_json(&keys.state(), state)
+            .await
+            .map_err(|e| self.lake_error(e))
+    }
+
+    /// Takes one object version not in the listing state: `None` if it could not be read
+    /// this time.
+    async fn take(
+        &self,
+        m: &mut InboxMetrics,
+        keys: &LedgerKeys,
+        meta: &ObjectMeta,
+        key: &str,
+        etag: &str,
+    ) -> Result<Option<Took>> {
+        let id = self.inbox.id();
+        let digest = digest(&id, key, etag);
+        let taken_key = keys.taken(&digest);
+        if self
+            .lake
+            .head(&taken_key)
+            .await
+            .map_err(|e| self.lake_error(e))?
+            .is_some()
+        {
+            return Ok(Some(Took::AlreadyTaken));
+        }
+        if meta.size > self.max_object_bytes {
+            let reason = BadObject::TooLarge {
+                what: "the object",
+                limit: self.max_object_bytes,
+            };
+            self.quarantine(keys, meta, key, etag, &digest, &reason, None)
+                .await?;
+            return Ok(Some(Took::Quarantined));
+        }
+        let raw = match self.read(meta).await {
+            Ok(raw) => raw,
+            Err(ReadError::Vanished) => {
+                self.quarantine(keys, meta, key, etag, &digest, &BadObject::Vanished, None)
+                    .await?;
+                return Ok(Some(Took::Quarantined));
+            }
+            Err(ReadError::Transient(message)) => {
+                tracing::warn!(inbox = %id, key, "cannot read the object, retrying next pass: {message}");
+                return Ok(None);
+            }
+        };
+        let text = match decode(&raw, self.inbox.compression, self.max_object_bytes) {
+            Ok(text) => text,
+            Err(reason) => {
+                self.quarantine(keys, meta, key, etag, &digest, &reason, Some(raw))
+                    .await?;
+                return Ok(Some(Took::Quarantined));
+            }
+        };
+        drop(raw);
+        let landed_at = self.intent(keys, meta, key, etag, &digest).await?;
+
+        // Group the records by hour partition, in the order sent.
+        let mut parts: BTreeMap<(NaiveDate, u32), (DateTime<Utc>, Vec<u8>)> = BTreeMap::new();
+        let (mut records_n, mut not_json) = (0u64, 0u64);
+        for r in records(&text) {
+            let t = partition_time(r.event_time, landed_at, LOOKBACK_DAYS);
+            let (_, body) = parts
+                .entry((t.date_naive(), t.hour()))
+                .or_insert_with(|| (t, Vec::new()));
+            body.extend_from_slice(r.bytes);
+            body.push(b'\n');
+            records_n += 1;
+            not_json += u64::from(!r.is_object);
+        }
+        drop(text);
+
+        let writer = writer(&digest);
+        let attrs = ObjectAttrs {
+            content_type: Some("application/x-ndjson".into()),
+            metadata: vec![
+                ("stream".into(), self.inbox.stream.clone()),
+                ("inbox".into(), id.clone()),
+            ],
+        };
+        let mut outputs = Vec::with_capacity(parts.len());
+        for (_, (t, body)) in parts {
+            let out = landed_key(&self.inbox.stream, t, landed_at, &writer);
+            match self
+                .lake
+                .put_new_durable(&out, Bytes::from(body), &attrs)
+                .await
+                .map_err(|e| self.lake_error(e))?
+            {
+                WriteOutcome::Created => m.objects += 1,
+                WriteOutcome::AlreadyPresent => m.already_present += 1,
+            }
+            outputs.push(out);
+        }
+        m.records += records_n;
+        m.not_json += not_json;
+        let taken = Taken {
+            inbox: id,
+            stream: self.inbox.stream.clone(),
+            key: key.to_string(),
+            etag: etag.to_string(),
+            size: meta.size,
+            outcome: Outcome::Landed,
+            landed_at,
+            taken_at: wall_now(),
+            records: records_n,
+            not_json,
+            outputs,
+        };
+        self.lake
+            .put_json(&taken_key, &taken)
+            .await
+            .map_err(|e| self.lake_error(e))?;
+        Ok(Some(Took::Landed))
+    }
+
+    /// Reads exactly the listed version: a rewrite since the listing is not taken under the
+    /// old version's name (it is listed again next pass).
+    async fn read(&self, meta: &ObjectMeta) -> Result<Bytes, ReadError> {
+        let options = GetOptions {
+            if_match: meta.e_tag.clone(),
+            ..GetOptions::default()
+        };
+        let transient = |e: object_store::Error| ReadError::Transient(e.to_string());
+        match self
+            .source
+            .object_store()
+            .get_opts(&meta.location, options)
+            .await
+        {
+            Ok(r) => r.bytes().await.map_err(transient),
+            Err(object_store::Error::NotFound { .. }) => Err(ReadError::Vanished),
+            Err(object_store::Error::Precondition { .. }) => Err(ReadError::Transient(
+                "rewritten since it was listed".to_string(),
+            )),
+            Err(e) => Err(transient(e)),
+        }
+    }
+
+    /// Writes the intent to take an object version, create-only, and returns its
+    /// `landed_at`: now, or the time of an earlier take that did not finish.
+    async fn intent(
+        &self,
+        keys: &LedgerKeys,
+        meta: &ObjectMeta,
+        key: &str,
+        etag: &str,
+        digest: &str,
+    ) -> Result<DateTime<Utc>> {
+        let intent_key = keys.taking(digest);
+        let intent = Intent {
+            inbox: self.inbox.id(),
+            key: key.to_string(),
+            etag: etag.to_string(),
+            size: meta.size,
+            landed_at: wall_now(),
+        };
+        let body = serde_json::to_vec_pretty(&intent).map_err(|source| {
+            self.lake_error(crate::store::Error::Encode {
+                key: intent_key.clone(),
+                source,
+            })
+        })?;
+        if self
+            .lake
+            .create_if_absent(&intent_key, Bytes::from(body))
+            .await
+            .map_err(|e| self.lake_error(e))?
+        {
+            return Ok(intent.landed_at);
+        }
+        let existing = self
+            .lake
+            .get_opt(&intent_key)
+            .await
+            .map_err(|e| self.lake_error(e))?
+            .unwrap_or_default();
+        let earlier: Intent =
+            serde_json::from_slice(&existing).map_err(|source| Error::Ledger {
+                inbox: self.inbox.id(),
+                key: intent_key.clone(),
+                source,
+            })?;
+        tracing::info!(inbox = %self.inbox.id(), key, "finishing a take that did not finish");
+        Ok(earlier.landed_at)
+    }
+
+    /// Sets an object version aside whole: its bytes (if read) under `quarantine/inbox/`, why
+    /// in the ledger, and marks it taken so that it is never retried.
+    #[allow(clippy::too_many_arguments)]
+    async fn quarantine(
+        &self,
+        keys: &LedgerKeys,
+        meta: &ObjectMeta,
+        key: &str,
+        etag: &str,
+        digest: &str,
+        reason: &BadObject,
+        raw: Option<Bytes>,
+    ) -> Result<()> {
+        let id = self.inbox.id();
+        let copy = match raw {
+            Some(raw) => {
+                let copy = quarantine_copy_key(&self.inbox.stream, digest, key);
+                self.lake
+                    .put(&copy, raw, &ObjectAttrs::default())
+                    .await
+                    .map_err(|e| self.lake_error(e))?;
+                Some(copy)
+            }
+            None => None,
+        };
+        let now = wall_now();
+        let record = Quarantined {
+            inbox: id.clone(),
+            stream: self.inbox.stream.clone(),
+            url: self.inbox.url.clone(),
+            key: key.to_string(),
+            etag: etag.to_string(),
+            size: meta.size,
+            reason: reason.to_string(),
+            at: now,
+            copy,
+        };
+        self.lake
+            .put_json(&keys.quarantine(digest), &record)
+            .await
+            .map_err(|e| self.lake_error(e))?;
+        let taken = Taken {
+            inbox: id.clone(),
+            stream: self.inbox.stream.clone(),
+            key: key.to_string(),
+            etag: etag.to_string(),
+            size: meta.size,
+            outcome: Outcome::Quarantined,
+            landed_at: now,
+            taken_at: now,
+            records: 0,
+            not_json: 0,
+            outputs: Vec::new(),
+        };
+        self.lake
+            .put_json(&keys.taken(digest), &taken)
+            .await
+            .map_err(|e| self.lake_error(e))?;
+        tracing::warn!(inbox = %id, key, "quarantined: {reason}");
+        Ok(())
+    }
+}
+
+impl IntoFuture for InboxPickup {
+    type Output = Result<InboxMetrics>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}
