@@ -194,7 +194,10 @@ mod tests {
                 limit: 9_999
             })
         );
-        assert_eq!(decode(&gz, Compression::Auto, 10_000).unwrap().len(), 10_000);
+        assert_eq!(
+            decode(&gz, Compression::Auto, 10_000).unwrap().len(),
+            10_000
+        );
         assert!(matches!(
             decode(&big, Compression::None, 100),
             Err(BadObject::TooLarge { .. })

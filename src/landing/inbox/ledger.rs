@@ -254,7 +254,10 @@ mod tests {
             digest("api_logs-0123456789abcdef", "2026/02/01/10/a.gz", "\"e1\"")
         );
         assert_eq!(a.len(), 16);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert_ne!(
             a,
             digest("api_logs-0123456789abcdef", "2026/02/01/10/a.gz", "\"e2\"")
@@ -270,7 +273,10 @@ mod tests {
         // Pinned: a change here would re-take every object after an upgrade.
         assert_eq!(digest("i", "k", "e"), {
             let d = sha2::Sha256::digest(b"i\nk\ne");
-            d[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+            d[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         });
         let w = writer(&a);
         let name = format!("api_logs_20260201T100000Z_{w}.jsonl");

@@ -225,7 +225,12 @@ impl InboxPickup {
     /// The listing state; an unreadable one is started afresh (it is only a cache).
     async fn load_state(&self, keys: &LedgerKeys) -> Result<State> {
         let key = keys.state();
-        let Some(body) = self.lake.get_opt(&key).await.map_err(|e| self.lake_error(e))? else {
+        let Some(body) = self
+            .lake
+            .get_opt(&key)
+            .await
+            .map_err(|e| self.lake_error(e))?
+        else {
             return Ok(State::default());
         };
         match serde_json::from_slice(&body) {
@@ -500,5 +505,214 @@ impl IntoFuture for InboxPickup {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.execute())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::config::{Compression, InboxFormat};
+    use crate::store::local_store;
+
+    struct Fixture {
+        _dirs: (tempfile::TempDir, tempfile::TempDir),
+        inbox_dir: std::path::PathBuf,
+        inbox: InboxConfig,
+        source: Store,
+        lake: Store,
+    }
+
+    async fn fixture() -> Fixture {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let inbox_dir = a.path().to_path_buf();
+        let inbox = InboxConfig {
+            stream: "api_logs".into(),
+            url: inbox_dir.display().to_string(),
+            format: InboxFormat::Ndjson,
+            compression: Compression::Auto,
+            poll_s: 10,
+        };
+        let source = local_store(&inbox_dir).await;
+        let lake = local_store(b.path()).await;
+        Fixture {
+            _dirs: (a, b),
+            inbox_dir,
+            inbox,
+            source,
+            lake,
+        }
+    }
+
+    impl Fixture {
+        async fn pass(&self) -> InboxMetrics {
+            InboxPickup::new(self.inbox.clone(), self.source.clone(), self.lake.clone())
+                .await
+                .unwrap()
+        }
+
+        fn write(&self, name: &str, body: &[u8]) {
+            let p = self.inbox_dir.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+
+        /// Every landed line, sorted.
+        async fn landed(&self) -> Vec<String> {
+            let mut lines = Vec::new();
+            let mut l = self.lake.list("realtime/api_logs");
+            while let Some(m) = l.next().await {
+                let m = m.unwrap();
+                let body = self
+                    .lake
+                    .get_opt(m.location.as_ref())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                lines.extend(
+                    String::from_utf8(body.to_vec())
+                        .unwrap()
+                        .lines()
+                        .map(str::to_string),
+                );
+            }
+            lines.sort();
+            lines
+        }
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn line(n: u32, event_time: DateTime<Utc>) -> String {
+        format!(
+            "{{\"n\":{n},\"event_time\":\"{}\"}}",
+            crate::clock::rfc3339_secs(event_time)
+        )
+    }
+
+    #[tokio::test]
+    async fn each_version_is_taken_once_by_event_time_even_without_the_state() {
+        let f = fixture().await;
+        let hour_ago = wall_now() - Duration::hours(1);
+        let text = format!("{}\n{}\nnot json\n", line(1, hour_ago), line(2, wall_now()));
+        f.write("a/1.json", text.as_bytes());
+        f.write("a/2.json.gz", &gzip(line(3, hour_ago).as_bytes()));
+
+        let m = f.pass().await;
+        assert_eq!((m.listed, m.taken, m.records, m.not_json), (2, 2, 4, 1));
+        let landed = f.landed().await;
+        assert_eq!(landed.len(), 4);
+        let hour_dir = format!("hour={:02}", hour_ago.hour());
+        let mut keys = Vec::new();
+        let mut l = f.lake.list("realtime/api_logs");
+        while let Some(m) = l.next().await {
+            keys.push(m.unwrap().location.to_string());
+        }
+        assert!(keys.iter().any(|k| k.contains(&hour_dir)), "{keys:?}");
+        assert!(keys.iter().all(|k| k.contains("_inbox-")), "{keys:?}");
+
+        // Again, and again without the listing state: nothing is taken twice.
+        let m = f.pass().await;
+        assert_eq!((m.taken, m.skipped_already_taken), (0, 2));
+        f.lake
+            .delete(&LedgerKeys::new(&f.inbox.id()).state())
+            .await
+            .unwrap();
+        let m = f.pass().await;
+        assert_eq!((m.taken, m.skipped_already_taken), (0, 2));
+        assert_eq!(f.landed().await, landed);
+
+        // A rewrite is a new version.
+        f.write("a/1.json", line(9, hour_ago).as_bytes());
+        let m = f.pass().await;
+        assert_eq!((m.taken, m.records), (1, 1));
+        assert_eq!(f.landed().await.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_take_cut_short_is_finished_under_the_same_names() {
+        let f = fixture().await;
+        let t = wall_now() - Duration::hours(2);
+        f.write("b.json", format!("{}\n", line(1, t)).as_bytes());
+        let meta = f.source.head("b.json").await.unwrap().unwrap();
+        let etag = version(&meta);
+        let d = digest(&f.inbox.id(), "b.json", &etag);
+        let keys = LedgerKeys::new(&f.inbox.id());
+        // The crash: the intent and the landed object exist, the taken record does not.
+        let landed_at = crate::clock::parse_utc("2026-02-01T10:00:00Z").unwrap();
+        let intent = Intent {
+            inbox: f.inbox.id(),
+            key: "b.json".into(),
+            etag,
+            size: meta.size,
+            landed_at,
+        };
+        f.lake.put_json(&keys.taking(&d), &intent).await.unwrap();
+        let out = landed_key("api_logs", t, landed_at, &writer(&d));
+        f.lake
+            .put_new_durable(
+                &out,
+                Bytes::from(format!("{}\n", line(1, t))),
+                &ObjectAttrs::default(),
+            )
+            .await
+            .unwrap();
+
+        let m = f.pass().await;
+        assert_eq!((m.taken, m.objects, m.already_present), (1, 0, 1));
+        assert_eq!(f.landed().await.len(), 1);
+        let taken: Taken =
+            serde_json::from_slice(&f.lake.get_opt(&keys.taken(&d)).await.unwrap().unwrap())
+                .unwrap();
+        assert_eq!(taken.landed_at, landed_at);
+        assert_eq!(taken.outputs, vec![out]);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_object_is_quarantined_once_and_keys_settle() {
+        let f = fixture().await;
+        let mut bad = gzip(b"{\"n\":1}\n");
+        bad.truncate(bad.len() / 2);
+        f.write("c/bad.gz", &bad);
+        f.write("c/good.json", b"{\"n\":2}\n");
+
+        let m = f.pass().await;
+        assert_eq!((m.taken, m.quarantined, m.records), (2, 1, 1));
+        let d = digest(&f.inbox.id(), "c/bad.gz", &{
+            let meta = f.source.head("c/bad.gz").await.unwrap().unwrap();
+            version(&meta)
+        });
+        let keys = LedgerKeys::new(&f.inbox.id());
+        let q: Quarantined =
+            serde_json::from_slice(&f.lake.get_opt(&keys.quarantine(&d)).await.unwrap().unwrap())
+                .unwrap();
+        assert_eq!(q.key, "c/bad.gz");
+        assert!(q.reason.starts_with("corrupt gzip"), "{}", q.reason);
+        let copy = q.copy.unwrap();
+        assert_eq!(f.lake.get_opt(&copy).await.unwrap().unwrap(), bad);
+
+        let m = f.pass().await;
+        assert_eq!((m.taken, m.quarantined), (0, 0));
+
+        // With no relist window, both keys settle and are no longer listed.
+        let m = InboxPickup::new(f.inbox.clone(), f.source.clone(), f.lake.clone())
+            .with_relist_window(Duration::zero())
+            .await
+            .unwrap();
+        assert_eq!((m.listed, m.settled), (2, 2));
+        let state: State =
+            serde_json::from_slice(&f.lake.get_opt(&keys.state()).await.unwrap().unwrap()).unwrap();
+        assert_eq!(state.settled.as_deref(), Some("c/good.json"));
+        assert!(state.recent.is_empty());
+        let m = f.pass().await;
+        assert_eq!(m.listed, 0);
+        f.write("d/new.json", b"{\"n\":3}\n");
+        let m = f.pass().await;
+        assert_eq!((m.listed, m.taken), (1, 1));
     }
 }
