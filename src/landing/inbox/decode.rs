@@ -1,6 +1,6 @@
-//! Decoding an inbox object: gzip (by configuration, or detected by its magic number), a
-//! decoded-size limit, UTF-8, and splitting into records — one per JSON line, and Firehose's
-//! objects written back to back without a newline (`}{`) apart.
+//! Decoding an inbox object: gzip (by configuration, or by a `.gz` name or gzip's magic
+//! number), a decoded-size limit, UTF-8, and splitting into records — one per JSON line, and
+//! Firehose's objects written back to back without a newline (`}{`) apart.
 
 use std::io::Read as _;
 
@@ -12,22 +12,26 @@ use crate::config::Compression;
 /// gzip's magic number: the first two bytes of every gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Is `raw` to be gunzipped? `auto` decides by the magic number, not by a `.gz` suffix: an
-/// HTTP client may already have decoded an object stored with `Content-Encoding: gzip`, and a
-/// `.gz` object whose bytes are neither gzip nor text is quarantined by the UTF-8 check.
-pub fn is_gzip(raw: &[u8], compression: Compression) -> bool {
+/// Is the object `key` with bytes `raw` to be gunzipped? `auto`: when its key ends in `.gz`
+/// or its bytes start with gzip's magic number.
+pub fn is_gzip(key: &str, raw: &[u8], compression: Compression) -> bool {
     match compression {
         Compression::Gzip => true,
         Compression::None => false,
-        Compression::Auto => raw.starts_with(&GZIP_MAGIC),
+        Compression::Auto => key.ends_with(".gz") || raw.starts_with(&GZIP_MAGIC),
     }
 }
 
-/// The text of an object: `raw` gunzipped if it is to be (every member of a multi-member
-/// gzip), at most `limit` bytes, checked to be UTF-8.
-pub fn decode(raw: &[u8], compression: Compression, limit: u64) -> Result<Vec<u8>, BadObject> {
+/// The text of the object `key`: `raw` gunzipped if it is to be ([`is_gzip`]; every member
+/// of a multi-member gzip), at most `limit` bytes, checked to be UTF-8.
+pub fn decode(
+    key: &str,
+    raw: &[u8],
+    compression: Compression,
+    limit: u64,
+) -> Result<Vec<u8>, BadObject> {
     let too_large = |what| BadObject::TooLarge { what, limit };
-    let out = if is_gzip(raw, compression) {
+    let out = if is_gzip(key, raw, compression) {
         let cap = (raw.len() as u64).saturating_mul(4).min(limit) as usize;
         let mut out = Vec::with_capacity(cap);
         flate2::read::MultiGzDecoder::new(raw)
@@ -138,18 +142,26 @@ mod tests {
     #[test]
     fn gzip_is_detected_forced_or_off() {
         let gz = gzip(TEXT);
-        assert_eq!(decode(&gz, Compression::Auto, 1 << 20).unwrap(), TEXT);
-        assert_eq!(decode(&gz, Compression::Gzip, 1 << 20).unwrap(), TEXT);
-        assert_eq!(decode(TEXT, Compression::Auto, 1 << 20).unwrap(), TEXT);
-        assert_eq!(decode(TEXT, Compression::None, 1 << 20).unwrap(), TEXT);
+        assert_eq!(decode("x", &gz, Compression::Auto, 1 << 20).unwrap(), TEXT);
+        assert_eq!(decode("x", &gz, Compression::Gzip, 1 << 20).unwrap(), TEXT);
+        assert_eq!(decode("x", TEXT, Compression::Auto, 1 << 20).unwrap(), TEXT);
+        assert_eq!(decode("x", TEXT, Compression::None, 1 << 20).unwrap(), TEXT);
         // Off: gzip bytes are taken as they are, and are not text.
         assert!(matches!(
-            decode(&gz, Compression::None, 1 << 20),
+            decode("x", &gz, Compression::None, 1 << 20),
             Err(BadObject::NotUtf8 { .. })
         ));
-        // Forced on plain text: not gzip.
+        // A `.gz` name, or forced, on plain text: not gzip.
         assert!(matches!(
-            decode(TEXT, Compression::Gzip, 1 << 20),
+            decode("x.gz", TEXT, Compression::Auto, 1 << 20),
+            Err(BadObject::CorruptGzip { .. })
+        ));
+        assert_eq!(
+            decode("x.gz", TEXT, Compression::None, 1 << 20).unwrap(),
+            TEXT
+        );
+        assert!(matches!(
+            decode("x", TEXT, Compression::Gzip, 1 << 20),
             Err(BadObject::CorruptGzip { .. })
         ));
     }
@@ -159,7 +171,7 @@ mod tests {
         let mut gz = gzip(b"{\"a\":1}\n");
         gz.extend(gzip(b"{\"a\":2}\n"));
         assert_eq!(
-            decode(&gz, Compression::Auto, 1 << 20).unwrap(),
+            decode("x", &gz, Compression::Auto, 1 << 20).unwrap(),
             b"{\"a\":1}\n{\"a\":2}\n"
         );
     }
@@ -169,7 +181,7 @@ mod tests {
         let gz = gzip(TEXT);
         let truncated = &gz[..gz.len() / 2];
         assert!(matches!(
-            decode(truncated, Compression::Auto, 1 << 20),
+            decode("x", truncated, Compression::Auto, 1 << 20),
             Err(BadObject::CorruptGzip { .. })
         ));
         let mut damaged = gz.clone();
@@ -177,7 +189,7 @@ mod tests {
             *b ^= 0x5a;
         }
         assert!(matches!(
-            decode(&damaged, Compression::Auto, 1 << 20),
+            decode("x", &damaged, Compression::Auto, 1 << 20),
             Err(BadObject::CorruptGzip { .. })
         ));
     }
@@ -188,18 +200,18 @@ mod tests {
         let gz = gzip(&big);
         assert!(gz.len() < 1_000);
         assert_eq!(
-            decode(&gz, Compression::Auto, 9_999),
+            decode("x", &gz, Compression::Auto, 9_999),
             Err(BadObject::TooLarge {
                 what: "the decoded object",
                 limit: 9_999
             })
         );
         assert_eq!(
-            decode(&gz, Compression::Auto, 10_000).unwrap().len(),
+            decode("x", &gz, Compression::Auto, 10_000).unwrap().len(),
             10_000
         );
         assert!(matches!(
-            decode(&big, Compression::None, 100),
+            decode("x", &big, Compression::None, 100),
             Err(BadObject::TooLarge { .. })
         ));
     }

@@ -154,11 +154,17 @@ impl InboxPickup {
         let mut unsaved = 0;
         let mut exhausted = true;
         while let Some(item) = listing.next().await {
-            let meta = item.map_err(|source| Error::Source {
-                inbox: id.clone(),
-                url: self.inbox.url.clone(),
-                source,
-            })?;
+            let meta = match item {
+                Ok(meta) => meta,
+                Err(source) => {
+                    self.save_state(&keys, &state, &before).await.ok();
+                    return Err(Error::Source {
+                        inbox: id.clone(),
+                        url: self.inbox.url.clone(),
+                        source,
+                    });
+                }
+            };
             let key = meta.location.to_string();
             if key.is_empty() {
                 continue;
@@ -295,7 +301,7 @@ impl InboxPickup {
                 return Ok(None);
             }
         };
-        let text = match decode(&raw, self.inbox.compression, self.max_object_bytes) {
+        let text = match decode(key, &raw, self.inbox.compression, self.max_object_bytes) {
             Ok(text) => text,
             Err(reason) => {
                 self.quarantine(keys, meta, key, etag, &digest, &reason, Some(raw))
