@@ -1,7 +1,7 @@
 //! Inboxes: objects other producers write — a local directory, and a moto bucket filled by
-//! the AWS CLI (a client nobody here wrote) — taken exactly once into `realtime/<stream>/`,
-//! across re-runs, a restart and re-listings; a rewritten object taken again; corrupt gzip
-//! quarantined with its key.
+//! the AWS CLI (a client nobody here wrote) for a lake in another bucket — taken exactly once
+//! into `realtime/<stream>/`, across re-runs, a restart and re-listings; a rewritten object
+//! taken again; corrupt gzip quarantined with its key.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -205,11 +205,16 @@ fn aws_cp(endpoint: &str, home: &Path, file: &Path, bucket: &str, key: &str) {
 async fn moto_inbox_filled_by_the_aws_cli_takes_every_record_once_across_a_restart() {
     let server = s3_server("LAKEPIPE_TEST_MOTO");
     let bucket = server.new_bucket("inbox").await;
+    let lake = S3Lake {
+        server: server.clone(),
+        bucket: server.new_bucket("lake").await,
+    };
     let t = server.apply(TestCommand::new());
     std::fs::write(
         t.path().join("lakepipe.toml"),
         format!(
-            "lake = \"lake\"\n\n[[inbox]]\nstream = \"api_logs\"\nurl = \"s3://{bucket}/firehose/\"\ncompression = \"gzip\"\npoll_s = 1\n"
+            "lake = \"s3://{}/lake\"\n\n[[inbox]]\nstream = \"api_logs\"\nurl = \"s3://{bucket}/firehose/\"\ncompression = \"gzip\"\npoll_s = 1\n",
+            lake.bucket
         ),
     )
     .unwrap();
@@ -234,7 +239,7 @@ async fn moto_inbox_filled_by_the_aws_cli_takes_every_record_once_across_a_resta
     .await
     .unwrap();
     assert_eq!((&m["taken"], &m["records"]), (&3.into(), &12.into()));
-    assert_once(&landed_ids(&t.lake()), 12);
+    assert_once(&lake.ids().await, 12);
 
     // A restart: `serve` lists the inbox again and takes nothing; an object overwritten by
     // the CLI while it runs is taken again.
@@ -245,14 +250,14 @@ async fn moto_inbox_filled_by_the_aws_cli_takes_every_record_once_across_a_resta
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_once(&landed_ids(&t.lake()), 12);
+    assert_once(&lake.ids().await, 12);
     upload(
         "f1-new.gz",
         &gzip(records("f1new", 5, true).as_bytes()),
         &key(1),
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while landed_ids(&t.lake()).len() < 17 && Instant::now() < deadline {
+    while lake.ids().await.len() < 17 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let status = Command::new("kill")
@@ -268,7 +273,7 @@ async fn moto_inbox_filled_by_the_aws_cli_takes_every_record_once_across_a_resta
         serve.kill().unwrap();
     }
     let out = serve.wait_with_output().unwrap();
-    assert_once(&landed_ids(&t.lake()), 17);
+    assert_once(&lake.ids().await, 17);
     assert!(
         out.status.success(),
         "serve: {}",
@@ -290,7 +295,7 @@ async fn moto_inbox_filled_by_the_aws_cli_takes_every_record_once_across_a_resta
         (&m["taken"], &m["quarantined"], &m["records"]),
         (&1.into(), &1.into(), &0.into())
     );
-    let q = json_docs(&ledger(&t.lake()).join("quarantine"));
+    let q = lake.docs("quarantine").await;
     assert_eq!(q.len(), 1);
     assert_eq!(q[0]["key"], key(7).strip_prefix("firehose/").unwrap());
     assert_eq!(q[0]["url"], format!("s3://{bucket}/firehose/"));
@@ -309,7 +314,9 @@ async fn moto_inbox_filled_by_the_aws_cli_takes_every_record_once_across_a_resta
         (&m["inboxes"][0]["listed"], &m["taken"]),
         (&4.into(), &0.into())
     );
-    assert_once(&landed_ids(&t.lake()), 17);
+    assert_once(&lake.ids().await, 17);
+    // Every version taken has its record: three objects, the overwrite, the corrupt one.
+    assert_eq!(lake.docs("taken").await.len(), 5);
 }
 
 fn run_json(mut c: Command) -> serde_json::Value {
@@ -321,4 +328,59 @@ fn run_json(mut c: Command) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A lake in a moto bucket, under `lake/`.
+struct S3Lake {
+    server: crate::util::S3Server,
+    bucket: String,
+}
+
+impl S3Lake {
+    async fn get(&self, key: &str) -> Vec<u8> {
+        let o = self
+            .server
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// How often each `request_id` was landed under `realtime/api_logs/`.
+    async fn ids(&self) -> BTreeMap<String, usize> {
+        let mut ids = BTreeMap::new();
+        for key in self
+            .server
+            .keys(&self.bucket, "lake/realtime/api_logs/")
+            .await
+        {
+            assert!(key.contains("_inbox-"), "{key}");
+            let body = String::from_utf8(self.get(&key).await).unwrap();
+            for line in body.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                *ids.entry(v["request_id"].as_str().unwrap().to_string())
+                    .or_insert(0) += 1;
+            }
+        }
+        ids
+    }
+
+    /// The JSON documents in the `sub` folder of the (single) inbox ledger.
+    async fn docs(&self, sub: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for key in self
+            .server
+            .keys(&self.bucket, "lake/_lakepipe/inbox/")
+            .await
+        {
+            if key.split('/').nth(4) == Some(sub) {
+                out.push(serde_json::from_slice(&self.get(&key).await).unwrap());
+            }
+        }
+        out
+    }
 }
