@@ -97,6 +97,12 @@ fn local_inbox_takes_every_record_once_retakes_a_rewrite_and_quarantines_corrupt
     )
     .unwrap();
 
+    // A dry run counts and takes nothing.
+    let r = t.run(&["--json", "inbox", "pickup", "--dry-run"]);
+    r.assert_exit_code(0);
+    assert_eq!(r.json()["taken"], 2);
+    assert!(landed_ids(&t.lake()).is_empty());
+
     let m = pickup(&t);
     let i = &m["inboxes"][0];
     assert_eq!(i["stream"], "api_logs");

@@ -71,10 +71,20 @@ pub async fn open_inbox(config: &ValidatedConfig, inbox: &InboxConfig) -> Result
 /// One pass over every configured inbox, in order; stops at the first inbox that cannot be
 /// listed or whose takes cannot be written to the lake.
 pub async fn pickup_once(config: &ValidatedConfig, lake: &Store) -> Result<PickupMetrics> {
+    pickup_all(config, lake, false).await
+}
+
+/// [`pickup_once`], or with `dry_run` only what it would take (nothing is read or written).
+pub async fn pickup_all(
+    config: &ValidatedConfig,
+    lake: &Store,
+    dry_run: bool,
+) -> Result<PickupMetrics> {
     let mut out = PickupMetrics::default();
     for inbox in &config.config.inboxes {
         let source = open_inbox(config, inbox).await?;
-        out.add(InboxPickup::new(inbox.clone(), source, lake.clone()).await?);
+        let pass = InboxPickup::new(inbox.clone(), source, lake.clone()).with_dry_run(dry_run);
+        out.add(pass.await?);
     }
     Ok(out)
 }

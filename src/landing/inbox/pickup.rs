@@ -42,7 +42,7 @@ pub struct InboxMetrics {
     pub url: String,
     /// Objects listed (after the settled keys).
     pub listed: u64,
-    /// Object versions taken this pass: landed or quarantined.
+    /// Object versions taken this pass: landed or quarantined (in a dry run: to be taken).
     pub taken: u64,
     /// Records landed.
     pub records: u64,
@@ -77,10 +77,13 @@ pub struct InboxPickup {
     max_object_bytes: u64,
     /// Stops the pass between two objects once it turns true.
     shutdown: Option<watch::Receiver<bool>>,
+    /// Only list and decide: take nothing, write nothing.
+    dry_run: bool,
 }
 
 /// How taking one object version ended.
 enum Took {
+    WouldTake,
     Landed,
     Quarantined,
     AlreadyTaken,
@@ -104,6 +107,7 @@ impl InboxPickup {
             relist_window: RELIST_WINDOW,
             max_object_bytes: MAX_OBJECT_BYTES,
             shutdown: None,
+            dry_run: false,
         }
     }
 
@@ -122,6 +126,13 @@ impl InboxPickup {
     /// Stops the pass between two objects when `shutdown` turns true.
     pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> InboxPickup {
         self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// Only lists and decides what would be taken (counted in `taken`); reads no object and
+    /// writes nothing.
+    pub fn with_dry_run(mut self, dry_run: bool) -> InboxPickup {
+        self.dry_run = dry_run;
         self
     }
 
@@ -179,6 +190,10 @@ impl InboxPickup {
                 match self.take(&mut m, &keys, &meta, &key, &etag).await {
                     Ok(Some(took)) => {
                         match took {
+                            Took::WouldTake => {
+                                m.taken += 1;
+                                continue;
+                            }
                             Took::Landed => m.taken += 1,
                             Took::Quarantined => {
                                 m.taken += 1;
@@ -249,7 +264,7 @@ impl InboxPickup {
     }
 
     async fn save_state(&self, keys: &LedgerKeys, state: &State, before: &State) -> Result<()> {
-        if state == before {
+        if state == before || self.dry_run {
             return Ok(());
         }
         self.lake
@@ -279,6 +294,9 @@ impl InboxPickup {
             .is_some()
         {
             return Ok(Some(Took::AlreadyTaken));
+        }
+        if self.dry_run {
+            return Ok(Some(Took::WouldTake));
         }
         if meta.size > self.max_object_bytes {
             let reason = BadObject::TooLarge {
@@ -312,20 +330,21 @@ impl InboxPickup {
         drop(raw);
         let landed_at = self.intent(keys, meta, key, etag, &digest).await?;
 
-        // Group the records by hour partition, in the order sent.
-        let mut parts: BTreeMap<(NaiveDate, u32), (DateTime<Utc>, Vec<u8>)> = BTreeMap::new();
+        // Group the records by hour partition, in the order sent; each partition's object is
+        // built only when it is written, so the object is in memory once more at most.
+        type Partition<'a> = (DateTime<Utc>, usize, Vec<&'a [u8]>);
+        let mut parts: BTreeMap<(NaiveDate, u32), Partition<'_>> = BTreeMap::new();
         let (mut records_n, mut not_json) = (0u64, 0u64);
         for r in records(&text) {
             let t = partition_time(r.event_time, landed_at, LOOKBACK_DAYS);
-            let (_, body) = parts
+            let (_, len, lines) = parts
                 .entry((t.date_naive(), t.hour()))
-                .or_insert_with(|| (t, Vec::new()));
-            body.extend_from_slice(r.bytes);
-            body.push(b'\n');
+                .or_insert_with(|| (t, 0, Vec::new()));
+            *len += r.bytes.len() + 1;
+            lines.push(r.bytes);
             records_n += 1;
             not_json += u64::from(!r.is_object);
         }
-        drop(text);
 
         let writer = writer(&digest);
         let attrs = ObjectAttrs {
@@ -336,8 +355,13 @@ impl InboxPickup {
             ],
         };
         let mut outputs = Vec::with_capacity(parts.len());
-        for (_, (t, body)) in parts {
+        for (_, (t, len, lines)) in parts {
             let out = landed_key(&self.inbox.stream, t, landed_at, &writer);
+            let mut body = Vec::with_capacity(len);
+            for line in lines {
+                body.extend_from_slice(line);
+                body.push(b'\n');
+            }
             match self
                 .lake
                 .put_new_durable(&out, Bytes::from(body), &attrs)
@@ -621,6 +645,16 @@ mod tests {
         }
         assert!(keys.iter().any(|k| k.contains(&hour_dir)), "{keys:?}");
         assert!(keys.iter().all(|k| k.contains("_inbox-")), "{keys:?}");
+
+        // A dry run of a new object takes nothing.
+        f.write("a/3.json", line(4, hour_ago).as_bytes());
+        let m = InboxPickup::new(f.inbox.clone(), f.source.clone(), f.lake.clone())
+            .with_dry_run(true)
+            .await
+            .unwrap();
+        assert_eq!((m.listed, m.taken, m.records), (3, 1, 0));
+        assert_eq!(f.landed().await, landed);
+        std::fs::remove_file(f.inbox_dir.join("a/3.json")).unwrap();
 
         // Again, and again without the listing state: nothing is taken twice.
         let m = f.pass().await;
