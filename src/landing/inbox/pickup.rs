@@ -257,7 +257,10 @@ impl InboxPickup {
         match serde_json::from_slice(&body) {
             Ok(s) => Ok(s),
             Err(e) => {
-                tracing::warn!(inbox = %self.inbox.id(), "{key} is unreadable ({e}); listing the inbox from its start");
+                tracing::warn!(
+                    inbox = %self.inbox.id(),
+                    "{key} is unreadable ({e}); listing the inbox from its start"
+                );
                 Ok(State::default())
             }
         }
@@ -315,7 +318,11 @@ impl InboxPickup {
                 return Ok(Some(Took::Quarantined));
             }
             Err(ReadError::Transient(message)) => {
-                tracing::warn!(inbox = %id, key, "cannot read the object, retrying next pass: {message}");
+                tracing::warn!(
+                    inbox = %id,
+                    key,
+                    "cannot read the object, retrying next pass: {message}"
+                );
                 return Ok(None);
             }
         };
