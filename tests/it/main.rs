@@ -7,6 +7,7 @@ mod bootstrap;
 mod catalog;
 mod cli;
 mod ingest_flow;
+mod inbox;
 mod landing;
 mod s3;
 mod scheduler;
