@@ -148,7 +148,7 @@ fn split_host(s: &str) -> Option<(String, Option<u16>)> {
 }
 
 /// The host a request names: its `Host` header, else its URI's authority (HTTP/2).
-fn request_host(req: &Request) -> Option<String> {
+pub(super) fn request_host(req: &Request) -> Option<String> {
     match req.headers().get(header::HOST) {
         Some(h) => h.to_str().ok().map(str::to_string),
         None => req.uri().authority().map(|a| a.to_string()),
@@ -156,7 +156,7 @@ fn request_host(req: &Request) -> Option<String> {
 }
 
 /// Whether `origin` (an `Origin` header) is the same host and port as `host`.
-fn same_origin(origin: &str, host: &str) -> bool {
+pub(super) fn same_origin(origin: &str, host: &str) -> bool {
     let Ok(url) = url::Url::parse(origin) else {
         return false;
     };
