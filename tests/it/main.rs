@@ -6,6 +6,7 @@ mod batch;
 mod bootstrap;
 mod catalog;
 mod cli;
+mod ingest;
 mod landing;
 mod s3;
 mod scheduler;
