@@ -536,7 +536,7 @@ tokens = [{ token = "producer-token-1", streams = ["api_logs"] }]
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.headers.contains("retry-after: 1"), "{}", r.headers);
     // The held request completes, and the budget is given back.
-    slow.write_all(held[100..].as_bytes()).unwrap();
+    slow.write_all(&held.as_bytes()[100..]).unwrap();
     let mut answer = String::new();
     slow.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

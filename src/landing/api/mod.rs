@@ -200,14 +200,11 @@ impl Ingest {
         };
         let now = crate::clock::wall_now();
         let arrived = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-        let keyed = match idempotency_key {
-            Some(key) => Some(Keyed {
-                record_key: idempotency::record_key(name, key),
-                body_sha256,
-                arrived,
-            }),
-            None => None,
-        };
+        let keyed = idempotency_key.map(|key| Keyed {
+            record_key: idempotency::record_key(name, key),
+            body_sha256,
+            arrived,
+        });
         // Requests with the same key in this process wait for each other.
         let _guard = match &keyed {
             Some(k) => Some(self.inner.locks.lock(&k.record_key).await),
@@ -313,5 +310,146 @@ impl Ingest {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ingest(dir: &std::path::Path) -> (Ingest, Store, watch::Sender<bool>) {
+        let store = crate::store::local_store(dir).await;
+        let (tx, rx) = watch::channel(false);
+        let config = IngestConfig {
+            flush_ms: 20,
+            ..IngestConfig::default()
+        };
+        (Ingest::new(store.clone(), config, rx).unwrap(), store, tx)
+    }
+
+    async fn prepared(i: &Ingest, body: &str) -> Prepared {
+        i.prepare(
+            body.as_bytes().to_vec(),
+            Encoding::Identity,
+            i.reservation(),
+        )
+        .await
+        .unwrap()
+        .0
+    }
+
+    /// Two records (one two hours old, one without event time) and a rejected line.
+    fn body() -> String {
+        let t = crate::clock::rfc3339_secs(crate::clock::wall_now() - chrono::Duration::hours(2));
+        format!("{{\"event_time\":\"{t}\",\"n\":1}}\n{{\"n\":2}}\n7\n")
+    }
+
+    #[tokio::test]
+    async fn a_retry_replays_and_relands_only_what_a_crash_left_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (i, store, _stop) = ingest(dir.path()).await;
+        let body = body();
+        let first = i
+            .submit("api_logs", prepared(&i, &body).await, Some("k"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.accepted, first.rejected, first.replayed),
+            (2, 1, false)
+        );
+        // No event time: the arrival hour, apart from the record of two hours ago.
+        assert_eq!(first.objects.len(), 2);
+        let bytes: Vec<_> = {
+            let mut v = Vec::new();
+            for k in &first.objects {
+                v.push(store.get_opt(k).await.unwrap().unwrap());
+            }
+            v
+        };
+        // Same key, same body: the first answer, nothing new.
+        let again = i
+            .submit("api_logs", prepared(&i, &body).await, Some("k"))
+            .await
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.objects, first.objects);
+        // Same key, another body: refused.
+        assert!(matches!(
+            i.submit("api_logs", prepared(&i, "{\"n\":3}\n").await, Some("k"))
+                .await,
+            Err(Error::KeyReused { .. })
+        ));
+        // A crash after the record, before the objects: the record is pending and the
+        // objects are gone. The retry lands them again under the recorded keys.
+        let rkey = idempotency::record_key("api_logs", "k");
+        let mut record = idempotency::load(&store, &rkey).await.unwrap().unwrap();
+        record.state = idempotency::State::Pending;
+        store
+            .put(
+                &rkey,
+                serde_json::to_vec(&record).unwrap().into(),
+                &ObjectAttrs::default(),
+            )
+            .await
+            .unwrap();
+        for k in &first.objects {
+            store.delete(k).await.unwrap();
+        }
+        let recovered = i
+            .submit("api_logs", prepared(&i, &body).await, Some("k"))
+            .await
+            .unwrap();
+        assert!(recovered.replayed);
+        assert_eq!(recovered.objects, first.objects);
+        for (k, b) in first.objects.iter().zip(&bytes) {
+            assert_eq!(&store.get_opt(k).await.unwrap().unwrap(), b, "{k}");
+        }
+        let record = idempotency::load(&store, &rkey).await.unwrap().unwrap();
+        assert_eq!(record.state, idempotency::State::Done);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_with_one_key_land_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (i, store, _stop) = ingest(dir.path()).await;
+        let body = body();
+        let (a, b) = tokio::join!(
+            async {
+                i.submit("api_logs", prepared(&i, &body).await, Some("same"))
+                    .await
+            },
+            async {
+                i.submit("api_logs", prepared(&i, &body).await, Some("same"))
+                    .await
+            },
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.objects, b.objects);
+        assert!(a.replayed != b.replayed, "exactly one is the first");
+        let mut lines = 0;
+        let mut listing = store.list("realtime/");
+        while let Some(m) = futures::StreamExt::next(&mut listing).await {
+            let m = m.unwrap();
+            lines += store
+                .get_opt(m.location.as_ref())
+                .await
+                .unwrap()
+                .unwrap()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
+        }
+        assert_eq!(lines, 2);
+        // Unknown streams and all-rejected bodies land nothing.
+        assert!(matches!(
+            i.submit("nope", prepared(&i, &body).await, None).await,
+            Err(Error::UnknownStream { .. })
+        ));
+        let none = i
+            .submit("api_logs", prepared(&i, "[1]\n").await, None)
+            .await
+            .unwrap();
+        assert_eq!((none.accepted, none.rejected), (0, 1));
+        assert!(none.objects.is_empty());
     }
 }
