@@ -39,6 +39,17 @@ impl Server {
         Server { child, base, port }
     }
 
+    /// SIGTERM, then waits for the exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        self.child.wait().unwrap()
+    }
+
     /// `kill -9`.
     fn kill(mut self) {
         self.child.kill().unwrap();
@@ -541,4 +552,41 @@ tokens = [{ token = "producer-token-1", streams = ["api_logs"] }]
     slow.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(status(post(&url, &one, &[NDJSON])), 200);
+}
+
+#[test]
+fn ingest_sigterm_lands_and_answers_waiting_requests_before_exit() {
+    let t = TestCommand::new();
+    // A window no test waits for: only the shutdown flushes the batch.
+    std::fs::write(
+        t.path().join("lakepipe.toml"),
+        "[ingest]\nflush_ms = 60000\n",
+    )
+    .unwrap();
+    let server = Server::start(&t, "127.0.0.1:0", &[]);
+    let url = format!("{}/ingest/api_logs", server.base);
+    let (now, _) = times();
+    let body = format!("{}\n{}\n", api_log(1, &now), api_log(2, &now));
+    let file = write(&t, "w.ndjson", body.as_bytes());
+    let waiting = std::thread::spawn(move || post(&url, &file, &[NDJSON]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while inflight(&server.base, "") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        landed(&t).is_empty(),
+        "nothing is flushed before the window"
+    );
+    let exit = server.terminate();
+    let r = waiting.join().unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        lines_of(&t, &r.objects()),
+        body.lines().map(String::from).collect::<Vec<_>>()
+    );
+    assert!(exit.success(), "{exit:?}");
 }
