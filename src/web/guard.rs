@@ -11,6 +11,8 @@
 //!   `csrf` field [`super::pages`] puts into every form); a JSON API write must be sent as
 //!   `Content-Type: application/json` (which a cross-site page cannot send without a CORS
 //!   preflight this server never answers) or carry the bearer token (415 otherwise).
+//!   The ingest API (`POST /ingest/<stream>`) is not behind [`writes`]: it is posted by
+//!   producers, not the UI's pages, and refuses cross-site requests itself (`super::ingest`).
 //! - **Headers** on every response: a Content-Security-Policy without inline script
 //!   ([`CSP`]), `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff` and
 //!   `Referrer-Policy: no-referrer`.
