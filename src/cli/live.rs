@@ -8,6 +8,10 @@ use crate::clock::SystemClock;
 use crate::config::ValidatedConfig;
 use crate::landing::{self, StreamOptions};
 
+/// Longest wait at shutdown for the web server's requests in flight (an ingest request is
+/// answered once its batch, flushed at once when stopping, is landed).
+const WEB_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `lakepipe up`.
 pub(super) async fn up(config: &ValidatedConfig, u: &UpArgs, json: bool) -> anyhow::Result<()> {
     let opts = options(config, Which::All, &u.gen_args, None);
@@ -51,16 +55,29 @@ async fn services(
         None => None,
     };
     let (tx, rx) = shutdown_on_signal();
+    let mut web_task = None;
     if let (Some(listener), Some(u)) = (listener, ui) {
         let mut stop = rx.clone();
-        let web = crate::web::serve(store.clone(), listener, u.access(), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        tokio::spawn(async move {
+        let ingest =
+            landing::api::Ingest::new(store.clone(), config.config.ingest.clone(), rx.clone())?;
+        eprintln!(
+            "lakepipe ingest: POST http://{}/ingest/<stream> (newline-delimited JSON)",
+            listener.local_addr()?
+        );
+        let web = crate::web::serve_with(
+            store.clone(),
+            listener,
+            u.access(),
+            Some(ingest),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        );
+        web_task = Some(tokio::spawn(async move {
             if let Err(e) = web.await {
                 tracing::error!("web UI stopped: {e:#}");
             }
-        });
+        }));
     }
     if let Some(lease) = &lease {
         let mut lost = lease.lost();
@@ -104,7 +121,24 @@ async fn services(
             None => Ok(None),
         }
     };
-    let (sched_res, landing_res, inbox_res) = tokio::join!(scheduler, landing, inboxes);
+    // Until Ctrl-C, SIGTERM or a lost lease, also when nothing else runs (`serve
+    // --no-scheduler` without inboxes).
+    let mut stopped = rx.clone();
+    let stopped = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let (sched_res, landing_res, inbox_res, ()) =
+        tokio::join!(scheduler, landing, inboxes, stopped);
+    // Ingest requests in flight are answered (their batches flushed at once) before exit.
+    if let Some(web) = web_task {
+        let _ = tx.send(true);
+        if tokio::time::timeout(WEB_DRAIN, web).await.is_err() {
+            tracing::warn!(
+                "web server: requests still open after {} s; stopping anyway",
+                WEB_DRAIN.as_secs()
+            );
+        }
+    }
     if let Some(lease) = lease {
         lease.release().await;
     }

@@ -48,7 +48,7 @@ pub(super) fn same(a: &str, b: &str) -> bool {
 }
 
 /// The bearer token a request carries, if any.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -79,6 +79,23 @@ pub enum Error {
     #[error("API actions need Content-Type: application/json (or Authorization: Bearer <token>)")]
     NotJson,
 
+    /// An ingest request from off loopback without a known token.
+    #[error(
+        "ingest from a non-loopback address needs a token: Authorization: Bearer <token> (an [ingest] token, or the UI's --token)"
+    )]
+    IngestToken,
+    /// An ingest token that may not post to the stream.
+    #[error("this token may not post to stream {stream}")]
+    StreamNotAllowed { stream: String },
+    /// An ingest request whose Content-Type is not JSON lines or JSON.
+    #[error(
+        "Content-Type {got} is not accepted: send application/x-ndjson, application/json, application/jsonlines or application/x-jsonlines"
+    )]
+    IngestMediaType { got: String },
+    /// The ingest API refused or failed the request.
+    #[error(transparent)]
+    Ingest(#[from] crate::landing::api::Error),
+
     /// A JSON document of the lake that does not parse.
     #[error("corrupt {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -109,10 +126,14 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadDate { .. } | Error::BadAttempt { .. } => StatusCode::BAD_REQUEST,
-            Error::NoToken => StatusCode::UNAUTHORIZED,
-            Error::ForeignHost | Error::CrossSite | Error::CrossOrigin | Error::NoCsrf => {
-                StatusCode::FORBIDDEN
-            }
+            Error::NoToken | Error::IngestToken => StatusCode::UNAUTHORIZED,
+            Error::ForeignHost
+            | Error::CrossSite
+            | Error::CrossOrigin
+            | Error::NoCsrf
+            | Error::StreamNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Error::IngestMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Ingest(e) => ingest_status(e),
             Error::NoDag { .. }
             | Error::NoRun { .. }
             | Error::NoTask { .. }
@@ -130,9 +151,36 @@ impl Error {
         }
     }
 
+    /// Seconds a client should wait before retrying (`Retry-After`), for the statuses that
+    /// ask for a retry.
+    pub fn retry_after(&self) -> Option<u64> {
+        (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1)
+    }
+
     /// What the user is told: the error and its causes, `: `-separated.
     pub fn message(&self) -> String {
         crate::error_chain::error_chain(self)
+    }
+}
+
+/// The HTTP status of an ingest failure.
+fn ingest_status(e: &crate::landing::api::Error) -> StatusCode {
+    use crate::landing::api::Error as E;
+    match e {
+        E::UnknownStream { .. } => StatusCode::NOT_FOUND,
+        E::BodyTooLarge { .. } | E::RecordTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::EmptyBody
+        | E::BadFraming { .. }
+        | E::BadGzip { .. }
+        | E::UnsupportedEncoding { .. }
+        | E::BodyRead { .. }
+        | E::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+        E::KeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        E::KeyInUse { .. } => StatusCode::CONFLICT,
+        E::Busy { .. } | E::Stopping | E::Store { .. } | E::Write { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        E::Corrupt { .. } | E::NoRandomness { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -153,9 +201,13 @@ impl IntoResponse for ApiError {
             axum::Json(json!({ "error": self.0.message() })),
         )
             .into_response();
-        if matches!(self.0, Error::NoToken) {
+        if matches!(self.0, Error::NoToken | Error::IngestToken) {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(s) = self.0.retry_after() {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         res
     }

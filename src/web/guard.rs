@@ -11,6 +11,8 @@
 //!   `csrf` field [`super::pages`] puts into every form); a JSON API write must be sent as
 //!   `Content-Type: application/json` (which a cross-site page cannot send without a CORS
 //!   preflight this server never answers) or carry the bearer token (415 otherwise).
+//!   The ingest API (`POST /ingest/<stream>`) is not behind [`writes`]: it is posted by
+//!   producers, not the UI's pages, and refuses cross-site requests itself (`super::ingest`).
 //! - **Headers** on every response: a Content-Security-Policy without inline script
 //!   ([`CSP`]), `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff` and
 //!   `Referrer-Policy: no-referrer`.
@@ -148,7 +150,7 @@ fn split_host(s: &str) -> Option<(String, Option<u16>)> {
 }
 
 /// The host a request names: its `Host` header, else its URI's authority (HTTP/2).
-fn request_host(req: &Request) -> Option<String> {
+pub(super) fn request_host(req: &Request) -> Option<String> {
     match req.headers().get(header::HOST) {
         Some(h) => h.to_str().ok().map(str::to_string),
         None => req.uri().authority().map(|a| a.to_string()),
@@ -156,7 +158,7 @@ fn request_host(req: &Request) -> Option<String> {
 }
 
 /// Whether `origin` (an `Origin` header) is the same host and port as `host`.
-fn same_origin(origin: &str, host: &str) -> bool {
+pub(super) fn same_origin(origin: &str, host: &str) -> bool {
     let Ok(url) = url::Url::parse(origin) else {
         return false;
     };

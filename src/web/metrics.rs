@@ -1,6 +1,6 @@
 //! `/metrics` in Prometheus' text format: DAG runs by state, task durations, rows by layer
-//! and table, quarantined rows, landing objects and bytes (from the catalog), and this
-//! process's S3 requests, errors and retries.
+//! and table, quarantined rows, landing objects and bytes (from the catalog), this process's
+//! S3 requests, errors and retries, and its ingest API's records, requests and bytes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -184,5 +184,57 @@ pub async fn render(view: &LakeView) -> Result<String, super::Error> {
         "S3 request attempts that the retry policy repeats (server, throttling and connection errors).",
     );
     let _ = writeln!(out, "lakepipe_s3_retries_total {}", s3.retried());
+    ingest(&mut out);
     Ok(out)
+}
+
+/// The ingest API's counters of this process.
+fn ingest(out: &mut String) {
+    let c = crate::landing::api::ingest_counters();
+    family(
+        out,
+        "lakepipe_ingest_records_total",
+        "counter",
+        "Records posted to the ingest API by this process, by stream and outcome (accepted: landed; rejected: not a JSON object).",
+    );
+    for ((stream, outcome), n) in &c.records {
+        let _ = writeln!(
+            out,
+            "lakepipe_ingest_records_total{{stream=\"{}\",outcome=\"{outcome}\"}} {n}",
+            label(stream)
+        );
+    }
+    family(
+        out,
+        "lakepipe_ingest_requests_total",
+        "counter",
+        "Requests to the ingest API answered by this process, by stream and HTTP status.",
+    );
+    for ((stream, status), n) in &c.requests {
+        let _ = writeln!(
+            out,
+            "lakepipe_ingest_requests_total{{stream=\"{}\",status=\"{status}\"}} {n}",
+            label(stream)
+        );
+    }
+    family(
+        out,
+        "lakepipe_ingest_bytes_total",
+        "counter",
+        "Bytes of the records the ingest API of this process accepted, by stream.",
+    );
+    for (stream, n) in &c.bytes {
+        let _ = writeln!(
+            out,
+            "lakepipe_ingest_bytes_total{{stream=\"{}\"}} {n}",
+            label(stream)
+        );
+    }
+    family(
+        out,
+        "lakepipe_ingest_inflight_bytes",
+        "gauge",
+        "Bytes of ingest requests held in memory right now (bounded by ingest.max_inflight_bytes).",
+    );
+    let _ = writeln!(out, "lakepipe_ingest_inflight_bytes {}", c.inflight_bytes);
 }

@@ -18,7 +18,9 @@
 //! shared state (`state.rs`); `auth.rs` checks the token and [`guard`] the Host, origin and
 //! CSRF token of every request; `api.rs` answers the JSON API and `html.rs` the pages and
 //! forms, both reading the request through `params.rs` (the one DAG lookup) and acting
-//! through `actions.rs`; `error.rs` is the one place an [`Error`] becomes an HTTP status.
+//! through `actions.rs`; `ingest.rs` answers the ingest API (`POST /ingest/<stream>`, in `up`
+//! and `serve`) over [`crate::landing::api`]; `error.rs` is the one place an [`Error`]
+//! becomes an HTTP status.
 
 mod actions;
 mod api;
@@ -28,6 +30,7 @@ mod data;
 mod error;
 pub mod guard;
 mod html;
+mod ingest;
 mod metrics;
 mod pages;
 mod params;
@@ -38,5 +41,5 @@ mod tests;
 
 pub use auth::check_listen;
 pub use error::Error;
-pub use router::{DEFAULT_LISTEN, router, serve};
+pub use router::{DEFAULT_LISTEN, router, router_with, serve, serve_with};
 pub use state::Access;

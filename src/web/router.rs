@@ -1,6 +1,8 @@
-//! The UI's routes and their layers: the router over a lake ([`router`]) and serving it
-//! ([`serve`]). Every response passes [`guard::guard`] (Host, security headers), then
-//! [`auth::auth`] (the token), then, for an action, [`guard::writes`] (same-origin, CSRF).
+//! The UI's routes and their layers: the router over a lake ([`router`], [`router_with`])
+//! and serving it ([`serve`], [`serve_with`]). Every response passes [`guard::guard`] (Host,
+//! security headers), then [`auth::auth`] (the token), then, for an action,
+//! [`guard::writes`] (same-origin, CSRF) — except the ingest API (`POST /ingest/<stream>`),
+//! which passes only [`guard::guard`] and checks its own callers ([`ingest`]).
 
 use std::net::SocketAddr;
 
@@ -9,7 +11,8 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use super::state::{Access, AppState};
-use super::{api, auth, guard, html};
+use super::{api, auth, guard, html, ingest};
+use crate::landing::api::Ingest;
 use crate::store::Store;
 
 /// Default address of the UI.
@@ -18,8 +21,19 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The router over `store` for a UI listening on `listen`; with a token, every request must
 /// carry it.
 pub fn router(store: Store, listen: SocketAddr, access: Access) -> Result<Router, super::Error> {
-    let state = AppState::new(store, listen, access)?;
-    Ok(Router::new()
+    router_with(store, listen, access, None)
+}
+
+/// [`router`] with the ingest API (`POST /ingest/<stream>`) when `ingest` is given.
+pub fn router_with(
+    store: Store,
+    listen: SocketAddr,
+    access: Access,
+    ingest: Option<Ingest>,
+) -> Result<Router, super::Error> {
+    let with_ingest = ingest.is_some();
+    let state = AppState::new(store, listen, access, ingest)?;
+    let mut routes = Router::new()
         // Pages.
         .route("/", get(html::dags_html))
         .route("/dags/{dag}", get(html::grid_html))
@@ -57,8 +71,14 @@ pub fn router(store: Store, listen: SocketAddr, access: Access) -> Result<Router
         .route("/static/style.css", get(html::style_css))
         .route("/static/ui.js", get(html::ui_js))
         .layer(middleware::from_fn_with_state(state.clone(), guard::writes))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::auth))
-        // Outermost: every response, a refusal by `auth` too, gets the security headers.
+        .layer(middleware::from_fn_with_state(state.clone(), auth::auth));
+    if with_ingest {
+        // Added after the token and write layers, so only `guard` wraps it: it checks its
+        // own tokens, origin and content type.
+        routes = routes.route("/ingest/{stream}", post(ingest::ingest));
+    }
+    // Outermost: every response, a refusal by `auth` too, gets the security headers.
+    Ok(routes
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state))
 }
@@ -70,9 +90,27 @@ pub async fn serve(
     access: Access,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), super::Error> {
+    serve_with(store, listener, access, None, shutdown).await
+}
+
+/// [`serve`] with the ingest API when `ingest` is given. After `shutdown` resolves it takes
+/// no new connections and returns once every request in flight is answered (ingest requests
+/// once their records are landed).
+pub async fn serve_with(
+    store: Store,
+    listener: tokio::net::TcpListener,
+    access: Access,
+    ingest: Option<Ingest>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), super::Error> {
     let listen = listener.local_addr().map_err(super::Error::Serve)?;
-    axum::serve(listener, router(store, listen, access)?)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(super::Error::Serve)
+    let app = router_with(store, listen, access, ingest)?;
+    // The peer's address: the ingest API needs no token from loopback only.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(super::Error::Serve)
 }

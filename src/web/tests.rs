@@ -1044,3 +1044,115 @@ async fn errors_answer_with_their_status_and_message() {
         "this UI needs its token (Authorization: Bearer <token>, or ?token=<token>)"
     );
 }
+
+/// A request to the ingest API from `peer`, `Host: 10.0.0.1:8080` (the router listens on
+/// every interface).
+async fn ingest_call(
+    app: &Router,
+    stream: &str,
+    peer: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, HeaderMap, serde_json::Value) {
+    let mut req = HttpRequest::builder()
+        .method("POST")
+        .uri(format!("/ingest/{stream}"))
+        .header("host", "10.0.0.1:8080")
+        .header("content-type", "application/x-ndjson");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(Body::from(body.to_string())).unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        peer.parse::<SocketAddr>().unwrap(),
+    ));
+    let res = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = to_bytes(res.into_body(), 1 << 24).await.unwrap();
+    (status, headers, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn the_ingest_api_checks_its_own_callers_and_not_the_ui_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::local_store(dir.path()).await;
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let config = crate::config::IngestConfig {
+        flush_ms: 10,
+        tokens: vec![crate::config::IngestToken {
+            token: "producer-token-1".into(),
+            streams: vec!["api_logs".into()],
+        }],
+        ..crate::config::IngestConfig::default()
+    };
+    let ingest = crate::landing::api::Ingest::new(store.clone(), config, rx).unwrap();
+    let access = Access {
+        token: Some("ui-token-123456".into()),
+        allowed_hosts: vec![],
+    };
+    let app =
+        super::router_with(store, "0.0.0.0:8080".parse().unwrap(), access, Some(ingest)).unwrap();
+    let line = "{\"a\":1}\n";
+    let outside = "10.0.0.9:5000";
+    // Loopback: no token, although the UI has one.
+    let (status, headers, answer) =
+        ingest_call(&app, "api_logs", "127.0.0.1:5000", &[], line).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert!(
+        headers.contains_key(header::CONTENT_SECURITY_POLICY),
+        "guard wraps it"
+    );
+    // Off loopback: no token or an unknown one → 401; a token for another stream → 403.
+    let (status, headers, answer) = ingest_call(&app, "api_logs", outside, &[], line).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert!(answer["error"].as_str().unwrap().contains("needs a token"));
+    let wrong = [("authorization", "Bearer producer-token-2")];
+    let (status, _, _) = ingest_call(&app, "api_logs", outside, &wrong, line).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let producer = [("authorization", "Bearer producer-token-1")];
+    let (status, _, _) = ingest_call(&app, "api_logs", outside, &producer, line).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, answer) = ingest_call(&app, "iot_sensors", outside, &producer, line).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!answer.to_string().contains("producer-token-1"));
+    let ui = [("authorization", "Bearer ui-token-123456")];
+    let (status, _, _) = ingest_call(&app, "iot_sensors", outside, &ui, line).await;
+    assert_eq!(status, StatusCode::OK);
+    // The UI's own routes still need the UI token.
+    let (status, _, _) = call(&app, "GET", "/api/dags", &[("host", "10.0.0.1:8080")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Refusals: cross-site, content type, unknown stream.
+    let cross = [("sec-fetch-site", "cross-site")];
+    let (status, _, _) = ingest_call(&app, "api_logs", "127.0.0.1:5000", &cross, line).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let text = [("content-type", "text/plain")];
+    let mut req = HttpRequest::builder()
+        .method("POST")
+        .uri("/ingest/api_logs")
+        .header("host", "10.0.0.1:8080");
+    for (k, v) in text {
+        req = req.header(k, v);
+    }
+    let mut req = req.body(Body::from(line)).unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        "127.0.0.1:5000".parse::<SocketAddr>().unwrap(),
+    ));
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _, _) = ingest_call(&app, "nope", "127.0.0.1:5000", &[], line).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A UI without the ingest API (`lakepipe ui`) has no such route.
+    let plain = self::app(crate::store::local_store(dir.path()).await, None);
+    let (status, _, _) = call(&plain, "GET", "/ingest/api_logs", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(
+        &app,
+        "GET",
+        "/ingest/api_logs",
+        &[("host", "10.0.0.1:8080")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
