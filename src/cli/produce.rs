@@ -35,6 +35,10 @@ pub struct ProduceArgs {
     /// Probability (0-1) that an event carries a fault (malformed, duplicate, late, …)
     #[arg(long, default_value_t = 0.0, value_parser = super::parse_fraction)]
     pub fault_rate: f64,
+    /// Send an Idempotency-Key with every request: no retry lands a record twice (the server
+    /// then gives each request objects of its own)
+    #[arg(long)]
+    pub idempotency_keys: bool,
     /// Bearer token for a server off loopback
     #[arg(long, env = "LAKEPIPE_INGEST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -81,6 +85,7 @@ pub(super) async fn produce(
         count: p.count,
         start: p.start.unwrap_or_else(crate::clock::wall_now),
         token: p.token.clone(),
+        idempotency_keys: p.idempotency_keys,
     };
     let m = ProduceBuilder::new(opts).await?;
     if json {

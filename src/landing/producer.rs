@@ -5,9 +5,10 @@
 //!
 //! Events are generated one second of event time at a time ([`generate_interval`]) on a
 //! blocking thread that stays at most two requests per connection ahead of the senders, so
-//! memory is bounded whatever the rate. Every request carries an `Idempotency-Key`
-//! (`<run id>-<n>`), so retrying after a 503, a timeout or a dropped connection lands
-//! nothing twice; a 503 is retried after its `Retry-After`.
+//! memory is bounded whatever the rate. A 503 is retried after its `Retry-After`, a timeout
+//! or a dropped connection with back-off. With `idempotency_keys` every request carries an
+//! `Idempotency-Key` (`<run id>-<n>`), so no retry lands a record twice; the server then gives
+//! each request objects of its own instead of grouping concurrent requests.
 
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
@@ -77,6 +78,8 @@ pub struct ProduceOptions {
     pub start: DateTime<Utc>,
     /// Bearer token.
     pub token: Option<String>,
+    /// Send an `Idempotency-Key` with every request.
+    pub idempotency_keys: bool,
 }
 
 /// The answers counted, with rates and acknowledgement latency.
@@ -280,14 +283,26 @@ async fn run(opts: ProduceOptions) -> Result<ProduceMetrics, Error> {
     let senders: Vec<_> = (0..opts.connections.max(1))
         .map(|_| {
             let (rx, tally, client, seq) = (rx.clone(), tally.clone(), client.clone(), seq.clone());
-            let (base, token, run_id) = (base.clone(), opts.token.clone(), run_id.clone());
+            let (base, token) = (base.clone(), opts.token.clone());
+            let run_id = opts.idempotency_keys.then(|| run_id.clone());
             tokio::spawn(async move {
                 loop {
                     let Some(batch) = rx.lock().await.recv().await else {
                         break;
                     };
-                    let key = format!("{run_id}-{}", seq.fetch_add(1, Ordering::Relaxed));
-                    if !send(&client, &base, token.as_deref(), &key, &batch, &tally).await {
+                    let key = run_id
+                        .as_ref()
+                        .map(|r| format!("{r}-{}", seq.fetch_add(1, Ordering::Relaxed)));
+                    if !send(
+                        &client,
+                        &base,
+                        token.as_deref(),
+                        key.as_deref(),
+                        &batch,
+                        &tally,
+                    )
+                    .await
+                    {
                         // Refused for good: stop taking work, so the generator stops too.
                         rx.lock().await.close();
                         break;
@@ -411,7 +426,7 @@ async fn send(
     client: &reqwest::Client,
     base: &url::Url,
     token: Option<&str>,
-    key: &str,
+    key: Option<&str>,
     batch: &Batch,
     tally: &Tally,
 ) -> bool {
@@ -424,8 +439,10 @@ async fn send(
         let mut req = client
             .post(url.clone())
             .header("content-type", "application/x-ndjson")
-            .header("idempotency-key", key)
             .body(batch.body.clone());
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -548,6 +565,7 @@ mod tests {
             count: Some(1234),
             start: crate::clock::parse_utc("2026-02-01T00:00:00Z").unwrap(),
             token: None,
+            idempotency_keys: false,
         };
         let (tx, mut rx) = mpsc::channel(1_000);
         generate(&opts, Instant::now(), &tx);
