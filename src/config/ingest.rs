@@ -10,7 +10,8 @@ use crate::store::LakeUrl;
 ///
 /// Records of concurrent requests to one stream are grouped into one object per event-time
 /// hour, flushed when the oldest waiting record is `flush_ms` old or `max_batch_bytes` are
-/// waiting (Vector's `batch.timeout_secs` / `batch.max_bytes`).
+/// waiting (Vector's `batch.timeout_secs` / `batch.max_bytes`), and with `group_commit` as soon
+/// as nothing more is being received and the stream's previous batch is written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
@@ -20,6 +21,12 @@ pub struct IngestConfig {
     /// A batch is written once this many bytes wait. Default 8 MiB.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: u64,
+    /// Group commit: also write a batch as soon as no request of the stream is still being
+    /// received and none of its batches is being written, so that a request never waits for
+    /// company that is not coming. Off: batches are cut by `flush_ms` and `max_batch_bytes`
+    /// only (Vector's behaviour: fewer objects, answers after the window). Default true.
+    #[serde(default = "default_group_commit")]
+    pub group_commit: bool,
     /// Largest request body, after gzip decoding (413 beyond). Default 16 MiB.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
@@ -59,6 +66,9 @@ fn default_flush_ms() -> u64 {
 fn default_max_batch_bytes() -> u64 {
     8 << 20
 }
+fn default_group_commit() -> bool {
+    true
+}
 fn default_max_body_bytes() -> u64 {
     16 << 20
 }
@@ -74,6 +84,7 @@ impl Default for IngestConfig {
         IngestConfig {
             flush_ms: default_flush_ms(),
             max_batch_bytes: default_max_batch_bytes(),
+            group_commit: default_group_commit(),
             max_body_bytes: default_max_body_bytes(),
             max_record_bytes: default_max_record_bytes(),
             max_inflight_bytes: default_max_inflight_bytes(),

@@ -39,17 +39,7 @@ impl Store {
         if created {
             return Ok(WriteOutcome::Created);
         }
-        match self.get_opt(key).await? {
-            Some(existing) if existing == body => Ok(WriteOutcome::AlreadyPresent),
-            Some(existing) => Err(Error::Conflict {
-                key: key.to_string(),
-                existing: existing.len(),
-                new: body.len(),
-            }),
-            None => Err(io_error(std::io::Error::other(
-                "object reported as existing but could not be read back",
-            ))),
-        }
+        self.already_there(key, &body).await
     }
 }
 

@@ -502,6 +502,12 @@ impl Store {
                 Err(e) => return Err(request_error("PUT", &path, e)),
             }
         }
+        self.already_there(key, &body).await
+    }
+
+    /// What a create-only write of `body` finds when `key` exists: the same bytes (already
+    /// present), or a conflict; never overwritten.
+    async fn already_there(&self, key: &str, body: &Bytes) -> Result<WriteOutcome> {
         match self.get_opt(key).await? {
             Some(existing) if existing == body => Ok(WriteOutcome::AlreadyPresent),
             Some(existing) => Err(Error::Conflict {

@@ -162,6 +162,7 @@ async fn handle(st: &AppState, stream: &str, req: Request) -> Result<Answer, Err
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let receiving = ingest.receiving(stream);
     let mut reservation = ingest.reservation();
     if let Some(n) = declared {
         if n > max_body {
@@ -172,7 +173,9 @@ async fn handle(st: &AppState, stream: &str, req: Request) -> Result<Answer, Err
     let body = read_body(req.into_body(), declared, max_body, &mut reservation).await?;
     let (prepared, reservation) = ingest.prepare(body, encoding, reservation).await?;
     let bytes = prepared.parsed.bytes();
-    let answer = ingest.submit(stream, prepared, key.as_deref()).await?;
+    let answer = ingest
+        .submit_received(stream, prepared, key.as_deref(), receiving)
+        .await?;
     drop(reservation);
     if !answer.replayed {
         count_records(&answer.stream, answer.accepted, answer.rejected, bytes);

@@ -561,10 +561,10 @@ tokens = [{ token = "producer-token-1", streams = ["api_logs"] }]
 #[test]
 fn ingest_sigterm_lands_and_answers_waiting_requests_before_exit() {
     let t = TestCommand::new();
-    // A window no test waits for: only the shutdown flushes the batch.
+    // A window no test waits for, without group commit: only the shutdown flushes the batch.
     std::fs::write(
         t.path().join("lakepipe.toml"),
-        "[ingest]\nflush_ms = 60000\n",
+        "[ingest]\nflush_ms = 60000\ngroup_commit = false\n",
     )
     .unwrap();
     let server = Server::start(&t, "127.0.0.1:0", &[]);

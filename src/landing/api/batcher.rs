@@ -1,6 +1,10 @@
 //! Micro-batching of one stream: requests hand their accepted records over with a oneshot
 //! ([`Pending`]); a batch is flushed when its oldest record has waited `flush_ms` or
-//! `max_batch_bytes` wait (at once while the server stops). A flush writes one object per
+//! `max_batch_bytes` wait (at once while the server stops), or — group commit, unless turned
+//! off — as soon as no request of the stream is still being received and none of its flushes
+//! is writing: requests that overlap share objects, and a request never waits for company
+//! that is not coming (closed-loop clients are answered at the speed of the store, not of the
+//! window). A flush writes one object per
 //! event-time hour for the records of requests without an idempotency key, and one per hour
 //! for each keyed request (see [`super::idempotency`]); keyed requests' records first, then
 //! every object create-only and durably; then each request is answered, once every object
@@ -9,12 +13,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Timelike as _, Utc};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::Answer;
@@ -48,6 +52,8 @@ pub struct Settings {
     pub flush: Duration,
     /// A batch is flushed once this many bytes wait.
     pub max_batch_bytes: u64,
+    /// Flush as soon as nothing more is being received and no flush is writing.
+    pub group_commit: bool,
 }
 
 /// The writer tags of this process: `api-<process id>-<sequence>`.
@@ -105,17 +111,20 @@ pub struct Pending {
 }
 
 /// Starts the batcher of `stream`; it runs until every sender is dropped, then flushes what
-/// waits and ends once every flush is done.
+/// waits and ends once every flush is done. `receiving` counts the stream's requests whose
+/// bodies are still being received (see [`super::Receiving`]).
 pub fn spawn(
     stream: &'static str,
     store: Store,
     settings: Settings,
     writer: Arc<Writer>,
+    receiving: Arc<AtomicUsize>,
     mut shutdown: watch::Receiver<bool>,
 ) -> mpsc::Sender<Pending> {
     let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
     tokio::spawn(async move {
         let flights = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT as usize));
+        let written = Arc::new(Notify::new());
         let mut waiting: Vec<Pending> = Vec::new();
         let mut bytes = 0u64;
         let mut deadline: Option<Instant> = None;
@@ -144,15 +153,19 @@ pub fn spawn(
                     stopping = true;
                     true
                 }
+                () = written.notified() => false,
             };
-            if flush_now && !waiting.is_empty() {
+            let idle = settings.group_commit
+                && receiving.load(Ordering::SeqCst) == 0
+                && flights.available_permits() == FLUSHES_IN_FLIGHT as usize;
+            if (flush_now || idle) && !waiting.is_empty() {
                 let batch = std::mem::take(&mut waiting);
                 (bytes, deadline) = (0, None);
-                start_flush(stream, &store, &writer, &flights, batch).await;
+                start_flush(stream, &store, &writer, &flights, &written, batch).await;
             }
         }
         if !waiting.is_empty() {
-            start_flush(stream, &store, &writer, &flights, waiting).await;
+            start_flush(stream, &store, &writer, &flights, &written, waiting).await;
         }
         let _ = flights.acquire_many(FLUSHES_IN_FLIGHT).await;
     });
@@ -165,15 +178,17 @@ async fn start_flush(
     store: &Store,
     writer: &Arc<Writer>,
     flights: &Arc<Semaphore>,
+    written: &Arc<Notify>,
     batch: Vec<Pending>,
 ) {
     let Ok(permit) = Arc::clone(flights).acquire_owned().await else {
         return;
     };
-    let (store, writer) = (store.clone(), Arc::clone(writer));
+    let (store, writer, written) = (store.clone(), Arc::clone(writer), Arc::clone(written));
     tokio::spawn(async move {
         flush(stream, &store, &writer, batch).await;
         drop(permit);
+        written.notify_one();
     });
 }
 
@@ -524,12 +539,14 @@ mod tests {
         let settings = Settings {
             flush: Duration::from_millis(500),
             max_batch_bytes: 1 << 20,
+            group_commit: false,
         };
         let tx = spawn(
             "api_logs",
             store.clone(),
             settings,
             Arc::new(Writer::new(9)),
+            Arc::new(AtomicUsize::new(0)),
             stop_rx,
         );
         let (a, ra) = pending(&[("2026-02-01T03:10:00Z", "{\"a\":1}")], None);
@@ -546,5 +563,61 @@ mod tests {
         let c = rc.await.unwrap().unwrap();
         assert_eq!(c.objects.len(), 1);
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn group_commit_waits_for_requests_being_received_and_no_longer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let settings = Settings {
+            flush: Duration::from_secs(3600),
+            max_batch_bytes: 1 << 30,
+            group_commit: true,
+        };
+        let receiving = Arc::new(AtomicUsize::new(1));
+        let tx = spawn(
+            "api_logs",
+            store.clone(),
+            settings,
+            Arc::new(Writer::new(11)),
+            Arc::clone(&receiving),
+            stop_rx,
+        );
+        // `a` arrives while another request is still being received: it waits for it.
+        let (a, ra) = pending(&[("2026-02-01T03:10:00Z", "{\"a\":1}")], None);
+        tx.send(a).await.unwrap();
+        // (The test runtime has one thread: yielding lets the batcher take `a` in.)
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        receiving.store(0, Ordering::SeqCst);
+        let (b, rb) = pending(&[("2026-02-01T03:11:00Z", "{\"b\":1}")], None);
+        tx.send(b).await.unwrap();
+        let limit = Duration::from_secs(60);
+        let a = tokio::time::timeout(limit, ra)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let b = tokio::time::timeout(limit, rb)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.objects, b.objects, "one object for both");
+        // Nothing else is coming: a lone request is written without waiting the hour.
+        let (c, rc) = pending(&[("2026-02-01T03:12:00Z", "{\"c\":1}")], None);
+        tx.send(c).await.unwrap();
+        let c = tokio::time::timeout(limit, rc)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_ne!(c.objects, a.objects);
+        assert_eq!(
+            store.get_opt(&c.objects[0]).await.unwrap().unwrap(),
+            &b"{\"c\":1}\n"[..]
+        );
     }
 }

@@ -18,6 +18,7 @@ mod metrics;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,20 @@ pub struct Prepared {
     pub body_sha256: String,
 }
 
+/// A request being received (see [`Ingest::receiving`]); ends when dropped.
+#[derive(Debug)]
+pub struct Receiving {
+    counter: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        if let Some(c) = self.counter.take() {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The ingest API of one process: cheap to clone. Its batchers run until every clone is
 /// dropped; once `shutdown` turns true they flush at once instead of waiting for the window.
 #[derive(Clone)]
@@ -75,6 +90,8 @@ struct Inner {
     config: IngestConfig,
     budget: Budget,
     batchers: BTreeMap<&'static str, mpsc::Sender<Pending>>,
+    /// Requests of each stream whose bodies are being received (group commit waits for them).
+    receiving: BTreeMap<&'static str, Arc<AtomicUsize>>,
     locks: Locks,
     writer: Arc<Writer>,
 }
@@ -101,18 +118,25 @@ impl Ingest {
         let settings = Settings {
             flush: Duration::from_millis(config.flush_ms),
             max_batch_bytes: config.max_batch_bytes,
+            group_commit: config.group_commit,
         };
-        let batchers = crate::sources::stream::all_streams()
-            .into_iter()
-            .map(|s| {
+        let receiving: BTreeMap<&'static str, Arc<AtomicUsize>> =
+            crate::sources::stream::all_streams()
+                .into_iter()
+                .map(|s| (s.name, Arc::new(AtomicUsize::new(0))))
+                .collect();
+        let batchers = receiving
+            .iter()
+            .map(|(&name, counter)| {
                 let tx = batcher::spawn(
-                    s.name,
+                    name,
                     store.clone(),
                     settings,
                     Arc::clone(&writer),
+                    Arc::clone(counter),
                     shutdown.clone(),
                 );
-                (s.name, tx)
+                (name, tx)
             })
             .collect();
         Ok(Ingest {
@@ -121,6 +145,7 @@ impl Ingest {
                 budget: Budget::new(config.max_inflight_bytes),
                 config,
                 batchers,
+                receiving,
                 locks: Locks::default(),
                 writer,
             }),
@@ -172,6 +197,16 @@ impl Ingest {
         })?
     }
 
+    /// Marks a request of `stream` as being received until the guard is handed to
+    /// [`Ingest::submit_received`] or dropped: group commit does not cut a batch while one is.
+    pub fn receiving(&self, stream: &str) -> Receiving {
+        let counter = self.inner.receiving.get(stream).cloned();
+        if let Some(c) = &counter {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        Receiving { counter }
+    }
+
     /// Lands the accepted records of `prepared` on `stream` and answers once they are
     /// durable; with an idempotency key (checked with [`check_key`]), a key already answered
     /// replays its first answer and lands nothing (see `idempotency`).
@@ -180,6 +215,24 @@ impl Ingest {
         stream: &str,
         prepared: Prepared,
         idempotency_key: Option<&str>,
+    ) -> Result<Answer> {
+        self.submit_received(
+            stream,
+            prepared,
+            idempotency_key,
+            Receiving { counter: None },
+        )
+        .await
+    }
+
+    /// [`Ingest::submit`] of a request marked with [`Ingest::receiving`]: the mark ends as its
+    /// records join their batch.
+    pub async fn submit_received(
+        &self,
+        stream: &str,
+        prepared: Prepared,
+        idempotency_key: Option<&str>,
+        receiving: Receiving,
     ) -> Result<Answer> {
         let Some((&name, tx)) = self.inner.batchers.get_key_value(stream) else {
             return Err(Error::UnknownStream {
@@ -247,6 +300,9 @@ impl Ingest {
             keyed,
             reply,
         };
+        // No longer being received (before it joins, so that the batcher never waits for a
+        // request that is already in its batch).
+        drop(receiving);
         tx.send(pending).await.map_err(|_| Error::Stopping)?;
         answered.await.map_err(|_| Error::Stopping)?
     }
