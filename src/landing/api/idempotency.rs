@@ -41,6 +41,24 @@ pub fn check_key(value: &[u8]) -> Result<String> {
     Ok(String::from_utf8_lossy(value).into_owned())
 }
 
+/// SHA-256 of what a request carries: its records' bytes and its rejected records' places and
+/// reasons — the same for the same body, different for a body with other records.
+pub fn parsed_sha256(parsed: &super::Parsed) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for r in &parsed.records {
+        h.update(r.index.to_le_bytes());
+        h.update((r.bytes.len() as u64).to_le_bytes());
+        h.update(&r.bytes);
+    }
+    for e in &parsed.errors {
+        h.update(e.index.to_le_bytes());
+        h.update(e.error.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes)

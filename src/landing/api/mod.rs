@@ -60,8 +60,6 @@ pub struct Answer {
 pub struct Prepared {
     /// Its records.
     pub parsed: Parsed,
-    /// SHA-256 of the decoded body (what an idempotent retry must repeat).
-    pub body_sha256: String,
 }
 
 /// A request being received (see [`Ingest::receiving`]); ends when dropped.
@@ -181,15 +179,10 @@ impl Ingest {
         );
         tokio::task::spawn_blocking(move || {
             let decoded = body::decode(body, encoding, max_body, &mut reservation)?;
-            let body_sha256 = idempotency::sha256_hex(&decoded);
+            // Splitting copies the records out of the decoded body: both are held at once.
+            reservation.grow_to(reservation.bytes().max(2 * decoded.len() as u64))?;
             let parsed = body::split(&decoded, max_record)?;
-            Ok((
-                Prepared {
-                    parsed,
-                    body_sha256,
-                },
-                reservation,
-            ))
+            Ok((Prepared { parsed }, reservation))
         })
         .await
         .map_err(|e| Error::BodyRead {
@@ -239,10 +232,9 @@ impl Ingest {
                 stream: stream.to_string(),
             });
         };
-        let Prepared {
-            parsed,
-            body_sha256,
-        } = prepared;
+        let Prepared { parsed } = prepared;
+        // Only a keyed request pays for the digest (what a retry must repeat).
+        let digest = idempotency_key.map(|_| idempotency::parsed_sha256(&parsed));
         let answer = Answer {
             stream: name.to_string(),
             accepted: parsed.records.len() as u64,
@@ -253,7 +245,7 @@ impl Ingest {
         };
         let now = crate::clock::wall_now();
         let arrived = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-        let keyed = idempotency_key.map(|key| Keyed {
+        let keyed = idempotency_key.zip(digest).map(|(key, body_sha256)| Keyed {
             record_key: idempotency::record_key(name, key),
             body_sha256,
             arrived,
