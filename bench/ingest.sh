@@ -35,7 +35,7 @@ field() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"
 # The request bodies.
 for s in iot_sensors api_logs social_media ecommerce_clickstream financial_transactions; do
     "$BIN" --lake "$S3_TMP/gen" --log warn dags backfill "2-${s}_realtime_ingest" \
-        --from 2026-02-01T00:00:00Z --to 2026-02-01T00:55:00Z --scale 20 >/dev/null
+        --from 2026-02-01T00:00:00Z --to 2026-02-01T00:55:00Z --scale 20 >/dev/null 2>&1
 done
 echo "bodies: $($PEERS bodies "$S3_TMP/gen" "$S3_TMP/b500" 500) of 500 records, $($PEERS bodies "$S3_TMP/gen" "$S3_TMP/b5000" 5000) of 5000"
 
