@@ -176,12 +176,13 @@ pub(super) fn validate(ingest: &IngestConfig, inboxes: &[InboxConfig]) -> Result
             return invalid(key, format!("{v} is not between 1 KiB and 4 GiB"));
         }
     }
-    if ingest.max_body_bytes > ingest.max_inflight_bytes {
+    if 2 * ingest.max_body_bytes > ingest.max_inflight_bytes {
         return invalid(
-            "ingest.max_body_bytes",
+            "ingest.max_inflight_bytes",
             format!(
-                "{} is more than ingest.max_inflight_bytes ({}): no request could be held",
-                ingest.max_body_bytes, ingest.max_inflight_bytes
+                "{} is less than twice ingest.max_body_bytes ({}): a request holds its body and \
+                 the records split out of it, so the largest bodies could never be taken",
+                ingest.max_inflight_bytes, ingest.max_body_bytes
             ),
         );
     }
@@ -212,4 +213,31 @@ pub(super) fn validate(ingest: &IngestConfig, inboxes: &[InboxConfig]) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_must_hold_a_largest_body_twice_and_streams_must_exist() {
+        let ok = IngestConfig::default();
+        assert!(validate(&ok, &[]).is_ok());
+        let small = IngestConfig {
+            max_body_bytes: 1 << 20,
+            max_inflight_bytes: (2 << 20) - 1,
+            ..IngestConfig::default()
+        };
+        let e = validate(&small, &[]).unwrap_err().to_string();
+        assert!(e.contains("ingest.max_inflight_bytes"), "{e}");
+        let inbox = InboxConfig {
+            stream: "orders".into(),
+            url: "s3://b/p/".into(),
+            format: InboxFormat::Ndjson,
+            compression: Compression::Auto,
+            poll_s: 10,
+        };
+        let e = validate(&ok, &[inbox]).unwrap_err().to_string();
+        assert!(e.contains("unknown stream `orders`"), "{e}");
+    }
 }

@@ -168,7 +168,8 @@ async fn handle(st: &AppState, stream: &str, req: Request) -> Result<Answer, Err
         if n > max_body {
             return Err(IngestError::BodyTooLarge { limit: max_body }.into());
         }
-        reservation.grow_to(n)?;
+        // Twice the body: its records are copied out of it when it is split.
+        reservation.grow_to(2 * n)?;
     }
     let body = read_body(req.into_body(), declared, max_body, &mut reservation).await?;
     let (prepared, reservation) = ingest.prepare(body, encoding, reservation).await?;
@@ -200,7 +201,8 @@ async fn read_body(
         if len > max_body {
             return Err(IngestError::BodyTooLarge { limit: max_body });
         }
-        reservation.grow_to(len)?;
+        // Twice the body: its records are copied out of it when it is split.
+        reservation.grow_to(2 * len)?;
         out.extend_from_slice(&chunk);
     }
     Ok(out)
