@@ -574,6 +574,34 @@ fn a_second_scheduler_is_refused_and_a_trigger_is_queued_for_the_running_one() {
     );
     assert_eq!(status, 409, "a finished run is not triggered again: {body}");
 
+    // Real events beside the generator DAGs: `up` answers the ingest API on the same address,
+    // and the triggered generator run above succeeded next to it.
+    let line = r#"{"log_id":"00000000-0000-4000-8000-000000000001","event_time":"2026-02-01T00:07:00Z","endpoint":"/api/v1/users"}"#;
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-H",
+            "Content-Type: application/x-ndjson",
+        ])
+        .args(["--data-binary", &format!("{line}\n")])
+        .arg(format!("{ui}/ingest/api_logs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let key = answer["objects"][0].as_str().unwrap();
+    assert!(key.contains("/api_logs_") && key.contains("_api-"), "{key}");
+    assert_eq!(
+        std::fs::read_to_string(t.lake().join(key)).unwrap(),
+        format!("{line}\n")
+    );
+
     // SIGTERM: up finishes in-flight work, releases the lease and exits 0.
     std::process::Command::new("kill")
         .args(["-TERM", &up.id().to_string()])
