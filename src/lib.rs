@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error_chain;
+pub(crate) mod hex;
 pub mod landing;
 pub mod layers;
 pub mod pipeline;

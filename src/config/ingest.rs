@@ -151,8 +151,7 @@ impl InboxConfig {
     pub fn id(&self) -> String {
         use sha2::Digest as _;
         let digest = sha2::Sha256::digest(format!("{}\n{}", self.stream, self.url));
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}-{hex}", self.stream)
+        format!("{}-{}", self.stream, crate::hex::hex(&digest[..8]))
     }
 }
 

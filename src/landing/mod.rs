@@ -10,6 +10,7 @@ pub mod api;
 pub mod inbox;
 mod naming;
 pub mod producer;
+pub mod records;
 mod streamer;
 
 pub use naming::{DATASETS, Dataset, LandingObject, dataset, partition_path, slots};

@@ -37,6 +37,9 @@ pub enum Error {
     /// The ingest URL is not an http(s) URL.
     #[error("invalid ingest URL {url}: {message}")]
     Url { url: String, message: String },
+    /// The OS gave no random bytes for the run id of the idempotency keys.
+    #[error("no randomness for the run id: {source}")]
+    NoRandomness { source: getrandom::Error },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {source}")]
     Client { source: reqwest::Error },
@@ -263,12 +266,13 @@ async fn run(opts: ProduceOptions) -> Result<ProduceMetrics, Error> {
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|source| Error::Client { source })?;
-    let mut run_id = [0u8; 8];
-    getrandom::fill(&mut run_id).map_err(|e| Error::Url {
-        url: opts.url.clone(),
-        message: format!("no randomness for the run id: {e}"),
-    })?;
-    let run_id: String = run_id.iter().map(|b| format!("{b:02x}")).collect();
+    // Idempotency keys are `<run id>-<n>`: the run id keeps them apart from other runs'.
+    let run_id = match opts.idempotency_keys {
+        true => {
+            Some(crate::hex::random_hex::<8>().map_err(|source| Error::NoRandomness { source })?)
+        }
+        false => None,
+    };
 
     let (tx, rx) = mpsc::channel::<Batch>(opts.connections * 2);
     let started = Instant::now();
@@ -284,7 +288,7 @@ async fn run(opts: ProduceOptions) -> Result<ProduceMetrics, Error> {
         .map(|_| {
             let (rx, tally, client, seq) = (rx.clone(), tally.clone(), client.clone(), seq.clone());
             let (base, token) = (base.clone(), opts.token.clone());
-            let run_id = opts.idempotency_keys.then(|| run_id.clone());
+            let run_id = run_id.clone();
             tokio::spawn(async move {
                 loop {
                     let Some(batch) = rx.lock().await.recv().await else {

@@ -50,9 +50,7 @@ fn write_synced(target: &Path, body: &[u8]) -> std::io::Result<bool> {
         .parent()
         .ok_or_else(|| std::io::Error::other("key without a parent directory"))?;
     std::fs::create_dir_all(dir)?;
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(std::io::Error::other)?;
-    let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::random_hex::<8>().map_err(std::io::Error::other)?;
     let mut staging = target.as_os_str().to_owned();
     staging.push(format!("#durable-{hex}"));
     let staging = PathBuf::from(staging);

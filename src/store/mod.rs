@@ -23,8 +23,8 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
-    PutOptions, PutPayload, WriteMultipart,
+    Attribute, AttributeValue, Attributes, GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions, PutPayload, WriteMultipart,
 };
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -88,6 +88,17 @@ pub struct ObjectAttrs {
     pub content_type: Option<String>,
     /// User metadata pairs, lower-case keys.
     pub metadata: Vec<(String, String)>,
+}
+
+/// What [`Store::get_version`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Version {
+    /// The version asked for, whole.
+    Bytes(Bytes),
+    /// No object under the key.
+    Gone,
+    /// The key holds another version now.
+    Changed,
 }
 
 /// What [`Store::put_new`] did.
@@ -642,6 +653,27 @@ impl Store {
         res.bytes()
             .await
             .map(Some)
+            .map_err(|e| request_error("GET", &path, e))
+    }
+
+    /// Reads exactly the version of `key` whose ETag is `etag` (`If-Match`; any version
+    /// without an ETag).
+    pub async fn get_version(&self, key: &str, etag: Option<&str>) -> Result<Version> {
+        let path = Path::from(key);
+        let options = GetOptions {
+            if_match: etag.map(str::to_string),
+            ..GetOptions::default()
+        };
+        let _p = self.permit().await;
+        let res = match self.inner.get_opts(&path, options).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Version::Gone),
+            Err(object_store::Error::Precondition { .. }) => return Ok(Version::Changed),
+            Err(e) => return Err(request_error("GET", &path, e)),
+        };
+        res.bytes()
+            .await
+            .map(Version::Bytes)
             .map_err(|e| request_error("GET", &path, e))
     }
 

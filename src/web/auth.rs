@@ -24,9 +24,7 @@ pub fn check_listen(addr: &SocketAddr, token: Option<&str>) -> Result<(), Error>
 
 /// A fresh random CSRF token (128 bits from the OS, hex).
 pub(super) fn csrf_token() -> Result<String, Error> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|source| Error::NoRandomness { source })?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    crate::hex::random_hex::<16>().map_err(|source| Error::NoRandomness { source })
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<&str> {

@@ -70,19 +70,19 @@ impl Drop for Server {
 
 /// One answer as curl saw it.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
+pub struct Reply {
+    pub status: u16,
     /// Header lines, lower case.
-    headers: String,
-    body: String,
+    pub headers: String,
+    pub body: String,
 }
 
 impl Reply {
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
     }
-    fn objects(&self) -> Vec<String> {
+    pub fn objects(&self) -> Vec<String> {
         self.json()["objects"]
             .as_array()
             .unwrap()
@@ -93,7 +93,7 @@ impl Reply {
 }
 
 /// POSTs `body` (a file) to `url` with curl and `headers`.
-fn post(url: &str, body: &Path, headers: &[&str]) -> Reply {
+pub fn post(url: &str, body: &Path, headers: &[&str]) -> Reply {
     let mut args = vec![
         "-sS".to_string(),
         "-i".into(),
@@ -132,7 +132,7 @@ fn post(url: &str, body: &Path, headers: &[&str]) -> Reply {
     }
 }
 
-const NDJSON: &str = "Content-Type: application/x-ndjson";
+pub const NDJSON: &str = "Content-Type: application/x-ndjson";
 
 /// An `api_logs` event at `t` (RFC 3339), as a producer would send it.
 fn api_log(n: u32, t: &str) -> String {

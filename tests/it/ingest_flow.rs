@@ -10,6 +10,7 @@ use std::process::{Child, Stdio};
 
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 
+use crate::ingest::{NDJSON, post};
 use crate::util::{TestCommand, python, query_rows};
 use crate::web::ui_address;
 
@@ -146,24 +147,9 @@ fn posted_events_flow_through_every_layer_like_generated_ones() {
     for (i, chunk) in api_lines.chunks(api_lines.len().div_ceil(3)).enumerate() {
         let body = t.path().join(format!("api_{i}.ndjson"));
         std::fs::write(&body, chunk.join("\n") + "\n").unwrap();
-        let out = std::process::Command::new("curl")
-            .args([
-                "-sS",
-                "--fail-with-body",
-                "-H",
-                "Content-Type: application/x-ndjson",
-            ])
-            .arg("--data-binary")
-            .arg(format!("@{}", body.display()))
-            .arg(format!("{base}/ingest/api_logs"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let reply = post(&format!("{base}/ingest/api_logs"), &body, &[NDJSON]);
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let answer = reply.json();
         let (a, r) = (
             answer["accepted"].as_u64().unwrap(),
             answer["rejected"].as_u64().unwrap(),

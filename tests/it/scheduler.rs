@@ -577,23 +577,15 @@ fn a_second_scheduler_is_refused_and_a_trigger_is_queued_for_the_running_one() {
     // Real events beside the generator DAGs: `up` answers the ingest API on the same address,
     // and the triggered generator run above succeeded next to it.
     let line = r#"{"log_id":"00000000-0000-4000-8000-000000000001","event_time":"2026-02-01T00:07:00Z","endpoint":"/api/v1/users"}"#;
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--fail-with-body",
-            "-H",
-            "Content-Type: application/x-ndjson",
-        ])
-        .args(["--data-binary", &format!("{line}\n")])
-        .arg(format!("{ui}/ingest/api_logs"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let body = t.path().join("one.ndjson");
+    std::fs::write(&body, format!("{line}\n")).unwrap();
+    let reply = crate::ingest::post(
+        &format!("{ui}/ingest/api_logs"),
+        &body,
+        &[crate::ingest::NDJSON],
     );
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let answer = reply.json();
     assert_eq!(answer["accepted"], 1, "{answer}");
     let key = answer["objects"][0].as_str().unwrap();
     assert!(key.contains("/api_logs_") && key.contains("_api-"), "{key}");

@@ -255,7 +255,8 @@ fn plan(
     (objects, members)
 }
 
-fn attrs(stream: &str, lines: u64) -> ObjectAttrs {
+/// The content type and metadata of an object of `lines` records of `stream`.
+pub(super) fn attrs(stream: &str, lines: u64) -> ObjectAttrs {
     ObjectAttrs {
         content_type: Some("application/x-ndjson".into()),
         metadata: vec![

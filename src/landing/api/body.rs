@@ -5,13 +5,12 @@
 //! `event_time`; anything else is a per-record error. A record over the record limit refuses
 //! the whole request.
 
-use std::io::Read as _;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::budget::Reservation;
 use super::error::{Error, Result};
+use crate::landing::records::{EventTime, GunzipError, gunzip};
 
 /// How the body is encoded (`Content-Encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,23 +82,14 @@ pub fn decode(
     if encoding == Encoding::Identity {
         return Ok(body);
     }
-    let mut out = Vec::new();
-    let mut gz = flate2::read::MultiGzDecoder::new(body.as_slice());
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = gz.read(&mut chunk).map_err(|e| Error::BadGzip {
+    let held = body.len() as u64;
+    gunzip(&body, max_body, |n| budget.grow_to(held + n)).map_err(|e| match e {
+        GunzipError::Corrupt(e) => Error::BadGzip {
             reason: e.to_string(),
-        })?;
-        if n == 0 {
-            break;
-        }
-        if (out.len() + n) as u64 > max_body {
-            return Err(Error::BodyTooLarge { limit: max_body });
-        }
-        budget.grow_to((body.len() + out.len() + n) as u64)?;
-        out.extend_from_slice(&chunk[..n]);
-    }
-    Ok(out)
+        },
+        GunzipError::TooLarge => Error::BodyTooLarge { limit: max_body },
+        GunzipError::Refused(e) => e,
+    })
 }
 
 /// Splits a decoded body into records (see the module docs).
@@ -217,13 +207,6 @@ fn array_elements(array: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// The fields of a record read at ingest: only `event_time`.
-#[derive(Deserialize)]
-struct Probe {
-    #[serde(default)]
-    event_time: Option<serde_json::Value>,
-}
-
 /// `Ok(event time)` for a JSON object, `Err(why)` for anything else.
 fn judge(raw: &[u8]) -> std::result::Result<Option<DateTime<Utc>>, String> {
     if raw.trim_ascii_start().first() != Some(&b'{') {
@@ -232,12 +215,8 @@ fn judge(raw: &[u8]) -> std::result::Result<Option<DateTime<Utc>>, String> {
             Err(e) => format!("not JSON: {e}"),
         });
     }
-    match serde_json::from_slice::<Probe>(raw) {
-        Ok(p) => Ok(p
-            .event_time
-            .as_ref()
-            .and_then(serde_json::Value::as_str)
-            .and_then(|s| crate::clock::parse_utc(s).ok())),
+    match serde_json::from_slice::<EventTime>(raw) {
+        Ok(p) => Ok(p.get()),
         // A valid object the probe cannot read (a repeated `event_time`): no event time.
         Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
             Ok(_) => Ok(None),

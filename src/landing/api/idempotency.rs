@@ -56,15 +56,12 @@ pub fn parsed_sha256(parsed: &super::Parsed) -> String {
         h.update(e.error.as_bytes());
         h.update([0u8]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(&h.finalize())
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// Where the record of `key` on `stream` is kept (the key itself is never stored).

@@ -33,7 +33,7 @@ pub use metrics::{IngestCounters, count_records, count_request, ingest_counters}
 use crate::config::IngestConfig;
 use crate::layers::batch::lineage::LOOKBACK_DAYS;
 use crate::layers::speed::partition_time;
-use crate::store::{ObjectAttrs, Store, WriteOutcome};
+use crate::store::{Store, WriteOutcome};
 use batcher::{Keyed, Pending, Settings, Writer, hour_of};
 use idempotency::{Decision, Locks};
 
@@ -243,8 +243,7 @@ impl Ingest {
             errors: parsed.errors,
             replayed: false,
         };
-        let now = crate::clock::wall_now();
-        let arrived = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        let arrived = crate::clock::now_to_the_second();
         let keyed = idempotency_key.zip(digest).map(|(key, body_sha256)| Keyed {
             record_key: idempotency::record_key(name, key),
             body_sha256,
@@ -329,13 +328,7 @@ impl Ingest {
                     "ingest recovery: the retry's records of a missing object differ from the record"
                 );
             }
-            let attrs = ObjectAttrs {
-                content_type: Some("application/x-ndjson".into()),
-                metadata: vec![
-                    ("stream".into(), stream.to_string()),
-                    ("lines".into(), lines.to_string()),
-                ],
-            };
+            let attrs = batcher::attrs(stream, lines);
             match self
                 .inner
                 .store
@@ -436,7 +429,7 @@ mod tests {
             .put(
                 &rkey,
                 serde_json::to_vec(&record).unwrap().into(),
-                &ObjectAttrs::default(),
+                &crate::store::ObjectAttrs::default(),
             )
             .await
             .unwrap();

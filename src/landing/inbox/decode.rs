@@ -2,12 +2,13 @@
 //! number), a decoded-size limit, UTF-8, and splitting into records — one per JSON line, and
 //! Firehose's objects written back to back without a newline (`}{`) apart.
 
-use std::io::Read as _;
+use std::convert::Infallible;
 
 use chrono::{DateTime, Utc};
 
 use super::error::BadObject;
 use crate::config::Compression;
+use crate::landing::records::{EventTime, GunzipError, gunzip};
 
 /// gzip's magic number: the first two bytes of every gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -32,18 +33,13 @@ pub fn decode(
 ) -> Result<Vec<u8>, BadObject> {
     let too_large = |what| BadObject::TooLarge { what, limit };
     let out = if is_gzip(key, raw, compression) {
-        let cap = (raw.len() as u64).saturating_mul(4).min(limit) as usize;
-        let mut out = Vec::with_capacity(cap);
-        flate2::read::MultiGzDecoder::new(raw)
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut out)
-            .map_err(|e| BadObject::CorruptGzip {
+        gunzip(raw, limit, |_| Ok::<_, Infallible>(())).map_err(|e| match e {
+            GunzipError::Corrupt(e) => BadObject::CorruptGzip {
                 message: e.to_string(),
-            })?;
-        if out.len() as u64 > limit {
-            return Err(too_large("the decoded object"));
-        }
-        out
+            },
+            GunzipError::TooLarge => too_large("the decoded object"),
+            GunzipError::Refused(never) => match never {},
+        })?
     } else {
         if raw.len() as u64 > limit {
             return Err(too_large("the object"));
@@ -69,13 +65,6 @@ pub struct Record<'a> {
     pub is_object: bool,
 }
 
-/// What a record is probed for; everything else in it is skipped.
-#[derive(serde::Deserialize)]
-struct Probe {
-    #[serde(default)]
-    event_time: Option<serde_json::Value>,
-}
-
 /// The records of `text`: one per non-blank line, or several when a line holds JSON objects
 /// written back to back (`{…}{…}`). A line that is not entirely JSON objects is one record
 /// with `is_object` false.
@@ -88,7 +77,7 @@ pub fn records(text: &[u8]) -> impl Iterator<Item = Record<'_>> {
 
 fn split_line(line: &[u8]) -> Vec<Record<'_>> {
     let mut out = Vec::with_capacity(1);
-    let mut values = serde_json::Deserializer::from_slice(line).into_iter::<Probe>();
+    let mut values = serde_json::Deserializer::from_slice(line).into_iter::<EventTime>();
     let mut start = 0;
     loop {
         match values.next() {
@@ -101,11 +90,7 @@ fn split_line(line: &[u8]) -> Vec<Record<'_>> {
                 }
                 out.push(Record {
                     bytes,
-                    event_time: p
-                        .event_time
-                        .as_ref()
-                        .and_then(serde_json::Value::as_str)
-                        .and_then(|s| crate::clock::parse_utc(s).ok()),
+                    event_time: p.get(),
                     is_object: true,
                 });
                 start = end;

@@ -34,7 +34,7 @@ pub const RELIST_WINDOW: Duration = Duration::hours(1);
 /// The digest of one object version of an inbox (16 lower-case hex digits).
 pub fn digest(inbox_id: &str, key: &str, etag: &str) -> String {
     let d = sha2::Sha256::digest(format!("{inbox_id}\n{key}\n{etag}"));
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(&d[..8])
 }
 
 /// The writer tag of the objects landed from one object version: `inbox-<digest>`.

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Timelike as _, Utc};
 use futures::StreamExt as _;
-use object_store::{GetOptions, ObjectMeta};
+use object_store::ObjectMeta;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -22,7 +22,7 @@ use crate::clock::wall_now;
 use crate::config::InboxConfig;
 use crate::layers::batch::lineage::LOOKBACK_DAYS;
 use crate::layers::speed::{landed_key, partition_time};
-use crate::store::{ObjectAttrs, Store, WriteOutcome};
+use crate::store::{ObjectAttrs, Store, Version, WriteOutcome};
 
 /// Largest object, and largest decoded object, that is taken (1 GiB): larger ones are
 /// quarantined (recorded, not copied). An object is held in memory while it is taken.
@@ -405,23 +405,17 @@ impl InboxPickup {
     /// Reads exactly the listed version: a rewrite since the listing is not taken under the
     /// old version's name (it is listed again next pass).
     async fn read(&self, meta: &ObjectMeta) -> Result<Bytes, ReadError> {
-        let options = GetOptions {
-            if_match: meta.e_tag.clone(),
-            ..GetOptions::default()
-        };
-        let transient = |e: object_store::Error| ReadError::Transient(e.to_string());
         match self
             .source
-            .object_store()
-            .get_opts(&meta.location, options)
+            .get_version(meta.location.as_ref(), meta.e_tag.as_deref())
             .await
         {
-            Ok(r) => r.bytes().await.map_err(transient),
-            Err(object_store::Error::NotFound { .. }) => Err(ReadError::Vanished),
-            Err(object_store::Error::Precondition { .. }) => Err(ReadError::Transient(
+            Ok(Version::Bytes(b)) => Ok(b),
+            Ok(Version::Gone) => Err(ReadError::Vanished),
+            Ok(Version::Changed) => Err(ReadError::Transient(
                 "rewritten since it was listed".to_string(),
             )),
-            Err(e) => Err(transient(e)),
+            Err(e) => Err(ReadError::Transient(e.to_string())),
         }
     }
 

@@ -46,12 +46,7 @@ pub fn object_key(
     } else {
         ""
     };
-    format!(
-        "{PREFIX}/{stream}/date={}/hour={:02}/{stream}_{}{suffix}.jsonl",
-        t.format("%Y-%m-%d"),
-        t.hour(),
-        compact(start)
-    )
+    hour_key(stream, t, &format!("{}{suffix}", compact(start)))
 }
 
 /// Length of a generator run's interval: its objects are landed this long after the interval
@@ -62,11 +57,16 @@ const INGEST_INTERVAL_MINUTES: i64 = 5;
 /// run lands it at `landed`: `writer` is unique to that write (`api-<process>-<seq>`,
 /// `inbox-<digest>`), so keys never collide between processes or restarts.
 pub fn landed_key(stream: &str, t: DateTime<Utc>, landed: DateTime<Utc>, writer: &str) -> String {
+    hour_key(stream, t, &format!("{}_{writer}", compact(landed)))
+}
+
+/// `realtime/<stream>/date=…/hour=HH/<stream>_<name>.jsonl`: the object `name` in the hour
+/// partition of `t`.
+fn hour_key(stream: &str, t: DateTime<Utc>, name: &str) -> String {
     format!(
-        "{PREFIX}/{stream}/date={}/hour={:02}/{stream}_{}_{writer}.jsonl",
+        "{PREFIX}/{stream}/date={}/hour={:02}/{stream}_{name}.jsonl",
         t.format("%Y-%m-%d"),
-        t.hour(),
-        compact(landed)
+        t.hour()
     )
 }
 
