@@ -102,6 +102,8 @@ pub struct ProduceMetrics {
     pub rejected: u64,
     /// Requests that failed for good after retries.
     pub failed: u64,
+    /// Requests answered 200 whose answer could not be read (landed; counts unknown).
+    pub unreadable: u64,
     /// Answers by HTTP status, retries included (`0`: no answer).
     pub statuses: BTreeMap<u16, u64>,
     /// Wall time of the run, s.
@@ -127,13 +129,15 @@ impl ProduceMetrics {
             .map(|(s, n)| format!("{s}: {n}"))
             .collect();
         format!(
-            "sent {} events in {} requests ({} accepted, {} rejected, {} failed) in {:.1} s: \
-             {:.0} events/s, {:.1} MB/s; ack p50 {:.0} ms, p99 {:.0} ms; answers {{{}}}",
+            "sent {} events in {} requests ({} accepted, {} rejected, {} failed, {} answers \
+             unreadable) in {:.1} s: {:.0} events/s, {:.1} MB/s; ack p50 {:.0} ms, p99 {:.0} ms; \
+             answers {{{}}}",
             self.events,
             self.requests,
             self.accepted,
             self.rejected,
             self.failed,
+            self.unreadable,
             self.elapsed_s,
             self.events_per_s,
             self.mb_per_s,
@@ -159,6 +163,7 @@ struct Tally {
     accepted: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    unreadable: AtomicU64,
     statuses: std::sync::Mutex<BTreeMap<u16, u64>>,
     latency_ms: Vec<AtomicU64>,
     refused: Mutex<Option<Error>>,
@@ -173,6 +178,7 @@ impl Tally {
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            unreadable: AtomicU64::new(0),
             statuses: std::sync::Mutex::new(BTreeMap::new()),
             latency_ms: (0..=LATENCY_BUCKETS_MS)
                 .map(|_| AtomicU64::new(0))
@@ -347,6 +353,7 @@ async fn run(opts: ProduceOptions) -> Result<ProduceMetrics, Error> {
         accepted,
         rejected: tally.rejected.load(Ordering::Relaxed),
         failed: tally.failed.load(Ordering::Relaxed),
+        unreadable: tally.unreadable.load(Ordering::Relaxed),
         statuses,
         elapsed_s: elapsed,
         events_per_s: accepted as f64 / elapsed.max(1e-9),
@@ -461,12 +468,23 @@ async fn send(
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                let body = res.bytes().await.unwrap_or_default();
+                let body = res.bytes().await;
                 match status {
                     200 => {
                         tally.latency(t0.elapsed());
-                        let answer: serde_json::Value =
-                            serde_json::from_slice(&body).unwrap_or_default();
+                        // The records are landed; an answer that cannot be read only leaves
+                        // their counts unknown (counted apart, never retried).
+                        let answer = body.ok().and_then(|b| {
+                            serde_json::from_slice::<serde_json::Value>(&b)
+                                .ok()
+                                .filter(|a| a.get("accepted").is_some_and(|v| v.is_u64()))
+                        });
+                        let Some(answer) = answer else {
+                            tally.unreadable.fetch_add(1, Ordering::Relaxed);
+                            tally.requests.fetch_add(1, Ordering::Relaxed);
+                            tally.events.fetch_add(batch.events, Ordering::Relaxed);
+                            return true;
+                        };
                         let count = |k: &str| answer.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
                         tally.requests.fetch_add(1, Ordering::Relaxed);
                         tally.events.fetch_add(batch.events, Ordering::Relaxed);
@@ -488,7 +506,11 @@ async fn send(
                             *refused = Some(Error::Refused {
                                 url: url.to_string(),
                                 status,
-                                body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                                body: body
+                                    .map(|b| {
+                                        String::from_utf8_lossy(&b).chars().take(300).collect()
+                                    })
+                                    .unwrap_or_else(|e| format!("(unreadable: {e})")),
                             });
                         }
                         return false;

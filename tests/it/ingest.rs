@@ -633,3 +633,51 @@ fn ingest_on_s3_lands_objects_with_type_and_metadata_and_replays_retries() {
     let records = rt.block_on(moto.keys(&bucket, "lake/_lakepipe/ingest/idempotency/iot_sensors/"));
     assert_eq!(records.len(), 1);
 }
+
+/// `lakepipe produce` against `serve`: the generated events are sent in requests of
+/// `--batch`, every one is accepted, and the summary counts the server's answers.
+#[test]
+fn produce_sends_generated_events_and_counts_the_answers() {
+    let t = TestCommand::new();
+    std::fs::write(t.path().join("lakepipe.toml"), CONFIG).unwrap();
+    let server = Server::start(&t, "127.0.0.1:0", &[]);
+    let r = t.run(&[
+        "--json",
+        "produce",
+        "all",
+        "--url",
+        &server.base,
+        "--count",
+        "1200",
+        "--batch",
+        "500",
+        "--connections",
+        "2",
+    ]);
+    r.assert_exit_code(0);
+    let m = r.json();
+    assert_eq!(m["events"], 1200, "{m}");
+    assert_eq!(m["accepted"], 1200, "{m}");
+    assert_eq!(m["rejected"], 0, "{m}");
+    assert_eq!(m["failed"], 0, "{m}");
+    assert_eq!(m["unreadable"], 0, "{m}");
+    assert_eq!(m["statuses"]["200"], m["requests"], "{m}");
+    let landed: usize = landed(&t)
+        .iter()
+        .map(|k| {
+            std::fs::read_to_string(t.lake().join(k))
+                .unwrap()
+                .lines()
+                .count()
+        })
+        .sum();
+    assert_eq!(landed, 1200);
+    // A stream that does not exist is refused before anything is sent.
+    let bad = t.run(&["produce", "nope", "--url", &server.base, "--count", "1"]);
+    bad.assert_exit_code(1);
+    assert!(
+        bad.stderr().contains("unknown stream `nope`"),
+        "{}",
+        bad.stderr()
+    );
+}
