@@ -6,6 +6,7 @@
 mod admin;
 mod inbox;
 mod live;
+mod pipeline;
 mod produce;
 mod sched;
 
@@ -35,6 +36,10 @@ pub struct Args {
     /// Print results as JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
+    /// Pipeline declaration: streams, expectations, derived columns, facts, dashboards, alerts
+    /// [default: $LAKEPIPE_PIPELINE, else `pipeline =` of the config, else the built-in one]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
     /// Seed of every generator [default: 42]
     #[arg(long, global = true)]
     pub seed: Option<u64>,
@@ -47,7 +52,7 @@ pub struct Args {
 }
 
 const ENV_HELP: &str = "\
-Environment: LAKEPIPE_CONFIG, LAKEPIPE_LAKE, LAKEPIPE_SEED, LAKEPIPE_CONCURRENCY,
+Environment: LAKEPIPE_CONFIG, LAKEPIPE_PIPELINE, LAKEPIPE_LAKE, LAKEPIPE_SEED, LAKEPIPE_CONCURRENCY,
 LAKEPIPE_S3_REGION, LAKEPIPE_S3_ENDPOINT, LAKEPIPE_S3_PROFILE, LAKEPIPE_LOG, and the standard
 AWS variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
 Precedence: flags > environment > config file > defaults.";
@@ -102,6 +107,9 @@ pub enum Command {
     /// Show the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show the effective pipeline declaration, or check a declaration file
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
 }
 
 /// Where the web UI listens.
@@ -252,11 +260,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Command::Simulate(s) => s.gen_args.concurrency,
             _ => None,
         },
+        pipeline: args.pipeline.clone(),
     };
     usage_check(check_ranges(&args.command).map_err(anyhow::Error::msg));
     let env = |k: &str| std::env::var(k).ok();
-    let config = Config::load(args.config.as_deref(), &env, &flags)?.validate()?;
+    let config = Config::load(args.config.as_deref(), &env, &flags)?;
+    if let Command::Pipeline(pipeline::PipelineCommand::Check { .. }) = &args.command {
+        // Checks a file; the active pipeline does not matter.
+    } else {
+        pipeline::install(&config)?;
+    }
+    let config = config.validate()?;
     match &args.command {
+        Command::Pipeline(c) => pipeline::pipeline(c, args.json),
         Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,
         Command::Up(u) => {
             if !u.no_ui {

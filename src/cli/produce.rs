@@ -61,10 +61,14 @@ pub(super) async fn produce(
 ) -> anyhow::Result<()> {
     let Some(streams) = streams_named(&p.stream) else {
         anyhow::bail!(
-            "unknown stream `{}`: one of {} or `all`",
+            "no generator for stream `{}`: one of {} or `all` (a declared stream without a \
+             generator takes events from your producers only)",
             p.stream,
             crate::sources::stream::all_streams()
+                .iter()
+                .filter(|s| s.generate.is_some())
                 .map(|s| s.name)
+                .collect::<Vec<_>>()
                 .join(", ")
         );
     };

@@ -56,6 +56,13 @@ pub struct Config {
     #[serde(default = "default_seed")]
     pub seed: u64,
 
+    /// The pipeline declaration (streams, expectations, derived columns, facts, dashboards,
+    /// alerts); a relative path is relative to this file. Unset: the built-in seed pipeline.
+    ///
+    /// Env: `LAKEPIPE_PIPELINE`. Flag: `--pipeline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PathBuf>,
+
     /// S3 connection settings; unset fields come from the standard AWS environment
     /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_PROFILE`, `~/.aws/config`, …).
     #[serde(default)]
@@ -143,6 +150,7 @@ impl Default for Config {
         Config {
             lake: default_lake(),
             seed: default_seed(),
+            pipeline: None,
             s3: S3Config::default(),
             store: StoreConfig::default(),
             scheduler: SchedulerConfig::default(),
@@ -161,6 +169,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// `--concurrency`
     pub concurrency: Option<usize>,
+    /// `--pipeline`
+    pub pipeline: Option<PathBuf>,
 }
 
 /// A configuration that passed [`Config::validate`].
@@ -203,7 +213,11 @@ impl Config {
                     path: path.clone(),
                     source,
                 })?;
-                Config::from_toml(&text, &path)?
+                let mut config = Config::from_toml(&text, &path)?;
+                if let (Some(p), Some(dir)) = (&config.pipeline, path.parent()) {
+                    config.pipeline = Some(dir.join(p));
+                }
+                config
             }
             None => Config::default(),
         };
@@ -236,6 +250,9 @@ impl Config {
         if let Some(v) = env("LAKEPIPE_LAKE") {
             self.lake = v;
         }
+        if let Some(v) = env("LAKEPIPE_PIPELINE") {
+            self.pipeline = Some(PathBuf::from(v));
+        }
         if let Some(v) = parsed(env, "LAKEPIPE_SEED")? {
             self.seed = v;
         }
@@ -263,6 +280,9 @@ impl Config {
         }
         if let Some(v) = flags.seed {
             self.seed = v;
+        }
+        if let Some(v) = &flags.pipeline {
+            self.pipeline = Some(v.clone());
         }
         if let Some(v) = flags.concurrency {
             self.store.concurrency = v;
@@ -389,6 +409,7 @@ mod tests {
             lake: Some("from-flag".into()),
             seed: Some(7),
             concurrency: None,
+            pipeline: None,
         };
         let c = Config::load(Some(file.path()), &env, &flags).unwrap();
         assert_eq!(

@@ -248,12 +248,19 @@ impl IntoFuture for ProduceBuilder {
     }
 }
 
-/// The streams named by `name`: one seed stream, or `all` five.
+/// The streams named by `name` that have a generator: one, or `all` of them.
 pub fn streams_named(name: &str) -> Option<Vec<&'static StreamSpec>> {
+    let generated = all_streams()
+        .iter()
+        .copied()
+        .filter(|s| s.generate.is_some());
     if name == "all" {
-        return Some(all_streams().to_vec());
+        return Some(generated.collect());
     }
-    crate::sources::stream::stream_by_name(name).map(|s| vec![s])
+    generated
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| vec![s])
 }
 
 async fn run(opts: ProduceOptions) -> Result<ProduceMetrics, Error> {

@@ -78,7 +78,11 @@ pub static SPEC: StreamSpec = StreamSpec {
             },
         ),
     ],
-    generate,
+    generate: Some(generate),
+    event_time_field: "event_time",
+    title: "API Logs",
+    derived: &[],
+    rules: &[],
 };
 
 fn generate(ctx: &mut Ctx<'_>, n: usize) {

@@ -89,7 +89,11 @@ pub static SPEC: StreamSpec = StreamSpec {
         Field::new("country", Kind::Str),
         Field::new("city", Kind::Str),
     ],
-    generate,
+    generate: Some(generate),
+    event_time_field: "event_time",
+    title: "E-Commerce",
+    derived: &[],
+    rules: &[],
 };
 
 /// Visitor attributes shared by all events of a session.

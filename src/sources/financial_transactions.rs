@@ -73,7 +73,11 @@ pub static SPEC: StreamSpec = StreamSpec {
         Field::new("ip_address", Kind::Str).distinct(),
         Field::new("auth_method", Kind::Enum(AUTH_METHODS)),
     ],
-    generate,
+    generate: Some(generate),
+    event_time_field: "event_time",
+    title: "Financial",
+    derived: &[],
+    rules: &[],
 };
 
 fn generate(ctx: &mut Ctx<'_>, n: usize) {

@@ -54,7 +54,11 @@ pub static SPEC: StreamSpec = StreamSpec {
             },
         ),
     ],
-    generate,
+    generate: Some(generate),
+    event_time_field: "event_time",
+    title: "IoT Sensors",
+    derived: &[],
+    rules: &[],
 };
 
 fn generate(ctx: &mut Ctx<'_>, n: usize) {

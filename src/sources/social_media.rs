@@ -54,7 +54,11 @@ pub static SPEC: StreamSpec = StreamSpec {
         Field::new("device_type", Kind::Enum(DEVICE_TYPES)),
         Field::new("location_country", Kind::Enum(COUNTRIES)),
     ],
-    generate,
+    generate: Some(generate),
+    event_time_field: "event_time",
+    title: "Social Media",
+    derived: &[],
+    rules: &[],
 };
 
 fn generate(ctx: &mut Ctx<'_>, n: usize) {

@@ -32,7 +32,7 @@ pub enum Kind {
     Float { min: f64, max: f64 },
     /// A JSON boolean.
     Bool,
-    /// A list of strings drawn from a set.
+    /// A list of strings drawn from a set (any strings if the set is empty).
     Tags(&'static [&'static str]),
 }
 
@@ -118,9 +118,10 @@ impl Field {
             Kind::Float { min, max } => v.as_f64().is_some_and(|x| (min..=max).contains(&x)),
             Kind::Bool => v.as_bool().is_some(),
             Kind::Tags(set) => match v {
-                Scalar::List(a) => a
-                    .iter()
-                    .all(|t| t.as_str().is_some_and(|s| set.contains(&s))),
+                Scalar::List(a) => a.iter().all(|t| {
+                    t.as_str()
+                        .is_some_and(|s| set.is_empty() || set.contains(&s))
+                }),
                 _ => false,
             },
         };
@@ -143,12 +144,55 @@ pub struct StreamSpec {
     pub per_run: usize,
     /// Fields besides the id and `event_time`, in output order.
     pub fields: &'static [Field],
-    /// Pushes about `n` records into the context (a stream may emit whole sessions).
-    pub generate: fn(&mut Ctx<'_>, usize),
+    /// Pushes about `n` records into the context (a stream may emit whole sessions); `None`
+    /// for a declared stream whose events only come in (ingest API, inboxes).
+    pub generate: Option<fn(&mut Ctx<'_>, usize)>,
+    /// Key of the event time in a record; silver's column is `event_time` whatever the key.
+    pub event_time_field: &'static str,
+    /// Display name (the analytics domain).
+    pub title: &'static str,
+    /// Derived silver columns, SQL over the typed columns.
+    pub derived: &'static [Derived],
+    /// Expectations in SQL, checked after the field checks.
+    pub rules: &'static [SqlRule],
 }
 
-/// The five Lambda streams, in DAG order.
-pub fn all_streams() -> [&'static StreamSpec; 5] {
+/// A derived silver column: name and SQL expression over the typed columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Derived {
+    /// Column name.
+    pub name: &'static str,
+    /// SQL expression.
+    pub sql: &'static str,
+}
+
+/// What happens to a row that breaks an expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Keep the row; count it.
+    Warn,
+    /// Send the row to quarantine.
+    Drop,
+    /// Fail the task.
+    Fail,
+}
+
+/// An expectation declared in SQL: a boolean expression over the typed columns a row must
+/// satisfy (false breaks it; null, as in a SQL CHECK constraint, does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqlRule {
+    /// Rule name, as written to quarantine.
+    pub name: &'static str,
+    /// Boolean SQL expression.
+    pub sql: &'static str,
+    /// What a violation does.
+    pub action: Action,
+}
+
+/// The generators of the five seed streams, in DAG order: the built-in pipeline declares
+/// their streams from these schemas.
+pub fn seed_streams() -> [&'static StreamSpec; 5] {
     [
         &super::iot_sensors::SPEC,
         &super::api_logs::SPEC,
@@ -158,9 +202,14 @@ pub fn all_streams() -> [&'static StreamSpec; 5] {
     ]
 }
 
-/// Looks up a stream by name.
+/// The streams of the active pipeline declaration ([`crate::pipeline::active`]), in DAG order.
+pub fn all_streams() -> &'static [&'static StreamSpec] {
+    crate::pipeline::active().streams
+}
+
+/// Looks up a stream of the active pipeline by name.
 pub fn stream_by_name(name: &str) -> Option<&'static StreamSpec> {
-    all_streams().into_iter().find(|s| s.name == name)
+    all_streams().iter().copied().find(|s| s.name == name)
 }
 
 /// Values of one event before the id and event time are added.
@@ -386,7 +435,9 @@ pub fn generate_interval(
         seed,
         out: &mut records,
     };
-    (spec.generate)(&mut ctx, n);
+    if let Some(generate) = spec.generate {
+        generate(&mut ctx, n);
+    }
     let mut rng = ctx.rng;
     let mut timed: Vec<(i64, Record)> = records
         .into_iter()

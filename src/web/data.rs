@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use crate::catalog::athena::delta_tables;
 use crate::clock::rfc3339_secs;
 use crate::layers::serving::alerts::LATEST_KEY;
-use crate::layers::serving::dashboards::{DASHBOARDS, dashboard_path};
+use crate::layers::serving::dashboards::dashboard_path;
 use crate::pipeline::dags as all_dags;
 use crate::scheduler::control;
 use crate::scheduler::state::{RUNS_PREFIX, is_run_key, read_run, run_key};
@@ -451,7 +451,7 @@ impl LakeView {
     /// The dashboards' documents, by name (absent ones are left out).
     pub async fn dashboards(&self) -> Result<BTreeMap<String, serde_json::Value>, Error> {
         let mut out = BTreeMap::new();
-        for d in DASHBOARDS {
+        for d in crate::pipeline::active().dashboards {
             if let Some(doc) = self
                 .json_doc(&format!("{}.json", dashboard_path(d.name)))
                 .await?

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::delta;
 use super::lineage::{self, Manifest};
-use super::{Error, gold, info};
+use super::{Error, info};
 use crate::layers::write::TARGET_FILE_BYTES;
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
@@ -127,7 +127,7 @@ impl CompactPlan {
                 tables.push((super::table_path(layer, s.name), s.name));
             }
         }
-        for f in gold::FACTS {
+        for f in crate::pipeline::active().facts {
             tables.push((super::table_path("gold", f.name), f.stream));
         }
         CompactPlan {

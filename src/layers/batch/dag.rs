@@ -51,7 +51,7 @@ pub fn dag() -> Result<Dag, String> {
             );
     }
     let mut gold_tasks = Vec::new();
-    for fact in gold::FACTS {
+    for fact in crate::pipeline::active().facts.iter().copied() {
         let task = format!("gold_{}", fact.name);
         let silver = format!("silver_{}", fact.stream);
         dag = dag.task(

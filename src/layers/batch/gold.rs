@@ -1,5 +1,5 @@
-//! `gold_<fact>`: the seven facts of SPEC "Batch layer", each a SQL aggregate over one silver
-//! table ([`FACTS`]), recomputed for the event dates the run touched and written to
+//! `gold_<fact>`: the facts of the active pipeline (the seed pipeline's seven of SPEC "Batch
+//! layer": [`SEED_FACTS`]), each a SQL aggregate over one silver table, recomputed for the event dates the run touched and written to
 //! `batch/gold/<fact>` with replace-where on those dates. Metric names are the original
 //! system's first, then ours; rates are percentages; the p95 is exact with linear
 //! interpolation (`percentile_cont`).
@@ -30,8 +30,9 @@ pub struct Fact {
     pub sql: &'static str,
 }
 
-/// The facts, in DAG order.
-pub const FACTS: [Fact; 7] = [
+/// The seed pipeline's facts, in DAG order (the built-in declaration has them; the layers run
+/// the active pipeline's, [`crate::pipeline::active`]).
+pub const SEED_FACTS: [Fact; 7] = [
     Fact {
         name: "fact_iot_daily",
         stream: "iot_sensors",
@@ -302,7 +303,7 @@ mod tests {
     use std::sync::Arc;
 
     fn fact(name: &str) -> Fact {
-        *FACTS.iter().find(|f| f.name == name).unwrap()
+        *SEED_FACTS.iter().find(|f| f.name == name).unwrap()
     }
 
     async fn run(name: &str, batch: RecordBatch) -> Vec<RecordBatch> {

@@ -1,11 +1,21 @@
-//! The derived silver columns of each stream, as SQL over the typed columns.
+//! The derived silver columns of a stream, as SQL over the typed columns: those the pipeline
+//! declares ([`derived`]), and those of the seed streams ([`seed_derived`]), which the built-in
+//! declaration holds.
 
 use crate::sources::stream::StreamSpec;
 
-/// Derived silver columns per stream: (name, SQL expression over the typed columns).
+/// Derived silver columns of a declared stream: (name, SQL expression over the typed columns).
 pub fn derived(spec: &StreamSpec) -> Vec<(String, String)> {
+    spec.derived
+        .iter()
+        .map(|d| (d.name.to_string(), d.sql.to_string()))
+        .collect()
+}
+
+/// Derived silver columns of a seed stream, as the built-in declaration has them.
+pub fn seed_derived(stream: &str) -> Vec<(String, String)> {
     let d = |n: &str, sql: String| (n.to_string(), sql);
-    match spec.name {
+    match stream {
         "iot_sensors" => {
             use crate::sources::iot_sensors::{SENSOR_TYPES, VALUE_RANGES};
             // Normal band: the middle two thirds of the type's range (mean ± 2σ of the

@@ -1,18 +1,8 @@
 //! The expectations of a stream, declared as data in the style of Delta Live Tables: each a
 //! rule name, a check and an action (`warn`, `drop` or `fail`).
 
+pub use crate::sources::stream::Action;
 use crate::sources::stream::StreamSpec;
-
-/// What happens to a row that breaks an expectation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Keep the row; count it.
-    Warn,
-    /// Send the row to quarantine.
-    Drop,
-    /// Fail the task.
-    Fail,
-}
 
 /// What an expectation checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ mod expectations;
 pub(crate) mod schema;
 
 pub use cleaner::{Cleaned, Cleaner, Counts};
-pub use derived::derived;
+pub use derived::{derived, seed_derived};
 pub use expectations::{Expectation, expectations};
 pub use schema::{LANDING_ORDER, clean_schema};
 

@@ -1,13 +1,14 @@
-//! `alerts`: the alert rules of SPEC "Serving layer", declared as data ([`RULES`]), each a SQL
+//! `alerts`: the alert rules of the active pipeline (the seed pipeline's of SPEC "Serving layer":
+//! [`SEED_RULES`]), each a SQL
 //! query over the view `w` — the unified rows of one stream with event time in
 //! [T − window, T) — returning one row per alert: subject, severity, the measured value, the ids
 //! of the rows that triggered it, and a detail line.
 //!
 //! Alerts are appended to the Delta table `serving/alerts/history` (partitioned by the date they were
-//! raised) with a deterministic `alert_id`: `rule:subject` for event rules (a fraudulent
-//! transaction alerts once, never again in a later overlapping window or on a re-run) and
-//! `rule:subject:T` for condition rules (an endpoint over its error budget alerts once per run
-//! while the condition holds). Ids already in the table are never appended again.
+//! raised) with a deterministic `alert_id` from the rule's id template: `rule:subject` for event
+//! rules (a fraudulent transaction alerts once, never again in a later overlapping window or on
+//! a re-run) and `rule:subject:T` for condition rules (an endpoint over its error budget alerts
+//! once per run while the condition holds). Ids already in the table are never appended again.
 //! `serving/alerts/latest.json` lists the alerts of the run and those of the last 24 hours.
 
 use std::collections::{BTreeMap, HashSet};
@@ -55,24 +56,35 @@ pub struct Rule {
     pub stream: &'static str,
     /// Window length in minutes.
     pub minutes: i64,
-    /// An event rule alerts once per subject, ever; a condition rule once per subject and run.
-    pub once_per_subject: bool,
     /// The threshold, as reported with each alert.
     pub threshold: f64,
-    /// SELECT over `w` giving `subject`, `severity`, `value`, `triggering_ids` (a list of
-    /// event ids) and `detail`, one row per alert.
+    /// Severity of its alerts unless the SQL outputs a `severity` column.
+    pub severity: &'static str,
+    /// Alert id template over `{rule}`, `{subject}`, `{stream}` and `{run}`: `{rule}:{subject}`
+    /// alerts once per subject (an event rule), `{rule}:{subject}:{run}` once per subject and
+    /// run (a condition rule).
+    pub id: &'static str,
+    /// SELECT over `w` giving `subject`, `value`, `triggering_ids` (a list of event ids),
+    /// `detail` and optionally `severity`, one row per alert.
     pub sql: &'static str,
 }
 
-/// The rules. Thresholds are SPEC's; on default data fewer than 1 % of transactions alert,
-/// and only the flaky API endpoint crosses its error and latency budgets.
-pub const RULES: [Rule; 5] = [
+/// Id template of a rule that alerts once per subject.
+pub const ONCE_PER_SUBJECT: &str = "{rule}:{subject}";
+/// Id template of a rule that alerts once per subject and run.
+pub const ONCE_PER_RUN: &str = "{rule}:{subject}:{run}";
+
+/// The seed pipeline's rules (the built-in declaration has them). Thresholds are SPEC's; on
+/// default data fewer than 1 % of transactions alert, and only the flaky API endpoint crosses
+/// its error and latency budgets.
+pub const SEED_RULES: [Rule; 5] = [
     Rule {
         name: "fraud_transaction",
         stream: "financial_transactions",
         minutes: 10,
-        once_per_subject: true,
+        id: ONCE_PER_SUBJECT,
         threshold: 0.9,
+        severity: "high",
         sql: "SELECT transaction_id AS subject,
                 CASE WHEN fraud_flag THEN 'critical' ELSE 'high' END AS severity,
                 risk_score AS value,
@@ -85,8 +97,9 @@ pub const RULES: [Rule; 5] = [
         name: "api_error_rate",
         stream: "api_logs",
         minutes: 15,
-        once_per_subject: false,
+        id: ONCE_PER_RUN,
         threshold: 5.0,
+        severity: "high",
         sql: "SELECT endpoint AS subject, 'high' AS severity,
                 100.0 * sum(CASE WHEN is_error THEN 1 ELSE 0 END) / count(*) AS value,
                 array_agg(log_id ORDER BY event_time, log_id) FILTER (WHERE is_error) AS triggering_ids,
@@ -99,8 +112,9 @@ pub const RULES: [Rule; 5] = [
         name: "api_p95_latency",
         stream: "api_logs",
         minutes: 15,
-        once_per_subject: false,
+        id: ONCE_PER_RUN,
         threshold: 2000.0,
+        severity: "medium",
         sql: "SELECT endpoint AS subject, 'medium' AS severity,
                 percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms) AS value,
                 array_agg(log_id ORDER BY event_time, log_id) FILTER (WHERE response_time_ms > 2000) AS triggering_ids,
@@ -113,8 +127,9 @@ pub const RULES: [Rule; 5] = [
         name: "iot_critical_status",
         stream: "iot_sensors",
         minutes: 10,
-        once_per_subject: false,
+        id: ONCE_PER_RUN,
         threshold: 1.0,
+        severity: "high",
         sql: "SELECT sensor_id AS subject, 'high' AS severity, CAST(count(*) AS DOUBLE) AS value,
                 array_agg(reading_id ORDER BY event_time, reading_id) AS triggering_ids,
                 concat(CAST(count(*) AS VARCHAR), ' critical reading(s), ', max(sensor_type), ' in ',
@@ -125,8 +140,9 @@ pub const RULES: [Rule; 5] = [
         name: "iot_battery_low",
         stream: "iot_sensors",
         minutes: 10,
-        once_per_subject: false,
+        id: ONCE_PER_RUN,
         threshold: 10.0,
+        severity: "medium",
         sql: "SELECT sensor_id AS subject, 'medium' AS severity, min(battery_level) AS value,
                 array_agg(reading_id ORDER BY event_time, reading_id) AS triggering_ids,
                 concat('battery ', CAST(min(battery_level) AS VARCHAR), ' % (< 10 %) in ',
@@ -160,16 +176,59 @@ pub fn alerts_schema() -> SchemaRef {
     ]))
 }
 
-/// The alerts of `rule` for the run at `t`, in [`alerts_schema`], from the view `w`.
-fn rule_sql(rule: &Rule, t: DateTime<Utc>) -> String {
+/// A SQL string literal of `s`.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// SQL of a rule's alert id: its template with `{rule}`, `{stream}` and `{run}` filled in and
+/// `{subject}` the row's subject (a template with no placeholder is taken literally).
+fn id_sql(rule: &Rule, t: DateTime<Utc>) -> String {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut rest = rule.id;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+            break;
+        };
+        text.push_str(&rest[..open]);
+        match &rest[open + 1..close] {
+            "rule" => text.push_str(rule.name),
+            "stream" => text.push_str(rule.stream),
+            "run" => text.push_str(&compact(t)),
+            "subject" => {
+                if !text.is_empty() {
+                    parts.push(literal(&text));
+                    text.clear();
+                }
+                parts.push("subject".to_string());
+            }
+            other => {
+                text.push('{');
+                text.push_str(other);
+                text.push('}');
+            }
+        }
+        rest = &rest[close + 1..];
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        parts.push(literal(&text));
+    }
+    format!("concat({})", parts.join(", "))
+}
+
+/// The alerts of `rule` for the run at `t`, in [`alerts_schema`], from the view `w`; the
+/// severity is the SQL's `severity` column if `severity_column`, else the rule's.
+fn rule_sql(rule: &Rule, t: DateTime<Utc>, severity_column: bool) -> String {
     let start = t - Duration::minutes(rule.minutes);
-    let id = if rule.once_per_subject {
-        format!("concat('{}:', subject)", rule.name)
-    } else {
-        format!("concat('{}:', subject, ':{}')", rule.name, compact(t))
+    let id = id_sql(rule, t);
+    let severity = match severity_column {
+        true => "severity".to_string(),
+        false => literal(rule.severity),
     };
     format!(
-        "SELECT {id} AS alert_id, '{name}' AS rule, severity, '{stream}' AS stream, subject,
+        "SELECT {id} AS alert_id, '{name}' AS rule, {severity} AS severity, '{stream}' AS stream, subject,
            {start} AS window_start, {end} AS window_end, {end} AS triggered_at,
            CAST(value AS DOUBLE) AS value, CAST({threshold} AS DOUBLE) AS threshold,
            triggering_ids, CAST(coalesce(cardinality(triggering_ids), 0) AS BIGINT) AS triggering_count,
@@ -330,7 +389,7 @@ struct AlertsPlan {
     recent_dates: Vec<String>,
     /// SQL of the ids raised in the last day, from the table registered as `alerts`.
     known_sql: String,
-    /// The rules whose stream has a unified table, in [`RULES`] order.
+    /// The rules whose stream has a unified table, in the declaration's order.
     rules: Vec<RulePlan>,
     /// Compact the last day's partitions after the append (on the hour).
     compact: bool,
@@ -348,13 +407,14 @@ impl AlertsPlan {
                 sql::in_dates(&recent_dates)
             ),
             recent_dates,
-            rules: RULES
+            rules: crate::pipeline::active()
+                .rules
                 .iter()
                 .filter(|r| present.contains(&r.stream))
                 .map(|r| RulePlan {
                     rule: *r,
                     window_sql: window_view_sql("w", r.stream, t - Duration::minutes(r.minutes), t),
-                    sql: rule_sql(r, t),
+                    sql: rule_sql(r, t, true),
                 })
                 .collect(),
             compact: t.minute() == 0,
@@ -403,9 +463,20 @@ impl AlertsPlan {
                 .sql(window_sql)
                 .await
                 .map_err(Error::datafusion(format!("the window of {}", rule.name)))?;
+            // A rule whose SQL gives no `severity` column raises alerts of its declared one.
+            let severity_column = df_ctx
+                .sql(&format!("SELECT * FROM ({}) LIMIT 0", rule.sql))
+                .await
+                .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?
+                .schema()
+                .has_column_with_unqualified_name("severity");
+            let sql = match severity_column {
+                true => sql.clone(),
+                false => rule_sql(rule, t, false),
+            };
             let (_, batches) = collect(
                 df_ctx
-                    .sql(sql)
+                    .sql(&sql)
                     .await
                     .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?,
             )
@@ -545,7 +616,11 @@ impl<'a> AlertsBuilder<'a> {
     }
 
     async fn run(self) -> Result<AlertsMetrics> {
-        let streams: Vec<&'static str> = RULES.iter().map(|r| r.stream).collect();
+        let streams: Vec<&'static str> = crate::pipeline::active()
+            .rules
+            .iter()
+            .map(|r| r.stream)
+            .collect();
         let (df_ctx, present) = unified_session(self.store, &streams).await?;
         let existing = self
             .store
@@ -596,12 +671,12 @@ mod tests {
 
     /// Runs `rule` at `t` over hand-made rows registered as `w`.
     async fn fire(rule: &str, w: RecordBatch, t: &str) -> Vec<serde_json::Value> {
-        let rule = RULES.iter().find(|r| r.name == rule).unwrap();
+        let rule = SEED_RULES.iter().find(|r| r.name == rule).unwrap();
         let ctx = SessionContext::new();
         let table = MemTable::try_new(w.schema(), vec![vec![w]]).unwrap();
         ctx.register_table("w", Arc::new(table)).unwrap();
         let (_, batches) = collect(
-            ctx.sql(&rule_sql(rule, parse_utc(t).unwrap()))
+            ctx.sql(&rule_sql(rule, parse_utc(t).unwrap(), true))
                 .await
                 .unwrap(),
         )

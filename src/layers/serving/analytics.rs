@@ -30,15 +30,6 @@ pub const STREAM_DATES_PATH: &str = "serving/analytics/stream_dates";
 /// Lake path of the per-domain summary.
 pub const MASTER_SUMMARY_PATH: &str = "serving/analytics/master_summary";
 
-/// Display name of each stream's domain, as in the original master summary.
-pub const DOMAINS: [(&str, &str); 5] = [
-    ("iot_sensors", "IoT Sensors"),
-    ("api_logs", "API Logs"),
-    ("social_media", "Social Media"),
-    ("ecommerce_clickstream", "E-Commerce"),
-    ("financial_transactions", "Financial"),
-];
-
 /// Dates the unified tasks changed, from their outputs (`dates` of each, [`UnifiedMetrics`]);
 /// outputs without dates (a run with nothing new) add none.
 ///
@@ -55,9 +46,10 @@ pub fn upstream_dates(upstream: &BTreeMap<String, serde_json::Value>) -> BTreeSe
 
 /// SQL of the master summary of the run at `t`, from the table registered as `stream_dates`.
 fn master_summary_sql(t: DateTime<Utc>) -> String {
-    let domains: Vec<String> = DOMAINS
+    let quote = |s: &str| s.replace('\'', "''");
+    let domains: Vec<String> = all_streams()
         .iter()
-        .map(|(s, d)| format!("('{s}', '{d}')"))
+        .map(|s| format!("('{}', '{}')", quote(s.name), quote(s.title)))
         .collect();
     format!(
         "SELECT d.column2 AS domain, d.column1 AS stream,

@@ -1,4 +1,5 @@
-//! `dashboards`: the five dashboards of SPEC "Serving layer", declared as data ([`DASHBOARDS`]):
+//! `dashboards`: the dashboards of the active pipeline (the seed pipeline's five of SPEC "Serving
+//! layer": [`SEED_DASHBOARDS`]):
 //! each a SQL query over the view `w` — the unified rows of one stream with event time in
 //! [T − window, T) — and, for daily totals, `today` — the rows of T's date before T.
 //!
@@ -36,8 +37,8 @@ pub struct Dashboard {
     pub sql: &'static str,
 }
 
-/// The dashboards.
-pub const DASHBOARDS: [Dashboard; 5] = [
+/// The seed pipeline's dashboards (the built-in declaration has them).
+pub const SEED_DASHBOARDS: [Dashboard; 5] = [
     Dashboard {
         name: "iot_current_status",
         stream: "iot_sensors",
@@ -145,7 +146,7 @@ struct DashboardPlan {
     doc_key: String,
 }
 
-/// What a run does with one dashboard, in [`DASHBOARDS`] order.
+/// What a run does with one dashboard, in the declaration's order.
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     /// Its stream has no unified table yet: skipped.
@@ -171,7 +172,8 @@ impl DashboardsPlan {
             .and_hms_opt(0, 0, 0)
             .map(|m| m.and_utc())
             .unwrap_or(t);
-        let steps = DASHBOARDS
+        let steps = crate::pipeline::active()
+            .dashboards
             .iter()
             .map(|d| {
                 if !present.contains(&d.stream) {
@@ -297,7 +299,11 @@ impl<'a> DashboardsBuilder<'a> {
     }
 
     async fn run(self) -> Result<DashboardsMetrics> {
-        let streams: Vec<&'static str> = DASHBOARDS.iter().map(|d| d.stream).collect();
+        let streams: Vec<&'static str> = crate::pipeline::active()
+            .dashboards
+            .iter()
+            .map(|d| d.stream)
+            .collect();
         let (df_ctx, present) = unified_session(self.store, &streams).await?;
         DashboardsPlan::new(self.logical_date, &present)
             .execute(self.store, &df_ctx, self.log)
@@ -354,7 +360,7 @@ mod tests {
     fn a_run_is_planned_without_the_lake() {
         let t = parse_utc("2026-02-02T00:10:00Z").unwrap();
         let plan = DashboardsPlan::new(t, &["api_logs", "iot_sensors"]);
-        assert_eq!(plan.steps.len(), DASHBOARDS.len());
+        assert_eq!(plan.steps.len(), SEED_DASHBOARDS.len());
         let published: Vec<&DashboardPlan> = plan
             .steps
             .iter()

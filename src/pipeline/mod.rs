@@ -1,10 +1,52 @@
-//! The pipeline: the one place that wires the layers into the scheduler. Each layer declares
-//! its DAGs with their task bodies attached (`layers::speed::dag`, `layers::batch::dag`,
-//! `layers::serving::dag`, `bootstrap::dag`, `catalog::dag`); this module gathers them into the
+//! The pipeline: what it is made of and how it is wired.
+//!
+//! Its streams, expectations, derived columns, gold facts, dashboards and alert rules are
+//! declared as data ([`declaration`], `pipeline.toml`), checked with a line for each mistake
+//! ([`check`]), and compiled once per process into the [`active`] pipeline the layers read; the
+//! built-in declaration ([`builtin`]) is the seed pipeline.
+//!
+//! This module is also the one place that wires the layers into the scheduler. Each layer
+//! declares its DAGs with their task bodies attached (`layers::speed::dag`, `layers::batch::dag`,
+//! `layers::serving::dag`, `bootstrap::dag`, `catalog::dag`); [`dags`] gathers them into the
 //! table the scheduler, the CLI and the web UI run and show. A declared task without a body
 //! cannot exist.
 
+mod active;
+mod builtin;
+pub mod check;
+pub mod declaration;
+
+use std::path::PathBuf;
 use std::sync::OnceLock;
+
+pub use active::{Active, active, install};
+pub use builtin::builtin;
+pub use check::{Diagnostic, check_text, load};
+pub use declaration::Declaration;
+
+/// Errors of loading and installing a pipeline declaration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read the pipeline declaration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The declaration has mistakes, one line each.
+    #[error("{} has {} mistake(s):\n{}", path.display(), diagnostics.len(), diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The mistakes.
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// A pipeline was already active in this process.
+    #[error("a pipeline declaration is already active in this process")]
+    AlreadyActive,
+}
 
 use crate::scheduler::Dag;
 use crate::scheduler::dag::{find, validated_table};

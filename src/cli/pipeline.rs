@@ -1,0 +1,101 @@
+//! `lakepipe pipeline show|check`: the effective pipeline declaration, and a file's mistakes.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::pipeline::{self, Declaration};
+
+/// `lakepipe pipeline …`.
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Print the effective declaration (the built-in one is a file to start from)
+    Show,
+    /// Check a declaration: each mistake on one line with file, line and key; exit 1 if any
+    Check {
+        /// The declaration file
+        file: PathBuf,
+    },
+}
+
+/// Installs the pipeline the configuration names (`--pipeline`, `LAKEPIPE_PIPELINE`,
+/// `pipeline =`), before anything reads it; none named leaves the built-in one.
+pub(super) fn install(config: &Config) -> anyhow::Result<()> {
+    if let Some(path) = &config.pipeline {
+        let declaration = pipeline::load(path)?;
+        pipeline::install(declaration, Some(path.clone()))?;
+    }
+    Ok(())
+}
+
+/// The declaration as a TOML file, with a header saying where it came from.
+pub fn render(
+    declaration: &Declaration,
+    source: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let from = match source {
+        Some(p) => format!("# from {}\n", p.display()),
+        None => {
+            "# the built-in seed pipeline: save it as pipeline.toml and point --pipeline at it\n"
+                .to_string()
+        }
+    };
+    Ok(format!(
+        "# lakepipe pipeline declaration (lakepipe pipeline show)\n{from}\n{}",
+        toml::to_string(declaration)?
+    ))
+}
+
+/// Runs `lakepipe pipeline …`.
+pub(super) fn pipeline(c: &PipelineCommand, json: bool) -> anyhow::Result<()> {
+    match c {
+        PipelineCommand::Show => {
+            let active = pipeline::active();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&active.declaration)?);
+            } else {
+                print!("{}", render(&active.declaration, active.source.as_deref())?);
+            }
+            Ok(())
+        }
+        PipelineCommand::Check { file } => match pipeline::load(file) {
+            Ok(d) => {
+                let summary = format!(
+                    "{}: ok: {} stream(s), {} fact(s), {} dashboard(s), {} alert rule(s)",
+                    file.display(),
+                    d.streams.len(),
+                    d.facts.len(),
+                    d.dashboards.len(),
+                    d.alerts.len()
+                );
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "ok": true, "file": file, "summary": summary })
+                    );
+                } else {
+                    println!("{summary}");
+                }
+                Ok(())
+            }
+            Err(pipeline::Error::Invalid { diagnostics, .. }) => {
+                if json {
+                    let list: Vec<_> = diagnostics
+                        .iter()
+                        .map(|d| serde_json::json!({ "file": d.file, "line": d.line, "key": d.key, "message": d.message }))
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({ "ok": false, "file": file, "mistakes": list })
+                    );
+                }
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+                anyhow::bail!("{} mistake(s) in {}", diagnostics.len(), file.display())
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
