@@ -268,11 +268,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Command::Pipeline(pipeline::PipelineCommand::Check { .. }) = &args.command {
         // Checks a file; the active pipeline does not matter.
     } else {
-        pipeline::install(&config)?;
+        pipeline::install(&config).await?;
     }
     let config = config.validate()?;
     match &args.command {
-        Command::Pipeline(c) => pipeline::pipeline(c, args.json),
+        Command::Pipeline(c) => pipeline::pipeline(c, args.json).await,
         Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,
         Command::Up(u) => {
             if !u.no_ui {

@@ -21,9 +21,9 @@ pub enum PipelineCommand {
 
 /// Installs the pipeline the configuration names (`--pipeline`, `LAKEPIPE_PIPELINE`,
 /// `pipeline =`), before anything reads it; none named leaves the built-in one.
-pub(super) fn install(config: &Config) -> anyhow::Result<()> {
+pub(super) async fn install(config: &Config) -> anyhow::Result<()> {
     if let Some(path) = &config.pipeline {
-        let declaration = pipeline::load(path)?;
+        let declaration = pipeline::load(path).await?;
         pipeline::install(declaration, Some(path.clone()))?;
     }
     Ok(())
@@ -48,7 +48,7 @@ pub fn render(
 }
 
 /// Runs `lakepipe pipeline …`.
-pub(super) fn pipeline(c: &PipelineCommand, json: bool) -> anyhow::Result<()> {
+pub(super) async fn pipeline(c: &PipelineCommand, json: bool) -> anyhow::Result<()> {
     match c {
         PipelineCommand::Show => {
             let active = pipeline::active();
@@ -59,7 +59,7 @@ pub(super) fn pipeline(c: &PipelineCommand, json: bool) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PipelineCommand::Check { file } => match pipeline::load(file) {
+        PipelineCommand::Check { file } => match pipeline::load(file).await {
             Ok(d) => {
                 let summary = format!(
                     "{}: ok: {} stream(s), {} fact(s), {} dashboard(s), {} alert rule(s)",

@@ -34,7 +34,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Parses and checks a declaration; `file` names it in the diagnostics.
-pub fn check_text(file: &str, text: &str) -> Result<Declaration, Vec<Diagnostic>> {
+pub async fn check_text(file: &str, text: &str) -> Result<Declaration, Vec<Diagnostic>> {
     match toml::from_str::<Declaration>(text) {
         Ok(d) => Ok(d),
         Err(e) => Err(vec![Diagnostic {
@@ -47,13 +47,15 @@ pub fn check_text(file: &str, text: &str) -> Result<Declaration, Vec<Diagnostic>
 }
 
 /// Reads and checks the declaration in `path`.
-pub fn load(path: &Path) -> Result<Declaration, super::Error> {
+pub async fn load(path: &Path) -> Result<Declaration, super::Error> {
     let text = std::fs::read_to_string(path).map_err(|source| super::Error::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    check_text(&path.display().to_string(), &text).map_err(|diagnostics| super::Error::Invalid {
-        path: path.to_path_buf(),
-        diagnostics,
-    })
+    check_text(&path.display().to_string(), &text)
+        .await
+        .map_err(|diagnostics| super::Error::Invalid {
+            path: path.to_path_buf(),
+            diagnostics,
+        })
 }

@@ -496,7 +496,7 @@ mod tests {
 
     #[test]
     fn the_plan_names_tables_dates_rules_and_sql_without_a_store() {
-        let spec = &crate::sources::api_logs::SPEC;
+        let spec = crate::sources::stream::stream_by_name("api_logs").unwrap();
         let run = crate::clock::parse_utc("2026-02-02T02:00:00Z").unwrap();
         let plan = SilverPlan::new(spec, run, &manifest(&["2026-02-01", "2026-01-31"]));
         assert_eq!(plan.bronze_path, "batch/bronze/api_logs");
