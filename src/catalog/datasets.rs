@@ -214,7 +214,7 @@ pub fn datasets() -> Vec<Dataset> {
         },
     ];
     for s in all_streams() {
-        let mut columns = vec![utf8(s.id_field), utf8("event_time")];
+        let mut columns = vec![utf8(s.id_field), utf8(s.event_time_field)];
         columns.extend(s.fields.iter().map(|f| {
             let ty = match f.kind {
                 Kind::Str | Kind::Enum(_) => DataType::Utf8,

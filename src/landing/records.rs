@@ -42,20 +42,49 @@ pub fn gunzip<E>(
     }
 }
 
-/// A record read for its `event_time` only; every other field is skipped.
-#[derive(serde::Deserialize)]
-pub struct EventTime {
-    #[serde(default)]
-    event_time: Option<serde_json::Value>,
+/// The event time of a JSON object record: the value of its key `field` (the stream's declared
+/// event-time key) when that is an RFC 3339 string; every other key is skipped unbuilt. `Err`
+/// if `raw` is not one JSON object (or repeats `field`).
+pub fn event_time(raw: &[u8], field: &str) -> Result<Option<DateTime<Utc>>, serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let t = EventTimeOf(field).deserialize(&mut de)?;
+    de.end()?;
+    Ok(t)
 }
 
-impl EventTime {
-    /// The record's `event_time`, when it is an RFC 3339 string.
-    pub fn get(&self) -> Option<DateTime<Utc>> {
-        self.event_time
+/// Reads one JSON object for the key it names.
+struct EventTimeOf<'f>(&'f str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EventTimeOf<'_> {
+    type Value = Option<DateTime<Utc>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EventTimeOf<'_> {
+    type Value = Option<DateTime<Utc>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found: Option<Option<serde_json::Value>> = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.0 {
+                if found.is_some() {
+                    return Err(serde::de::Error::duplicate_field("event time"));
+                }
+                found = Some(Some(map.next_value()?));
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found
+            .flatten()
             .as_ref()
             .and_then(serde_json::Value::as_str)
-            .and_then(|s| crate::clock::parse_utc(s).ok())
+            .and_then(|s| crate::clock::parse_utc(s).ok()))
     }
 }
 
@@ -103,8 +132,23 @@ mod tests {
     }
 
     #[test]
+    fn the_event_time_is_read_from_the_declared_key() {
+        let t = |s: &str, k: &str| event_time(s.as_bytes(), k).unwrap();
+        let at = crate::clock::parse_utc("2026-02-01T03:04:05Z").ok();
+        assert_eq!(
+            t(r#"{"ts":"2026-02-01T03:04:05Z","event_time":"x"}"#, "ts"),
+            at
+        );
+        assert_eq!(t(r#"{"a\"b":"2026-02-01T03:04:05Z"}"#, "a\"b"), at);
+        assert_eq!(t(r#"{"event_time":"2026-02-01T03:04:05Z"}"#, "ts"), None);
+        assert!(event_time(br#"{"ts":"2026-02-01T03:04:05Z","ts":"x"}"#, "ts").is_err());
+        assert!(event_time(b"[1]", "ts").is_err());
+        assert!(event_time(b"{} {}", "ts").is_err());
+    }
+
+    #[test]
     fn the_event_time_is_an_rfc3339_string_or_nothing() {
-        let t = |s: &str| serde_json::from_str::<EventTime>(s).unwrap().get();
+        let t = |s: &str| event_time(s.as_bytes(), "event_time").unwrap();
         assert_eq!(
             t(r#"{"a":1,"event_time":"2026-02-01T03:04:05Z"}"#),
             Some(crate::clock::parse_utc("2026-02-01T03:04:05Z").unwrap())

@@ -127,6 +127,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_builtin_declaration_reads_back_from_its_toml_unchanged() {
+        let d = builtin();
+        let text = toml::to_string(&d).unwrap();
+        assert_eq!(toml::from_str::<Declaration>(&text).unwrap(), d);
+        assert_eq!(d.streams.len(), 5);
+        assert_eq!(
+            (d.facts.len(), d.dashboards.len(), d.alerts.len()),
+            (7, 5, 5)
+        );
+        // Every seed stream keeps its generator, fields and derived columns.
+        let fin = d
+            .streams
+            .iter()
+            .find(|s| s.name == "financial_transactions")
+            .unwrap();
+        assert_eq!(fin.generator.as_deref(), Some("financial_transactions"));
+        assert_eq!(fin.fields.len(), 15);
+        assert_eq!(fin.derived.len(), 2);
+    }
+
+    #[test]
     fn dedent_keeps_the_first_line_and_relative_indentation() {
         assert_eq!(
             dedent("SELECT a,\n              b\n                FROM c"),

@@ -172,7 +172,7 @@ async fn handle(st: &AppState, stream: &str, req: Request) -> Result<Answer, Err
         reservation.grow_to(2 * n)?;
     }
     let body = read_body(req.into_body(), declared, max_body, &mut reservation).await?;
-    let (prepared, reservation) = ingest.prepare(body, encoding, reservation).await?;
+    let (prepared, reservation) = ingest.prepare(stream, body, encoding, reservation).await?;
     let bytes = prepared.parsed.bytes();
     let answer = ingest
         .submit_received(stream, prepared, key.as_deref(), receiving)

@@ -10,6 +10,7 @@ mod inbox;
 mod ingest;
 mod ingest_flow;
 mod landing;
+mod pipeline;
 mod s3;
 mod scheduler;
 mod serving;

@@ -171,7 +171,14 @@ fn read_json(t: &TestCommand, key: &str) -> serde_json::Value {
 
 #[test]
 fn simulate_one_day_records_every_run_and_a_rerun_adds_nothing() {
+    // The built-in pipeline declaration as `pipeline show` prints it, read back from a file:
+    // the lake must be the one made before pipelines were declared as data (issue 25).
     let t = TestCommand::new();
+    let show = t.run(&["pipeline", "show"]);
+    show.assert_exit_code(0);
+    let file = t.path().join("pipeline.toml");
+    std::fs::write(&file, show.stdout()).unwrap();
+    let t = t.env("LAKEPIPE_PIPELINE", file.to_str().unwrap());
     let r = t.run(&[
         "--lake", "lake", "--json", "simulate", "--from", DAY_FROM, "--to", DAY_TO, "--scale",
         "0.05",
@@ -268,8 +275,9 @@ fn simulate_one_day_records_every_run_and_a_rerun_adds_nothing() {
     assert_eq!(ti["output"]["objects"][0]["key"], key);
     assert_eq!(ti["output"]["objects"][0]["outcome"], "created");
 
-    // The same lake as before real events came in (issue 24): the speed-layer objects and every
-    // table's rows, as a simulated day of main at 36bc89a made them.
+    // The same lake as before real events came in (issue 24) and before the pipeline was
+    // declared as data (issue 25): the speed-layer objects and every table's rows, as a
+    // simulated day of main at 36bc89a made them.
     let fingerprint = lake_fingerprint(&t);
     let expected: BTreeMap<String, String> = SIMULATED_DAY
         .iter()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::Reservation;
 use super::error::{Error, Result};
-use crate::landing::records::{EventTime, GunzipError, gunzip};
+use crate::landing::records::{GunzipError, event_time, gunzip};
 
 /// How the body is encoded (`Content-Encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +93,12 @@ pub fn decode(
 }
 
 /// Splits a decoded body into records (see the module docs).
-pub fn split(body: &[u8], max_record: u64) -> Result<Parsed> {
+pub fn split(body: &[u8], max_record: u64, field: &str) -> Result<Parsed> {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     let parsed = match start {
         None => return Err(Error::EmptyBody),
-        Some(i) if body[i] == b'[' => split_array(&body[i..], max_record)?,
-        Some(_) => split_lines(body, max_record)?,
+        Some(i) if body[i] == b'[' => split_array(&body[i..], max_record, field)?,
+        Some(_) => split_lines(body, max_record, field)?,
     };
     if parsed.records.is_empty() && parsed.errors.is_empty() {
         return Err(Error::EmptyBody);
@@ -106,7 +106,7 @@ pub fn split(body: &[u8], max_record: u64) -> Result<Parsed> {
     Ok(parsed)
 }
 
-fn split_lines(body: &[u8], max_record: u64) -> Result<Parsed> {
+fn split_lines(body: &[u8], max_record: u64, field: &str) -> Result<Parsed> {
     let mut parsed = Parsed::default();
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         let index = index as u64;
@@ -121,7 +121,7 @@ fn split_lines(body: &[u8], max_record: u64) -> Result<Parsed> {
                 limit: max_record,
             });
         }
-        match judge(line) {
+        match judge(line, field) {
             Ok(event_time) => parsed.records.push(Record {
                 index,
                 bytes: line.to_vec(),
@@ -134,7 +134,7 @@ fn split_lines(body: &[u8], max_record: u64) -> Result<Parsed> {
 }
 
 /// The elements of a JSON array: the whole body must be one valid array.
-fn split_array(body: &[u8], max_record: u64) -> Result<Parsed> {
+fn split_array(body: &[u8], max_record: u64, field: &str) -> Result<Parsed> {
     serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(body).map_err(|e| Error::BadFraming {
         reason: format!("the body starts with `[` but is not a JSON array: {e}"),
     })?;
@@ -148,7 +148,7 @@ fn split_array(body: &[u8], max_record: u64) -> Result<Parsed> {
                 limit: max_record,
             });
         }
-        match judge(raw) {
+        match judge(raw, field) {
             Ok(event_time) => parsed.records.push(Record {
                 index,
                 // Outside strings a newline is whitespace (inside one it is invalid JSON).
@@ -208,15 +208,15 @@ fn array_elements(array: &[u8]) -> Vec<&[u8]> {
 }
 
 /// `Ok(event time)` for a JSON object, `Err(why)` for anything else.
-fn judge(raw: &[u8]) -> std::result::Result<Option<DateTime<Utc>>, String> {
+fn judge(raw: &[u8], field: &str) -> std::result::Result<Option<DateTime<Utc>>, String> {
     if raw.trim_ascii_start().first() != Some(&b'{') {
         return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
             Ok(_) => "not a JSON object".to_string(),
             Err(e) => format!("not JSON: {e}"),
         });
     }
-    match serde_json::from_slice::<EventTime>(raw) {
-        Ok(p) => Ok(p.get()),
+    match event_time(raw, field) {
+        Ok(t) => Ok(t),
         // A valid object the probe cannot read (a repeated `event_time`): no event time.
         Err(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
             Ok(_) => Ok(None),
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn ndjson_lines_keep_their_bytes_and_errors_their_line_numbers() {
         let body = b"{\"a\":1, \"event_time\":\"2026-02-01T03:04:05Z\"}\r\n\n[1,2]\n{bad\n  {\"b\" : \"x\"}\n42";
-        let p = split(body, 1024).unwrap();
+        let p = split(body, 1024, "event_time").unwrap();
         let got: Vec<_> = p
             .records
             .iter()
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn a_json_array_gives_its_elements_on_one_line_each() {
         let body = b" [ {\"a\": \"x,]}\\\"\"},\n {\n \"event_time\": 5 }, 7, [ {\"c\":1} ] ]\n";
-        let p = split(body, 1024).unwrap();
+        let p = split(body, 1024, "event_time").unwrap();
         let got: Vec<_> = p
             .records
             .iter()
@@ -294,18 +294,24 @@ mod tests {
     #[test]
     fn framing_size_and_empty_bodies_are_refused() {
         assert!(matches!(
-            split(b"[{\"a\":1}", 1024),
+            split(b"[{\"a\":1}", 1024, "event_time"),
             Err(Error::BadFraming { .. })
         ));
         assert!(matches!(
-            split(b"[{\"a\":1}] x", 1024),
+            split(b"[{\"a\":1}] x", 1024, "event_time"),
             Err(Error::BadFraming { .. })
         ));
-        assert!(matches!(split(b"  \n\r\n ", 1024), Err(Error::EmptyBody)));
-        assert!(matches!(split(b"[]", 1024), Err(Error::EmptyBody)));
+        assert!(matches!(
+            split(b"  \n\r\n ", 1024, "event_time"),
+            Err(Error::EmptyBody)
+        ));
+        assert!(matches!(
+            split(b"[]", 1024, "event_time"),
+            Err(Error::EmptyBody)
+        ));
         let long = format!("{{\"a\":\"{}\"}}\n", "x".repeat(100));
         assert!(matches!(
-            split(format!("{{}}\n{long}").as_bytes(), 50),
+            split(format!("{{}}\n{long}").as_bytes(), 50, "event_time"),
             Err(Error::RecordTooLarge {
                 index: 1,
                 limit: 50,
@@ -313,7 +319,11 @@ mod tests {
             })
         ));
         assert!(matches!(
-            split(format!("[{{}}, {}]", long.trim()).as_bytes(), 50),
+            split(
+                format!("[{{}}, {}]", long.trim()).as_bytes(),
+                50,
+                "event_time"
+            ),
             Err(Error::RecordTooLarge { index: 1, .. })
         ));
     }

@@ -120,7 +120,7 @@ impl Ingest {
         };
         let receiving: BTreeMap<&'static str, Arc<AtomicUsize>> =
             crate::sources::stream::all_streams()
-                .into_iter()
+                .iter()
                 .map(|s| (s.name, Arc::new(AtomicUsize::new(0))))
                 .collect();
         let batchers = receiving
@@ -169,6 +169,7 @@ impl Ingest {
     /// `reservation`.
     pub async fn prepare(
         &self,
+        stream: &str,
         body: Vec<u8>,
         encoding: Encoding,
         mut reservation: Reservation,
@@ -177,11 +178,14 @@ impl Ingest {
             self.inner.config.max_body_bytes,
             self.inner.config.max_record_bytes,
         );
+        // Records are partitioned by the stream's declared event-time key.
+        let field = crate::sources::stream::stream_by_name(stream)
+            .map_or("event_time", |s| s.event_time_field);
         tokio::task::spawn_blocking(move || {
             let decoded = body::decode(body, encoding, max_body, &mut reservation)?;
             // Splitting copies the records out of the decoded body: both are held at once.
             reservation.grow_to(reservation.bytes().max(2 * decoded.len() as u64))?;
-            let parsed = body::split(&decoded, max_record)?;
+            let parsed = body::split(&decoded, max_record, field)?;
             Ok((Prepared { parsed }, reservation))
         })
         .await
@@ -370,6 +374,7 @@ mod tests {
 
     async fn prepared(i: &Ingest, body: &str) -> Prepared {
         i.prepare(
+            "api_logs",
             body.as_bytes().to_vec(),
             Encoding::Identity,
             i.reservation(),

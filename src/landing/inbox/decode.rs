@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::error::BadObject;
 use crate::config::Compression;
-use crate::landing::records::{EventTime, GunzipError, gunzip};
+use crate::landing::records::{GunzipError, event_time, gunzip};
 
 /// gzip's magic number: the first two bytes of every gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -68,21 +68,22 @@ pub struct Record<'a> {
 /// The records of `text`: one per non-blank line, or several when a line holds JSON objects
 /// written back to back (`{…}{…}`). A line that is not entirely JSON objects is one record
 /// with `is_object` false.
-pub fn records(text: &[u8]) -> impl Iterator<Item = Record<'_>> {
+pub fn records<'a>(text: &'a [u8], field: &'a str) -> impl Iterator<Item = Record<'a>> {
     text.split(|&b| b == b'\n')
         .map(trim)
         .filter(|l| !l.is_empty())
-        .flat_map(split_line)
+        .flat_map(move |l| split_line(l, field))
 }
 
-fn split_line(line: &[u8]) -> Vec<Record<'_>> {
+fn split_line<'a>(line: &'a [u8], field: &str) -> Vec<Record<'a>> {
     let mut out = Vec::with_capacity(1);
-    let mut values = serde_json::Deserializer::from_slice(line).into_iter::<EventTime>();
+    let mut values =
+        serde_json::Deserializer::from_slice(line).into_iter::<serde::de::IgnoredAny>();
     let mut start = 0;
     loop {
         match values.next() {
             None => return out,
-            Some(Ok(p)) => {
+            Some(Ok(_)) => {
                 let end = values.byte_offset();
                 let bytes = trim(&line[start..end]);
                 if !bytes.starts_with(b"{") {
@@ -90,7 +91,8 @@ fn split_line(line: &[u8]) -> Vec<Record<'_>> {
                 }
                 out.push(Record {
                     bytes,
-                    event_time: p.get(),
+                    // A valid object whose event-time key repeats has no event time.
+                    event_time: event_time(bytes, field).ok().flatten(),
                     is_object: true,
                 });
                 start = end;
@@ -204,7 +206,7 @@ mod tests {
     #[test]
     fn records_are_lines_and_back_to_back_objects() {
         let text = b"{\"a\":1,\"event_time\":\"2026-02-01T10:00:00Z\"}\r\n\n  \n{\"b\":2}{\"c\":3,\"event_time\":7}\nnot json\n{\"d\":4} trailing\n[1,2]\n{\"e\":5}";
-        let r: Vec<_> = records(text).collect();
+        let r: Vec<_> = records(text, "event_time").collect();
         let bytes: Vec<&[u8]> = r.iter().map(|r| r.bytes).collect();
         assert_eq!(
             bytes,

@@ -342,7 +342,9 @@ impl InboxPickup {
         type Partition<'a> = (DateTime<Utc>, usize, Vec<&'a [u8]>);
         let mut parts: BTreeMap<(NaiveDate, u32), Partition<'_>> = BTreeMap::new();
         let (mut records_n, mut not_json) = (0u64, 0u64);
-        for r in records(&text) {
+        let field = crate::sources::stream::stream_by_name(&self.inbox.stream)
+            .map_or("event_time", |s| s.event_time_field);
+        for r in records(&text, field) {
             let t = partition_time(r.event_time, landed_at, LOOKBACK_DAYS);
             let (_, len, lines) = parts
                 .entry((t.date_naive(), t.hour()))

@@ -13,6 +13,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::physical_plan::PhysicalExpr;
 
 use super::BrokenExpectation;
 use super::expectations::{Action, Check, Expectation};
@@ -20,7 +21,7 @@ use super::schema::{LINEAGE, arrow_type, clean_schema, quarantine_schema};
 use crate::clock::rfc3339_micros;
 use crate::layers::batch::bronze::RAW_BYTES;
 use crate::sources::scalar::{Scalar, parse_record};
-use crate::sources::stream::{Kind, StreamSpec};
+use crate::sources::stream::{Kind, SqlRule, StreamSpec};
 
 /// Counters of one pass over bronze.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -61,6 +62,49 @@ pub struct Cleaner {
     closed: chrono::NaiveDate,
     clean: SchemaRef,
     quarantine: SchemaRef,
+    /// The stream's SQL expectations, compiled over [`clean_schema`] with the columns each
+    /// reads; or why they do not compile (reported by [`Cleaner::apply`]).
+    sql_rules: Result<Vec<CompiledRule>, String>,
+}
+
+/// A SQL expectation compiled for the typed rows.
+#[derive(Debug)]
+struct CompiledRule {
+    rule: SqlRule,
+    expr: Arc<dyn PhysicalExpr>,
+    /// Indices of the columns it reads (the quarantine value shows them).
+    reads: Vec<usize>,
+}
+
+/// Compiles `rules` over `schema`.
+fn compile_rules(rules: &[SqlRule], schema: &SchemaRef) -> Result<Vec<CompiledRule>, String> {
+    use deltalake::datafusion::common::DFSchema;
+    use deltalake::datafusion::prelude::SessionContext;
+    if rules.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ctx = SessionContext::new();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
+    rules
+        .iter()
+        .map(|rule| {
+            let why =
+                |e: DataFusionError| format!("expectation `{}` ({}): {e}", rule.name, rule.sql);
+            let logical = ctx.parse_sql_expr(rule.sql, &df_schema).map_err(why)?;
+            let mut reads: Vec<usize> = logical
+                .column_refs()
+                .iter()
+                .filter_map(|c| schema.index_of(&c.name).ok())
+                .collect();
+            reads.sort_unstable();
+            let expr = ctx.create_physical_expr(logical, &df_schema).map_err(why)?;
+            Ok(CompiledRule {
+                rule: *rule,
+                expr,
+                reads,
+            })
+        })
+        .collect()
 }
 
 /// The slots of the id and `event_time` in a parsed line; the fields follow.
@@ -116,15 +160,17 @@ fn trimmed(s: Cow<'_, str>) -> Cow<'_, str> {
 impl Cleaner {
     /// A cleaner for `spec` in the batch run at `run`.
     pub fn new(spec: &'static StreamSpec, run: DateTime<Utc>, rules: Vec<Expectation>) -> Cleaner {
-        let mut names = vec![spec.id_field, "event_time"];
+        let mut names = vec![spec.id_field, spec.event_time_field];
         names.extend(spec.fields.iter().map(|f| f.name));
+        let clean = clean_schema(spec);
         Cleaner {
             spec,
             rules,
             names,
             run_micros: run.timestamp_micros(),
             closed: (run - Duration::days(1)).date_naive(),
-            clean: clean_schema(spec),
+            sql_rules: compile_rules(spec.rules, &clean),
+            clean,
             quarantine: quarantine_schema(),
         }
     }
@@ -324,20 +370,7 @@ impl Cleaner {
                     }
                 }
                 Err(v) if v.action == Action::Fail => {
-                    let key = lineage[0]
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .map(|a| a.value(i).to_string());
-                    let line = lineage[1]
-                        .as_any()
-                        .downcast_ref::<Int64Array>()
-                        .map(|a| a.value(i));
-                    return Err(DataFusionError::External(Box::new(BrokenExpectation {
-                        rule: v.rule,
-                        key: key.unwrap_or_default(),
-                        line: line.unwrap_or_default(),
-                        value: v.value,
-                    })));
+                    return Err(fail(&lineage, i, v.rule, v.value));
                 }
                 Err(v) => {
                     *local.quarantined.entry(v.rule.clone()).or_default() += 1;
@@ -346,6 +379,71 @@ impl Cleaner {
                     value.append_value(&v.value);
                     raws.append_value(line);
                 }
+            }
+        }
+        let mut clean: Vec<ArrayRef> = vec![Arc::new(id.finish()), Arc::new(ts.finish())];
+        clean.extend(fields.into_iter().map(Column::finish));
+        let lineage_of = |idx: &[u32]| -> Result<Vec<ArrayRef>, DataFusionError> {
+            if idx.len() == n {
+                return Ok(lineage.clone());
+            }
+            let idx = deltalake::arrow::array::UInt32Array::from(idx.to_vec());
+            lineage
+                .iter()
+                .map(|a| {
+                    deltalake::arrow::compute::take(a.as_ref(), &idx, None).map_err(Into::into)
+                })
+                .collect()
+        };
+        clean.extend(lineage_of(&keep)?);
+        let mut clean = RecordBatch::try_new(self.clean.clone(), clean)?;
+        // The SQL expectations, over the typed rows: a `drop` moves the row to quarantine.
+        let rules = self
+            .sql_rules
+            .as_ref()
+            .map_err(|e| DataFusionError::Plan(e.clone()))?;
+        if !rules.is_empty() && clean.num_rows() > 0 {
+            let mut kept = vec![true; clean.num_rows()];
+            for r in rules {
+                let verdict = r.expr.evaluate(&clean)?.into_array(clean.num_rows())?;
+                let verdict = verdict.as_boolean_opt().ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "expectation `{}` ({}) is not a boolean expression",
+                        r.rule.name, r.rule.sql
+                    ))
+                })?;
+                for (j, keep_row) in kept.iter_mut().enumerate() {
+                    // False breaks the rule; null does not (as a SQL CHECK constraint).
+                    if !*keep_row || !verdict.is_valid(j) || verdict.value(j) {
+                        continue;
+                    }
+                    let shown = show_columns(&clean, &r.reads, j)?;
+                    match r.rule.action {
+                        Action::Warn => {
+                            *local.warnings.entry(r.rule.name.to_string()).or_default() += 1;
+                        }
+                        Action::Fail => {
+                            let i = keep[j] as usize;
+                            return Err(fail(&lineage, i, r.rule.name.to_string(), shown));
+                        }
+                        Action::Drop => {
+                            *keep_row = false;
+                            local.clean -= 1;
+                            *local
+                                .quarantined
+                                .entry(r.rule.name.to_string())
+                                .or_default() += 1;
+                            bad.push(keep[j]);
+                            rule.append_value(r.rule.name);
+                            value.append_value(&shown);
+                            raws.append_value(raw.value(keep[j] as usize));
+                        }
+                    }
+                }
+            }
+            if kept.iter().any(|k| !k) {
+                let mask = deltalake::arrow::array::BooleanArray::from(kept);
+                clean = deltalake::arrow::compute::filter_record_batch(&clean, &mask)?;
             }
         }
         {
@@ -359,32 +457,47 @@ impl Cleaner {
                 *c.warnings.entry(k).or_default() += v;
             }
         }
-        let take = |idx: Vec<u32>| -> Result<Vec<ArrayRef>, DataFusionError> {
-            if idx.len() == n {
-                return Ok(lineage.clone());
-            }
-            let idx = deltalake::arrow::array::UInt32Array::from(idx);
-            lineage
-                .iter()
-                .map(|a| {
-                    deltalake::arrow::compute::take(a.as_ref(), &idx, None).map_err(Into::into)
-                })
-                .collect()
-        };
-        let mut clean: Vec<ArrayRef> = vec![Arc::new(id.finish()), Arc::new(ts.finish())];
-        clean.extend(fields.into_iter().map(Column::finish));
-        clean.extend(take(keep)?);
         let mut quarantine: Vec<ArrayRef> = vec![
             Arc::new(rule.finish()),
             Arc::new(value.finish()),
             Arc::new(raws.finish()),
         ];
-        quarantine.extend(take(bad)?);
+        quarantine.extend(lineage_of(&bad)?);
         Ok(Cleaned {
-            clean: RecordBatch::try_new(self.clean.clone(), clean)?,
+            clean,
             quarantine: RecordBatch::try_new(self.quarantine.clone(), quarantine)?,
         })
     }
+}
+
+/// The error of a row `i` (of a bronze batch with `lineage`) that broke a `fail` rule.
+fn fail(lineage: &[ArrayRef], i: usize, rule: String, value: String) -> DataFusionError {
+    let key = lineage[0]
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .map(|a| a.value(i).to_string());
+    let line = lineage[1]
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .map(|a| a.value(i));
+    DataFusionError::External(Box::new(BrokenExpectation {
+        rule,
+        key: key.unwrap_or_default(),
+        line: line.unwrap_or_default(),
+        value,
+    }))
+}
+
+/// `name=value, …` of the columns `reads` in row `j` (what a broken SQL expectation reports).
+fn show_columns(b: &RecordBatch, reads: &[usize], j: usize) -> Result<String, DataFusionError> {
+    use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("null");
+    let mut parts = Vec::with_capacity(reads.len());
+    for &c in reads {
+        let f = ArrayFormatter::try_new(b.column(c).as_ref(), &options)?;
+        parts.push(format!("{}={}", b.schema().field(c).name(), f.value(j)));
+    }
+    Ok(parts.join(", "))
 }
 
 /// An Arrow column being built from checked values of one field.
@@ -723,5 +836,123 @@ mod tests {
         assert_eq!(counts.rows_in, 3);
         assert_eq!(counts.clean, 1);
         assert_eq!(counts.quarantined.values().sum::<u64>(), 2);
+    }
+
+    /// A declared stream `orders` with SQL expectations of each action.
+    fn orders(rules: &'static [SqlRule]) -> Cleaner {
+        use crate::sources::stream::{Field, Spread};
+        static FIELDS: [Field; 2] = [
+            Field {
+                name: "amount",
+                kind: Kind::Float {
+                    min: f64::NEG_INFINITY,
+                    max: f64::INFINITY,
+                },
+                nullable: true,
+                spread: Spread::Repeated,
+            },
+            Field {
+                name: "country",
+                kind: Kind::Str,
+                nullable: true,
+                spread: Spread::Repeated,
+            },
+        ];
+        let spec: &'static StreamSpec = Box::leak(Box::new(StreamSpec {
+            name: "orders",
+            id_field: "order_id",
+            per_run: 0,
+            fields: &FIELDS,
+            generate: None,
+            event_time_field: "ts",
+            title: "Orders",
+            derived: &[],
+            rules,
+        }));
+        Cleaner::new(
+            spec,
+            parse_utc("2026-02-02T02:00:00Z").unwrap(),
+            expectations(spec),
+        )
+    }
+
+    #[test]
+    fn sql_expectations_warn_drop_and_fail_over_the_typed_rows() {
+        use crate::sources::stream::Action;
+        static RULES: [SqlRule; 2] = [
+            SqlRule {
+                name: "country_known",
+                sql: "country <> 'XX'",
+                action: Action::Warn,
+            },
+            SqlRule {
+                name: "positive_amount",
+                sql: "amount > 0",
+                action: Action::Drop,
+            },
+        ];
+        let c = orders(&RULES);
+        let lines = [
+            r#"{"order_id":"o1","ts":"2026-02-01T10:00:00Z","amount":5.5,"country":"FR"}"#,
+            r#"{"order_id":"o2","ts":"2026-02-01T10:00:01Z","amount":-1,"country":"XX"}"#,
+            r#"{"order_id":"o3","ts":"2026-02-01T10:00:02Z","amount":null,"country":"XX"}"#,
+            r#"{"order_id":"o4","event_time":"2026-02-01T10:00:02Z","amount":3}"#,
+        ];
+        let (out, counts) = apply_lines(&c, &lines);
+        // o1 passes; o2 is warned then dropped; o3's null amount does not break `amount > 0`
+        // (SQL CHECK semantics) but is warned; o4 has no `ts`, the declared event-time key.
+        assert_eq!(out.clean.num_rows(), 2);
+        let ids = out.clean.column(0).as_string::<i32>();
+        assert_eq!((ids.value(0), ids.value(1)), ("o1", "o3"));
+        assert_eq!(counts.clean, 2);
+        assert_eq!(counts.warnings["country_known"], 2);
+        assert_eq!(counts.quarantined["positive_amount"], 1);
+        assert_eq!(counts.quarantined["event_time_parses"], 1);
+        let q = &out.quarantine;
+        let col = |n: &str| q.column_by_name(n).unwrap().as_string::<i32>().clone();
+        let (rule, value, raw) = (col("rule"), col("value"), col("raw"));
+        let dropped = (0..q.num_rows())
+            .find(|&i| rule.value(i) == "positive_amount")
+            .unwrap();
+        assert_eq!(value.value(dropped), "amount=-1.0");
+        assert_eq!(raw.value(dropped), lines[1]);
+        assert_eq!(
+            q.column_by_name("_line")
+                .unwrap()
+                .as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                .value(dropped),
+            2
+        );
+
+        static FAIL: [SqlRule; 1] = [SqlRule {
+            name: "no_big_orders",
+            sql: "amount < 1000",
+            action: Action::Fail,
+        }];
+        let c = orders(&FAIL);
+        let f = lineage::ConsumedFile {
+            key: "realtime/orders/date=2026-02-01/hour=10/f.jsonl".into(),
+            date: "2026-02-01".into(),
+            ingest_run: "2026-02-01T10:05:00Z".into(),
+            bytes: 0,
+        };
+        let body = r#"{"order_id":"o9","ts":"2026-02-01T10:00:00Z","amount":5000}"#;
+        let b = bronze::file_batch(&f, body.as_bytes(), "2026-02-02T02:00:00Z").unwrap();
+        let e = c.apply(&b, &Mutex::new(Counts::default())).unwrap_err();
+        let broken = crate::layers::clean::find_in_chain::<BrokenExpectation>(&e).unwrap();
+        assert_eq!(
+            (broken.rule.as_str(), broken.line, broken.value.as_str()),
+            ("no_big_orders", 1, "amount=5000.0")
+        );
+
+        static BAD: [SqlRule; 1] = [SqlRule {
+            name: "typo",
+            sql: "amount >",
+            action: Action::Drop,
+        }];
+        let e = orders(&BAD)
+            .apply(&b, &Mutex::new(Counts::default()))
+            .unwrap_err();
+        assert!(e.to_string().contains("expectation `typo`"), "{e}");
     }
 }

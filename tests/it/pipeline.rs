@@ -1,0 +1,286 @@
+//! A pipeline declared as data: a user's `orders` stream (five fields, two expectations, a
+//! derived column, one fact, one dashboard, one alert) posted with curl flows to bronze,
+//! silver, quarantine, its fact, its dashboard and its alert, and is queryable; it has no
+//! synthetic ingest DAG; the catalog writes its DDL. `pipeline check` reports mistakes with
+//! their lines. (The built-in declaration, printed by `pipeline show` and read back, gives the
+//! simulated day's lake of before: `scheduler.rs`.)
+
+use std::process::{Child, Stdio};
+
+use chrono::{DateTime, Duration, DurationRound as _, Utc};
+
+use crate::ingest::{NDJSON, post};
+use crate::util::{TestCommand, query_rows};
+use crate::web::ui_address;
+
+/// The README's example: a user's order events.
+pub const ORDERS: &str = r#"
+[[stream]]
+name = "orders"
+title = "Orders"
+id_field = "order_id"
+event_time_field = "ordered_at"
+
+[[stream.field]]
+name = "customer_id"
+type = "string"
+
+[[stream.field]]
+name = "amount"
+type = "float"
+min = 0.0
+max = 100000.0
+
+[[stream.field]]
+name = "currency"
+type = "string"
+values = ["EUR", "USD", "GBP"]
+
+[[stream.field]]
+name = "items"
+type = "int"
+min = 1
+max = 1000
+
+[[stream.field]]
+name = "coupon"
+type = "string"
+nullable = true
+
+[[stream.expect]]
+name = "amount_positive"
+sql = "amount > 0"
+action = "drop"
+
+[[stream.expect]]
+name = "plausible_basket"
+sql = "amount / items < 5000"
+action = "warn"
+
+[[stream.derived]]
+name = "size"
+sql = "CASE WHEN amount >= 1000 THEN 'large' WHEN amount >= 100 THEN 'medium' ELSE 'small' END"
+
+[[fact]]
+name = "fact_orders_daily"
+stream = "orders"
+sql = """
+SELECT date, currency, count(*) AS orders, sum(items) AS items,
+       round(sum(amount), 2) AS revenue, count(DISTINCT customer_id) AS customers,
+       sum(CASE WHEN coupon IS NOT NULL THEN 1 ELSE 0 END) AS with_coupon
+FROM silver GROUP BY date, currency"""
+
+[[dashboard]]
+name = "orders_last_hour"
+stream = "orders"
+window_minutes = 60
+sql = """
+SELECT currency, count(*) AS orders, round(sum(amount), 2) AS revenue
+FROM w GROUP BY currency ORDER BY currency"""
+
+[[alert]]
+name = "large_order"
+stream = "orders"
+window_minutes = 10
+threshold = 1000.0
+severity = "high"
+id = "{rule}:{subject}"
+sql = """
+SELECT order_id AS subject, amount AS value, make_array(order_id) AS triggering_ids,
+       concat('order of ', CAST(amount AS VARCHAR), ' ', currency, ' by ', customer_id) AS detail
+FROM w WHERE amount >= 1000"""
+"#;
+
+/// The server, stopped on drop.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rfc(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn order(n: u32, t: DateTime<Utc>, customer: &str, amount: f64, currency: &str) -> String {
+    serde_json::json!({
+        "order_id": format!("ord-{n:05}"),
+        "ordered_at": rfc(t),
+        "customer_id": customer,
+        "amount": amount,
+        "currency": currency,
+        "items": 1 + n % 3,
+        "coupon": if n.is_multiple_of(4) { serde_json::Value::from("WELCOME") } else { serde_json::Value::Null },
+    })
+    .to_string()
+}
+
+#[test]
+fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
+    let t = TestCommand::new();
+    let file = t.path().join("pipeline.toml");
+    std::fs::write(&file, ORDERS).unwrap();
+    let t = t.env("LAKEPIPE_PIPELINE", file.to_str().unwrap());
+    t.run(&["pipeline", "check", file.to_str().unwrap()])
+        .assert_exit_code(0);
+
+    // The DAGs follow the declaration: no synthetic ingest DAG for a stream without a
+    // generator; the batch and serving DAGs have the stream's and the fact's tasks.
+    let dags = t.run(&["--json", "dags", "list"]);
+    dags.assert_exit_code(0);
+    let text = dags.stdout();
+    assert!(!text.contains("realtime_ingest"), "{text}");
+    let show = t.run(&["--json", "dags", "show", "3-batch_etl_all_streams"]);
+    show.assert_exit_code(0);
+    for task in ["bronze_orders", "silver_orders", "gold_fact_orders_daily"] {
+        assert!(show.stdout().contains(task), "{task}: {}", show.stdout());
+    }
+    assert!(!show.stdout().contains("api_logs"), "{}", show.stdout());
+
+    let now = Utc::now();
+    let serving_at = (now + Duration::minutes(12))
+        .duration_trunc(Duration::minutes(10))
+        .unwrap();
+    let batch_at = (now + Duration::days(1))
+        .duration_trunc(Duration::days(1))
+        .unwrap()
+        + Duration::hours(2);
+    // Inside the alert's 10-minute window before the serving run.
+    let at = |s: i64| serving_at - Duration::minutes(5) + Duration::seconds(s);
+    let mut lines = Vec::new();
+    for n in 0..40u32 {
+        let currency = ["EUR", "USD", "GBP"][n as usize % 3];
+        lines.push(order(
+            n,
+            at(n as i64),
+            &format!("cust-{}", n % 7),
+            20.0 + n as f64,
+            currency,
+        ));
+    }
+    lines.push(order(100, at(50), "cust-big", 2500.0, "EUR")); // alerts; medium → large
+    lines.push(order(101, at(51), "cust-1", 0.0, "EUR")); // amount_positive: quarantined
+    lines.push(order(102, at(52), "cust-1", 15.0, "JPY")); // currency_valid: quarantined
+    lines.push(order(103, at(53), "cust-2", 30.0, "usd ").replace("usd ", " usd ")); // noise: kept as USD
+    lines.push(r#"{"ordered_at":"2026-02-01T10:00:00Z","amount":3}"#.to_string()); // id_present
+    lines.push("[1, 2]".to_string()); // not an object: answered as an error, not landed
+    let body = t.path().join("orders.ndjson");
+    std::fs::write(&body, lines.join("\n") + "\n").unwrap();
+
+    let mut child = t
+        .command(&[
+            "--lake",
+            "lake",
+            "serve",
+            "--no-scheduler",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = ui_address(&mut child);
+    let server = Serve(child);
+    let reply = post(&format!("{base}/ingest/orders"), &body, &[NDJSON]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let answer = reply.json();
+    assert_eq!(answer["accepted"], 45, "{answer}");
+    assert_eq!(answer["rejected"], 1, "{answer}");
+    // An undeclared stream is unknown.
+    let reply = post(&format!("{base}/ingest/api_logs"), &body, &[NDJSON]);
+    assert_eq!(reply.status, 404, "{reply:?}");
+    drop(server);
+    // Partitioned by the declared event-time key.
+    let hour = at(0).format("date=%Y-%m-%d/hour=%H").to_string();
+    assert!(
+        crate::util::files_under(&t.lake().join("realtime/orders"))
+            .iter()
+            .any(|f| f.starts_with(&hour)),
+        "{hour}"
+    );
+
+    for (dag, at) in [
+        ("4-serving_layer_merge", serving_at),
+        ("3-batch_etl_all_streams", batch_at),
+    ] {
+        t.run(&[
+            "--lake",
+            "lake",
+            "dags",
+            "backfill",
+            dag,
+            "--from",
+            &rfc(at),
+            "--to",
+            &rfc(at),
+        ])
+        .assert_exit_code(0);
+    }
+    let q = |sql: &str| query_rows(&t, "lake", sql);
+
+    assert_eq!(q("SELECT count(*) AS n FROM bronze_orders")[0]["n"], 45);
+    let silver = q("SELECT order_id, currency, size, coupon FROM silver_orders ORDER BY order_id");
+    assert_eq!(silver.len(), 42, "{silver:?}");
+    let big = silver
+        .iter()
+        .find(|r| r["order_id"] == "ord-00100")
+        .unwrap();
+    assert_eq!(big["size"], "large");
+    let noisy = silver
+        .iter()
+        .find(|r| r["order_id"] == "ord-00103")
+        .unwrap();
+    assert_eq!(noisy["currency"], "USD");
+    assert_eq!(silver[0]["coupon"], "WELCOME");
+    let quarantine = q("SELECT rule, value FROM quarantine_orders ORDER BY rule");
+    let rules: Vec<&str> = quarantine
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["amount_positive", "currency_valid", "id_present"]);
+    assert_eq!(quarantine[0]["value"], "amount=0.0");
+
+    let fact = q(
+        "SELECT currency, orders, revenue, with_coupon FROM gold_fact_orders_daily ORDER BY currency",
+    );
+    let total: u64 = fact.iter().map(|r| r["orders"].as_u64().unwrap()).sum();
+    assert_eq!(total, 42, "{fact:?}");
+
+    let dash =
+        q("SELECT currency, orders FROM serving_dashboards_orders_last_hour ORDER BY currency");
+    assert_eq!(dash.len(), 3, "{dash:?}");
+    assert_eq!(
+        dash.iter()
+            .map(|r| r["orders"].as_u64().unwrap())
+            .sum::<u64>(),
+        42
+    );
+    let doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(t.lake().join("serving/dashboards/orders_last_hour.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc["stream"], "orders", "{doc}");
+
+    let alerts =
+        q("SELECT alert_id, rule, severity, stream, subject, value FROM serving_alerts_history");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["alert_id"], "large_order:ord-00100");
+    assert_eq!(alerts[0]["severity"], "high");
+    assert_eq!(alerts[0]["stream"], "orders");
+    let summary = q("SELECT domain, total_records FROM serving_analytics_master_summary");
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    assert_eq!(summary[0]["domain"], "Orders");
+
+    // The catalog writes the stream's DDL.
+    t.run(&["--lake", "lake", "catalog", "refresh"])
+        .assert_exit_code(0);
+    let ddl = crate::util::files_under(&t.lake().join("metadata/athena"));
+    assert!(
+        ddl.iter().any(|f| f.contains("orders")),
+        "no DDL for orders: {ddl:?}"
+    );
+}
