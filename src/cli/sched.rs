@@ -621,6 +621,13 @@ pub(super) fn airflow(config: &ValidatedConfig, c: &AirflowCommand) -> anyhow::R
                 .to_string(),
             other => other.to_string(),
         },
+        // The workers read the same declaration file: by its absolute path.
+        pipeline: config.config.pipeline.as_ref().map(|p| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        }),
         catchup: config.config.scheduler.catchup,
         start_date: *start_date,
     };

@@ -11,13 +11,15 @@ use chrono::{DateTime, Utc};
 use super::dag::{Dag, TaskPolicy};
 
 /// Settings baked into the exported files (each can be overridden at run time by the
-/// `LAKEPIPE_BIN` / `LAKEPIPE_LAKE` environment of the Airflow workers).
+/// `LAKEPIPE_BIN` / `LAKEPIPE_LAKE` / `LAKEPIPE_PIPELINE` environment of the Airflow workers).
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
     /// Path of the lakepipe binary on the workers.
     pub binary: String,
     /// Lake URL the tasks use.
     pub lake: String,
+    /// The pipeline declaration the tasks run (`None`: the built-in one).
+    pub pipeline: Option<String>,
     /// Airflow's `catchup`.
     pub catchup: bool,
     /// Airflow's `start_date`.
@@ -76,8 +78,8 @@ pub fn dag_file(dag: &Dag, opts: &ExportOptions) -> String {
 
 Exported by `lakepipe airflow export`; regenerate instead of editing. Each task runs
 `lakepipe tasks run`, which executes the task for the run's logical date and records the
-attempt (state and log) in the lake. Set LAKEPIPE_BIN / LAKEPIPE_LAKE on the workers to
-override the binary and lake below.
+attempt (state and log) in the lake. Set LAKEPIPE_BIN / LAKEPIPE_LAKE / LAKEPIPE_PIPELINE on
+the workers to override the binary, lake and pipeline declaration below.
 """
 import os
 import shlex
@@ -90,12 +92,15 @@ from airflow.timetables.trigger import CronTriggerTimetable
 DAG_ID = {dag_id_py}
 LAKEPIPE = os.environ.get("LAKEPIPE_BIN", {binary})
 LAKE = os.environ.get("LAKEPIPE_LAKE", {lake})
+# The pipeline declaration (None: lakepipe's built-in one).
+PIPELINE = os.environ.get("LAKEPIPE_PIPELINE", {pipeline})
 
 
 def lakepipe_task(task_id, **policy):
+    declared = ["--pipeline", PIPELINE] if PIPELINE else []
     command = " ".join(
         shlex.quote(part)
-        for part in [LAKEPIPE, "--lake", LAKE, "tasks", "run", DAG_ID, task_id, "--logical-date"]
+        for part in [LAKEPIPE, "--lake", LAKE, *declared, "tasks", "run", DAG_ID, task_id, "--logical-date"]
     )
     # Airflow 3 may leave logical_date unset for manual runs: fall back to run_after.
     return BashOperator(
@@ -121,6 +126,7 @@ with DAG(
         dag_id_py = py_str(&dag.dag_id),
         binary = py_str(&opts.binary),
         lake = py_str(&opts.lake),
+        pipeline = opts.pipeline.as_deref().map_or("None".to_string(), py_str),
         description_py = py_str(&dag.description),
         schedule = schedule,
         y = sd.format("%Y"),
@@ -169,6 +175,7 @@ mod tests {
         ExportOptions {
             binary: "/opt/lakepipe".into(),
             lake: "s3://b/p".into(),
+            pipeline: None,
             catchup: false,
             start_date: crate::clock::parse_utc("2026-01-01T00:00:00Z").unwrap(),
         }
@@ -191,5 +198,16 @@ mod tests {
         assert!(manual.contains("schedule=None,"));
         assert!(!manual.contains("max_active_tasks"));
         assert_eq!(file_name(dag), "lakepipe_3_batch_etl_all_streams.py");
+        assert!(py.contains(r#"PIPELINE = os.environ.get("LAKEPIPE_PIPELINE", None)"#));
+        let declared = dag_file(
+            dag,
+            &ExportOptions {
+                pipeline: Some("/etc/lakepipe/pipeline.toml".into()),
+                ..opts()
+            },
+        );
+        assert!(declared.contains(
+            r#"PIPELINE = os.environ.get("LAKEPIPE_PIPELINE", "/etc/lakepipe/pipeline.toml")"#
+        ));
     }
 }

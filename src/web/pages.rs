@@ -522,8 +522,47 @@ fn dashboard_charts(name: &str, rows: &[Value]) -> String {
                 )
             )
         }
-        _ => String::new(),
+        _ => declared_charts(rows),
     }
+}
+
+/// The charts of a dashboard declared by the user: one row gives a tile per column; more rows
+/// are labelled by their non-numeric values, with a bar chart per numeric column (the first
+/// four columns, the first 50 rows).
+fn declared_charts(rows: &[Value]) -> String {
+    let Some(first) = rows.first().and_then(Value::as_object) else {
+        return String::new();
+    };
+    if rows.len() == 1 {
+        let items: Vec<(&str, String)> = first.iter().map(|(k, v)| (k.as_str(), s(v))).collect();
+        return tiles(&items);
+    }
+    let numeric: Vec<&str> = first
+        .keys()
+        .map(String::as_str)
+        .filter(|k| rows.iter().all(|r| r[*k].is_number() || r[*k].is_null()))
+        .filter(|k| rows.iter().any(|r| r[*k].is_number()))
+        .collect();
+    let label = |r: &Value| -> String {
+        r.as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| !numeric.contains(&k.as_str()))
+                    .map(|(_, v)| s(v))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    numeric
+        .iter()
+        .take(4)
+        .map(|k| {
+            let items: Vec<(String, f64)> =
+                rows.iter().take(50).map(|r| (label(r), f(&r[*k]))).collect();
+            bars(k, "", &items)
+        })
+        .collect()
 }
 
 /// `/dashboards`: one card per dashboard document.
@@ -653,6 +692,23 @@ mod tests {
             "{data}"
         );
         assert!(!page.contains("<script>"), "no inline script");
+    }
+
+    #[test]
+    fn a_declared_dashboard_gets_tiles_or_bars_from_its_rows() {
+        let doc = |rows: Value| serde_json::json!({"as_of": "2026-02-01T10:00:00Z", "rows": rows});
+        let many = doc(serde_json::json!([
+            {"currency": "EUR", "orders": 3, "revenue": 10.5, "note": null},
+            {"currency": "<USD>", "orders": 1, "revenue": null, "note": "x"}
+        ]));
+        let page = dashboards_page(&BTreeMap::from([("orders_last_hour".to_string(), many)]));
+        assert!(page.contains("data-label=\"EUR \u{2013}\" data-value=\"3\""), "{page}");
+        assert!(page.contains("data-label=\"&lt;USD&gt; x\" data-value=\"1\""), "{page}");
+        assert!(page.contains("<figcaption>revenue "), "{page}");
+        let one = doc(serde_json::json!([{"orders": 4, "top": "EUR"}]));
+        let page = dashboards_page(&BTreeMap::from([("orders_now".to_string(), one)]));
+        assert!(page.contains("data-label=\"orders\" data-value=\"4\""), "{page}");
+        assert!(page.contains("data-label=\"top\" data-value=\"EUR\""), "{page}");
     }
 
     #[test]

@@ -275,6 +275,15 @@ fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
     assert_eq!(summary.len(), 1, "{summary:?}");
     assert_eq!(summary[0]["domain"], "Orders");
 
+    // The Airflow export runs the declared pipeline's tasks with the declaration.
+    let out = t.path().join("airflow");
+    t.run(&["--lake", "lake", "airflow", "export", "--out", out.to_str().unwrap()])
+        .assert_exit_code(0);
+    let batch = std::fs::read_to_string(out.join("lakepipe_3_batch_etl_all_streams.py")).unwrap();
+    assert!(batch.contains(r#"tasks["silver_orders"] >> tasks["gold_fact_orders_daily"]"#));
+    assert!(batch.contains(&format!("\"LAKEPIPE_PIPELINE\", \"{}\"", file.display())));
+    assert!(!crate::util::files_under(&out).iter().any(|f| f.contains("realtime_ingest")));
+
     // The catalog writes the stream's DDL.
     t.run(&["--lake", "lake", "catalog", "refresh"])
         .assert_exit_code(0);
