@@ -120,7 +120,7 @@ impl Ingest {
         };
         let receiving: BTreeMap<&'static str, Arc<AtomicUsize>> =
             crate::sources::stream::all_streams()
-                .into_iter()
+                .iter()
                 .map(|s| (s.name, Arc::new(AtomicUsize::new(0))))
                 .collect();
         let batchers = receiving
