@@ -527,14 +527,18 @@ fn dashboard_charts(name: &str, rows: &[Value]) -> String {
 }
 
 /// The charts of a dashboard declared by the user: one row gives a tile per column; more rows
-/// are labelled by their non-numeric values, with a bar chart per numeric column (the first
+/// are labelled by their non-numeric values (not the run's `as_of`), with a bar chart per numeric column (the first
 /// four columns, the first 50 rows).
 fn declared_charts(rows: &[Value]) -> String {
     let Some(first) = rows.first().and_then(Value::as_object) else {
         return String::new();
     };
     if rows.len() == 1 {
-        let items: Vec<(&str, String)> = first.iter().map(|(k, v)| (k.as_str(), s(v))).collect();
+        let items: Vec<(&str, String)> = first
+            .iter()
+            .filter(|(k, _)| k.as_str() != "as_of")
+            .map(|(k, v)| (k.as_str(), s(v)))
+            .collect();
         return tiles(&items);
     }
     let numeric: Vec<&str> = first
@@ -547,7 +551,7 @@ fn declared_charts(rows: &[Value]) -> String {
         r.as_object()
             .map(|o| {
                 o.iter()
-                    .filter(|(k, _)| !numeric.contains(&k.as_str()))
+                    .filter(|(k, _)| !numeric.contains(&k.as_str()) && k.as_str() != "as_of")
                     .map(|(_, v)| s(v))
                     .collect::<Vec<_>>()
                     .join(" ")
@@ -558,8 +562,11 @@ fn declared_charts(rows: &[Value]) -> String {
         .iter()
         .take(4)
         .map(|k| {
-            let items: Vec<(String, f64)> =
-                rows.iter().take(50).map(|r| (label(r), f(&r[*k]))).collect();
+            let items: Vec<(String, f64)> = rows
+                .iter()
+                .take(50)
+                .map(|r| (label(r), f(&r[*k])))
+                .collect();
             bars(k, "", &items)
         })
         .collect()
@@ -698,17 +705,29 @@ mod tests {
     fn a_declared_dashboard_gets_tiles_or_bars_from_its_rows() {
         let doc = |rows: Value| serde_json::json!({"as_of": "2026-02-01T10:00:00Z", "rows": rows});
         let many = doc(serde_json::json!([
-            {"currency": "EUR", "orders": 3, "revenue": 10.5, "note": null},
+            {"currency": "EUR", "orders": 3, "revenue": 10.5, "note": null, "as_of": "2026-02-01T10:00:00Z"},
             {"currency": "<USD>", "orders": 1, "revenue": null, "note": "x"}
         ]));
         let page = dashboards_page(&BTreeMap::from([("orders_last_hour".to_string(), many)]));
-        assert!(page.contains("data-label=\"EUR \u{2013}\" data-value=\"3\""), "{page}");
-        assert!(page.contains("data-label=\"&lt;USD&gt; x\" data-value=\"1\""), "{page}");
+        assert!(
+            page.contains("data-label=\"EUR \u{2013}\" data-value=\"3\""),
+            "{page}"
+        );
+        assert!(
+            page.contains("data-label=\"&lt;USD&gt; x\" data-value=\"1\""),
+            "{page}"
+        );
         assert!(page.contains("<figcaption>revenue "), "{page}");
-        let one = doc(serde_json::json!([{"orders": 4, "top": "EUR"}]));
+        let one = doc(serde_json::json!([{"orders": 4, "top": "EUR", "as_of": "2026"}]));
         let page = dashboards_page(&BTreeMap::from([("orders_now".to_string(), one)]));
-        assert!(page.contains("data-label=\"orders\" data-value=\"4\""), "{page}");
-        assert!(page.contains("data-label=\"top\" data-value=\"EUR\""), "{page}");
+        assert!(
+            page.contains("data-label=\"orders\" data-value=\"4\""),
+            "{page}"
+        );
+        assert!(
+            page.contains("data-label=\"top\" data-value=\"EUR\""),
+            "{page}"
+        );
     }
 
     #[test]

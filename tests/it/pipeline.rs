@@ -101,6 +101,20 @@ impl Drop for Serve {
     }
 }
 
+/// GET `url` with curl: the body.
+fn curl(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", url])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn rfc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -193,6 +207,12 @@ fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
     // An undeclared stream is unknown.
     let reply = post(&format!("{base}/ingest/api_logs"), &body, &[NDJSON]);
     assert_eq!(reply.status, 404, "{reply:?}");
+    let metrics = curl(&format!("{base}/metrics"));
+    assert!(
+        metrics
+            .contains("lakepipe_ingest_records_total{stream=\"orders\",outcome=\"accepted\"} 45"),
+        "{metrics}"
+    );
     drop(server);
     // Partitioned by the declared event-time key.
     let hour = at(0).format("date=%Y-%m-%d/hour=%H").to_string();
@@ -275,14 +295,45 @@ fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
     assert_eq!(summary.len(), 1, "{summary:?}");
     assert_eq!(summary[0]["domain"], "Orders");
 
+    // The UI charts the declared dashboard and lists the alert.
+    let mut child = t
+        .command(&["--lake", "lake", "ui", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = ui_address(&mut child);
+    let ui = Serve(child);
+    let page = curl(&format!("{base}/dashboards"));
+    assert!(
+        page.contains("data-dashboard=\"orders_last_hour\""),
+        "{page}"
+    );
+    assert!(page.contains("data-label=\"EUR\""), "{page}");
+    let page = curl(&format!("{base}/alerts"));
+    assert!(page.contains("data-rule=\"large_order\""), "{page}");
+    assert!(page.contains("<td>ord-00100</td>"), "{page}");
+    drop(ui);
+
     // The Airflow export runs the declared pipeline's tasks with the declaration.
     let out = t.path().join("airflow");
-    t.run(&["--lake", "lake", "airflow", "export", "--out", out.to_str().unwrap()])
-        .assert_exit_code(0);
+    t.run(&[
+        "--lake",
+        "lake",
+        "airflow",
+        "export",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .assert_exit_code(0);
     let batch = std::fs::read_to_string(out.join("lakepipe_3_batch_etl_all_streams.py")).unwrap();
     assert!(batch.contains(r#"tasks["silver_orders"] >> tasks["gold_fact_orders_daily"]"#));
     assert!(batch.contains(&format!("\"LAKEPIPE_PIPELINE\", \"{}\"", file.display())));
-    assert!(!crate::util::files_under(&out).iter().any(|f| f.contains("realtime_ingest")));
+    assert!(
+        !crate::util::files_under(&out)
+            .iter()
+            .any(|f| f.contains("realtime_ingest"))
+    );
 
     // The catalog writes the stream's DDL.
     t.run(&["--lake", "lake", "catalog", "refresh"])
@@ -292,4 +343,148 @@ fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
         ddl.iter().any(|f| f.contains("orders")),
         "no DDL for orders: {ddl:?}"
     );
+}
+
+/// The `orders` declaration with mistakes of one kind, each on a known line: of shape and
+/// names, in the stream's SQL, or in the SQL of its fact, dashboard and alert (a stream whose
+/// fields or derived columns are broken has the SQL built on them checked once they are fixed).
+fn broken_orders(kind: &str) -> (String, Vec<(usize, &'static str)>) {
+    let mut text = ORDERS.to_string();
+    let mut edit = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    };
+    match kind {
+        "shape" => {
+            edit("GBP\"]", "GBP\"]\ncolour = \"red\"");
+            edit(
+                "name = \"items\"\ntype = \"int\"",
+                "name = \"items\"\ntype = 3",
+            );
+            edit("name = \"coupon\"", "name = \"customer_id\"");
+            edit(
+                "stream = \"orders\"\nsql = \"\"\"\nSELECT date",
+                "stream = \"shipments\"\nsql = \"\"\"\nSELECT date",
+            );
+            edit(
+                "id = \"{rule}:{subject}\"",
+                "id = \"{rule}:{subject}:{when}\"",
+            );
+            text.push_str("\n[[dashboard]]\nname = \"orders_last_hour\"\nstream = \"orders\"\nwindow_minutes = 5\nsql = \"SELECT count(*) AS n FROM w\"\n");
+        }
+        "rules" => {
+            edit("amount / items < 5000", "amount / itemz < 5000");
+            edit("sql = \"amount > 0\"", "sql = \"amount + 1\"");
+            edit("CASE WHEN amount >= 1000 THEN", "CASE WHEN amount >= THEN");
+        }
+        _ => {
+            edit(
+                "AS revenue, count(DISTINCT customer_id)",
+                "AS revenue, count(DISTINCT shop_id)",
+            );
+            edit("ORDER BY currency\"\"\"", "ORDER BY currency LIMIT\"\"\"");
+            edit("SELECT order_id AS subject, amount", "SELECT amount");
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let first = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap() + 1;
+    let last = |needle: &str| lines.iter().rposition(|l| l.contains(needle)).unwrap() + 1;
+    let want = match kind {
+        "shape" => vec![
+            (first("colour = "), "stream[orders].field[currency].colour"),
+            (first("type = 3"), "stream[orders].field[items].type"),
+            (
+                last("name = \"customer_id\""),
+                "stream[orders].field[customer_id].name",
+            ),
+            (
+                first("stream = \"shipments\""),
+                "fact[fact_orders_daily].stream",
+            ),
+            (first("{when}"), "alert[large_order].id"),
+            (
+                last("name = \"orders_last_hour\""),
+                "dashboard[orders_last_hour].name",
+            ),
+        ],
+        "rules" => vec![
+            (
+                first("itemz"),
+                "stream[orders].expect[plausible_basket].sql",
+            ),
+            (
+                first("amount + 1"),
+                "stream[orders].expect[amount_positive].sql",
+            ),
+            (first("amount >= THEN"), "stream[orders].derived[size].sql"),
+        ],
+        _ => vec![
+            (
+                first("name = \"fact_orders_daily\"") + 2,
+                "fact[fact_orders_daily].sql",
+            ),
+            (
+                first("name = \"orders_last_hour\"") + 3,
+                "dashboard[orders_last_hour].sql",
+            ),
+            (
+                first("name = \"large_order\"") + 6,
+                "alert[large_order].sql",
+            ),
+        ],
+    };
+    drop(lines);
+    (text, want)
+}
+
+#[test]
+fn pipeline_check_reports_each_mistake_on_its_line_and_commands_refuse_the_file() {
+    let t = TestCommand::new();
+    let file = t.path().join("broken.toml");
+    for kind in ["shape", "rules", "queries"] {
+        let (text, want) = broken_orders(kind);
+        std::fs::write(&file, &text).unwrap();
+        let r = t.run(&["pipeline", "check", file.to_str().unwrap()]);
+        r.assert_exit_code(1);
+        let err = r.stderr();
+        for (line, key) in &want {
+            let prefix = format!("{}:{line}: {key}: ", file.display());
+            assert!(
+                err.lines().any(|l| l.starts_with(&prefix)),
+                "no `{prefix}` in:\n{err}"
+            );
+        }
+        assert!(err.contains(&format!("{} mistake(s)", want.len())), "{err}");
+    }
+    // A command running the pipeline refuses the file the same way, before any work.
+    let r = t.run(&[
+        "--pipeline",
+        file.to_str().unwrap(),
+        "--lake",
+        "lake",
+        "dags",
+        "list",
+    ]);
+    r.assert_exit_code(1);
+    assert!(
+        r.stderr().contains(&format!("{}:", file.display())),
+        "{}",
+        r.stderr()
+    );
+    assert!(!t.lake().exists(), "nothing written");
+
+    // `pipeline show` of a declared file prints it back; the built-in one checks clean.
+    let good = t.path().join("orders.toml");
+    std::fs::write(&good, ORDERS).unwrap();
+    let shown = t.run(&["--pipeline", good.to_str().unwrap(), "pipeline", "show"]);
+    shown.assert_exit_code(0);
+    assert!(shown.stdout().contains("name = \"orders\""));
+    let again = t.path().join("again.toml");
+    std::fs::write(&again, shown.stdout()).unwrap();
+    t.run(&["pipeline", "check", again.to_str().unwrap()])
+        .assert_exit_code(0);
+    let builtin = t.run(&["pipeline", "show"]);
+    std::fs::write(&again, builtin.stdout()).unwrap();
+    t.run(&["pipeline", "check", again.to_str().unwrap()])
+        .assert_exit_code(0);
 }
