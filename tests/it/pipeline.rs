@@ -488,3 +488,60 @@ fn pipeline_check_reports_each_mistake_on_its_line_and_commands_refuse_the_file(
     t.run(&["pipeline", "check", again.to_str().unwrap()])
         .assert_exit_code(0);
 }
+
+#[test]
+fn a_declared_stream_takes_inbox_objects_by_its_event_time_key_and_has_no_generator() {
+    let t = TestCommand::new();
+    // `pipeline =` in a config file, relative to that file.
+    let conf = t.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("pipeline.toml"), ORDERS).unwrap();
+    let inbox = t.path().join("inbox");
+    std::fs::write(
+        conf.join("lakepipe.toml"),
+        format!(
+            "lake = \"{}\"\npipeline = \"pipeline.toml\"\n\n[[inbox]]\nstream = \"orders\"\nurl = \"{}\"\n",
+            t.lake().display(),
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let config = conf.join("lakepipe.toml");
+    let config = config.to_str().unwrap();
+    let at = Utc::now() - Duration::hours(2);
+    let lines: Vec<String> = (0..3)
+        .map(|n| order(n, at + Duration::seconds(n as i64), "c", 10.0, "EUR"))
+        .collect();
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("part-0001.ndjson"), lines.join("\n") + "\n").unwrap();
+
+    let r = t.run(&["--config", config, "--json", "inbox", "pickup"]);
+    r.assert_exit_code(0);
+    assert_eq!(r.json()["inboxes"][0]["records"], 3, "{}", r.stdout());
+    let dir = t
+        .lake()
+        .join("realtime/orders")
+        .join(at.format("date=%Y-%m-%d/hour=%H").to_string());
+    let landed: String = crate::util::files_under(&dir)
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+        .collect();
+    assert_eq!(landed.lines().count(), 3, "{}", dir.display());
+
+    // No generator: no synthetic DAG, and `produce` says why it cannot send orders.
+    let r = t.run(&["--config", config, "produce", "orders", "--count", "1"]);
+    r.assert_exit_code(1);
+    assert!(
+        r.stderr().contains("no generator for stream `orders`"),
+        "{}",
+        r.stderr()
+    );
+    let shown = t.run(&["--config", config, "pipeline", "show"]);
+    assert!(
+        shown
+            .stdout()
+            .contains(&format!("# from {}", conf.join("pipeline.toml").display())),
+        "{}",
+        shown.stdout()
+    );
+}
