@@ -234,7 +234,7 @@ mod tests {
     fn the_plan_lists_the_tables_of_the_touched_streams_without_a_store() {
         let run = crate::clock::parse_utc("2026-02-02T02:00:00Z").unwrap();
         let mut manifests: BTreeMap<String, Manifest> = all_streams()
-            .into_iter()
+            .iter()
             .map(|s| (s.name.to_string(), manifest(s.name, &[])))
             .collect();
         manifests.insert(

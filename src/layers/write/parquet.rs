@@ -33,7 +33,7 @@ fn spread(name: &str, ty: &DataType) -> Spread {
     {
         return Spread::Distinct;
     }
-    let declared = all_streams().into_iter().flat_map(|s| {
+    let declared = all_streams().iter().flat_map(|s| {
         let id = (s.id_field == name).then_some(Spread::Random);
         let fields = s
             .fields
