@@ -329,11 +329,15 @@ impl MigrateMetrics {
                 out.push_str(&format!("{}: up to date\n", t.table));
                 continue;
             }
+            let (by, verdict) = match t.rows_rewritten {
+                Some(_) => ("the rewrite", "rewritten"),
+                None => ("the next run", "refused"),
+            };
             for a in &t.added {
-                out.push_str(&format!("{}: add {a} (done by the next run)\n", t.table));
+                out.push_str(&format!("{}: add {a} (done by {by})\n", t.table));
             }
             for c in &t.refused {
-                out.push_str(&format!("{}: refused: {c}\n", t.table));
+                out.push_str(&format!("{}: {verdict}: {c}\n", t.table));
             }
             if let Some(n) = t.rows_rewritten {
                 out.push_str(&format!(
