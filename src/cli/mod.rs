@@ -107,7 +107,8 @@ pub enum Command {
     /// Show the effective configuration
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Show the effective pipeline declaration, or check a declaration file
+    /// Show the effective pipeline declaration, check a declaration file, or migrate the
+    /// lake's per-stream tables to it
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
 }
@@ -272,7 +273,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let config = config.validate()?;
     match &args.command {
-        Command::Pipeline(c) => pipeline::pipeline(c, args.json).await,
+        Command::Pipeline(c) => pipeline::pipeline(c, &config, args.json).await,
         Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,
         Command::Up(u) => {
             if !u.no_ui {

@@ -1,10 +1,12 @@
-//! `lakepipe pipeline show|check`: the effective pipeline declaration, and a file's mistakes.
+//! `lakepipe pipeline show|check|migrate`: the effective pipeline declaration, a file's
+//! mistakes, and what the declaration changes in the lake's per-stream tables.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::config::Config;
+use crate::config::{Config, ValidatedConfig};
+use crate::layers::evolve::MigrateBuilder;
 use crate::pipeline::{self, Declaration};
 
 /// `lakepipe pipeline …`.
@@ -16,6 +18,15 @@ pub enum PipelineCommand {
     Check {
         /// The declaration file
         file: PathBuf,
+    },
+    /// Compare the declaration with the lake's silver and unified tables: columns the next run
+    /// adds, and changes refused (a type changed, a field removed; exit 1 if any); with
+    /// --rewrite, rewrite each table with a refused change to the declared columns
+    Migrate {
+        /// Rewrite the tables with refused changes (removed columns dropped, changed ones cast;
+        /// a value that does not cast becomes null), one commit each
+        #[arg(long)]
+        rewrite: bool,
     },
 }
 
@@ -48,8 +59,25 @@ pub fn render(
 }
 
 /// Runs `lakepipe pipeline …`.
-pub(super) async fn pipeline(c: &PipelineCommand, json: bool) -> anyhow::Result<()> {
+pub(super) async fn pipeline(
+    c: &PipelineCommand,
+    config: &ValidatedConfig,
+    json: bool,
+) -> anyhow::Result<()> {
     match c {
+        PipelineCommand::Migrate { rewrite } => {
+            let store = super::open_existing_store(config).await?;
+            let m = MigrateBuilder::new(&store).with_rewrite(*rewrite).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                print!("{}", m.summary());
+            }
+            match m.refused() {
+                0 => Ok(()),
+                n => anyhow::bail!("{n} refused change(s)"),
+            }
+        }
         PipelineCommand::Show => {
             let active = pipeline::active();
             if json {

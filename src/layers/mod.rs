@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub(crate) mod clean;
+pub mod evolve;
 pub mod serving;
 pub mod speed;
 pub(crate) mod sql;

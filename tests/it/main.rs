@@ -6,6 +6,7 @@ mod batch;
 mod bootstrap;
 mod catalog;
 mod cli;
+mod evolution;
 mod inbox;
 mod ingest;
 mod ingest_flow;

@@ -118,7 +118,7 @@ impl Retryable for Error {
         !matches!(
             self,
             Error::Expectation(_) | Error::MissingInput { .. } | Error::LostFile { .. }
-        )
+        ) && !matches!(self, Error::Write(write::Error::Evolve(e)) if e.is_refused())
     }
 }
 

@@ -50,6 +50,12 @@ pub enum Error {
     /// A helper of the batch layer (session, compaction) failed.
     #[error("{source}")]
     Batch { source: BoxError },
+    /// The unified table's stream columns cannot evolve to the declaration's (a refused
+    /// change), or adding a column failed.
+    #[error("{source}")]
+    Evolve {
+        source: Box<crate::layers::evolve::Error>,
+    },
     /// Alert rows without a column every alert has.
     #[error("alerts have no column {column}")]
     NoAlertColumn { column: String },
@@ -93,6 +99,14 @@ impl Error {
 /// Every serving failure is retried, as before its errors were typed: lake I/O, Delta commits
 /// and queries may pass on another attempt, and nothing here was ever final. A broken `fail` expectation met while cleaning speed rows
 /// reaches serving inside a DataFusion or Delta error, and was retried too.
+impl From<crate::layers::evolve::Error> for Error {
+    fn from(e: crate::layers::evolve::Error) -> Error {
+        Error::Evolve {
+            source: Box::new(e),
+        }
+    }
+}
+
 impl Retryable for Error {
     fn is_retryable(&self) -> bool {
         match self {
@@ -104,6 +118,7 @@ impl Retryable for Error {
             | Error::Json { .. }
             | Error::NoAlertColumn { .. }
             | Error::AlertIdNotText => true,
+            Error::Evolve { source } => !source.is_refused(),
         }
     }
 }

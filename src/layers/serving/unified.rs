@@ -42,6 +42,7 @@ use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
 use crate::layers::batch::{self, bronze, compact, table_path};
 use crate::layers::clean::{self, Cleaner, Counts, expectations};
+use crate::layers::evolve;
 use crate::layers::sql;
 use crate::layers::write::{self, Write};
 use crate::scheduler::task::{TaskLog, output};
@@ -452,6 +453,22 @@ impl UnifiedPlan {
                 .await
                 .map_err(Error::delta(path))?,
         };
+        // A declared column the table lacks is added first; a changed or removed one is refused
+        // before anything is written.
+        let (target, added) = evolve::evolve(
+            target,
+            path,
+            plan.schema().as_arrow(),
+            &evolve::stream_columns(spec),
+            run_label(t),
+        )
+        .await?;
+        if !added.is_empty() {
+            log_info(
+                log,
+                format!("{path}: added column(s) {added:?} (older rows read as null)"),
+            );
+        }
         let table = write::write_plan(
             target,
             &df_ctx,
@@ -508,6 +525,29 @@ impl UnifiedPlan {
             speed_rows_dropped: c.quarantined.values().sum::<u64>(),
         }))
     }
+}
+
+/// The schema of the rows `spec`'s unified table is written with (planned over no rows).
+pub async fn written_schema(
+    spec: &'static StreamSpec,
+) -> Result<deltalake::arrow::datatypes::Schema, DataFusionError> {
+    let ctx = sql::session()?;
+    let speed = deltalake::datafusion::datasource::MemTable::try_new(
+        clean::clean_schema(spec),
+        vec![vec![]],
+    )?;
+    ctx.register_table("speed_clean", Arc::new(speed))?;
+    let p = UnifiedPlan {
+        spec,
+        t: DateTime::<Utc>::UNIX_EPOCH,
+        path: unified_path(spec.name),
+        write: None,
+    };
+    let plan = ctx
+        .sql(&p.sql(&[], Input::Speed))
+        .await?
+        .into_unoptimized_plan();
+    Ok(plan.schema().as_arrow().clone())
 }
 
 /// What a run of `unified_<stream>` did, as it reports it (its task output).

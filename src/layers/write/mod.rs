@@ -31,6 +31,9 @@ pub enum Error {
         /// The columns written, `name type`.
         wanted: Vec<String>,
     },
+    /// The table's stream columns cannot evolve to the rows' (a refused change).
+    #[error(transparent)]
+    Evolve(Box<crate::layers::evolve::Error>),
     /// A file written has no `date` partition value.
     #[error("{path} has no date partition")]
     NoDatePartition {
@@ -61,4 +64,10 @@ pub enum Error {
     /// A file's path in the table.
     #[error(transparent)]
     Path(#[from] object_store::path::Error),
+}
+
+impl From<crate::layers::evolve::Error> for Error {
+    fn from(e: crate::layers::evolve::Error) -> Error {
+        Error::Evolve(Box::new(e))
+    }
 }

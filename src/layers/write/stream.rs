@@ -68,8 +68,16 @@ fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionErro
 
 impl Writes {
     /// Writes to the table at `path` of rows of `schema` (created, partitioned by `date`, if
-    /// missing; an existing table must have that schema, as Delta types it).
-    pub async fn open(store: &Store, path: &str, schema: SchemaRef) -> Result<Writes, Error> {
+    /// missing). An existing table must have the columns of `schema` (matched by name, as
+    /// Delta types them), but for its `stream` columns, which evolve
+    /// ([`crate::layers::evolve::evolve`]): a column added is added to the table before
+    /// anything is written, a change of type or a removal is refused.
+    pub async fn open(
+        store: &Store,
+        path: &str,
+        schema: SchemaRef,
+        stream: &[String],
+    ) -> Result<Writes, Error> {
         let wanted: StructType = schema.as_ref().try_into_kernel()?;
         let mut table = store.delta_table_or_new(path).await?;
         if table.version().is_none() {
@@ -79,13 +87,22 @@ impl Writes {
                 .with_partition_columns(["date"])
                 .await?;
         }
+        let (table, _) = crate::layers::evolve::evolve(
+            table,
+            path,
+            schema.as_ref(),
+            stream,
+            CommitProperties::default(),
+        )
+        .await?;
         let current: Schema = (&table.snapshot()?.metadata().parse_schema()?).try_into_arrow()?;
         let wanted: Schema = (&wanted).try_into_arrow()?;
-        let same =
-            current.fields().len() == wanted.fields().len()
-                && current.fields().iter().zip(wanted.fields()).all(|(a, b)| {
-                    a.name() == b.name() && a.data_type().equals_datatype(b.data_type())
-                });
+        let same = current.fields().len() == wanted.fields().len()
+            && current.fields().iter().all(|a| {
+                wanted
+                    .field_with_name(a.name())
+                    .is_ok_and(|b| a.data_type().equals_datatype(b.data_type()))
+            });
         if !same {
             let names = |s: &Schema| -> Vec<String> {
                 s.fields()
@@ -109,21 +126,27 @@ impl Writes {
         })
     }
 
-    /// `b` (of the plan's schema) in the table's: columns of another Arrow type for the same
-    /// Delta type (a string view, say) are cast.
+    /// `b` (of the plan's schema) in the table's: columns matched by name (the table's order
+    /// may differ, after columns were added), of another Arrow type for the same Delta type (a
+    /// string view, say) cast.
     fn conform(&self, b: RecordBatch) -> Result<RecordBatch, DataFusionError> {
         if b.schema().fields() == self.schema.fields() {
             return Ok(b);
         }
-        let columns = b
-            .columns()
+        let columns = self
+            .schema
+            .fields()
             .iter()
-            .zip(self.schema.fields())
-            .map(|(c, f)| match c.data_type() == f.data_type() {
-                true => Ok(Arc::clone(c)),
-                false => deltalake::arrow::compute::cast(c, f.data_type()),
+            .map(|f| {
+                let c = b.column_by_name(f.name()).ok_or_else(|| {
+                    DataFusionError::Internal(format!("rows without column {}", f.name()))
+                })?;
+                Ok(match c.data_type() == f.data_type() {
+                    true => Arc::clone(c),
+                    false => deltalake::arrow::compute::cast(c, f.data_type())?,
+                })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, DataFusionError>>()?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
@@ -550,7 +573,7 @@ mod tests {
         let dates = |d: &[&str]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>();
 
         // Two dates in one batch, and a partition of its own.
-        let writes = Arc::new(Writes::open(&store, path, schema()).await.unwrap());
+        let writes = Arc::new(Writes::open(&store, path, schema(), &[]).await.unwrap());
         let ids = write(
             &writes,
             vec![
@@ -617,7 +640,7 @@ mod tests {
 
         // Replacing one date leaves the other as it was; a re-run gives the same table.
         for _ in 0..2 {
-            let writes = Arc::new(Writes::open(&store, path, schema()).await.unwrap());
+            let writes = Arc::new(Writes::open(&store, path, schema(), &[]).await.unwrap());
             write(&writes, vec![vec![batch(&[("d", "k3", 7, "2026-02-01")])]]).await;
             writes
                 .commit_replacing(&dates(&["2026-02-01"]), CommitProperties::default())
@@ -634,17 +657,19 @@ mod tests {
     async fn a_table_of_other_columns_is_refused_with_what_differs() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::local_store(dir.path()).await;
-        Writes::open(&store, "batch/t", schema()).await.unwrap();
+        Writes::open(&store, "batch/t", schema(), &[])
+            .await
+            .unwrap();
         let other = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("date", DataType::Utf8, false),
         ]));
-        let e = Writes::open(&store, "batch/t", other)
+        let e = Writes::open(&store, "batch/t", other, &[])
             .await
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("batch/t has columns") && e.contains("id Int64"),
+            e.contains("batch/t: column id is string but this version of lakepipe writes int"),
             "{e}"
         );
     }

@@ -136,6 +136,41 @@ pub struct SilverPlan {
     pub manifest: Manifest,
 }
 
+/// The SQL of silver's rows: the typed rows (`clean`) with the derived columns.
+fn silver_sql(spec: &StreamSpec) -> String {
+    let base: Vec<String> = clean_schema(spec)
+        .fields()
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    let derived: Vec<String> = derived(spec)
+        .into_iter()
+        .map(|(n, sql)| format!("{sql} AS \"{n}\""))
+        .collect();
+    format!(
+        "SELECT {cols}{sep}{derived} FROM clean",
+        cols = base.join(", "),
+        sep = if derived.is_empty() { "" } else { ", " },
+        derived = derived.join(", "),
+    )
+}
+
+/// The schema of the rows `spec`'s silver table is written with (planned over no rows).
+pub async fn written_schema(
+    spec: &StreamSpec,
+) -> Result<deltalake::arrow::datatypes::Schema, deltalake::datafusion::error::DataFusionError> {
+    let ctx = session()?;
+    let clean =
+        deltalake::datafusion::datasource::MemTable::try_new(clean_schema(spec), vec![vec![]])?;
+    ctx.register_table("clean", Arc::new(clean))?;
+    let plan = ctx
+        .sql(&silver_sql(spec))
+        .await?
+        .create_physical_plan()
+        .await?;
+    Ok(plan.schema().as_ref().clone())
+}
+
 impl SilverPlan {
     /// The plan of `spec`'s silver task in the run at `logical_date` that consumed `manifest`.
     pub fn new(
@@ -144,21 +179,7 @@ impl SilverPlan {
         manifest: &Manifest,
     ) -> Self {
         let stream = spec.name;
-        let base: Vec<String> = clean_schema(spec)
-            .fields()
-            .iter()
-            .map(|f| format!("\"{}\"", f.name()))
-            .collect();
-        let derived: Vec<String> = derived(spec)
-            .into_iter()
-            .map(|(n, sql)| format!("{sql} AS \"{n}\""))
-            .collect();
-        let silver_sql = format!(
-            "SELECT {cols}{sep}{derived} FROM clean",
-            cols = base.join(", "),
-            sep = if derived.is_empty() { "" } else { ", " },
-            derived = derived.join(", "),
-        );
+        let silver_sql = silver_sql(spec);
         SilverPlan {
             spec,
             run: logical_date,
@@ -265,7 +286,15 @@ impl SilverPlan {
             .create_physical_plan()
             .await?;
         let silver_schema = silver_rows.schema();
-        let writes = Arc::new(Writes::open(store, silver_path, silver_schema.clone()).await?);
+        let writes = Arc::new(
+            Writes::open(
+                store,
+                silver_path,
+                silver_schema.clone(),
+                &crate::layers::evolve::stream_columns(spec),
+            )
+            .await?,
+        );
         let keys = [
             spec.id_field,
             LANDING_ORDER[0],
