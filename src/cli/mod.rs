@@ -66,7 +66,8 @@ pub enum Command {
     /// Take real events: the ingest API, the inboxes, the scheduler and the web UI, without
     /// the synthetic streamers and generator DAGs, live until Ctrl-C
     Serve(ServeArgs),
-    /// Send the seed streams' generated events to an ingest API (demos, benchmarks)
+    /// Send generated events of the streams that have a generator to an ingest API (demos,
+    /// benchmarks)
     Produce(produce::ProduceArgs),
     /// Take the new objects of the configured inboxes once (`up` and `serve` poll them)
     #[command(subcommand)]

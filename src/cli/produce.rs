@@ -60,17 +60,24 @@ pub(super) async fn produce(
     json: bool,
 ) -> anyhow::Result<()> {
     let Some(streams) = streams_named(&p.stream) else {
-        anyhow::bail!(
-            "no generator for stream `{}`: one of {} or `all` (a declared stream without a \
-             generator takes events from your producers only)",
-            p.stream,
-            crate::sources::stream::all_streams()
-                .iter()
-                .filter(|s| s.generate.is_some())
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let generated: Vec<&str> = crate::sources::stream::all_streams()
+            .iter()
+            .filter(|s| s.generate.is_some())
+            .map(|s| s.name)
+            .collect();
+        match crate::sources::stream::stream_by_name(&p.stream) {
+            Some(_) => anyhow::bail!(
+                "no generator for stream `{}`: a declared stream without one takes events from \
+                 your producers only (streams with a generator: {})",
+                p.stream,
+                generated.join(", ")
+            ),
+            None => anyhow::bail!(
+                "unknown stream `{}`: one of {} or `all`",
+                p.stream,
+                generated.join(", ")
+            ),
+        }
     };
     if p.duration.is_none() && p.count.is_none() {
         eprintln!("produce: no --duration or --count: sending until Ctrl-C");

@@ -6,27 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
 
-use chrono::{DateTime, Duration, DurationRound as _, Utc};
+use chrono::{Duration, DurationRound as _, Utc};
 
 use crate::ingest::{NDJSON, post};
-use crate::util::{TestCommand, python, query_rows};
-use crate::web::ui_address;
-
-/// The posting server, stopped on drop.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use crate::util::{TestCommand, python, query_rows, rfc, serving};
 
 /// Every line of the speed-layer objects of `stream` in `lake`, by key.
 fn landed_lines(lake: &Path, stream: &str) -> Vec<String> {
@@ -127,21 +111,17 @@ fn posted_events_flow_through_every_layer_like_generated_ones() {
     assert!(api_lines.len() > 5_000, "{}", api_lines.len());
 
     // Post them: api_logs with curl in three requests, financial_transactions with requests.
-    let mut child = t
-        .command(&[
+    let (server, base) = serving(
+        &t,
+        &[
             "--lake",
             p,
             "serve",
             "--no-scheduler",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = ui_address(&mut child);
-    let server = Serve(child);
+        ],
+    );
     let mut sent_objects = 0;
     let mut rejected = 0;
     for (i, chunk) in api_lines.chunks(api_lines.len().div_ceil(3)).enumerate() {

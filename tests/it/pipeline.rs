@@ -5,13 +5,10 @@
 //! their lines. (The built-in declaration, printed by `pipeline show` and read back, gives the
 //! simulated day's lake of before: `scheduler.rs`.)
 
-use std::process::{Child, Stdio};
-
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 
 use crate::ingest::{NDJSON, post};
-use crate::util::{TestCommand, query_rows};
-use crate::web::ui_address;
+use crate::util::{TestCommand, query_rows, rfc, serving};
 
 /// The README's example: a user's order events.
 pub const ORDERS: &str = r#"
@@ -91,16 +88,6 @@ SELECT order_id AS subject, amount AS value, make_array(order_id) AS triggering_
 FROM w WHERE amount >= 1000"""
 "#;
 
-/// The server, stopped on drop.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// GET `url` with curl: the body.
 fn curl(url: &str) -> String {
     let out = std::process::Command::new("curl")
@@ -113,10 +100,6 @@ fn curl(url: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn order(n: u32, t: DateTime<Utc>, customer: &str, amount: f64, currency: &str) -> String {
@@ -184,21 +167,17 @@ fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
     let body = t.path().join("orders.ndjson");
     std::fs::write(&body, lines.join("\n") + "\n").unwrap();
 
-    let mut child = t
-        .command(&[
+    let (server, base) = serving(
+        &t,
+        &[
             "--lake",
             "lake",
             "serve",
             "--no-scheduler",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = ui_address(&mut child);
-    let server = Serve(child);
+        ],
+    );
     let reply = post(&format!("{base}/ingest/orders"), &body, &[NDJSON]);
     assert_eq!(reply.status, 200, "{reply:?}");
     let answer = reply.json();
@@ -296,14 +275,7 @@ fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
     assert_eq!(summary[0]["domain"], "Orders");
 
     // The UI charts the declared dashboard and lists the alert.
-    let mut child = t
-        .command(&["--lake", "lake", "ui", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = ui_address(&mut child);
-    let ui = Serve(child);
+    let (ui, base) = serving(&t, &["--lake", "lake", "ui", "--listen", "127.0.0.1:0"]);
     let page = curl(&format!("{base}/dashboards"));
     assert!(
         page.contains("data-dashboard=\"orders_last_hour\""),

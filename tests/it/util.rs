@@ -1,7 +1,7 @@
 //! Test helpers: a fresh temp dir per test, the binary with a clean environment, S3 servers.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test, run in a temp dir with a clean environment.
@@ -267,4 +267,32 @@ pub fn query_rows(t: &TestCommand, lake: &str, sql: &str) -> Vec<serde_json::Val
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
+}
+
+/// A child process, killed and reaped on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `lakepipe <args>` (a command serving the UI, e.g. `serve --listen 127.0.0.1:0`) and
+/// waits until it says where: the process and the UI's base URL.
+pub fn serving(t: &TestCommand, args: &[&str]) -> (Killed, String) {
+    let mut child = t
+        .command(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = crate::web::ui_address(&mut child);
+    (Killed(child), base)
+}
+
+/// A time in RFC 3339, to the second.
+pub fn rfc(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
