@@ -508,6 +508,26 @@ fn a_declared_stream_takes_inbox_objects_by_its_event_time_key_and_has_no_genera
         "{}",
         r.stderr()
     );
+    // Without a fact, the batch run compacts after the stream's silver task.
+    let bare = t.path().join("bare.toml");
+    std::fs::write(&bare, ORDERS.split("[[stream.expect]]").next().unwrap()).unwrap();
+    let show = t.run(&[
+        "--pipeline",
+        bare.to_str().unwrap(),
+        "--json",
+        "dags",
+        "show",
+        "3-batch_etl_all_streams",
+    ]);
+    show.assert_exit_code(0);
+    let edges = show.json()["edges"].clone();
+    assert!(
+        edges
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["silver_orders", "compact"])),
+        "{edges}"
+    );
     let shown = t.run(&["--config", config, "pipeline", "show"]);
     assert!(
         shown

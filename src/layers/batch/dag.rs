@@ -62,6 +62,16 @@ pub fn dag() -> Result<Dag, String> {
         );
         gold_tasks.push(task);
     }
-    let gold_refs: Vec<&str> = gold_tasks.iter().map(String::as_str).collect();
-    Ok(dag.task("compact", &gold_refs, POLICY, Arc::new(compact::Compact)))
+    // Compaction comes after every write of the run: the facts, and the silver tasks of streams
+    // no fact reads.
+    let facts = crate::pipeline::active().facts;
+    let mut last: Vec<String> = gold_tasks;
+    last.extend(
+        all_streams()
+            .iter()
+            .filter(|s| !facts.iter().any(|f| f.stream == s.name))
+            .map(|s| format!("silver_{}", s.name)),
+    );
+    let last: Vec<&str> = last.iter().map(String::as_str).collect();
+    Ok(dag.task("compact", &last, POLICY, Arc::new(compact::Compact)))
 }
