@@ -537,3 +537,24 @@ fn a_declared_stream_takes_inbox_objects_by_its_event_time_key_and_has_no_genera
         shown.stdout()
     );
 }
+
+#[test]
+fn the_readme_example_declaration_checks_clean() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme
+        .find("## Your own events: declaring a pipeline")
+        .expect("the README's section")..];
+    let start = section.find("```toml\n").expect("its TOML example") + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let t = TestCommand::new();
+    let file = t.path().join("pipeline.toml");
+    std::fs::write(&file, example).unwrap();
+    let r = t.run(&["pipeline", "check", file.to_str().unwrap()]);
+    r.assert_exit_code(0);
+    assert!(
+        r.stdout()
+            .contains("1 stream(s), 1 fact(s), 1 dashboard(s), 1 alert rule(s)"),
+        "{}",
+        r.stdout()
+    );
+}
