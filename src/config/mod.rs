@@ -2,6 +2,7 @@
 //! variables, overridden by command-line flags. [`Config::validate`] checks it before any I/O.
 
 mod ingest;
+mod receivers;
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{LakeUrl, StoreConfig};
 pub use ingest::{Compression, InboxConfig, InboxFormat, IngestConfig, IngestToken};
+pub use receivers::{Headers, ReceiverConfig, ReceiverFormat, Severity};
 
 /// Errors from reading or validating configuration.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,10 @@ pub struct Config {
     /// taken exactly once into the speed layer (`[[inbox]]`).
     #[serde(default, rename = "inbox", skip_serializing_if = "Vec::is_empty")]
     pub inboxes: Vec<InboxConfig>,
+
+    /// Webhooks the `alerts` task delivers new alerts to (`[[receiver]]`).
+    #[serde(default, rename = "receiver", skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<ReceiverConfig>,
 }
 
 /// Scheduler settings (`[scheduler]`).
@@ -156,6 +162,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             ingest: IngestConfig::default(),
             inboxes: Vec::new(),
+            receivers: Vec::new(),
         }
     }
 }
@@ -308,6 +315,7 @@ impl Config {
             });
         }
         ingest::validate(&self.ingest, &self.inboxes)?;
+        receivers::validate(&self.receivers)?;
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(Error::Invalid {
                 key: "s3.access_key_id",
@@ -331,6 +339,11 @@ impl Config {
         }
         for t in &mut shown.ingest.tokens {
             t.token = "***".into();
+        }
+        for r in &mut shown.receivers {
+            for v in r.headers.0.values_mut() {
+                *v = "***".into();
+            }
         }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -439,9 +452,17 @@ mod tests {
         let mut c = Config::default();
         c.s3.access_key_id = Some("AKIAEXAMPLE".into());
         c.s3.secret_access_key = Some("very-secret".into());
+        c.receivers = vec![
+            toml::from_str(
+                "name = \"ops\"\nurl = \"http://x/\"\nheaders = { Authorization = \"Bearer hook-secret\" }\n",
+            )
+            .unwrap(),
+        ];
         let shown = c.to_redacted_toml();
         assert!(
-            !shown.contains("AKIAEXAMPLE") && !shown.contains("very-secret"),
+            !shown.contains("AKIAEXAMPLE")
+                && !shown.contains("very-secret")
+                && !shown.contains("hook-secret"),
             "{shown}"
         );
         assert!(shown.contains("***"));

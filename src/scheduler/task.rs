@@ -95,6 +95,8 @@ pub struct RunParams {
     pub fault_rate: f64,
     /// `dag_id:task_id` pairs whose every attempt fails (test hook, `--fail-task`).
     pub fail_tasks: Vec<String>,
+    /// Webhooks the `alerts` task delivers new alerts to (`[[receiver]]`).
+    pub receivers: Vec<crate::config::ReceiverConfig>,
 }
 
 /// The task log of one attempt: kept in memory (task logs are small) and written to the lake

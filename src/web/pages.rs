@@ -630,8 +630,19 @@ pub fn alerts_page(doc: Option<&Value>) -> String {
             m.into_iter().collect()
         })
         .unwrap_or_default();
+    let receivers: Vec<String> = doc["receivers"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
     let mut rows = String::new();
     for a in doc["last_24h"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let delivery = match receivers.is_empty() {
+            true => String::new(),
+            false => format!(
+                "<td>{}</td>",
+                delivery_cell(&receivers, &doc["deliveries"][s(&a["alert_id"])])
+            ),
+        };
         let ids: Vec<String> = a["triggering_ids"]
             .as_array()
             .map(|v| v.iter().take(5).map(s).collect())
@@ -639,7 +650,7 @@ pub fn alerts_page(doc: Option<&Value>) -> String {
         let more = a["triggering_count"].as_u64().unwrap_or(0) as usize;
         rows.push_str(&format!(
             "<tr class=\"alert sev-{sev}\" data-rule=\"{rule}\"><td>{at}</td><td>{rule}</td><td><span class=\"badge sev-{sev}\">{sev}</span></td>\
-             <td>{subj}</td><td>{ws} – {we}</td><td>{v} (threshold {th})</td><td><code>{ids}</code>{more}</td><td>{d}</td></tr>",
+             <td>{subj}</td><td>{ws} – {we}</td><td>{v} (threshold {th})</td><td><code>{ids}</code>{more}</td><td>{d}</td>{delivery}</tr>",
             at = esc(&s(&a["triggered_at"])),
             rule = esc(&s(&a["rule"])),
             sev = esc(&s(&a["severity"])),
@@ -661,16 +672,77 @@ pub fn alerts_page(doc: Option<&Value>) -> String {
         "Alerts",
         "Alerts",
         &format!(
-            "<p class=\"muted\">as of {} · the last 24 hours</p>{}<table class=\"list\"><thead><tr><th>triggered</th><th>rule</th><th>severity</th><th>subject</th><th>window</th><th>value</th><th>triggering rows</th><th>detail</th></tr></thead><tbody>{rows}</tbody></table>",
+            "<p class=\"muted\">as of {} · the last 24 hours</p>{}<table class=\"list\"><thead><tr><th>triggered</th><th>rule</th><th>severity</th><th>subject</th><th>window</th><th>value</th><th>triggering rows</th><th>detail</th>{delivery_th}</tr></thead><tbody>{rows}</tbody></table>",
             esc(&s(&doc["as_of"])),
             bars("alerts by rule (24 h)", "alerts", &by_rule),
+            delivery_th = if receivers.is_empty() {
+                ""
+            } else {
+                "<th>delivery</th>"
+            },
         ),
     )
+}
+
+/// An alert's delivery state at each receiver (`states`: receiver → record of latest.json):
+/// sent, pending (a failure retried by the next run), failed (refused) or expired.
+fn delivery_cell(receivers: &[String], states: &Value) -> String {
+    let mut out = Vec::new();
+    for r in receivers {
+        let st = &states[r.as_str()];
+        let (class, text) = match st["state"].as_str() {
+            None => continue,
+            Some("sent") => ("sent", "sent".to_string()),
+            Some("failed") if !st["next_attempt"].is_null() => {
+                ("pending", format!("pending ({})", s(&st["reason"])))
+            }
+            Some("failed") => ("failed", format!("failed ({})", s(&st["reason"]))),
+            Some("expired") => ("expired", "expired".to_string()),
+            Some(other) => ("unknown", other.to_string()),
+        };
+        out.push(format!(
+            "<span class=\"delivery {class}\" data-receiver=\"{rn}\">{rn}: {t}</span>",
+            rn = esc(r),
+            t = esc(&text)
+        ));
+    }
+    if out.is_empty() {
+        return "<span class=\"muted\">—</span>".into();
+    }
+    out.join("<br>")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alerts_page_shows_each_receivers_delivery_state_escaped() {
+        let doc = serde_json::json!({
+            "as_of": "2026-02-02T00:10:00Z",
+            "receivers": ["ops", "<pager>"],
+            "last_24h": [
+                {"alert_id": "a1", "rule": "r", "severity": "high", "triggered_at": "t"},
+                {"alert_id": "a2", "rule": "r", "severity": "high", "triggered_at": "t"},
+            ],
+            "deliveries": {
+                "a1": {"ops": {"state": "sent"}, "<pager>": {"state": "failed", "reason": "HTTP 503", "next_attempt": "x"}},
+                "a2": {"ops": {"state": "failed", "reason": "<HTTP 400>", "next_attempt": null}, "<pager>": {"state": "expired"}},
+            },
+        });
+        let page = alerts_page(Some(&doc));
+        assert!(page.contains("<th>delivery</th>"), "{page}");
+        assert!(page.contains("ops: sent"), "{page}");
+        assert!(page.contains("&lt;pager&gt;: pending (HTTP 503)"), "{page}");
+        assert!(page.contains("ops: failed (&lt;HTTP 400&gt;)"), "{page}");
+        assert!(page.contains("&lt;pager&gt;: expired"), "{page}");
+        assert!(
+            !page.contains("<pager>") && !page.contains("<HTTP"),
+            "{page}"
+        );
+        let plain = alerts_page(Some(&serde_json::json!({"last_24h": []})));
+        assert!(!plain.contains("<th>delivery</th>"));
+    }
 
     #[test]
     fn escapes_markup() {

@@ -6,6 +6,7 @@ mod batch;
 mod bootstrap;
 mod catalog;
 mod cli;
+mod delivery;
 mod evolution;
 mod inbox;
 mod ingest;

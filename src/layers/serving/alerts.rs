@@ -30,11 +30,13 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::deliver::{DeliverBuilder, ReceiverMetrics, states_of};
 use super::{
     Compacted, Error, Result, collect, dates_between, json_rows, log_info, put_json, run_label,
     ts_sql, unified_session, window_view_sql,
 };
 use crate::clock::{compact, rfc3339_secs};
+use crate::config::ReceiverConfig;
 use crate::layers::batch::compact::compact_table;
 use crate::layers::sql;
 use crate::scheduler::task::{TaskLog, output};
@@ -428,6 +430,7 @@ impl AlertsPlan {
         store: &Store,
         df_ctx: &SessionContext,
         existing: Option<deltalake::DeltaTable>,
+        receivers: &[ReceiverConfig],
         log: Option<&TaskLog>,
     ) -> Result<AlertsMetrics> {
         let t = self.t;
@@ -502,6 +505,11 @@ impl AlertsPlan {
             by_rule.insert(rule.name.to_string(), raised);
         }
         let raised_rows = json_rows(&new_batches)?;
+        // Into the receivers' pending sets before the append: a kill after it loses none.
+        let outbox = DeliverBuilder::new(store, receivers, t)
+            .with_log(log)
+            .enqueue(&raised_rows)
+            .await?;
         let table = if new_batches.is_empty() {
             existing
         } else {
@@ -550,6 +558,8 @@ impl AlertsPlan {
             }
             None => Vec::new(),
         };
+        // The alerts are in the table: deliver them (a failing receiver is recorded, not raised).
+        let delivered = outbox.send().await?;
         let by_rule_json: serde_json::Map<String, serde_json::Value> = by_rule
             .iter()
             .map(|(rule, n)| (rule.clone(), (*n).into()))
@@ -562,18 +572,27 @@ impl AlertsPlan {
                 rfc3339_secs(t)
             ),
         );
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "as_of": rfc3339_secs(t),
             "raised_by_rule": by_rule_json,
             "raised": raised_rows,
             "last_24h": recent,
             "delta_version": version,
         });
+        if !receivers.is_empty() {
+            let ids: Vec<&str> = recent
+                .iter()
+                .filter_map(|a| a["alert_id"].as_str())
+                .collect();
+            doc["receivers"] = receivers.iter().map(|r| r.name.clone()).collect();
+            doc["deliveries"] = states_of(&delivered, &ids);
+        }
         put_json(store, LATEST_KEY, &doc).await?;
         Ok(AlertsMetrics {
             raised_by_rule: by_rule,
             raised: raised_rows.len(),
             compacted,
+            deliveries: delivered.metrics,
         })
     }
 }
@@ -587,6 +606,9 @@ pub struct AlertsMetrics {
     pub raised: usize,
     /// The hourly compaction of the last day, if one ran (`null` otherwise).
     pub compacted: Option<Compacted>,
+    /// Delivery by receiver: sent, failed, pending, expired (absent without receivers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deliveries: BTreeMap<String, ReceiverMetrics>,
 }
 
 /// The operation of `alerts`: opens the unified tables and the alerts table, plans
@@ -595,6 +617,7 @@ pub struct AlertsBuilder<'a> {
     store: &'a Store,
     logical_date: DateTime<Utc>,
     log: Option<&'a TaskLog>,
+    receivers: &'a [ReceiverConfig],
 }
 
 impl<'a> AlertsBuilder<'a> {
@@ -604,7 +627,13 @@ impl<'a> AlertsBuilder<'a> {
             store,
             logical_date,
             log: None,
+            receivers: &[],
         }
+    }
+
+    /// Delivers the new alerts to `receivers` ([`super::deliver`]).
+    pub fn with_receivers(self, receivers: &'a [ReceiverConfig]) -> AlertsBuilder<'a> {
+        AlertsBuilder { receivers, ..self }
     }
 
     /// Writes what the run does to `log`.
@@ -628,7 +657,7 @@ impl<'a> AlertsBuilder<'a> {
             .await
             .map_err(Error::delta(ALERTS_PATH))?;
         AlertsPlan::new(self.logical_date, &present)
-            .execute(self.store, &df_ctx, existing, self.log)
+            .execute(self.store, &df_ctx, existing, self.receivers, self.log)
             .await
     }
 }
@@ -650,6 +679,7 @@ impl TaskBody for Alerts {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
         let metrics = AlertsBuilder::new(&ctx.store, ctx.logical_date)
             .with_log(&ctx.log)
+            .with_receivers(&ctx.params.receivers)
             .await?;
         output(&metrics)
     }
@@ -994,6 +1024,7 @@ mod tests {
             ]),
             raised: 2,
             compacted: None,
+            deliveries: BTreeMap::new(),
         };
         let mut by_rule = serde_json::Map::new();
         by_rule.insert("fraud_transaction".into(), 2usize.into());

@@ -56,6 +56,12 @@ pub enum Error {
     Evolve {
         source: Box<crate::layers::evolve::Error>,
     },
+    /// Delivering alerts to the receivers could not go on (the lake, not a receiver).
+    #[error("{source}")]
+    Deliver {
+        #[from]
+        source: super::deliver::Error,
+    },
     /// Alert rows without a column every alert has.
     #[error("alerts have no column {column}")]
     NoAlertColumn { column: String },
@@ -113,7 +119,8 @@ impl Retryable for Error {
             Error::Store { .. }
             | Error::Delta { .. }
             | Error::DataFusion { .. }
-            | Error::Batch { .. } => true,
+            | Error::Batch { .. }
+            | Error::Deliver { .. } => true,
             Error::Arrow { .. }
             | Error::Json { .. }
             | Error::NoAlertColumn { .. }

@@ -6,6 +6,7 @@
 //!   time, as Delta snapshots under `serving/dashboards/` and JSON documents ([`dashboards`]).
 //! - `alerts` raises fraud, API and IoT alerts, each once, into `serving/alerts/history` and
 //!   `serving/alerts/latest.json` ([`alerts`]).
+//!   New alerts are then delivered to the configured webhook receivers ([`deliver`]).
 //! - `analytics` keeps per stream and date figures and the per-domain master summary
 //!   ([`analytics`]).
 //!
@@ -16,6 +17,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod dag;
 pub mod dashboards;
+pub mod deliver;
 pub mod error;
 pub mod unified;
 
