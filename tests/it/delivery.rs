@@ -217,6 +217,16 @@ fn alerts_reach_the_receivers_and_an_outage_delays_them_without_losing_any() {
         pending["alerts"].as_array().unwrap().len(),
         raised_in_outage
     );
+    // The task log says which receiver failed and why.
+    let logs: String = files_under(&t.lake())
+        .iter()
+        .filter(|f| f.starts_with("logs/4-serving_layer_merge/") && f.contains("/alerts/"))
+        .map(|f| std::fs::read_to_string(t.lake().join(f)).unwrap())
+        .collect();
+    assert!(
+        logs.contains("receiver ops: ") && logs.contains("HTTP 503"),
+        "{logs}"
+    );
     let failed = r.posts().iter().filter(|g| g.status == 503).count();
     assert!(failed >= 6 * 3, "each run tried 3 times: {failed}");
     let doc: serde_json::Value = serde_json::from_slice(
