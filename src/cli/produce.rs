@@ -60,9 +60,7 @@ pub(super) async fn produce(
     json: bool,
 ) -> anyhow::Result<()> {
     let Some(streams) = streams_named(&p.stream) else {
-        let generated: Vec<&str> = crate::sources::stream::all_streams()
-            .iter()
-            .filter(|s| s.generate.is_some())
+        let generated: Vec<&str> = crate::sources::stream::generated_streams()
             .map(|s| s.name)
             .collect();
         match crate::sources::stream::stream_by_name(&p.stream) {

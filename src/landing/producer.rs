@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::sources::stream::{StreamSpec, all_streams, generate_interval};
+use crate::sources::stream::{StreamSpec, generate_interval, generated_streams};
 
 /// Attempts of one request before it counts as failed.
 const MAX_ATTEMPTS: u32 = 8;
@@ -250,17 +250,11 @@ impl IntoFuture for ProduceBuilder {
 
 /// The streams named by `name` that have a generator: one, or `all` of them.
 pub fn streams_named(name: &str) -> Option<Vec<&'static StreamSpec>> {
-    let generated = all_streams()
-        .iter()
-        .copied()
-        .filter(|s| s.generate.is_some());
+    let mut generated = generated_streams();
     if name == "all" {
         return Some(generated.collect());
     }
-    generated
-        .into_iter()
-        .find(|s| s.name == name)
-        .map(|s| vec![s])
+    generated.find(|s| s.name == name).map(|s| vec![s])
 }
 
 async fn run(opts: ProduceOptions) -> Result<ProduceMetrics, Error> {

@@ -207,6 +207,15 @@ pub fn all_streams() -> &'static [&'static StreamSpec] {
     crate::pipeline::active().streams
 }
 
+/// The streams of the active pipeline that have a generator, in DAG order: the ones with a
+/// synthetic ingest DAG and that `produce` can send.
+pub fn generated_streams() -> impl Iterator<Item = &'static StreamSpec> {
+    all_streams()
+        .iter()
+        .copied()
+        .filter(|s| s.generate.is_some())
+}
+
 /// Looks up a stream of the active pipeline by name.
 pub fn stream_by_name(name: &str) -> Option<&'static StreamSpec> {
     all_streams().iter().copied().find(|s| s.name == name)

@@ -182,6 +182,19 @@ fn landed(t: &TestCommand) -> Vec<String> {
         .collect()
 }
 
+/// The records (lines) of every speed-layer object.
+fn landed_records(t: &TestCommand) -> usize {
+    landed(t)
+        .iter()
+        .map(|k| {
+            std::fs::read_to_string(t.lake().join(k))
+                .unwrap()
+                .lines()
+                .count()
+        })
+        .sum()
+}
+
 fn write(t: &TestCommand, name: &str, body: &[u8]) -> std::path::PathBuf {
     let p = t.path().join(name);
     std::fs::write(&p, body).unwrap();
@@ -381,16 +394,7 @@ fn ingest_acknowledged_records_survive_kill_9_and_idempotent_retries_land_nothin
         assert_eq!(r.json()["accepted"], first.json()["accepted"]);
     }
     assert_eq!(landed(&t), before);
-    let total: usize = landed(&t)
-        .iter()
-        .map(|k| {
-            std::fs::read_to_string(t.lake().join(k))
-                .unwrap()
-                .lines()
-                .count()
-        })
-        .sum();
-    assert_eq!(total, 4);
+    assert_eq!(landed_records(&t), 4);
 }
 
 /// The first non-loopback IPv4 address of this machine, if any.
@@ -662,16 +666,7 @@ fn produce_sends_generated_events_and_counts_the_answers() {
     assert_eq!(m["failed"], 0, "{m}");
     assert_eq!(m["unreadable"], 0, "{m}");
     assert_eq!(m["statuses"]["200"], m["requests"], "{m}");
-    let landed: usize = landed(&t)
-        .iter()
-        .map(|k| {
-            std::fs::read_to_string(t.lake().join(k))
-                .unwrap()
-                .lines()
-                .count()
-        })
-        .sum();
-    assert_eq!(landed, 1200);
+    assert_eq!(landed_records(&t), 1200);
     // A stream that does not exist is refused before anything is sent.
     let bad = t.run(&["produce", "nope", "--url", &server.base, "--count", "1"]);
     bad.assert_exit_code(1);

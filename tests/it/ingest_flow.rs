@@ -10,7 +10,7 @@ use std::path::Path;
 use chrono::{Duration, DurationRound as _, Utc};
 
 use crate::ingest::{NDJSON, post};
-use crate::util::{TestCommand, python, query_rows, rfc, serving};
+use crate::util::{TestCommand, python, query_rows, rfc, run_dag_at, serving};
 
 /// Every line of the speed-layer objects of `stream` in `lake`, by key.
 fn landed_lines(lake: &Path, stream: &str) -> Vec<String> {
@@ -177,18 +177,7 @@ print(json.dumps(r.json()))
             ("4-serving_layer_merge", serving_at),
             ("3-batch_etl_all_streams", batch_at),
         ] {
-            t.run(&[
-                "--lake",
-                lake,
-                "dags",
-                "backfill",
-                dag,
-                "--from",
-                &rfc(at),
-                "--to",
-                &rfc(at),
-            ])
-            .assert_exit_code(0);
+            run_dag_at(&t, lake, dag, at);
         }
     }
     let tables = delta_tables(&generated);

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 
 use crate::ingest::{NDJSON, post};
-use crate::util::{TestCommand, query_rows, rfc, serving};
+use crate::util::{TestCommand, query_rows, rfc, run_dag_at, serving};
 
 /// The README's example: a user's order events.
 pub const ORDERS: &str = r#"
@@ -206,18 +206,7 @@ fn a_declared_stream_flows_from_curl_to_every_layer_and_is_queryable() {
         ("4-serving_layer_merge", serving_at),
         ("3-batch_etl_all_streams", batch_at),
     ] {
-        t.run(&[
-            "--lake",
-            "lake",
-            "dags",
-            "backfill",
-            dag,
-            "--from",
-            &rfc(at),
-            "--to",
-            &rfc(at),
-        ])
-        .assert_exit_code(0);
+        run_dag_at(&t, "lake", dag, at);
     }
     let q = |sql: &str| query_rows(&t, "lake", sql);
 

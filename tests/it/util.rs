@@ -296,3 +296,19 @@ pub fn serving(t: &TestCommand, args: &[&str]) -> (Killed, String) {
 pub fn rfc(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// Runs the one DAG run of `dag` at `at` in `lake` (`dags backfill` over the instant).
+pub fn run_dag_at(t: &TestCommand, lake: &str, dag: &str, at: chrono::DateTime<chrono::Utc>) {
+    t.run(&[
+        "--lake",
+        lake,
+        "dags",
+        "backfill",
+        dag,
+        "--from",
+        &rfc(at),
+        "--to",
+        &rfc(at),
+    ])
+    .assert_exit_code(0);
+}

@@ -76,6 +76,14 @@ pub fn records<'a>(text: &'a [u8], field: &'a str) -> impl Iterator<Item = Recor
 }
 
 fn split_line<'a>(line: &'a [u8], field: &str) -> Vec<Record<'a>> {
+    // The common line, one JSON object, is read once, for its event time.
+    if let Ok(t) = event_time(line, field) {
+        return vec![Record {
+            bytes: line,
+            event_time: t,
+            is_object: true,
+        }];
+    }
     let mut out = Vec::with_capacity(1);
     let mut values =
         serde_json::Deserializer::from_slice(line).into_iter::<serde::de::IgnoredAny>();

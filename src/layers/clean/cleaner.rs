@@ -12,6 +12,7 @@ use deltalake::arrow::array::{
     ListBuilder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::physical_plan::PhysicalExpr;
 
@@ -403,6 +404,7 @@ impl Cleaner {
             .as_ref()
             .map_err(|e| DataFusionError::Plan(e.clone()))?;
         if !rules.is_empty() && clean.num_rows() > 0 {
+            let options = FormatOptions::default().with_null("null");
             let mut kept = vec![true; clean.num_rows()];
             for r in rules {
                 let verdict = r.expr.evaluate(&clean)?.into_array(clean.num_rows())?;
@@ -412,33 +414,41 @@ impl Cleaner {
                         r.rule.name, r.rule.sql
                     ))
                 })?;
+                // The columns the rule reads, formatted once its first row breaks it.
+                let mut shown: Option<Shown<'_>> = None;
+                let mut broken = 0u64;
                 for (j, keep_row) in kept.iter_mut().enumerate() {
                     // False breaks the rule; null does not (as a SQL CHECK constraint).
                     if !*keep_row || !verdict.is_valid(j) || verdict.value(j) {
                         continue;
                     }
-                    let shown = show_columns(&clean, &r.reads, j)?;
-                    match r.rule.action {
-                        Action::Warn => {
-                            *local.warnings.entry(r.rule.name.to_string()).or_default() += 1;
-                        }
-                        Action::Fail => {
-                            let i = keep[j] as usize;
-                            return Err(fail(&lineage, i, r.rule.name.to_string(), shown));
-                        }
-                        Action::Drop => {
-                            *keep_row = false;
-                            local.clean -= 1;
-                            *local
-                                .quarantined
-                                .entry(r.rule.name.to_string())
-                                .or_default() += 1;
-                            bad.push(keep[j]);
-                            rule.append_value(r.rule.name);
-                            value.append_value(&shown);
-                            raws.append_value(raw.value(keep[j] as usize));
-                        }
+                    broken += 1;
+                    if r.rule.action == Action::Warn {
+                        continue;
                     }
+                    if shown.is_none() {
+                        shown = Some(Shown::new(&clean, &r.reads, &options)?);
+                    }
+                    let text = shown.as_ref().map(|s| s.row(j)).unwrap_or_default();
+                    if r.rule.action == Action::Fail {
+                        let i = keep[j] as usize;
+                        return Err(fail(&lineage, i, r.rule.name.to_string(), text));
+                    }
+                    *keep_row = false;
+                    bad.push(keep[j]);
+                    rule.append_value(r.rule.name);
+                    value.append_value(&text);
+                    raws.append_value(raw.value(keep[j] as usize));
+                }
+                if broken > 0 {
+                    let counter = match r.rule.action {
+                        Action::Warn => &mut local.warnings,
+                        _ => {
+                            local.clean -= broken;
+                            &mut local.quarantined
+                        }
+                    };
+                    *counter.entry(r.rule.name.to_string()).or_default() += broken;
                 }
             }
             if kept.iter().any(|k| !k) {
@@ -488,16 +498,37 @@ fn fail(lineage: &[ArrayRef], i: usize, rule: String, value: String) -> DataFusi
     }))
 }
 
-/// `name=value, …` of the columns `reads` in row `j` (what a broken SQL expectation reports).
-fn show_columns(b: &RecordBatch, reads: &[usize], j: usize) -> Result<String, DataFusionError> {
-    use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default().with_null("null");
-    let mut parts = Vec::with_capacity(reads.len());
-    for &c in reads {
-        let f = ArrayFormatter::try_new(b.column(c).as_ref(), &options)?;
-        parts.push(format!("{}={}", b.schema().field(c).name(), f.value(j)));
+/// The columns a SQL expectation reads, as its quarantine `value` shows them.
+struct Shown<'a> {
+    columns: Vec<(&'a str, ArrayFormatter<'a>)>,
+}
+
+impl<'a> Shown<'a> {
+    /// Formatters of the columns `reads` of `b`.
+    fn new(
+        b: &'a RecordBatch,
+        reads: &[usize],
+        options: &'a FormatOptions<'a>,
+    ) -> Result<Shown<'a>, DataFusionError> {
+        let columns = reads
+            .iter()
+            .map(|&c| {
+                let f = ArrayFormatter::try_new(b.column(c).as_ref(), options)?;
+                Ok((b.schema_ref().field(c).name().as_str(), f))
+            })
+            .collect::<Result<_, DataFusionError>>()?;
+        Ok(Shown { columns })
     }
-    Ok(parts.join(", "))
+
+    /// `name=value, …` of row `j`.
+    fn row(&self, j: usize) -> String {
+        let parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, f)| format!("{name}={}", f.value(j)))
+            .collect();
+        parts.join(", ")
+    }
 }
 
 /// An Arrow column being built from checked values of one field.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::scheduler::{Dag, Schedule, TaskPolicy};
-use crate::sources::stream::all_streams;
+use crate::sources::stream::generated_streams;
 
 /// Ingest tasks must finish well inside their 5-minute interval.
 const POLICY: TaskPolicy = TaskPolicy::new(3, 10, 120, 240);
@@ -17,9 +17,7 @@ pub fn dag_id(stream: &str) -> String {
 /// The ingest DAGs with their bodies: one per stream with a generator (a declared stream
 /// without one takes its events from the ingest API and inboxes only).
 pub fn dags() -> Result<Vec<Dag>, String> {
-    all_streams()
-        .iter()
-        .filter(|spec| spec.generate.is_some())
+    generated_streams()
         .map(|spec| {
             let s = spec.name;
             Ok(Dag::new(
