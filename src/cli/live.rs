@@ -7,6 +7,7 @@ use super::{UiArgs, UpArgs, Which, bind_ui, options, report, sched, shutdown_on_
 use crate::clock::SystemClock;
 use crate::config::ValidatedConfig;
 use crate::landing::{self, StreamOptions};
+use crate::layers::serving::live::LiveServing;
 
 /// Longest wait at shutdown for the web server's requests in flight (an ingest request is
 /// answered once its batch, flushed at once when stopping, is landed).
@@ -107,6 +108,21 @@ async fn services(
         generators: streamers.is_some(),
     };
     let inboxes = landing::inbox::run_live(config, &store, rx.clone());
+    // Serving runs on every landing too (at most every second), in the process that holds the
+    // scheduler's lease: the one writer of the serving layer.
+    let live_serving = async {
+        match (&scheduler, &lease) {
+            (Some(_), Some(_)) => {
+                let mut live =
+                    LiveServing::new(store.clone()).with_receivers(config.config.receivers.clone());
+                if let Some(d) = crate::pipeline::dag(crate::layers::serving::DAG_ID) {
+                    live = live.with_schedule(d.schedule.clone());
+                }
+                Some(live.run(rx.clone()).await)
+            }
+            _ => None,
+        }
+    };
     let scheduler = async {
         match (&scheduler, &lease) {
             (Some(s), Some(lease)) => s.live(lease, live, rx.clone()).await.map(Some),
@@ -127,8 +143,8 @@ async fn services(
     let stopped = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let (sched_res, landing_res, inbox_res, ()) =
-        tokio::join!(scheduler, landing, inboxes, stopped);
+    let (sched_res, landing_res, inbox_res, live_res, ()) =
+        tokio::join!(scheduler, landing, inboxes, live_serving, stopped);
     // Ingest requests in flight are answered (their batches flushed at once) before exit.
     if let Some(web) = web_task {
         let _ = tx.send(true);
@@ -150,6 +166,12 @@ async fn services(
     }
     if let Some(summary) = sched_res? {
         eprintln!("scheduler: {}", summary.line());
+    }
+    if let Some(m) = live_res {
+        eprintln!(
+            "live serving: {} run(s), {} with nothing new, {} failed",
+            m.runs, m.idle, m.failed
+        );
     }
     Ok(())
 }

@@ -116,7 +116,9 @@ fn plant_late_file(t: &TestCommand) {
 
 #[test]
 fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their_windows() {
-    let t = TestCommand::new();
+    // Every serving run also evaluates the declared SQL over the Delta tables and fails if the
+    // incremental windows gave any other row (the differential check).
+    let t = TestCommand::new().env("LAKEPIPE_SERVING_VERIFY", "1");
     let lake = t.lake();
     let l = lake.to_str().unwrap();
     let sim = |from: &str, to: &str| {
@@ -435,13 +437,47 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
             }
         }
     }
+
+    // The differential check ran in every serving run — in a process's first run (windows
+    // rebuilt from the tables), in later ones (windows advanced by the new commits only), right
+    // after the batch run, and after the late file — and every run succeeded, so the
+    // incremental path gave the rows of the declared SQL at each of those logical times.
+    let runs_dir = lake.join("logs/4-serving_layer_merge");
+    let mut how: BTreeMap<String, String> = BTreeMap::new();
+    let mut checked = 0;
+    for run in std::fs::read_dir(&runs_dir).unwrap() {
+        let run = run.unwrap().file_name().into_string().unwrap();
+        for task in ["dashboards", "alerts"] {
+            let log = std::fs::read_to_string(runs_dir.join(&run).join(task).join("attempt=1.log"))
+                .unwrap();
+            assert!(log.contains("verified: "), "{run} {task}: {log}");
+            checked += 1;
+            // Dashboards and alerts run side by side: whichever comes first advances the
+            // window, the other finds it current.
+            let line = log
+                .lines()
+                .find(|l| l.contains("window of api_logs: "))
+                .unwrap_or_else(|| panic!("{run}: {log}"));
+            how.entry(run.clone()).or_default().push_str(line);
+        }
+    }
+    assert!(checked >= 2 * 32, "{checked}");
+    let runs_with = |what: &str| how.iter().filter(|(_, l)| l.contains(what)).count();
+    // Each simulate or backfill is a new process: its first run rebuilds, the others advance.
+    assert!(runs_with("rebuilt from the table") <= 4, "{how:#?}");
+    assert!(runs_with("advanced by the new commits") >= 25, "{how:#?}");
+    assert!(
+        how["20260202T021000Z"].contains("advanced by the new commits"),
+        "after the batch run: {how:#?}"
+    );
 }
 
 #[tokio::test]
 async fn unified_tables_on_moto_hold_each_event_once_across_a_batch_run() {
     let server = s3_server("LAKEPIPE_TEST_MOTO");
     let bucket = server.new_bucket("serving").await;
-    let t = server.apply(TestCommand::new());
+    // The windows read from S3 too, checked against the Delta tables in every run.
+    let t = server.apply(TestCommand::new().env("LAKEPIPE_SERVING_VERIFY", "1"));
     let lake = format!("s3://{bucket}/lake");
     t.run(&[
         "--lake",
@@ -541,4 +577,112 @@ print(json.dumps({
     assert!(v["s3_gets"][0].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["grid_page"], true);
     drop(ui);
+}
+
+/// `n` api_logs events of `endpoint` with event time `t`, ids `<tag>-<i>`, as NDJSON.
+fn api_events(tag: &str, endpoint: &str, t: chrono::DateTime<chrono::Utc>, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"log_id\":\"{tag}-{i}\",\"event_time\":\"{}\",\"request_id\":\"r\",\"method\":\"GET\",\"endpoint\":\"{endpoint}\",\"status_code\":200,\"response_time_ms\":10.0,\"client_ip\":\"10.0.0.1\",\"user_agent\":\"ua\",\"region\":\"us-east-1\",\"api_key_id\":\"k\",\"bytes_sent\":1,\"bytes_received\":1}}\n",
+                crate::util::rfc(t)
+            )
+        })
+        .collect()
+}
+
+/// GETs `url` with curl; its JSON body.
+fn get_json(url: &str) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-f", url])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn serve_runs_serving_on_each_landing_and_every_answer_carries_its_watermark() {
+    use crate::ingest::{NDJSON, post};
+    let t = TestCommand::new();
+    let lake = t.lake();
+    let (_server, base) = crate::util::serving(
+        &t,
+        &[
+            "--lake",
+            lake.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    // One of the declared endpoints (the others are quarantined); no generator runs under serve.
+    let endpoint = "/api/v1/cart";
+    let dashboard = format!("{base}/api/dashboards/api_health_1h");
+    // Waits (up to two minutes, so that a broken build fails instead of hanging) for the
+    // dashboard to count `n` requests of the endpoint; returns the document.
+    let wait_for = |n: u64| -> serde_json::Value {
+        let mut doc = serde_json::Value::Null;
+        for _ in 0..1200 {
+            doc = get_json(&dashboard);
+            let count = doc["rows"].as_array().and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["endpoint"] == endpoint)
+                    .and_then(|r| r["request_count"].as_u64())
+            });
+            if count == Some(n) {
+                return doc;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the dashboard never counted {n} requests of {endpoint}: {doc}");
+    };
+    let mut objects = Vec::new();
+    for (round, n) in [(0, 40u64), (1, 80)] {
+        let body = t.path().join(format!("live-{round}.ndjson"));
+        std::fs::write(
+            &body,
+            api_events(&format!("live{round}"), endpoint, chrono::Utc::now(), 40),
+        )
+        .unwrap();
+        let reply = post(&format!("{base}/ingest/api_logs"), &body, &[NDJSON]);
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let acked: Vec<String> = reply.json()["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap().to_string())
+            .collect();
+        objects.extend(acked.clone());
+        let doc = wait_for(n);
+        // A live run served them: the scheduler has no run at that logical time.
+        let as_of = doc["as_of"].as_str().unwrap().replace(['-', ':'], "");
+        assert!(
+            !lake
+                .join("_lakepipe/runs/4-serving_layer_merge")
+                .join(&as_of)
+                .exists(),
+            "{as_of} is a scheduled run"
+        );
+        let mark = &doc["watermark"];
+        assert_eq!(mark["logical_time"], doc["as_of"], "{doc}");
+        let newest = mark["streams"]["api_logs"]["newest_object"]
+            .as_str()
+            .unwrap();
+        assert!(acked.iter().any(|o| o == newest), "{newest} of {acked:?}");
+        assert!(
+            mark["streams"]["api_logs"]["unified_version"]
+                .as_u64()
+                .is_some()
+        );
+        assert!(mark["newest_landed"].as_str().is_some(), "{doc}");
+    }
+    // The alerts document carries a watermark too.
+    let alerts = get_json(&format!("{base}/api/alerts"));
+    assert!(alerts.to_string().contains("\"watermark\""), "{alerts}");
+    // Live runs leave no run records of their own: the scheduler's are at its 10-minute slots.
+    let runs = lake.join("_lakepipe/runs/4-serving_layer_merge");
+    for r in std::fs::read_dir(&runs).into_iter().flatten() {
+        let name = r.unwrap().file_name().into_string().unwrap();
+        assert!(name.ends_with("000Z"), "{name}");
+    }
 }

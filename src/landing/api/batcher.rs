@@ -282,7 +282,10 @@ async fn write_object(
             .put_new_durable(&key, body.clone(), &attrs(stream, o.lines))
             .await
         {
-            Ok(WriteOutcome::Created | WriteOutcome::AlreadyPresent) => return Ok(key),
+            Ok(WriteOutcome::Created | WriteOutcome::AlreadyPresent) => {
+                crate::layers::speed::signal::landed();
+                return Ok(key);
+            }
             Err(crate::store::Error::Conflict { .. }) if !o.keyed => {
                 key = landed_key(stream, o.partition, landed, &writer.next_tag());
             }

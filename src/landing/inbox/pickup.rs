@@ -380,6 +380,7 @@ impl InboxPickup {
                 WriteOutcome::Created => m.objects += 1,
                 WriteOutcome::AlreadyPresent => m.already_present += 1,
             }
+            crate::layers::speed::signal::landed();
             outputs.push(out);
         }
         m.records += records_n;

@@ -31,9 +31,10 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::deliver::{DeliverBuilder, ReceiverMetrics, states_of};
+use super::window::{self, Reading};
 use super::{
     Compacted, Error, Result, collect, dates_between, json_rows, log_info, put_json, run_label,
-    ts_sql, unified_session, window_view_sql,
+    ts_sql, verify, window_view_sql,
 };
 use crate::clock::{compact, rfc3339_secs};
 use crate::config::ReceiverConfig;
@@ -220,11 +221,12 @@ fn id_sql(rule: &Rule, t: DateTime<Utc>) -> String {
     format!("concat({})", parts.join(", "))
 }
 
-/// The alerts of `rule` for the run at `t`, in [`alerts_schema`], from the view `w`; the
+/// The alerts of `rule` for the run at `t` labelled `run` (`{run}` of the id: the scheduled
+/// run, or the slot of the schedule a live run falls in), in [`alerts_schema`], from the view `w`; the
 /// severity is the SQL's `severity` column if `severity_column`, else the rule's.
-fn rule_sql(rule: &Rule, t: DateTime<Utc>, severity_column: bool) -> String {
+fn rule_sql(rule: &Rule, t: DateTime<Utc>, run: DateTime<Utc>, severity_column: bool) -> String {
     let start = t - Duration::minutes(rule.minutes);
-    let id = id_sql(rule, t);
+    let id = id_sql(rule, run);
     let severity = match severity_column {
         true => "severity".to_string(),
         false => literal(rule.severity),
@@ -380,6 +382,37 @@ struct RulePlan {
     window_sql: String,
     /// SQL of its alerts ([`rule_sql`]).
     sql: String,
+    /// The run label of its ids.
+    run: DateTime<Utc>,
+}
+
+impl RulePlan {
+    /// The rule's alerts over the window of `ctx`'s `unified_<stream>`, in the alerts' schema.
+    async fn alerts(&self, ctx: &SessionContext, t: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
+        let rule = &self.rule;
+        ctx.sql(&self.window_sql)
+            .await
+            .map_err(Error::datafusion(format!("the window of {}", rule.name)))?;
+        // A rule whose SQL gives no `severity` column raises alerts of its declared one.
+        let severity_column = ctx
+            .sql(&format!("SELECT * FROM ({}) LIMIT 0", rule.sql))
+            .await
+            .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?
+            .schema()
+            .has_column_with_unqualified_name("severity");
+        let sql = match severity_column {
+            true => self.sql.clone(),
+            false => rule_sql(rule, t, self.run, false),
+        };
+        let (_, batches) = collect(
+            ctx.sql(&sql)
+                .await
+                .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?,
+        )
+        .await?;
+        let schema = alerts_schema();
+        batches.iter().map(|b| conform(b, &schema)).collect()
+    }
 }
 
 /// A run of `alerts`, decided without I/O from the unified tables that exist.
@@ -398,8 +431,9 @@ struct AlertsPlan {
 }
 
 impl AlertsPlan {
-    /// Plans the run at `t`, `present` naming the streams with a unified table.
-    fn new(t: DateTime<Utc>, present: &[&str]) -> AlertsPlan {
+    /// Plans the run at `t`, labelled `run` in the ids, `present` naming the streams with a
+    /// unified table.
+    fn new(t: DateTime<Utc>, run: DateTime<Utc>, present: &[&str]) -> AlertsPlan {
         // Ids raised in the last day: an event leaves every window within minutes.
         let recent_dates = dates_between(t - Duration::days(1), t + Duration::seconds(1));
         AlertsPlan {
@@ -416,10 +450,12 @@ impl AlertsPlan {
                 .map(|r| RulePlan {
                     rule: *r,
                     window_sql: window_view_sql("w", r.stream, t - Duration::minutes(r.minutes), t),
-                    sql: rule_sql(r, t, true),
+                    sql: rule_sql(r, t, run, true),
+                    run,
                 })
                 .collect(),
-            compact: t.minute() == 0,
+            // On the hour (a live run between scheduled ones leaves it to them).
+            compact: t.minute() == 0 && t.second() == 0,
         }
     }
 
@@ -428,12 +464,14 @@ impl AlertsPlan {
     async fn execute(
         self,
         store: &Store,
-        df_ctx: &SessionContext,
+        reading: &Reading,
         existing: Option<deltalake::DeltaTable>,
         receivers: &[ReceiverConfig],
         log: Option<&TaskLog>,
     ) -> Result<AlertsMetrics> {
         let t = self.t;
+        let df_ctx = &reading.ctx;
+        let reference = reading.reference.as_ref();
         let mut known: HashSet<String> = HashSet::new();
         if let Some(table) = &existing {
             register_delta(df_ctx, "alerts", table)
@@ -453,40 +491,17 @@ impl AlertsPlan {
                 }
             }
         }
-        let schema = alerts_schema();
         let mut new_batches = Vec::new();
         let mut by_rule = BTreeMap::new();
-        for RulePlan {
-            rule,
-            window_sql,
-            sql,
-        } in &self.rules
-        {
-            df_ctx
-                .sql(window_sql)
-                .await
-                .map_err(Error::datafusion(format!("the window of {}", rule.name)))?;
-            // A rule whose SQL gives no `severity` column raises alerts of its declared one.
-            let severity_column = df_ctx
-                .sql(&format!("SELECT * FROM ({}) LIMIT 0", rule.sql))
-                .await
-                .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?
-                .schema()
-                .has_column_with_unqualified_name("severity");
-            let sql = match severity_column {
-                true => sql.clone(),
-                false => rule_sql(rule, t, false),
-            };
-            let (_, batches) = collect(
-                df_ctx
-                    .sql(&sql)
-                    .await
-                    .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?,
-            )
-            .await?;
+        for rp in &self.rules {
+            let rule = &rp.rule;
+            let batches = rp.alerts(df_ctx, t).await?;
+            if let Some(reference) = reference {
+                let expected = rp.alerts(reference, t).await?;
+                verify::same_rows(rule.name, &json_rows(&batches)?, &json_rows(&expected)?)?;
+            }
             let mut raised = 0usize;
             for b in batches {
-                let b = conform(&b, &schema)?;
                 let ids = b
                     .column(0)
                     .as_any()
@@ -503,6 +518,15 @@ impl AlertsPlan {
                 }
             }
             by_rule.insert(rule.name.to_string(), raised);
+        }
+        if reference.is_some() {
+            log_info(
+                log,
+                format!(
+                    "verified: {} rule(s) equal to their SQL over the unified tables",
+                    self.rules.len()
+                ),
+            );
         }
         let raised_rows = json_rows(&new_batches)?;
         // Into the receivers' pending sets before the append: a kill after it loses none.
@@ -577,6 +601,7 @@ impl AlertsPlan {
             "raised_by_rule": by_rule_json,
             "raised": raised_rows,
             "last_24h": recent,
+            "watermark": reading.watermark.json(),
             "delta_version": version,
         });
         if !receivers.is_empty() {
@@ -618,6 +643,7 @@ pub struct AlertsBuilder<'a> {
     logical_date: DateTime<Utc>,
     log: Option<&'a TaskLog>,
     receivers: &'a [ReceiverConfig],
+    run: Option<DateTime<Utc>>,
 }
 
 impl<'a> AlertsBuilder<'a> {
@@ -628,6 +654,17 @@ impl<'a> AlertsBuilder<'a> {
             logical_date,
             log: None,
             receivers: &[],
+            run: None,
+        }
+    }
+
+    /// Labels the ids' `{run}` with `run` rather than the logical date: a live run labels its
+    /// alerts with the slot of the serving schedule it falls in, so that a condition rule alerts
+    /// once per slot, as the scheduled runs do, not once per live tick.
+    pub fn with_run_label(self, run: DateTime<Utc>) -> AlertsBuilder<'a> {
+        AlertsBuilder {
+            run: Some(run),
+            ..self
         }
     }
 
@@ -645,20 +682,25 @@ impl<'a> AlertsBuilder<'a> {
     }
 
     async fn run(self) -> Result<AlertsMetrics> {
+        let _turn = super::exclusive(self.store, "alerts").await;
         let streams: Vec<&'static str> = crate::pipeline::active()
             .rules
             .iter()
             .map(|r| r.stream)
             .collect();
-        let (df_ctx, present) = unified_session(self.store, &streams).await?;
+        let reading = window::reading(self.store, &streams, self.logical_date, self.log).await?;
         let existing = self
             .store
             .delta_table(ALERTS_PATH)
             .await
             .map_err(Error::delta(ALERTS_PATH))?;
-        AlertsPlan::new(self.logical_date, &present)
-            .execute(self.store, &df_ctx, existing, self.receivers, self.log)
-            .await
+        AlertsPlan::new(
+            self.logical_date,
+            self.run.unwrap_or(self.logical_date),
+            &reading.present,
+        )
+        .execute(self.store, &reading, existing, self.receivers, self.log)
+        .await
     }
 }
 
@@ -706,9 +748,14 @@ mod tests {
         let table = MemTable::try_new(w.schema(), vec![vec![w]]).unwrap();
         ctx.register_table("w", Arc::new(table)).unwrap();
         let (_, batches) = collect(
-            ctx.sql(&rule_sql(rule, parse_utc(t).unwrap(), true))
-                .await
-                .unwrap(),
+            ctx.sql(&rule_sql(
+                rule,
+                parse_utc(t).unwrap(),
+                parse_utc(t).unwrap(),
+                true,
+            ))
+            .await
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -989,7 +1036,7 @@ mod tests {
     #[test]
     fn a_run_is_planned_without_the_lake() {
         let t = parse_utc("2026-02-02T01:00:00Z").unwrap();
-        let plan = AlertsPlan::new(t, &["api_logs"]);
+        let plan = AlertsPlan::new(t, t, &["api_logs"]);
         assert_eq!(plan.recent_dates, ["2026-02-01", "2026-02-02"]);
         assert_eq!(
             plan.known_sql,
@@ -1011,8 +1058,8 @@ mod tests {
                 .contains("concat('api_error_rate:', subject, ':20260202T010000Z') AS alert_id")
         );
         assert!(plan.compact);
-        assert!(!AlertsPlan::new(t + Duration::minutes(10), &[]).compact);
-        assert!(AlertsPlan::new(t, &[]).rules.is_empty());
+        assert!(!AlertsPlan::new(t + Duration::minutes(10), t, &[]).compact);
+        assert!(AlertsPlan::new(t, t, &[]).rules.is_empty());
     }
 
     #[test]

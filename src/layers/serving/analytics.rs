@@ -7,14 +7,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::IntoFuture;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{
     Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, run_label, ts_sql,
-    unified_session,
+    unified_session, verify, window,
 };
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::table_path;
@@ -67,6 +70,16 @@ fn master_summary_sql(t: DateTime<Utc>) -> String {
     )
 }
 
+/// Where a run reads the figures of the unified tables from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The tables themselves, registered as `unified_<stream>` (the first run).
+    Table,
+    /// The windows' figures per date ([`window::date_figures`]), registered as
+    /// `figures_<stream>`.
+    Figures,
+}
+
 /// A run of `analytics`, decided without I/O from the unified tables that exist and the dates
 /// to recompute.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,8 +106,8 @@ impl AnalyticsPlan {
     }
 
     /// SQL of the recomputed figures of [`Self::streams`], `quarantined[i]` saying whether
-    /// stream i has a quarantine table (registered as `quarantine_<stream>`).
-    fn stream_dates_sql(&self, quarantined: &[bool]) -> String {
+    /// stream i has a quarantine table (registered as `quarantine_<stream>`), from `source`.
+    fn stream_dates_sql(&self, quarantined: &[bool], source: Source) -> String {
         let filter = sql::in_dates(&self.dates);
         let mut parts = Vec::new();
         for (s, has_quarantine) in self.streams.iter().zip(quarantined) {
@@ -106,14 +119,22 @@ impl AnalyticsPlan {
                 "SELECT CAST(NULL AS VARCHAR) AS date, CAST(0 AS BIGINT) AS n WHERE false"
                     .to_string()
             };
+            let u = match source {
+                Source::Table => format!(
+                    "SELECT CAST(date AS VARCHAR) AS date, count(*) AS events,
+                       sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS from_batch,
+                       sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS from_speed,
+                       max(event_time) AS last_event_time
+                     FROM unified_{s} WHERE {filter} GROUP BY date"
+                ),
+                Source::Figures => format!(
+                    "SELECT date, events, from_batch, from_speed, last_event_time FROM figures_{s}"
+                ),
+            };
             parts.push(format!(
                 "SELECT '{s}' AS stream, u.date, u.events, u.from_batch, u.from_speed,
                    CAST(coalesce(q.n, 0) AS BIGINT) AS quarantined, u.last_event_time
-                 FROM (SELECT CAST(date AS VARCHAR) AS date, count(*) AS events,
-                         sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS from_batch,
-                         sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS from_speed,
-                         max(event_time) AS last_event_time
-                       FROM unified_{s} WHERE {filter} GROUP BY date) u
+                 FROM ({u}) u
                  LEFT JOIN ({q}) q ON u.date = CAST(q.date AS VARCHAR)"
             ));
         }
@@ -124,11 +145,15 @@ impl AnalyticsPlan {
         )
     }
 
-    /// Recomputes the figures of the dates, then rebuilds and publishes the master summary.
+    /// Recomputes the figures of the dates from `source` (registered in `df_ctx`), then rebuilds
+    /// and publishes the master summary. With `reference`, the figures are also computed from
+    /// the unified tables registered there and must agree ([`verify`]).
     async fn execute(
         self,
         store: &Store,
         df_ctx: &SessionContext,
+        source: Source,
+        reference: Option<&SessionContext>,
         log: Option<&TaskLog>,
     ) -> Result<AnalyticsMetrics> {
         let t = self.t;
@@ -141,14 +166,43 @@ impl AnalyticsPlan {
                     .await
                     .map_err(Error::delta(&path))?;
                 if let Some(q) = &q {
-                    register_delta(df_ctx, &format!("quarantine_{s}"), q)
-                        .await
-                        .map_err(Error::datafusion(format!("registering {path}")))?;
+                    for ctx in std::iter::once(df_ctx).chain(reference) {
+                        register_delta(ctx, &format!("quarantine_{s}"), q)
+                            .await
+                            .map_err(Error::datafusion(format!("registering {path}")))?;
+                    }
                 }
                 quarantined.push(q.is_some());
             }
+            let sql = self.stream_dates_sql(&quarantined, source);
+            if let Some(reference) = reference {
+                let rows = |ctx: &SessionContext, sql: String| {
+                    let ctx = ctx.clone();
+                    async move {
+                        let (_, b) =
+                            collect(ctx.sql(&sql).await.map_err(Error::datafusion(format!(
+                                "planning {STREAM_DATES_PATH}"
+                            )))?)
+                            .await?;
+                        json_rows(&b)
+                    }
+                };
+                verify::same_rows(
+                    STREAM_DATES_PATH,
+                    &rows(df_ctx, sql.clone()).await?,
+                    &rows(
+                        reference,
+                        self.stream_dates_sql(&quarantined, Source::Table),
+                    )
+                    .await?,
+                )?;
+                log_info(
+                    log,
+                    "verified: the figures equal their SQL over the unified tables",
+                );
+            }
             let plan = df_ctx
-                .sql(&self.stream_dates_sql(&quarantined))
+                .sql(&sql)
                 .await
                 .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?
                 .into_unoptimized_plan();
@@ -261,15 +315,17 @@ impl<'a> AnalyticsBuilder<'a> {
 
     async fn run(self) -> Result<AnalyticsMetrics> {
         let store = self.store;
+        let _turn = super::exclusive(store, "analytics").await;
+        let t = self.logical_date;
         let streams: Vec<&'static str> = all_streams().iter().map(|s| s.name).collect();
-        let (df_ctx, present) = unified_session(store, &streams).await?;
         let existing = store
             .delta_table(STREAM_DATES_PATH)
             .await
             .map_err(Error::delta(STREAM_DATES_PATH))?;
-        // Dates the unified tasks changed; every date on the first run.
-        let mut dates = self.changed_dates;
         if existing.is_none() {
+            // The first run: every date of the tables, from the tables.
+            let (df_ctx, present) = unified_session(store, &streams).await?;
+            let mut dates = self.changed_dates;
             for s in &present {
                 let (_, batches) = collect(
                     df_ctx
@@ -284,9 +340,38 @@ impl<'a> AnalyticsBuilder<'a> {
                     dates.extend(r["d"].as_str().map(str::to_string));
                 }
             }
+            return AnalyticsPlan::new(t, &present, dates)
+                .execute(store, &df_ctx, Source::Table, None, self.log)
+                .await;
         }
-        AnalyticsPlan::new(self.logical_date, &present, dates)
-            .execute(store, &df_ctx, self.log)
+        // Later runs: the changed dates' figures, from the windows.
+        let dates: Vec<String> = self.changed_dates.iter().cloned().collect();
+        let df_ctx = sql::session().map_err(Error::batch)?;
+        let mut present = Vec::new();
+        if !dates.is_empty() {
+            for s in &streams {
+                if let Some(figures) = window::date_figures(store, s, t, &dates).await? {
+                    let table = MemTable::try_new(figures.schema(), vec![vec![figures]])
+                        .map_err(Error::datafusion(format!("the figures of {s}")))?;
+                    df_ctx
+                        .register_table(format!("figures_{s}"), Arc::new(table))
+                        .map_err(Error::datafusion(format!("the figures of {s}")))?;
+                    present.push(*s);
+                }
+            }
+        }
+        let reference = match verify::enabled() && !present.is_empty() {
+            true => Some(verify::reference(store, &present).await?),
+            false => None,
+        };
+        AnalyticsPlan::new(t, &present, self.changed_dates)
+            .execute(
+                store,
+                &df_ctx,
+                Source::Figures,
+                reference.as_ref(),
+                self.log,
+            )
             .await
     }
 }
@@ -340,7 +425,7 @@ mod tests {
         let plan = AnalyticsPlan::new(t, &["api_logs", "iot_sensors"], dates);
         assert_eq!(plan.dates, ["2026-02-01", "2026-02-02"]);
         assert_eq!(plan.streams, ["api_logs", "iot_sensors"]);
-        let sql = plan.stream_dates_sql(&[true, false]);
+        let sql = plan.stream_dates_sql(&[true, false], Source::Table);
         assert_eq!(sql.matches(" UNION ALL ").count(), 1);
         assert!(
             sql.contains("FROM quarantine_api_logs WHERE date IN ('2026-02-01', '2026-02-02')")

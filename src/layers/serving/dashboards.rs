@@ -15,9 +15,10 @@ use deltalake::datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::window::{self, Reading};
 use super::{
-    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, ts_sql,
-    unified_session, window_view_sql,
+    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, ts_sql, verify,
+    window_view_sql,
 };
 use crate::clock::rfc3339_secs;
 use crate::scheduler::task::{TaskLog, output};
@@ -195,13 +196,17 @@ impl DashboardsPlan {
     }
 
     /// Computes, snapshots and publishes each dashboard.
+    /// With `reference`, each dashboard is also computed over the Delta tables and must agree
+    /// ([`verify`]).
     async fn execute(
         self,
         store: &Store,
-        df_ctx: &SessionContext,
+        reading: &Reading,
         log: Option<&TaskLog>,
     ) -> Result<DashboardsMetrics> {
         let t = self.t;
+        let df_ctx = &reading.ctx;
+        let reference = reading.reference.as_ref();
         let mut out = BTreeMap::new();
         for step in self.steps {
             let p = match step {
@@ -212,20 +217,14 @@ impl DashboardsPlan {
                 Step::Publish(p) => p,
             };
             let d = p.dashboard;
-            for view in [&p.window_sql, &p.today_sql] {
-                df_ctx
-                    .sql(view)
-                    .await
-                    .map_err(Error::datafusion(format!("the windows of {}", d.name)))?;
-            }
-            let df = df_ctx
-                .sql(&p.sql)
-                .await
-                .map_err(Error::datafusion(format!("the query of {}", d.name)))?;
-            let (schema, batches) = collect(df).await?;
+            let (schema, batches) = p.compute(df_ctx).await?;
             let rows = json_rows(&batches)?;
             let n_rows = rows.len();
             let by_source = source_counts(df_ctx).await?;
+            if let Some(reference) = reference {
+                let (_, expected) = p.compute(reference).await?;
+                verify::same_rows(d.name, &rows, &json_rows(&expected)?)?;
+            }
             let version = overwrite_snapshot(store, &p.path, schema, batches, t).await?;
             let doc = serde_json::json!({
                 "name": d.name,
@@ -233,6 +232,7 @@ impl DashboardsPlan {
                 "as_of": rfc3339_secs(t),
                 "window": { "start": rfc3339_secs(p.start), "end": rfc3339_secs(t), "minutes": d.minutes },
                 "events_by_source": by_source,
+                "watermark": reading.watermark.json(),
                 "delta_version": version,
                 "rows": rows,
             });
@@ -253,7 +253,39 @@ impl DashboardsPlan {
                 },
             );
         }
+        if reference.is_some() {
+            log_info(
+                log,
+                format!(
+                    "verified: {} dashboard(s) equal to their SQL over the unified tables",
+                    out.len()
+                ),
+            );
+        }
         Ok(DashboardsMetrics(out))
+    }
+}
+
+impl DashboardPlan {
+    /// The dashboard's rows over the views of `ctx`'s `unified_<stream>`.
+    async fn compute(
+        &self,
+        ctx: &SessionContext,
+    ) -> Result<(
+        deltalake::arrow::datatypes::SchemaRef,
+        Vec<deltalake::arrow::array::RecordBatch>,
+    )> {
+        let name = self.dashboard.name;
+        for view in [&self.window_sql, &self.today_sql] {
+            ctx.sql(view)
+                .await
+                .map_err(Error::datafusion(format!("the windows of {name}")))?;
+        }
+        let df = ctx
+            .sql(&self.sql)
+            .await
+            .map_err(Error::datafusion(format!("the query of {name}")))?;
+        collect(df).await
     }
 }
 
@@ -299,14 +331,15 @@ impl<'a> DashboardsBuilder<'a> {
     }
 
     async fn run(self) -> Result<DashboardsMetrics> {
+        let _turn = super::exclusive(self.store, "dashboards").await;
         let streams: Vec<&'static str> = crate::pipeline::active()
             .dashboards
             .iter()
             .map(|d| d.stream)
             .collect();
-        let (df_ctx, present) = unified_session(self.store, &streams).await?;
-        DashboardsPlan::new(self.logical_date, &present)
-            .execute(self.store, &df_ctx, self.log)
+        let reading = window::reading(self.store, &streams, self.logical_date, self.log).await?;
+        DashboardsPlan::new(self.logical_date, &reading.present)
+            .execute(self.store, &reading, self.log)
             .await
     }
 }

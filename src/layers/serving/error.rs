@@ -68,6 +68,10 @@ pub enum Error {
     /// Alert rows whose `alert_id` is not text.
     #[error("alert_id is not a string column")]
     AlertIdNotText,
+    /// The incremental path gave other rows than the declared SQL over the Delta tables
+    /// ([`super::verify`]).
+    #[error("{what} differs from the same SQL over the unified tables: {detail}")]
+    Diverged { what: String, detail: String },
 }
 
 /// Result with the serving [`Error`].
@@ -126,6 +130,7 @@ impl Retryable for Error {
             | Error::NoAlertColumn { .. }
             | Error::AlertIdNotText => true,
             Error::Evolve { source } => !source.is_refused(),
+            Error::Diverged { .. } => false,
         }
     }
 }

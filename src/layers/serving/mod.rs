@@ -11,7 +11,9 @@
 //!   ([`analytics`]).
 //!
 //! Windows are relative to the run's logical time T and end at T (exclusive), never the wall
-//! clock. Everything reads the unified tables, never the whole history: windows prune by date.
+//! clock. Dashboards, alerts and analytics read the windows kept in memory from run to run
+//! ([`window`]): a run reads what the unified tables gained since the last one, never a window
+//! again from Delta.
 
 pub mod alerts;
 pub mod analytics;
@@ -19,7 +21,10 @@ pub mod dag;
 pub mod dashboards;
 pub mod deliver;
 pub mod error;
+pub mod live;
 pub mod unified;
+pub mod verify;
+pub mod window;
 
 use std::sync::Arc;
 
@@ -160,6 +165,19 @@ pub fn run_label(t: DateTime<Utc>) -> CommitProperties {
         unified::RUN_KEY.to_string(),
         serde_json::Value::from(rfc3339_secs(t)),
     )])
+}
+
+/// Serialises the serving operations of this process that write `what` (`unified_<stream>`,
+/// `dashboards`, `alerts`, `analytics`) in the lake at `store`: a live run and a scheduled run
+/// of the same operation take turns, so that neither appends what the other is appending.
+pub async fn exclusive(store: &Store, what: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    type Locks = std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+    static LOCKS: std::sync::LazyLock<Locks> = std::sync::LazyLock::new(Default::default);
+    let lock = {
+        let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(m.entry(format!("{}\u{0}{what}", store.url())).or_default())
+    };
+    lock.lock_owned().await
 }
 
 /// Writes a small JSON document for UIs and BI tools.

@@ -323,7 +323,7 @@ impl UnifiedPlan {
                 // are merged (Delta optimize of those dates, labelled with this run like the
                 // append), so the windows every serving task reads stay a handful of files
                 // instead of up to 144.
-                compact: !replace && t.minute() == 0,
+                compact: !replace && t.minute() == 0 && t.second() == 0,
                 state,
             }),
         }
@@ -478,7 +478,7 @@ impl UnifiedPlan {
             } else {
                 Write::Append
             },
-            run_label(t),
+            commit_label(t, speed_files),
         )
         .await
         .map_err(Error::delta(path))?;
@@ -525,6 +525,32 @@ impl UnifiedPlan {
             speed_rows_dropped: c.quarantined.values().sum::<u64>(),
         }))
     }
+}
+
+/// The run's label ([`run_label`]) with the newest speed-layer object of `files` (by landing
+/// time), which the windows report in their watermark ([`super::window`]).
+fn commit_label(
+    t: DateTime<Utc>,
+    files: &[ConsumedFile],
+) -> deltalake::kernel::transaction::CommitProperties {
+    let mut meta = vec![(
+        RUN_KEY.to_string(),
+        serde_json::Value::from(rfc3339_secs(t)),
+    )];
+    if let Some(f) = files
+        .iter()
+        .max_by(|a, b| (&a.ingest_run, &a.key).cmp(&(&b.ingest_run, &b.key)))
+    {
+        meta.push((
+            super::window::NEWEST_OBJECT_KEY.to_string(),
+            serde_json::Value::from(f.key.clone()),
+        ));
+        meta.push((
+            super::window::NEWEST_LANDED_KEY.to_string(),
+            serde_json::Value::from(f.ingest_run.clone()),
+        ));
+    }
+    deltalake::kernel::transaction::CommitProperties::default().with_metadata(meta)
 }
 
 /// The schema of the rows `spec`'s unified table is written with (planned over no rows).
@@ -678,6 +704,7 @@ impl<'a> UnifiedBuilder<'a> {
     }
 
     async fn run(self) -> Result<UnifiedMetrics> {
+        let _turn = super::exclusive(self.store, &format!("unified_{}", self.spec.name)).await;
         let Inputs {
             manifests,
             landed,

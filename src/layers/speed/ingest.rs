@@ -121,6 +121,7 @@ impl IngestPlan {
                     .put_new(&o.key, Bytes::from(o.body), &attrs)
                     .await
                     .map_err(|e| Error::put(&o.key, e))?;
+                super::signal::landed();
                 let outcome = match outcome {
                     WriteOutcome::Created => "created",
                     WriteOutcome::AlreadyPresent => "already_present",

@@ -17,6 +17,7 @@
 pub mod dag;
 pub mod error;
 pub mod ingest;
+pub mod signal;
 pub mod verify;
 
 use std::collections::BTreeMap;
