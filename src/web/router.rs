@@ -11,7 +11,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use super::state::{Access, AppState};
-use super::{api, auth, guard, html, ingest};
+use super::{api, auth, events, guard, html, ingest};
 use crate::landing::api::Ingest;
 use crate::store::Store;
 
@@ -44,6 +44,7 @@ pub fn router_with(
         )
         .route("/lake", get(html::lake_html))
         .route("/dashboards", get(html::dashboards_html))
+        .route("/dashboards/fragment", get(html::dashboards_fragment))
         .route("/alerts", get(html::alerts_html))
         // Form actions: the API's actions, answered with a redirect back.
         .route("/dags/{dag}/trigger", post(html::trigger_form))
@@ -67,6 +68,7 @@ pub fn router_with(
         .route("/api/dashboards", get(api::api_dashboards))
         .route("/api/dashboards/{name}", get(api::api_dashboard))
         .route("/api/alerts", get(api::api_alerts))
+        .route("/api/events", get(events::api_events))
         .route("/metrics", get(api::metrics_text))
         .route("/static/style.css", get(html::style_css))
         .route("/static/ui.js", get(html::ui_js))

@@ -468,7 +468,7 @@ fn planted_markup_does_not_run_and_cross_site_actions_are_refused() {
         "a planted script ran: {dom}"
     );
     assert!(
-        dom.contains("<p id=\"live\" class=\"muted\">"),
+        dom.contains("<p id=\"live\" class=\"muted\" data-live-updates=\"0\">"),
         "the UI's script did not run: {dom}"
     );
     assert!(dom.contains("data-dashboard=\"api_health_1h\""));
