@@ -132,9 +132,10 @@ fn series_frame(class: &str, labels: &[String], max: f64, unit: &str) -> String 
     let mut svg = format!(
         "<svg class=\"series {class}\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\">\
          <line class=\"axis\" x1=\"{SERIES_LEFT}\" y1=\"{SERIES_H}\" x2=\"{x2}\" y2=\"{SERIES_H}\"></line>\
-         <text x=\"{tx}\" y=\"10\" text-anchor=\"end\">{m} {u}</text><text x=\"{tx}\" y=\"{SERIES_H}\" text-anchor=\"end\">0</text>",
+         <text x=\"{mx}\" y=\"10\">max {m} {u}</text><text x=\"{tx}\" y=\"{SERIES_H}\" text-anchor=\"end\">0</text>",
         x2 = SERIES_LEFT + SERIES_W,
         tx = SERIES_LEFT - 4.0,
+        mx = SERIES_LEFT + 4.0,
         m = num(max),
         u = esc(unit),
     );
