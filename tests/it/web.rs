@@ -301,8 +301,8 @@ pub fn browse_the_one_day_lake(t: &TestCommand) {
         assert!(dom.contains(&format!("data-table=\"{name}\"")), "{name}");
     }
 
-    // Dashboards: five cards, each with a chart that has data points, and the batch/speed
-    // boundary of its window.
+    // Dashboards: the five cards of SPEC and the per-minute time series, each with a chart that
+    // has data points, and the batch/speed boundary of its window.
     let dom = page(&ui, profile, "/dashboards", "dashboards");
     for d in [
         "iot_current_status",
@@ -310,6 +310,8 @@ pub fn browse_the_one_day_lake(t: &TestCommand) {
         "social_trending_2h",
         "ecommerce_realtime_kpi",
         "financial_realtime_monitor",
+        "api_per_minute",
+        "financial_per_minute",
     ] {
         let marker = format!("data-dashboard=\"{d}\"");
         let points = points_after(&dom, &marker);
