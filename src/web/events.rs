@@ -59,6 +59,9 @@ impl Landed {
 /// The server's one poller and its channel.
 pub(super) struct Events {
     tx: watch::Sender<Option<Landed>>,
+    /// Set when the server shuts down: every stream ends, so a graceful shutdown does not
+    /// wait for clients that never hang up.
+    closed: watch::Sender<bool>,
     /// Whether the poller runs; taken by a subscriber starting it and by the poller stopping.
     running: Mutex<bool>,
 }
@@ -67,8 +70,14 @@ impl Events {
     pub(super) fn new() -> Events {
         Events {
             tx: watch::Sender::new(None),
+            closed: watch::Sender::new(false),
             running: Mutex::new(false),
         }
+    }
+
+    /// Ends every stream, now and for clients that connect later.
+    pub(super) fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// Whether the poller runs.
@@ -153,24 +162,37 @@ async fn look(view: &LakeView, seen: &mut BTreeMap<String, Seen>) -> Result<(), 
     Ok(())
 }
 
-/// The events of one client: the state as soon as the poller has one, then each change.
-fn stream_of(rx: watch::Receiver<Option<Landed>>) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold((rx, true), |(mut rx, mut first)| async move {
-        loop {
-            if !std::mem::take(&mut first) {
-                // The poller never drops its sender while a receiver lives; if it did, end.
-                rx.changed().await.ok()?;
+/// The events of one client: the state as soon as the poller has one, then each change,
+/// until the server closes (`closed` turns true).
+fn stream_of(
+    rx: watch::Receiver<Option<Landed>>,
+    closed: watch::Receiver<bool>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(
+        (rx, closed, true),
+        |(mut rx, mut closed, mut first)| async move {
+            loop {
+                if *closed.borrow_and_update() {
+                    return None;
+                }
+                if !std::mem::take(&mut first) {
+                    tokio::select! {
+                        // The poller never drops its sender while a receiver lives; if it did, end.
+                        changed = rx.changed() => changed.ok()?,
+                        _ = closed.changed() => continue,
+                    }
+                }
+                let landed = rx.borrow_and_update().clone();
+                if let Some(landed) = landed {
+                    let event = Event::default()
+                        .event("serving")
+                        .json_data(&landed)
+                        .unwrap_or_else(|_| Event::default().comment("unserialisable state"));
+                    return Some((Ok(event), (rx, closed, false)));
+                }
             }
-            let landed = rx.borrow_and_update().clone();
-            if let Some(landed) = landed {
-                let event = Event::default()
-                    .event("serving")
-                    .json_data(&landed)
-                    .unwrap_or_else(|_| Event::default().comment("unserialisable state"));
-                return Some((Ok(event), (rx, false)));
-            }
-        }
-    })
+        },
+    )
 }
 
 /// `GET /api/events`.
@@ -178,7 +200,8 @@ pub(super) async fn api_events(
     State(st): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = st.events.subscribe(&st.view);
-    Sse::new(stream_of(rx)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Sse::new(stream_of(rx, st.events.closed.subscribe()))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 #[cfg(test)]
@@ -205,5 +228,26 @@ mod tests {
             BTreeMap::from([("a".to_string(), Some(3)), ("b".to_string(), None)])
         );
         assert_eq!(Landed::of(&BTreeMap::new()), Landed::default());
+    }
+
+    #[tokio::test]
+    async fn a_stream_sends_the_state_then_changes_and_ends_when_the_server_closes() {
+        use futures::StreamExt as _;
+        let events = Events::new();
+        let landed = |as_of: &str| Landed {
+            as_of: Some(as_of.to_string()),
+            ..Landed::default()
+        };
+        events.tx.send_replace(Some(landed("a")));
+        let mut s = Box::pin(stream_of(events.tx.subscribe(), events.closed.subscribe()));
+        // The state on connecting, then a change.
+        assert!(s.next().await.is_some());
+        events.tx.send_replace(Some(landed("b")));
+        assert!(s.next().await.is_some());
+        // The server closes: the stream ends, and a later one ends at once.
+        events.close();
+        assert!(s.next().await.is_none());
+        let mut late = Box::pin(stream_of(events.tx.subscribe(), events.closed.subscribe()));
+        assert!(late.next().await.is_none());
     }
 }
