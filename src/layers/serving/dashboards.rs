@@ -413,7 +413,10 @@ mod tests {
             })
             .collect();
         let names: Vec<&str> = published.iter().map(|p| p.dashboard.name).collect();
-        assert_eq!(names, ["iot_current_status", "api_health_1h"]);
+        assert_eq!(
+            names,
+            ["iot_current_status", "api_health_1h", "api_per_minute"]
+        );
         let api = published[1];
         // An hour's window before 00:10 spans two dates; today is the ten minutes since midnight.
         assert_eq!(api.start, parse_utc("2026-02-01T23:10:00Z").unwrap());
