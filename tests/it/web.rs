@@ -548,8 +548,9 @@ fn planted_markup_does_not_run_and_cross_site_actions_are_refused() {
 ///
 /// Lines on stdin/stdout: prints `ready <state>` once the page has loaded and its script has
 /// had a moment to connect its event stream, `state` being `{as_of, updates}` of the
-/// dashboards; then for each `dom <as_of>` read, waits (at most two minutes) until the page's
-/// `#dashboards` carries that `data-as-of` and prints `dom <outerHTML as a JSON string>`.
+/// dashboards (`as_of` the oldest of the cards': a run's documents land one after the other);
+/// then for each `dom <as_of>` read, waits (at most two minutes) until every card is as of
+/// `as_of` and prints `dom <outerHTML as a JSON string>`.
 const LIVE_PAGE: &str = r#"
 import json, os, subprocess, sys, time
 chrome, url, profile = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -597,9 +598,11 @@ try:
     def evaluate(expr):
         r = call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
         return r.get("result", {}).get("value")
+    # The oldest as_of of the cards: a run's documents land one after the other.
     state = ("(() => { const d = document.getElementById('dashboards'); const l = document.getElementById('live');"
-             " return document.readyState === 'complete' && d && l"
-             " ? {as_of: d.dataset.asOf, updates: l.dataset.liveUpdates} : null; })()")
+             " if (document.readyState !== 'complete' || !d || !l) return null;"
+             " const cards = [...d.querySelectorAll('section[data-as-of]')].map((s) => s.dataset.asOf).sort();"
+             " return {as_of: cards.length ? cards[0] : d.dataset.asOf, updates: l.dataset.liveUpdates}; })()")
     deadline = time.time() + 120
     while (s := evaluate(state)) is None:
         if time.time() > deadline:
@@ -665,7 +668,7 @@ impl LivePage {
             .to_string()
     }
 
-    /// The page's DOM once its dashboards are as of `as_of` (or after two minutes: the
+    /// The page's DOM once all its dashboards are as of `as_of` (or after two minutes: the
     /// caller's assertions say what it shows).
     fn dom_when(&mut self, as_of: &str) -> String {
         let stdin = self.stdin.as_mut().expect("open");
