@@ -101,10 +101,11 @@ impl Events {
     }
 }
 
-/// One document as last seen: its tag and what it says.
+/// One document as last seen: its tag, and of what it says only what [`Landed`] needs (a
+/// document holds every row of its dashboard).
 struct Seen {
     tag: String,
-    doc: serde_json::Value,
+    brief: serde_json::Value,
 }
 
 /// Polls the documents until no client is left.
@@ -122,10 +123,11 @@ async fn poll(events: Arc<Events>, view: Arc<LakeView>) {
             }
         }
         match look(&view, &mut seen).await {
-            Ok(()) => {
+            Ok(false) => {}
+            Ok(true) => {
                 let docs = seen
                     .iter()
-                    .map(|(n, s)| (n.clone(), s.doc.clone()))
+                    .map(|(n, s)| (n.clone(), s.brief.clone()))
                     .collect();
                 let now = Landed::of(&docs);
                 events.tx.send_if_modified(|cur| {
@@ -142,12 +144,13 @@ async fn poll(events: Arc<Events>, view: Arc<LakeView>) {
 }
 
 /// Updates `seen` from the lake: a `HEAD` of each dashboard's document, a `GET` of those
-/// whose tag changed; absent documents are forgotten.
-async fn look(view: &LakeView, seen: &mut BTreeMap<String, Seen>) -> Result<(), Error> {
+/// whose tag changed; absent documents are forgotten. Whether anything changed.
+async fn look(view: &LakeView, seen: &mut BTreeMap<String, Seen>) -> Result<bool, Error> {
+    let mut changed = false;
     for d in crate::pipeline::active().dashboards {
         let key = format!("{}.json", dashboard_path(d.name));
         let Some(meta) = view.store().head(&key).await.map_err(Error::lake)? else {
-            seen.remove(d.name);
+            changed |= seen.remove(d.name).is_some();
             continue;
         };
         let tag = tag_of(&meta);
@@ -156,10 +159,16 @@ async fn look(view: &LakeView, seen: &mut BTreeMap<String, Seen>) -> Result<(), 
         }
         // Gone between the HEAD and the GET: looked at again next time.
         if let Some(doc) = view.json_doc(&key).await? {
-            seen.insert(d.name.to_string(), Seen { tag, doc });
+            let brief = serde_json::json!({
+                "as_of": doc["as_of"],
+                "watermark": doc["watermark"],
+                "delta_version": doc["delta_version"],
+            });
+            seen.insert(d.name.to_string(), Seen { tag, brief });
+            changed = true;
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// The events of one client: the state as soon as the poller has one, then each change,
