@@ -1,5 +1,5 @@
 //! The built-in declaration: the five seed streams (their generators' schemas and derived
-//! columns), the seven gold facts, the five dashboards and the five alert rules of SPEC — what
+//! columns), the seven gold facts, the eight dashboards (five of SPEC, three time series) and the five alert rules of SPEC — what
 //! runs when no pipeline file is given, and what `lakepipe pipeline show` prints as a file to
 //! start from.
 
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(d.streams.len(), 5);
         assert_eq!(
             (d.facts.len(), d.dashboards.len(), d.alerts.len()),
-            (7, 5, 5)
+            (7, 8, 5)
         );
         // Every seed stream keeps its generator, fields and derived columns.
         let fin = d

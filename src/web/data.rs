@@ -165,7 +165,8 @@ pub struct RunDetail {
     pub task_instances: Vec<TaskInstance>,
 }
 
-fn tag_of(m: &object_store::ObjectMeta) -> String {
+/// An object's version tag: its ETag, else its modification time and size.
+pub(super) fn tag_of(m: &object_store::ObjectMeta) -> String {
     m.e_tag
         .clone()
         .unwrap_or_else(|| format!("{}:{}", m.last_modified.timestamp_micros(), m.size))

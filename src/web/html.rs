@@ -99,6 +99,13 @@ pub(super) async fn dashboards_html(State(st): State<AppState>) -> PageResult<Ht
     Ok(Html(pages::dashboards_page(&st.view.dashboards().await?)))
 }
 
+/// `/dashboards/fragment`: the dashboards' cards alone, for the page's script.
+pub(super) async fn dashboards_fragment(State(st): State<AppState>) -> PageResult<Html<String>> {
+    Ok(Html(pages::dashboards_fragment(
+        &st.view.dashboards().await?,
+    )))
+}
+
 pub(super) async fn alerts_html(State(st): State<AppState>) -> PageResult<Html<String>> {
     Ok(Html(pages::alerts_page(st.view.alerts().await?.as_ref())))
 }

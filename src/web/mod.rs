@@ -18,7 +18,8 @@
 //! shared state (`state.rs`); `auth.rs` checks the token and [`guard`] the Host, origin and
 //! CSRF token of every request; `api.rs` answers the JSON API and `html.rs` the pages and
 //! forms, both reading the request through `params.rs` (the one DAG lookup) and acting
-//! through `actions.rs`; `ingest.rs` answers the ingest API (`POST /ingest/<stream>`, in `up`
+//! through `actions.rs`; `events.rs` tells the dashboards page when a serving run
+//! lands (`GET /api/events`, server-sent events); `ingest.rs` answers the ingest API (`POST /ingest/<stream>`, in `up`
 //! and `serve`) over [`crate::landing::api`]; `error.rs` is the one place an [`Error`]
 //! becomes an HTTP status.
 
@@ -28,6 +29,7 @@ mod auth;
 mod charts;
 mod data;
 mod error;
+mod events;
 pub mod guard;
 mod html;
 mod ingest;
@@ -38,6 +40,7 @@ mod router;
 mod state;
 #[cfg(test)]
 mod tests;
+mod timeseries;
 
 pub use auth::check_listen;
 pub use error::Error;

@@ -1,7 +1,7 @@
 //! The HTML pages, rendered on the server from what [`super::data`] reads: DAGs, a DAG's grid,
 //! a run with its task attempts, a task log, the lake, the dashboards and the alerts. No
-//! script is needed to see anything; the dashboards page polls `/api/dashboards` and reloads
-//! itself after each serving run.
+//! script is needed to see anything; the dashboards page swaps in fresh cards
+//! ([`dashboards_fragment`]) when `/api/events` says a serving run landed.
 //!
 //! Everything read from the lake is data: text and attribute values go through [`esc`], path
 //! segments of links through [`seg`], and what the one script ([`SCRIPT`]) needs through
@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::charts::{bars, funnel, num, source_split, tiles};
 use super::data::{DagSummary, Grid, RunDetail, TableInfo};
+use super::events::Landed;
 use crate::clock::rfc3339_secs;
 use crate::scheduler::Dag;
 
@@ -522,7 +523,7 @@ fn dashboard_charts(name: &str, rows: &[Value]) -> String {
                 )
             )
         }
-        _ => declared_charts(rows),
+        _ => super::timeseries::charts(name, rows).unwrap_or_else(|| declared_charts(rows)),
     }
 }
 
@@ -572,19 +573,18 @@ fn declared_charts(rows: &[Value]) -> String {
         .collect()
 }
 
-/// `/dashboards`: one card per dashboard document.
-pub fn dashboards_page(docs: &BTreeMap<String, Value>) -> String {
+/// The dashboards' cards, in `<div id="dashboards" data-as-of="…">`: what `/dashboards` shows
+/// and `/dashboards/fragment` answers, so the page's script can swap it in after a serving run.
+pub fn dashboards_fragment(docs: &BTreeMap<String, Value>) -> String {
     let mut body = String::new();
     if docs.is_empty() {
         body.push_str("<p class=\"muted\">No dashboards yet: the serving DAG (4-serving_layer_merge) writes them every 10 minutes.</p>");
     }
-    let mut as_of = String::new();
     for (name, doc) in docs {
         let rows = doc["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         let w = &doc["window"];
-        as_of = s(&doc["as_of"]).max(as_of);
         body.push_str(&format!(
-            "<section class=\"dashboard\" data-dashboard=\"{n}\" data-rows=\"{nr}\"><h2>{n}</h2>\
+            "<section class=\"dashboard\" data-dashboard=\"{n}\" data-rows=\"{nr}\" data-as-of=\"{a}\"><h2>{n}</h2>\
              <p class=\"muted\">as of {a} · window {ws} – {we} ({m} min) · {nr} rows · stream {st}</p>{split}{charts}</section>",
             n = esc(name),
             nr = rows.len(),
@@ -600,13 +600,26 @@ pub fn dashboards_page(docs: &BTreeMap<String, Value>) -> String {
             charts = dashboard_charts(name, rows),
         ));
     }
-    // The script reloads the page after the next serving run (the documents' as_of changes).
-    body.push_str(
-        "<p id=\"live\" class=\"muted\" hidden>This page reloads itself after each serving run.</p>",
+    let landed = Landed::of(docs);
+    format!(
+        "<div id=\"dashboards\" data-as-of=\"{}\">{body}</div>",
+        esc(landed.as_of.as_deref().unwrap_or_default())
+    )
+}
+
+/// `/dashboards`: one card per dashboard document, updated in place by the script when a
+/// serving run lands (`/api/events`).
+pub fn dashboards_page(docs: &BTreeMap<String, Value>) -> String {
+    let landed = Landed::of(docs);
+    let mut body = String::from(
+        "<p id=\"live\" class=\"muted\" hidden data-live-updates=\"0\">Live: the charts update when a serving run lands.</p>",
     );
-    body.push_str(&json_data(
-        &serde_json::json!({ "page": "dashboards", "as_of": as_of }),
-    ));
+    body.push_str(&dashboards_fragment(docs));
+    body.push_str(&json_data(&serde_json::json!({
+        "page": "dashboards",
+        "as_of": landed.as_of.clone().unwrap_or_default(),
+        "landed": landed,
+    })));
     body.push_str("<script src=\"/static/ui.js\"></script>");
     layout("Dashboards", "Dashboards", &body)
 }

@@ -5,13 +5,15 @@
 //! which passes only [`guard::guard`] and checks its own callers ([`ingest`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
 
+use super::events::Events;
 use super::state::{Access, AppState};
-use super::{api, auth, guard, html, ingest};
+use super::{api, auth, events, guard, html, ingest};
 use crate::landing::api::Ingest;
 use crate::store::Store;
 
@@ -31,8 +33,19 @@ pub fn router_with(
     access: Access,
     ingest: Option<Ingest>,
 ) -> Result<Router, super::Error> {
+    Ok(app(store, listen, access, ingest)?.0)
+}
+
+/// The router and its live events' channel (closed on shutdown, see [`serve_with`]).
+fn app(
+    store: Store,
+    listen: SocketAddr,
+    access: Access,
+    ingest: Option<Ingest>,
+) -> Result<(Router, Arc<Events>), super::Error> {
     let with_ingest = ingest.is_some();
     let state = AppState::new(store, listen, access, ingest)?;
+    let events = state.events.clone();
     let mut routes = Router::new()
         // Pages.
         .route("/", get(html::dags_html))
@@ -44,6 +57,7 @@ pub fn router_with(
         )
         .route("/lake", get(html::lake_html))
         .route("/dashboards", get(html::dashboards_html))
+        .route("/dashboards/fragment", get(html::dashboards_fragment))
         .route("/alerts", get(html::alerts_html))
         // Form actions: the API's actions, answered with a redirect back.
         .route("/dags/{dag}/trigger", post(html::trigger_form))
@@ -67,6 +81,7 @@ pub fn router_with(
         .route("/api/dashboards", get(api::api_dashboards))
         .route("/api/dashboards/{name}", get(api::api_dashboard))
         .route("/api/alerts", get(api::api_alerts))
+        .route("/api/events", get(events::api_events))
         .route("/metrics", get(api::metrics_text))
         .route("/static/style.css", get(html::style_css))
         .route("/static/ui.js", get(html::ui_js))
@@ -78,9 +93,10 @@ pub fn router_with(
         routes = routes.route("/ingest/{stream}", post(ingest::ingest));
     }
     // Outermost: every response, a refusal by `auth` too, gets the security headers.
-    Ok(routes
+    let routes = routes
         .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
-        .with_state(state))
+        .with_state(state);
+    Ok((routes, events))
 }
 
 /// Serves the UI on `listener` until `shutdown` resolves.
@@ -94,8 +110,8 @@ pub async fn serve(
 }
 
 /// [`serve`] with the ingest API when `ingest` is given. After `shutdown` resolves it takes
-/// no new connections and returns once every request in flight is answered (ingest requests
-/// once their records are landed).
+/// no new connections, ends the live event streams (`GET /api/events`) and returns once every
+/// request in flight is answered (ingest requests once their records are landed).
 pub async fn serve_with(
     store: Store,
     listener: tokio::net::TcpListener,
@@ -104,7 +120,12 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), super::Error> {
     let listen = listener.local_addr().map_err(super::Error::Serve)?;
-    let app = router_with(store, listen, access, ingest)?;
+    let (app, events) = app(store, listen, access, ingest)?;
+    // Event streams never end by themselves: ended on shutdown, so that it does not wait.
+    let shutdown = async move {
+        shutdown.await;
+        events.close();
+    };
     // The peer's address: the ingest API needs no token from loopback only.
     axum::serve(
         listener,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::data::LakeView;
+use super::events::Events;
 use super::{Error, auth, guard};
 use crate::landing::api::Ingest;
 use crate::store::Store;
@@ -28,6 +29,8 @@ pub(super) struct AppState {
     pub(super) hosts: Arc<guard::Hosts>,
     /// The ingest API (`POST /ingest/<stream>`), in `up` and `serve` only.
     pub(super) ingest: Option<Ingest>,
+    /// The live dashboards' poller and channel (`GET /api/events`).
+    pub(super) events: Arc<Events>,
 }
 
 impl AppState {
@@ -44,6 +47,7 @@ impl AppState {
             csrf: Arc::from(auth::csrf_token()?),
             hosts: Arc::new(guard::Hosts::new(listen, &access.allowed_hosts)),
             ingest,
+            events: Arc::new(Events::new()),
         })
     }
 }

@@ -865,6 +865,7 @@ async fn planted_markup_in_the_lake_comes_back_escaped() {
             Some("&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;"),
         ),
         ("/dashboards".to_string(), Some(SHOWN)),
+        ("/dashboards/fragment".to_string(), Some(SHOWN)),
         ("/alerts".to_string(), Some(SHOWN)),
     ] {
         let (status, headers, body) = call(&app, "GET", &uri, &[]).await;
@@ -1155,4 +1156,144 @@ async fn the_ingest_api_checks_its_own_callers_and_not_the_ui_token() {
     )
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The next event of a server-sent event stream: its `event:` name and its `data:` as JSON.
+/// Keep-alive comments are skipped. Gives up (fails) after a minute without an event, so a
+/// broken stream fails the test instead of hanging it.
+async fn next_event(
+    body: &mut (impl futures::Stream<Item = Result<Bytes, axum::Error>> + Unpin),
+    buf: &mut String,
+) -> (String, serde_json::Value) {
+    use futures::StreamExt as _;
+    let read = async {
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim());
+                    }
+                }
+                if !name.is_empty() {
+                    return (name, serde_json::from_str(&data).unwrap());
+                }
+                continue;
+            }
+            let chunk = body.next().await.expect("the event stream ended").unwrap();
+            buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("no event within a minute")
+}
+
+#[tokio::test]
+async fn the_event_stream_says_when_a_serving_run_lands() {
+    let (_dir, store) = lake().await;
+    let app = app(store.clone(), None);
+    let res = app
+        .clone()
+        .oneshot(
+            HttpRequest::builder()
+                .uri("/api/events")
+                .header("host", LISTEN)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert!(res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+    let mut body = res.into_body().into_data_stream();
+    let mut buf = String::new();
+
+    // First what the documents say now.
+    let (name, data) = next_event(&mut body, &mut buf).await;
+    assert_eq!(name, "serving");
+    assert_eq!(data["as_of"], T);
+    assert_eq!(data["versions"], json!({"api_health_1h": null}));
+
+    // A serving run lands: its documents are replaced.
+    let later = "2026-02-01T10:10:00Z";
+    for (name, version) in [("api_health_1h", 7), ("api_per_minute", 2)] {
+        store
+            .put(
+                &format!("serving/dashboards/{name}.json"),
+                Bytes::from(
+                    serde_json::to_vec(
+                        &json!({"name": name, "as_of": later, "delta_version": version,
+                        "watermark": "2026-02-01T10:05:00Z", "rows": []}),
+                    )
+                    .unwrap(),
+                ),
+                &ObjectAttrs::default(),
+            )
+            .await
+            .unwrap();
+    }
+    // The poller may see one document before the other: read until both are there.
+    let mut data = json!(null);
+    while data["versions"] != json!({"api_health_1h": 7, "api_per_minute": 2}) {
+        let (name, d) = next_event(&mut body, &mut buf).await;
+        assert_eq!(name, "serving");
+        data = d;
+    }
+    assert_eq!(data["as_of"], later);
+    assert_eq!(data["watermark"], "2026-02-01T10:05:00Z");
+
+    // The fragment the page swaps in shows the new run.
+    let (status, _, body) = call(&app, "GET", "/dashboards/fragment", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let fragment = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        fragment.starts_with(&format!("<div id=\"dashboards\" data-as-of=\"{later}\">")),
+        "{fragment}"
+    );
+    assert!(fragment.contains("data-dashboard=\"api_per_minute\""));
+}
+
+#[tokio::test]
+async fn the_event_stream_is_guarded_like_every_route() {
+    let (_dir, store) = lake().await;
+    let (status, _, _) = call(
+        &app(store.clone(), None),
+        "GET",
+        "/api/events",
+        &[("Host", "evil.example")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(&app(store, Some("s3cret")), "GET", "/api/events", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn one_poller_serves_every_client_and_stops_after_the_last() {
+    let (_dir, store) = lake().await;
+    let view = Arc::new(super::data::LakeView::new(store));
+    let events = Arc::new(super::events::Events::new());
+    let mut a = events.subscribe(&view);
+    let b = events.subscribe(&view);
+    assert!(events.running(), "started by the first client");
+    a.changed().await.unwrap();
+    assert_eq!(
+        a.borrow().as_ref().and_then(|l| l.as_of.clone()).as_deref(),
+        Some(T)
+    );
+    assert_eq!(b.borrow().as_ref().map(|l| l.versions.len()), Some(1));
+    drop((a, b));
+    // The poller notices at its next look; wait for it without asserting on how long.
+    while events.running() {
+        tokio::time::sleep(super::events::POLL).await;
+    }
+    // A new client starts it again.
+    let _c = events.subscribe(&view);
+    assert!(events.running());
 }

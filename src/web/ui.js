@@ -11,18 +11,62 @@
   } catch (e) {
     return;
   }
-  // The dashboards page: reload after the next serving run (the documents' as_of changes).
-  if (data.page === "dashboards") {
-    const text = (v) => (v === null || v === undefined ? "\u2013" : typeof v === "string" ? v : JSON.stringify(v));
+  // The dashboards page: live. /api/events sends a `serving` event when a serving run has
+  // landed new documents; the page then fetches the cards, rendered and escaped by the
+  // server (/dashboards/fragment), and swaps them in place — no reload.
+  if (data.page === "dashboards" && window.EventSource) {
     const live = document.getElementById("live");
     if (live) live.hidden = false;
-    setInterval(async () => {
+    const key = (l) => JSON.stringify([l && l.as_of, l && l.versions]);
+    let shown = key(data.landed);
+    let updates = 0;
+    let busy = false;
+    let again = false;
+    const refresh = async () => {
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
       try {
-        const r = await fetch("/api/dashboards", { credentials: "same-origin" });
-        const d = await r.json();
-        const n = Object.values(d).map((x) => text(x.as_of)).sort().pop() || "";
-        if (n !== data.as_of) location.reload();
-      } catch (e) {}
-    }, 15000);
+        do {
+          again = false;
+          const r = await fetch("/dashboards/fragment", { credentials: "same-origin" });
+          if (!r.ok) break;
+          const t = document.createElement("template");
+          t.innerHTML = await r.text();
+          const fresh = t.content.getElementById("dashboards");
+          const old = document.getElementById("dashboards");
+          if (!fresh || !old) break;
+          old.replaceWith(fresh);
+          updates += 1;
+          if (live) {
+            live.dataset.liveUpdates = String(updates);
+            live.dataset.asOf = fresh.dataset.asOf || "";
+            live.textContent =
+              "Live: updated " + updates + (updates === 1 ? " time" : " times") +
+              " without a reload, last as of " + (fresh.dataset.asOf || "\u2013") + ".";
+          }
+        } while (again);
+      } catch (e) {
+        // The next event tries again.
+      } finally {
+        busy = false;
+      }
+    };
+    const events = new EventSource("/api/events");
+    events.addEventListener("serving", (ev) => {
+      let landed;
+      try {
+        landed = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      const k = key(landed);
+      if (k === shown) return;
+      shown = k;
+      refresh();
+    });
+    window.addEventListener("pagehide", () => events.close());
   }
 })();

@@ -34,9 +34,19 @@ const SIMULATED_DAY: &[(&str, &str)] = &[
     ("serving_analytics_master_summary", "5 c9b6142c6e3a436f"),
     ("serving_analytics_stream_dates", "5 3b592c3de2aa9f65"),
     ("serving_dashboards_api_health_1h", "12 07a6d1a1fcfbcd21"),
+    // The time series (issue 26): the last run's hour per minute; today is empty at midnight.
+    ("serving_dashboards_api_per_minute", "411 bfc4b874ffbda055"),
     (
         "serving_dashboards_ecommerce_realtime_kpi",
         "1 72ca6f9ac94b22a5",
+    ),
+    (
+        "serving_dashboards_ecommerce_revenue_today",
+        "0 e3b0c44298fc1c14",
+    ),
+    (
+        "serving_dashboards_financial_per_minute",
+        "56 72d6dd655f107fc8",
     ),
     (
         "serving_dashboards_financial_realtime_monitor",

@@ -572,7 +572,7 @@ print(json.dumps({
         })
         .sum();
     assert_eq!(v["silver_rows"], silver, "{v}");
-    assert_eq!(v["dashboards"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(v["dashboards"].as_array().unwrap().len(), 8, "{v}");
     assert_eq!(v["alerts_as_of"], "2026-02-02T02:10:00Z");
     assert!(v["s3_gets"][0].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["grid_page"], true);

@@ -6,13 +6,17 @@
 //! and a paused DAG gets no runs.
 //!
 //! Besides: markup planted in the lake's documents does not run in the browser, and the UI
-//! refuses cross-site actions and foreign Hosts over real HTTP while the CLI keeps working.
+//! refuses cross-site actions and foreign Hosts over real HTTP while the CLI keeps working;
+//! and the dashboards page, kept open, shows a serving run that lands after it loaded
+//! without being reloaded (live dashboards).
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Lines, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use crate::util::TestCommand;
+use chrono::{DurationRound as _, Utc};
+
+use crate::util::{TestCommand, rfc, run_dag_at};
 
 const SERVING: &str = "4-serving_layer_merge";
 /// The serving run that fails (its unified_api_logs task), after the simulated day.
@@ -297,8 +301,8 @@ pub fn browse_the_one_day_lake(t: &TestCommand) {
         assert!(dom.contains(&format!("data-table=\"{name}\"")), "{name}");
     }
 
-    // Dashboards: five cards, each with a chart that has data points, and the batch/speed
-    // boundary of its window.
+    // Dashboards: the five cards of SPEC and the per-minute time series, each with a chart that
+    // has data points, and the batch/speed boundary of its window.
     let dom = page(&ui, profile, "/dashboards", "dashboards");
     for d in [
         "iot_current_status",
@@ -306,6 +310,8 @@ pub fn browse_the_one_day_lake(t: &TestCommand) {
         "social_trending_2h",
         "ecommerce_realtime_kpi",
         "financial_realtime_monitor",
+        "api_per_minute",
+        "financial_per_minute",
     ] {
         let marker = format!("data-dashboard=\"{d}\"");
         let points = points_after(&dom, &marker);
@@ -468,7 +474,7 @@ fn planted_markup_does_not_run_and_cross_site_actions_are_refused() {
         "a planted script ran: {dom}"
     );
     assert!(
-        dom.contains("<p id=\"live\" class=\"muted\">"),
+        dom.contains("<p id=\"live\" class=\"muted\" data-live-updates=\"0\">"),
         "the UI's script did not run: {dom}"
     );
     assert!(dom.contains("data-dashboard=\"api_health_1h\""));
@@ -533,4 +539,254 @@ fn planted_markup_does_not_run_and_cross_site_actions_are_refused() {
     t.run(&["--lake", "lake", "dags", "unpause", catalog])
         .assert_exit_code(0);
     assert!(paused(&ui).is_empty());
+}
+
+/// Drives a page kept open in headless Chromium over the DevTools protocol on a pipe
+/// (`--remote-debugging-pipe`: commands on fd 3, replies on fd 4, NUL-separated JSON). `--dump-dom`
+/// cannot watch a page change: it dumps at the load event (`--timeout` does not delay it, and
+/// `--virtual-time-budget` fast-forwards timers but not a real event stream).
+///
+/// Lines on stdin/stdout: prints `ready <state>` once the page has loaded and its script has
+/// had a moment to connect its event stream, `state` being `{as_of, updates}` of the
+/// dashboards (`as_of` the oldest of the cards': a run's documents land one after the other);
+/// then for each `dom <as_of>` read, waits (at most two minutes) until every card is as of
+/// `as_of` and prints `dom <outerHTML as a JSON string>`.
+const LIVE_PAGE: &str = r#"
+import json, os, subprocess, sys, time
+chrome, url, profile = sys.argv[1], sys.argv[2], sys.argv[3]
+to_chrome_r, to_chrome_w = os.pipe()
+from_chrome_r, from_chrome_w = os.pipe()
+def child():
+    # Through fresh descriptors: a pipe end may already be 3 or 4 (and not inheritable).
+    a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)
+    os.dup2(a, 3)
+    os.dup2(b, 4)
+proc = subprocess.Popen(
+    [chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+     "--disable-quic", "--no-first-run", "--disable-background-networking",
+     "--disable-component-update", "--disable-sync", "--remote-debugging-pipe",
+     "--user-data-dir=" + profile, "about:blank"],
+    preexec_fn=child, close_fds=False, stdin=subprocess.DEVNULL,
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+os.close(to_chrome_r)
+os.close(from_chrome_w)
+out = os.fdopen(to_chrome_w, "wb", buffering=0)
+inp = os.fdopen(from_chrome_r, "rb", buffering=0)
+buf, last_id = b"", 0
+def call(method, params=None, session=None):
+    global buf, last_id
+    last_id += 1
+    msg = {"id": last_id, "method": method, "params": params or {}}
+    if session:
+        msg["sessionId"] = session
+    out.write(json.dumps(msg).encode() + b"\0")
+    while True:
+        while b"\0" not in buf:
+            chunk = inp.read(65536)
+            if not chunk:
+                raise SystemExit("chromium closed its pipe")
+            buf += chunk
+        raw, buf = buf.split(b"\0", 1)
+        reply = json.loads(raw)
+        if reply.get("id") == last_id:
+            if "error" in reply:
+                raise SystemExit(f"{method}: {reply['error']}")
+            return reply["result"]
+try:
+    target = call("Target.createTarget", {"url": url})["targetId"]
+    session = call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+    def evaluate(expr):
+        r = call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
+        return r.get("result", {}).get("value")
+    # The oldest as_of of the cards: a run's documents land one after the other.
+    state = ("(() => { const d = document.getElementById('dashboards'); const l = document.getElementById('live');"
+             " if (document.readyState !== 'complete' || !d || !l) return null;"
+             " const cards = [...d.querySelectorAll('section[data-as-of]')].map((s) => s.dataset.asOf).sort();"
+             " return {as_of: cards.length ? cards[0] : d.dataset.asOf, updates: l.dataset.liveUpdates}; })()")
+    deadline = time.time() + 120
+    while (s := evaluate(state)) is None:
+        if time.time() > deadline:
+            raise SystemExit("the page did not load: " + str(evaluate("document.documentElement.outerHTML")))
+        time.sleep(0.2)
+    time.sleep(1.5)
+    print("ready " + json.dumps(s), flush=True)
+    for line in sys.stdin:
+        cmd, _, as_of = line.strip().partition(" ")
+        if cmd != "dom":
+            continue
+        deadline = time.time() + 120
+        while (evaluate(state) or {}).get("as_of") != as_of and time.time() < deadline:
+            time.sleep(0.2)
+        print("dom " + json.dumps(evaluate("document.documentElement.outerHTML")), flush=True)
+finally:
+    proc.kill()
+    proc.wait()
+"#;
+
+/// A page kept open in the browser ([`LIVE_PAGE`]); closed on drop.
+struct LivePage {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl LivePage {
+    /// Opens `url` and waits until it has loaded; returns the page and its
+    /// `{as_of, updates}` then.
+    fn open(url: &str, profile: &Path) -> (LivePage, serde_json::Value) {
+        let python = std::env::var("LAKEPIPE_TEST_PYTHON").unwrap_or_else(|_| {
+            panic!("LAKEPIPE_TEST_PYTHON is not set: run the tests through `scripts/test`")
+        });
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(LIVE_PAGE)
+            .args([&chromium(), url, &profile.display().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the page driver");
+        let stdin = child.stdin.take();
+        let lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+        let mut page = LivePage {
+            child,
+            stdin,
+            lines,
+        };
+        let ready = page.line("ready");
+        (page, serde_json::from_str(&ready).unwrap())
+    }
+
+    /// The next line of the driver, which must start with `what`, without it.
+    fn line(&mut self, what: &str) -> String {
+        let line = self
+            .lines
+            .next()
+            .unwrap_or_else(|| panic!("the page driver ended before `{what}` (see its stderr)"))
+            .unwrap();
+        line.strip_prefix(&format!("{what} "))
+            .unwrap_or_else(|| panic!("expected `{what}`, got {line}"))
+            .to_string()
+    }
+
+    /// The page's DOM once all its dashboards are as of `as_of` (or after two minutes: the
+    /// caller's assertions say what it shows).
+    fn dom_when(&mut self, as_of: &str) -> String {
+        let stdin = self.stdin.as_mut().expect("open");
+        writeln!(stdin, "dom {as_of}").unwrap();
+        stdin.flush().unwrap();
+        serde_json::from_str(&self.line("dom")).unwrap()
+    }
+}
+
+impl Drop for LivePage {
+    fn drop(&mut self) {
+        // End of input: the driver closes the browser and exits.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// `data-value` of the point labelled `label` in the element that starts at `marker`.
+fn value_after(dom: &str, marker: &str, label: &str) -> Option<String> {
+    let section = &dom[dom.find(marker)?..];
+    let section = &section[..section.find("</section>").unwrap_or(section.len())];
+    let m = format!("data-label=\"{label}\" data-value=\"");
+    let v = &section[section.find(&m)? + m.len()..];
+    Some(v[..v.find('"')?].to_string())
+}
+
+/// `lakepipe serve` on a free loopback port, stopped on drop.
+fn serve(t: &TestCommand, lake: &str) -> Ui {
+    let mut child = t
+        .command(&[
+            "--lake",
+            lake,
+            "serve",
+            "--no-scheduler",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start lakepipe serve");
+    let base = ui_address(&mut child);
+    Ui { child, base }
+}
+
+/// Posts `count` generated events of `stream` (event time now) to the ingest API.
+fn produce(t: &TestCommand, base: &str, stream: &str, count: u32, seed: &str) {
+    let r = t.run(&[
+        "--json",
+        "produce",
+        stream,
+        "--url",
+        base,
+        "--count",
+        &count.to_string(),
+        "--seed",
+        seed,
+    ]);
+    r.assert_exit_code(0);
+    assert_eq!(r.json()["accepted"], count, "{}", r.stdout());
+}
+
+#[test]
+fn the_dashboards_page_shows_a_new_serving_run_without_a_reload() {
+    let t = TestCommand::new();
+    let ui = serve(&t, "lake");
+    // Events posted now, then the serving run of the next ten minutes but one: its windows
+    // (the last hour) hold them.
+    produce(&t, &ui.base, "api_logs", 300, "1");
+    produce(&t, &ui.base, "financial_transactions", 100, "1");
+    let first = (Utc::now() + chrono::Duration::minutes(12))
+        .duration_trunc(chrono::Duration::minutes(10))
+        .unwrap();
+    run_dag_at(&t, "lake", SERVING, first);
+
+    let profile = tempfile::tempdir().unwrap();
+    let (mut page, loaded) = LivePage::open(&format!("{}/dashboards", ui.base), profile.path());
+    assert_eq!(loaded["as_of"], rfc(first), "{loaded}");
+    assert_eq!(loaded["updates"], "0", "{loaded}");
+    let before = page.dom_when(&rfc(first));
+    let api = "data-dashboard=\"api_per_minute\"";
+    let fin = "data-dashboard=\"financial_per_minute\"";
+    assert_eq!(value_after(&before, api, "speed").as_deref(), Some("300"));
+    assert_eq!(value_after(&before, fin, "speed").as_deref(), Some("100"));
+
+    // While the page stays open: more events, and the next serving run lands.
+    produce(&t, &ui.base, "api_logs", 200, "2");
+    produce(&t, &ui.base, "financial_transactions", 50, "2");
+    let second = first + chrono::Duration::minutes(10);
+    run_dag_at(&t, "lake", SERVING, second);
+
+    let after = page.dom_when(&rfc(second));
+    drop(page);
+    // The same page (its live note counts the updates it swapped in) shows the new run.
+    let note = &after[after.find("<p id=\"live\"").expect("live note")..];
+    let note = &note[..note.find("</p>").unwrap()];
+    let updates: u32 = note
+        .split("data-live-updates=\"")
+        .nth(1)
+        .and_then(|v| v[..v.find('"')?].parse().ok())
+        .unwrap_or_else(|| panic!("no update count in {note}"));
+    assert!(updates >= 1, "{note}");
+    assert!(
+        after.contains(&format!(
+            "<div id=\"dashboards\" data-as-of=\"{}\">",
+            rfc(second)
+        )),
+        "not updated: {note}"
+    );
+    assert!(
+        after.contains(&format!("{api} data-rows=")),
+        "the time series are shown"
+    );
+    // Changed values: the windows now hold both posts, all from the speed layer.
+    assert_eq!(value_after(&after, api, "speed").as_deref(), Some("500"));
+    assert_eq!(value_after(&after, fin, "speed").as_deref(), Some("150"));
+    assert_eq!(value_after(&after, api, "batch").as_deref(), Some("0"));
+    // Time series points, and nothing of the page but the cards changed: no reload.
+    assert!(points_after(&after, api).len() > 3);
+    assert!(note.contains("without a reload"), "{note}");
 }

@@ -39,7 +39,7 @@ pub struct Dashboard {
 }
 
 /// The seed pipeline's dashboards (the built-in declaration has them).
-pub const SEED_DASHBOARDS: [Dashboard; 5] = [
+pub const SEED_DASHBOARDS: [Dashboard; 8] = [
     Dashboard {
         name: "iot_current_status",
         stream: "iot_sensors",
@@ -120,6 +120,49 @@ pub const SEED_DASHBOARDS: [Dashboard; 5] = [
                 sum(CASE WHEN status = 'declined' THEN 1 ELSE 0 END) AS declined_count_15m,
                 round(avg(risk_score), 4) AS avg_risk_score
               FROM w",
+    },
+    Dashboard {
+        name: "api_per_minute",
+        stream: "api_logs",
+        minutes: 60,
+        sql: "SELECT date_trunc('minute', event_time) AS minute, endpoint,
+                count(*) AS requests,
+                round(percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms), 2) AS p95_ms,
+                sum(CASE WHEN is_error THEN 1 ELSE 0 END) AS errors,
+                sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS batch_requests,
+                sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS speed_requests
+              FROM w GROUP BY date_trunc('minute', event_time), endpoint
+              ORDER BY minute, endpoint",
+    },
+    Dashboard {
+        name: "ecommerce_revenue_today",
+        stream: "ecommerce_clickstream",
+        minutes: 60,
+        sql: "SELECT bucket, orders, revenue, revenue_batch, revenue_speed,
+                round(sum(revenue) OVER (ORDER BY bucket ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), 2)
+                  AS cumulative_revenue
+              FROM (SELECT arrow_cast(date_bin(INTERVAL '10 minutes', event_time),
+                        'Timestamp(Microsecond, Some(\"UTC\"))') AS bucket,
+                      count(*) AS orders,
+                      round(coalesce(sum(cart_value), 0), 2) AS revenue,
+                      round(coalesce(sum(CASE WHEN _source = 'batch' THEN cart_value END), 0), 2) AS revenue_batch,
+                      round(coalesce(sum(CASE WHEN _source = 'speed' THEN cart_value END), 0), 2) AS revenue_speed
+                    FROM today WHERE event_type = 'checkout_complete'
+                    GROUP BY date_bin(INTERVAL '10 minutes', event_time))
+              ORDER BY bucket",
+    },
+    Dashboard {
+        name: "financial_per_minute",
+        stream: "financial_transactions",
+        minutes: 60,
+        sql: "SELECT date_trunc('minute', event_time) AS minute,
+                count(*) AS transactions,
+                sum(CASE WHEN fraud_flag THEN 1 ELSE 0 END) AS fraud,
+                round(coalesce(sum(amount_usd), 0), 2) AS volume_usd,
+                sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS batch_transactions,
+                sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS speed_transactions
+              FROM w GROUP BY date_trunc('minute', event_time)
+              ORDER BY minute",
     },
 ];
 
@@ -403,7 +446,10 @@ mod tests {
             })
             .collect();
         let names: Vec<&str> = published.iter().map(|p| p.dashboard.name).collect();
-        assert_eq!(names, ["iot_current_status", "api_health_1h"]);
+        assert_eq!(
+            names,
+            ["iot_current_status", "api_health_1h", "api_per_minute"]
+        );
         let api = published[1];
         // An hour's window before 00:10 spans two dates; today is the ten minutes since midnight.
         assert_eq!(api.start, parse_utc("2026-02-01T23:10:00Z").unwrap());
