@@ -181,6 +181,16 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_fixed_once_per_process() {
+        // The unit tests build the table with the defaults.
+        assert!(configure(DagSettings::default()).is_ok());
+        let other = DagSettings {
+            serving_schedule: "* * * * *".into(),
+        };
+        assert!(matches!(configure(other), Err(Error::AlreadyConfigured)));
+    }
+
+    #[test]
     fn the_serving_schedule_comes_from_the_settings() {
         let every_minute = DagSettings {
             serving_schedule: "* * * * *".into(),
