@@ -273,6 +273,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         pipeline::install(&config).await?;
     }
     let config = config.validate()?;
+    crate::pipeline::configure(crate::pipeline::DagSettings::from_config(&config.config))?;
     match &args.command {
         Command::Pipeline(c) => pipeline::pipeline(c, &config, args.json).await,
         Command::Config(ConfigCommand::Show) => config_show(&config, args.json).await,

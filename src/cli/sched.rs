@@ -202,6 +202,7 @@ pub(super) fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String
         fault_rate: g.fault_rate,
         fail_tasks: fail_tasks.to_vec(),
         receivers: config.config.receivers.clone(),
+        upkeep: config.config.upkeep.clone(),
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod ingest;
 mod receivers;
+mod serving;
+mod upkeep;
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::store::{LakeUrl, StoreConfig};
 pub use ingest::{Compression, InboxConfig, InboxFormat, IngestConfig, IngestToken};
 pub use receivers::{Headers, ReceiverConfig, ReceiverFormat, Severity};
+pub use serving::{DEFAULT_SERVING_SCHEDULE, ServingConfig};
+pub use upkeep::UpkeepConfig;
 
 /// Errors from reading or validating configuration.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +94,15 @@ pub struct Config {
     /// Webhooks the `alerts` task delivers new alerts to (`[[receiver]]`).
     #[serde(default, rename = "receiver", skip_serializing_if = "Vec::is_empty")]
     pub receivers: Vec<ReceiverConfig>,
+
+    /// The serving layer: the schedule of `4-serving_layer_merge` (`[serving]`).
+    #[serde(default)]
+    pub serving: ServingConfig,
+
+    /// Upkeep of the serving tables: compaction, checkpoints, log and file retention
+    /// (`[upkeep]`, docs/upkeep.md).
+    #[serde(default)]
+    pub upkeep: UpkeepConfig,
 }
 
 /// Scheduler settings (`[scheduler]`).
@@ -163,6 +176,8 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             inboxes: Vec::new(),
             receivers: Vec::new(),
+            serving: ServingConfig::default(),
+            upkeep: UpkeepConfig::default(),
         }
     }
 }
@@ -316,6 +331,8 @@ impl Config {
         }
         ingest::validate(&self.ingest, &self.inboxes)?;
         receivers::validate(&self.receivers)?;
+        serving::validate(&self.serving)?;
+        upkeep::validate(&self.upkeep)?;
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(Error::Invalid {
                 key: "s3.access_key_id",
@@ -504,6 +521,10 @@ mod tests {
         assert!(e.contains("store.request_timeout_s"), "{e}");
         let e = refused("[store]\nconnect_timeout_s = 100000\n");
         assert!(e.contains("between 1 and 300"), "{e}");
+        let e = refused("[upkeep]\ncheckpoint_every = 0\n");
+        assert!(e.contains("upkeep.checkpoint_every"), "{e}");
+        let e = refused("[serving]\nschedule = \"*/61 * * *\"\n");
+        assert!(e.contains("serving.schedule"), "{e}");
         let ok: Config = toml::from_str("[store.retry]\nmax_retries = 0\n").unwrap();
         assert!(ok.validate().is_ok());
     }

@@ -46,24 +46,71 @@ pub enum Error {
     /// A pipeline was already active in this process.
     #[error("a pipeline declaration is already active in this process")]
     AlreadyActive,
+    /// The DAG table was already built with other settings in this process.
+    #[error("the DAG table is already built with other settings in this process")]
+    AlreadyConfigured,
+}
+
+/// What the configuration changes in the DAG table: the serving DAG's schedule
+/// (`[serving] schedule`). Set once per process with [`configure`] before the table is read,
+/// as the pipeline declaration is with [`install`]; unset, the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DagSettings {
+    /// Cron schedule of `4-serving_layer_merge`.
+    pub serving_schedule: String,
+}
+
+impl Default for DagSettings {
+    fn default() -> Self {
+        DagSettings {
+            serving_schedule: crate::config::DEFAULT_SERVING_SCHEDULE.to_string(),
+        }
+    }
+}
+
+impl DagSettings {
+    /// The settings a validated configuration gives.
+    pub fn from_config(config: &crate::config::Config) -> DagSettings {
+        DagSettings {
+            serving_schedule: config.serving.schedule.clone(),
+        }
+    }
+}
+
+static SETTINGS: OnceLock<DagSettings> = OnceLock::new();
+
+/// Fixes the DAG table's settings for this process. Fails if the table was already built (or
+/// configured) with different ones.
+pub fn configure(settings: DagSettings) -> Result<(), Error> {
+    let mut fresh = Some(settings);
+    let got = SETTINGS.get_or_init(|| fresh.take().unwrap_or_default());
+    match fresh {
+        Some(wanted) if &wanted != got => Err(Error::AlreadyConfigured),
+        _ => Ok(()),
+    }
 }
 
 use crate::scheduler::Dag;
 use crate::scheduler::dag::{find, validated_table};
 
-fn build() -> Result<Vec<Dag>, String> {
+fn build(settings: &DagSettings) -> Result<Vec<Dag>, String> {
     let mut dags = vec![crate::bootstrap::dag::dag()];
     dags.extend(crate::layers::speed::dag::dags()?);
     dags.push(crate::layers::batch::dag::dag()?);
-    dags.push(crate::layers::serving::dag::dag()?);
+    dags.push(crate::layers::serving::dag::dag(
+        &settings.serving_schedule,
+    )?);
     dags.push(crate::catalog::dag::dag()?);
     validated_table(dags)
 }
 
-/// Every DAG of the pipeline, in DAG-ID order.
+/// Every DAG of the pipeline, in DAG-ID order, with the [`configure`]d settings.
 pub fn dags() -> &'static [Dag] {
     static DAGS: OnceLock<Vec<Dag>> = OnceLock::new();
-    DAGS.get_or_init(|| build().expect("the built-in DAG table is valid (unit-tested)"))
+    DAGS.get_or_init(|| {
+        let settings = SETTINGS.get_or_init(DagSettings::default);
+        build(settings).expect("the DAG table is valid (unit-tested; settings validated)")
+    })
 }
 
 /// The DAG with this ID.
@@ -77,7 +124,7 @@ mod tests {
 
     #[test]
     fn the_dag_table_has_the_spec_ids_and_graphs() {
-        assert!(build().is_ok());
+        assert!(build(&DagSettings::default()).is_ok());
         let ids: Vec<&str> = dags().iter().map(|d| d.dag_id.as_str()).collect();
         assert_eq!(
             ids,
@@ -128,5 +175,34 @@ mod tests {
                 .is_none()
         );
         assert_eq!(dag("4-serving_layer_merge").unwrap().order_group(), 4);
+        let serving = dag("4-serving_layer_merge").unwrap();
+        assert_eq!(serving.schedule.expr(), Some("*/10 * * * *"));
+        assert_eq!(serving.tasks.last().unwrap().task_id, "upkeep");
+    }
+
+    #[test]
+    fn settings_are_fixed_once_per_process() {
+        // The unit tests build the table with the defaults.
+        assert!(configure(DagSettings::default()).is_ok());
+        let other = DagSettings {
+            serving_schedule: "* * * * *".into(),
+        };
+        assert!(matches!(configure(other), Err(Error::AlreadyConfigured)));
+    }
+
+    #[test]
+    fn the_serving_schedule_comes_from_the_settings() {
+        let every_minute = DagSettings {
+            serving_schedule: "* * * * *".into(),
+        };
+        let table = build(&every_minute).unwrap();
+        let serving = find(&table, "4-serving_layer_merge").unwrap();
+        assert_eq!(serving.schedule.expr(), Some("* * * * *"));
+        assert!(
+            build(&DagSettings {
+                serving_schedule: "nope".into()
+            })
+            .is_err()
+        );
     }
 }

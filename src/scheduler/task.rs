@@ -97,6 +97,8 @@ pub struct RunParams {
     pub fail_tasks: Vec<String>,
     /// Webhooks the `alerts` task delivers new alerts to (`[[receiver]]`).
     pub receivers: Vec<crate::config::ReceiverConfig>,
+    /// Compaction, checkpoints and retention of the serving tables (`[upkeep]`).
+    pub upkeep: crate::config::UpkeepConfig,
 }
 
 /// The task log of one attempt: kept in memory (task logs are small) and written to the lake

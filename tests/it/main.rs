@@ -16,5 +16,6 @@ mod pipeline;
 mod s3;
 mod scheduler;
 mod serving;
+mod upkeep;
 mod util;
 mod web;

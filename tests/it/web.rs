@@ -247,14 +247,14 @@ pub fn browse_the_one_day_lake(t: &TestCommand) {
     };
     assert_eq!(cell("unified_api_logs", FAILED_AT), "failed");
     assert_eq!(cell("unified_iot_sensors", FAILED_AT), "success");
-    for task in ["dashboards", "alerts", "analytics"] {
+    for task in ["dashboards", "alerts", "analytics", "upkeep"] {
         assert_eq!(cell(task, FAILED_AT), "upstream_failed", "{task}");
         assert_eq!(cell(task, "2026-02-01T23:50:00Z"), "success", "{task}");
     }
     assert_eq!(
         dom.matches("class=\"cell state-").count(),
-        25 * 8,
-        "25 runs x 8 tasks"
+        25 * 9,
+        "25 runs x 9 tasks (5 unified, dashboards, alerts, analytics, upkeep)"
     );
     assert!(
         dom.contains("2026-02-02T00:00:00Z<br>– 2026-02-02T00:10:00Z"),

@@ -4,6 +4,7 @@
 //! for whole tables by hand.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -69,17 +70,45 @@ pub async fn compact_table(
 /// returns how many were deleted. Below Delta's 7-day default the caller has said so
 /// explicitly.
 pub async fn vacuum_table(store: &Store, path: &str, retain: Duration) -> Result<usize, Error> {
+    vacuum_table_as_of(store, path, retain, None, None).await
+}
+
+/// [`vacuum_table`] judged at `now_millis` (Unix milliseconds of the clock that the files'
+/// removal times are compared with; `None`: the wall clock), with `props` in the vacuum's
+/// commits if given.
+pub async fn vacuum_table_as_of(
+    store: &Store,
+    path: &str,
+    retain: Duration,
+    now_millis: Option<i64>,
+    props: Option<CommitProperties>,
+) -> Result<usize, Error> {
     let Some(table) = store.delta_table(path).await.map_err(delta(path))? else {
         return Ok(0);
     };
     let retain = chrono::Duration::from_std(retain)?;
-    let (_, m) = table
+    let mut op = table
         .vacuum()
         .with_retention_period(retain)
-        .with_enforce_retention_duration(retain >= chrono::Duration::days(7))
-        .await
-        .map_err(delta(path))?;
+        .with_enforce_retention_duration(retain >= chrono::Duration::days(7));
+    if let Some(now) = now_millis {
+        op = op.with_clock(Arc::new(FixedClock(now)));
+    }
+    if let Some(props) = props {
+        op = op.with_commit_properties(props);
+    }
+    let (_, m) = op.await.map_err(delta(path))?;
     Ok(m.files_deleted.len())
+}
+
+/// deltalake's vacuum clock stopped at one instant (Unix milliseconds).
+#[derive(Debug)]
+struct FixedClock(i64);
+
+impl deltalake::operations::vacuum::Clock for FixedClock {
+    fn current_timestamp_millis(&self) -> i64 {
+        self.0
+    }
 }
 
 /// The body of `compact`.

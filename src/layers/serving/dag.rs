@@ -1,20 +1,21 @@
-//! The serving layer's DAG `4-serving_layer_merge` (every 10 minutes): `unified_<stream>` for
-//! each stream, then `dashboards`, `alerts` and `analytics` over the unified tables.
+//! The serving layer's DAG `4-serving_layer_merge` (every 10 minutes unless `[serving]
+//! schedule` says otherwise): `unified_<stream>` for each stream, then `dashboards`, `alerts`
+//! and `analytics` over the unified tables, then `upkeep` of every serving table.
 
 use std::sync::Arc;
 
-use super::{DAG_ID, alerts, analytics, dashboards, unified};
+use super::{DAG_ID, alerts, analytics, dashboards, unified, upkeep};
 use crate::scheduler::{Dag, Schedule, TaskPolicy};
 use crate::sources::stream::all_streams;
 
 const POLICY: TaskPolicy = TaskPolicy::new(1, 30, 60, 480);
 
-/// The serving DAG with its bodies.
-pub fn dag() -> Result<Dag, String> {
+/// The serving DAG with its bodies, firing on the cron `schedule`.
+pub fn dag(schedule: &str) -> Result<Dag, String> {
     let mut dag = Dag::new(
         DAG_ID,
-        "serving: unified tables (batch ∪ unconsumed speed), dashboards, analytics, alerts",
-        Schedule::cron("*/10 * * * *")?,
+        "serving: unified tables (batch ∪ unconsumed speed), dashboards, analytics, alerts, upkeep",
+        Schedule::cron(schedule)?,
         1,
     );
     let mut unified_tasks = Vec::new();
@@ -29,6 +30,8 @@ pub fn dag() -> Result<Dag, String> {
         unified_tasks.push(task);
     }
     let after: Vec<&str> = unified_tasks.iter().map(String::as_str).collect();
+    // Upkeep comes last: it compacts and vacuums the tables the others have just written, and
+    // never runs while they write (runs of one DAG do not overlap).
     Ok(dag
         .task(
             "dashboards",
@@ -37,5 +40,11 @@ pub fn dag() -> Result<Dag, String> {
             Arc::new(dashboards::Dashboards),
         )
         .task("alerts", &after, POLICY, Arc::new(alerts::Alerts))
-        .task("analytics", &after, POLICY, Arc::new(analytics::Analytics)))
+        .task("analytics", &after, POLICY, Arc::new(analytics::Analytics))
+        .task(
+            "upkeep",
+            &["dashboards", "alerts", "analytics"],
+            POLICY,
+            Arc::new(upkeep::Upkeep),
+        ))
 }

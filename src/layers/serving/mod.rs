@@ -1,4 +1,5 @@
-//! The serving layer: the bodies of `4-serving_layer_merge` (every 10 minutes).
+//! The serving layer: the bodies of `4-serving_layer_merge` (every 10 minutes, or `[serving]
+//! schedule`).
 //!
 //! - `unified_<stream>` merges batch and speed results into `serving/unified/<stream>` so that
 //!   every event counts exactly once at every moment ([`unified`]).
@@ -9,6 +10,8 @@
 //!   New alerts are then delivered to the configured webhook receivers ([`deliver`]).
 //! - `analytics` keeps per stream and date figures and the per-domain master summary
 //!   ([`analytics`]).
+//! - `upkeep` compacts, checkpoints and vacuums every serving table and trims its log, so that
+//!   file counts and log length stay bounded at any tick ([`upkeep`]).
 //!
 //! Windows are relative to the run's logical time T and end at T (exclusive), never the wall
 //! clock. Dashboards, alerts and analytics read the windows kept in memory from run to run
@@ -23,6 +26,7 @@ pub mod deliver;
 pub mod error;
 pub mod live;
 pub mod unified;
+pub mod upkeep;
 pub mod verify;
 pub mod window;
 
@@ -40,6 +44,7 @@ pub use self::analytics::{AnalyticsBuilder, AnalyticsMetrics};
 pub use self::dashboards::{DashboardsBuilder, DashboardsMetrics};
 pub use self::error::{Error, Result};
 pub use self::unified::{UnifiedBuilder, UnifiedMetrics};
+pub use self::upkeep::{UpkeepBuilder, UpkeepMetrics};
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::compact::Compacted;
 use crate::layers::sql;
