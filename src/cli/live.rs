@@ -112,9 +112,10 @@ async fn services(
     // scheduler's lease: the one writer of the serving layer.
     let live_serving = async {
         match (&scheduler, &lease) {
-            (Some(_), Some(_)) => {
-                let mut live =
-                    LiveServing::new(store.clone()).with_receivers(config.config.receivers.clone());
+            (Some(_), Some(_)) if config.config.serving.live => {
+                let mut live = LiveServing::new(store.clone())
+                    .with_min_interval(config.config.serving.min_interval())
+                    .with_receivers(config.config.receivers.clone());
                 if let Some(d) = crate::pipeline::dag(crate::layers::serving::DAG_ID) {
                     live = live.with_schedule(d.schedule.clone());
                 }

@@ -122,7 +122,13 @@ struct Held {
     schema: SchemaRef,
     /// The newest speed-layer object the table's commits name.
     newest: (Option<String>, Option<String>),
+    /// When the log was last listed for its newest version (see [`Held::follow`]).
+    listed: std::time::Instant,
 }
+
+/// How long a window follows commits without listing the log: a commit file the log cleanup
+/// removed before a run read it would otherwise hide the commits after it.
+const LIST_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How a run's window of a stream was brought up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -233,6 +239,7 @@ impl Held {
             files,
             schema,
             newest,
+            listed: std::time::Instant::now(),
         }))
     }
 
@@ -249,6 +256,16 @@ impl Held {
                 .await
                 .map_err(Error::delta(path))?
             else {
+                if self.listed.elapsed() >= LIST_EVERY {
+                    let latest = log
+                        .get_latest_version(self.version)
+                        .await
+                        .map_err(Error::delta(path))?;
+                    self.listed = std::time::Instant::now();
+                    if latest > self.version {
+                        return Ok(Some("commits were removed before the window read them"));
+                    }
+                }
                 break;
             };
             let actions =
