@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Freshness benchmark (run by hand, not in CI): `lakepipe serve` (release build) on a fresh local
 # lake; a producer posts the seed streams' events (templates from the built-in generators, ids
-# made unique, event time = now) at RATE events/s (default 2000) for SECONDS (default 180); a
+# made unique, event time = now) at RATE events/s (default 2000) for DURATION seconds (default 180); a
 # poller reads /api/dashboards every 100 ms. Prints p50 / p95 / p99 of
 #   - POST acknowledged -> first dashboard answer whose watermark includes the request's objects
 #     (the unified table's newest object is one of them, or landed in a later second), and
@@ -10,13 +10,13 @@
 # Firehose's 300 s default buffer; and the peak RSS of `serve`.
 #
 #   bench/freshness.sh                  2000 events/s for 3 minutes
-#   RATE=500 SECONDS=30 bench/freshness.sh
+#   RATE=500 DURATION=30 bench/freshness.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${LAKEPIPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lakepipe}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 RATE=${RATE:-2000}
-SECONDS_=${SECONDS:-180}
+DURATION=${DURATION:-180}
 cd "$ROOT"
 cargo build --release --quiet
 BIN=$CARGO_TARGET_DIR/release/lakepipe
@@ -41,7 +41,7 @@ for _ in $(seq 1 600); do
 done
 [ -n "$URL" ] || { cat "$TMP/serve.log" >&2; exit 1; }
 
-python3 "$ROOT/bench/freshness.py" "$URL" "$TMP/gen" "$RATE" "$SECONDS_" >"$TMP/out.json"
+python3 "$ROOT/bench/freshness.py" "$URL" "$TMP/gen" "$RATE" "$DURATION" >"$TMP/out.json"
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=
 python3 - "$TMP/out.json" "$RSS_KB" "$TMP/serve.log" <<'PY'
