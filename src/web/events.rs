@@ -35,7 +35,7 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct Landed {
     /// The newest `as_of` of the documents (the logical date of the last serving run).
     pub as_of: Option<String>,
-    /// The newest `watermark` of the documents, if they carry one.
+    /// The newest landing time the documents' watermarks include (`watermark.newest_landed`).
     pub watermark: Option<String>,
     /// Each document's `delta_version` (its snapshot's version), by dashboard name.
     pub versions: BTreeMap<String, Option<u64>>,
@@ -47,7 +47,10 @@ impl Landed {
         let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
         Landed {
             as_of: docs.values().filter_map(|d| text(&d["as_of"])).max(),
-            watermark: docs.values().filter_map(|d| text(&d["watermark"])).max(),
+            watermark: docs
+                .values()
+                .filter_map(|d| text(&d["watermark"]["newest_landed"]))
+                .max(),
             versions: docs
                 .iter()
                 .map(|(n, d)| (n.clone(), d["delta_version"].as_u64()))
@@ -226,7 +229,7 @@ mod tests {
             ),
             (
                 "b".to_string(),
-                serde_json::json!({"as_of": "2026-02-01T10:10:00Z", "watermark": "2026-02-01T10:05:00Z"}),
+                serde_json::json!({"as_of": "2026-02-01T10:10:00Z", "watermark": {"newest_landed": "2026-02-01T10:05:00Z"}}),
             ),
         ]);
         let l = Landed::of(&docs);

@@ -1229,7 +1229,7 @@ async fn the_event_stream_says_when_a_serving_run_lands() {
                 Bytes::from(
                     serde_json::to_vec(
                         &json!({"name": name, "as_of": later, "delta_version": version,
-                        "watermark": "2026-02-01T10:05:00Z", "rows": []}),
+                        "watermark": {"newest_landed": "2026-02-01T10:05:00Z"}, "rows": []}),
                     )
                     .unwrap(),
                 ),

@@ -605,6 +605,12 @@ fn serve_runs_serving_on_each_landing_and_every_answer_carries_its_watermark() {
     use crate::ingest::{NDJSON, post};
     let t = TestCommand::new();
     let lake = t.lake();
+    // No scheduled serving run (New Year only): whatever serves the posts is a live run.
+    std::fs::write(
+        t.path().join("lakepipe.toml"),
+        "[serving]\nschedule = \"0 0 1 1 *\"\n",
+    )
+    .unwrap();
     let (_server, base) = crate::util::serving(
         &t,
         &[

@@ -157,7 +157,7 @@ fn measure(lake: &Path) -> BTreeMap<&'static str, (usize, usize)> {
 /// What the tables hold, as the query engine reads them.
 fn rows(t: &TestCommand) -> Vec<Vec<serde_json::Value>> {
     [
-        "SELECT count(*) AS n, count(DISTINCT log_id) AS ids, sum(response_time_ms) AS total, min(event_time) AS first, max(event_time) AS last FROM serving_unified_api_logs",
+        "SELECT count(*) AS n, count(DISTINCT log_id) AS ids, round(sum(response_time_ms), 3) AS total, min(event_time) AS first, max(event_time) AS last FROM serving_unified_api_logs",
         "SELECT date, count(*) AS n FROM serving_unified_api_logs GROUP BY date ORDER BY date",
         "SELECT count(*) AS n, count(DISTINCT alert_id) AS ids FROM serving_alerts_history",
         "SELECT * FROM serving_analytics_stream_dates ORDER BY stream, date",
