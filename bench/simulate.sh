@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scheduler benchmark (run by hand, not in CI): `lakepipe simulate` over 7 days of the full
 # schedule (every DAG, scale 1) on a fresh local lake, release build. Prints wall time, runs
-# per second, events landed, and the ratio to the target (7 days in <= 180 s on 2 cores).
+# per second, events landed, the ratio to the target (7 days in <= 180 s on 2 cores), the
+# peak RSS of the process, and per day the serving run's task time in its first and last hour
+# (target: the last hour within 20 % of the first).
 #
 #   bench/simulate.sh                 7 days from 2026-02-01
 #   DAYS=1 bench/simulate.sh          a shorter run
@@ -18,15 +20,18 @@ TO=$(python3 -c "import datetime as d; print((d.datetime(2026,2,1)+d.timedelta(d
 LAKE=$(mktemp -d "${TMPDIR:-/tmp}/lakepipe-bench-sim.XXXXXX")
 trap 'rm -rf "$LAKE"' EXIT
 
-start=$(date +%s.%N)
-# Failed runs make simulate exit 1; the benchmark reports them too.
-"$BIN" --lake "$LAKE" --json --log error simulate --from "$FROM" --to "$TO" >"$LAKE.out" 2>"$LAKE.err" || tail -1 "$LAKE.err"
-end=$(date +%s.%N)
-python3 - "$start" "$end" "$LAKE.out" "$LAKE" "$DAYS" <<'PY'
-import json, os, sys
-start, end, out, lake, days = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
-s = json.load(open(out))
-wall = end - start
+# Run by Python for the child's peak RSS; failed runs make simulate exit 1, reported too.
+python3 - "$BIN" "$LAKE" "$FROM" "$TO" "$DAYS" <<'PY'
+import collections, glob, json, os, resource, subprocess, sys, time
+bin_, lake, frm, to, days = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+start = time.monotonic()
+p = subprocess.run([bin_, "--lake", lake, "--json", "--log", "error", "simulate", "--from", frm,
+                    "--to", to], capture_output=True, text=True)
+wall = time.monotonic() - start
+if p.returncode != 0:
+    print((p.stderr.strip().splitlines() or [""])[-1])
+rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+s = json.loads(p.stdout)
 runs = s["executed"] + s["already_done"]
 objects = events = 0
 for root, _, files in os.walk(os.path.join(lake, "realtime")):
@@ -40,5 +45,21 @@ print(f"simulate {days} day(s): {runs} runs in {wall:.1f} s = {runs / wall:.0f} 
 print(f"by state: {s['by_state']}")
 print(f"target {target:.0f} s for {days} day(s): {target / wall:.2f}x the target speed "
       f"({'met' if wall <= target else 'MISSED'})")
+print(f"peak RSS of simulate: {rss_mib:.0f} MiB")
+# Serving task time (the sum of the serving DAG's task durations) per run, in each day's first
+# and last hour, from the run records.
+per_run = collections.defaultdict(float)
+for f in glob.glob(os.path.join(lake, "_lakepipe/runs/4-serving_layer_merge/*/tasks/*.json")):
+    d = json.load(open(f))
+    per_run[d["logical_date"]] += sum(a["duration_s"] or 0 for a in d["attempts"])
+by_day = collections.defaultdict(lambda: ([], []))
+for at, secs in per_run.items():
+    hour = int(at[11:13])
+    if hour in (0, 23):
+        by_day[at[:10]][0 if hour == 0 else 1].append(secs)
+for day, (first, last) in sorted(by_day.items()):
+    if first and last:
+        f, l = sum(first) / len(first), sum(last) / len(last)
+        print(f"{day}: serving run {f:.3f} s in the first hour, {l:.3f} s in the last "
+              f"({100 * (l / f - 1):+.0f} %, target <= +20 %: {'met' if l <= 1.2 * f else 'MISSED'})")
 PY
-rm -f "$LAKE.out" "$LAKE.err"

@@ -8,7 +8,8 @@
 //! create-only PUT (Garage, see `_lakepipe/capabilities.json`) two concurrent writers could
 //! overwrite each other's commit: there the scheduler lease makes lakepipe the only writer.
 
-use std::sync::{Arc, Once};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Once};
 
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::SessionContext;
@@ -19,6 +20,9 @@ use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
 use super::Store;
+
+/// The snapshots this process keeps, by lake and table path ([`Store::delta_table`]).
+static KEPT: LazyLock<Mutex<HashMap<String, DeltaTable>>> = LazyLock::new(Default::default);
 
 /// URL scheme of lake-relative table locations.
 pub const SCHEME: &str = "lakepipe";
@@ -81,17 +85,80 @@ impl Store {
     }
 
     /// The table at `path` (its newest version), or `None` if there is no table there.
+    ///
+    /// Tables this process has loaded are kept (one snapshot per lake and path) and brought up
+    /// to date incrementally: only the commits made since are read, not the checkpoint and the
+    /// log again. A kept snapshot whose newest commit is gone (the table was deleted, or
+    /// replaced by another one) is dropped and the table loaded afresh.
     pub async fn delta_table(&self, path: &str) -> DeltaResult<Option<DeltaTable>> {
         if let Some(root) = self.local_root()
             && !root.join(path).join("_delta_log").is_dir()
         {
+            self.forget_table(path);
             return Ok(None);
         }
+        if let Some(mut table) = self.kept_table(path) {
+            if self.newest_commit_exists(path, &table).await && table.update_state().await.is_ok() {
+                self.keep_table(path, &table);
+                return Ok(Some(table));
+            }
+            self.forget_table(path);
+        }
         match self.table_builder(path)?.load().await {
-            Ok(t) => Ok(Some(t)),
+            Ok(t) => {
+                self.keep_table(path, &t);
+                Ok(Some(t))
+            }
             Err(DeltaTableError::NotATable(_)) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Keeps `table` (just loaded or written) as the snapshot of `path` that the next
+    /// [`Store::delta_table`] of this process brings up to date.
+    pub fn keep_table(&self, path: &str, table: &DeltaTable) {
+        if table.version().is_none() {
+            return;
+        }
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        let key = self.kept_key(path);
+        // Never replace a newer snapshot by an older one (two tasks of one process).
+        if kept
+            .get(&key)
+            .is_some_and(|k| k.version() > table.version())
+        {
+            return;
+        }
+        kept.insert(key, table.clone());
+    }
+
+    /// Drops the kept snapshot of `path`.
+    pub fn forget_table(&self, path: &str) {
+        KEPT.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.kept_key(path));
+    }
+
+    fn kept_table(&self, path: &str) -> Option<DeltaTable> {
+        KEPT.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.kept_key(path))
+            .cloned()
+    }
+
+    fn kept_key(&self, path: &str) -> String {
+        format!("{}\u{0}{}", self.url(), path.trim_matches('/'))
+    }
+
+    /// Whether the commit of `table`'s version is still in the log. Log clean-up only deletes
+    /// commits older than a checkpoint, never the newest one, so a missing newest commit means
+    /// the table is not the one the snapshot was taken of.
+    async fn newest_commit_exists(&self, path: &str, table: &DeltaTable) -> bool {
+        let Some(version) = table.version() else {
+            return false;
+        };
+        let key = format!("{}/_delta_log/{version:020}.json", path.trim_matches('/'));
+        matches!(self.head(&key).await, Ok(Some(_)))
     }
 
     /// The table at `path`, uninitialised if it does not exist yet (for create / first write).
@@ -119,4 +186,49 @@ pub async fn register_delta(
     table.update_datafusion_session(&ctx.state())?;
     ctx.register_table(name, table.table_provider().await?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::{Int64Array, RecordBatch};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::protocol::SaveMode;
+    use std::sync::Arc;
+
+    async fn write(store: &super::Store, path: &str, n: i64, mode: SaveMode) {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let b = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![n]))]).unwrap();
+        store
+            .delta_table_or_new(path)
+            .await
+            .unwrap()
+            .write(vec![b])
+            .with_save_mode(mode)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_kept_table_follows_new_commits_and_a_replaced_table_is_loaded_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        assert!(store.delta_table("t").await.unwrap().is_none());
+        write(&store, "t", 1, SaveMode::Append).await;
+        let v0 = store.delta_table("t").await.unwrap().unwrap();
+        assert_eq!(v0.version(), Some(0));
+        // Commits made behind the kept snapshot's back are read.
+        write(&store, "t", 2, SaveMode::Append).await;
+        write(&store, "t", 3, SaveMode::Append).await;
+        let t = store.delta_table("t").await.unwrap().unwrap();
+        assert_eq!(t.version(), Some(2));
+        assert_eq!(t.snapshot().unwrap().log_data().num_files(), 3);
+        // The table is deleted and another one made at the same path: its version 0 is not
+        // the kept version 2's successor.
+        write(&store, "u", 4, SaveMode::Append).await;
+        std::fs::remove_dir_all(dir.path().join("t")).unwrap();
+        std::fs::rename(dir.path().join("u"), dir.path().join("t")).unwrap();
+        let t = store.delta_table("t").await.unwrap().unwrap();
+        assert_eq!(t.version(), Some(0));
+        assert_eq!(t.snapshot().unwrap().log_data().num_files(), 1);
+    }
 }

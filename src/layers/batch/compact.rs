@@ -40,6 +40,18 @@ pub async fn compact_table(
     dates: Option<&[String]>,
     props: Option<CommitProperties>,
 ) -> Result<Option<Compacted>, Error> {
+    compact_table_to(store, path, dates, props, TARGET_FILE_BYTES).await
+}
+
+/// [`compact_table`] with another target size: only files smaller than `target` are merged,
+/// into files of up to `target` bytes.
+pub async fn compact_table_to(
+    store: &Store,
+    path: &str,
+    dates: Option<&[String]>,
+    props: Option<CommitProperties>,
+    target: u64,
+) -> Result<Option<Compacted>, Error> {
     let Some(table) = store.delta_table(path).await.map_err(delta(path))? else {
         return Ok(None);
     };
@@ -51,7 +63,7 @@ pub async fn compact_table(
     let filters = [("date", FilterOp::In, FilterValue::Set(values))];
     let mut op = table
         .optimize()
-        .with_target_size(std::num::NonZeroU64::new(TARGET_FILE_BYTES).expect("non-zero"));
+        .with_target_size(std::num::NonZeroU64::new(target.max(1)).expect("non-zero"));
     if dates.is_some() {
         op = op.with_filters(&filters);
     }

@@ -551,8 +551,8 @@ impl AlertsPlan {
             )
         };
         // Each run appends one small file to the partition of its date. Once an hour they are
-        // merged (Delta optimize of the last day's dates, labelled with this run), as the
-        // unified tables are, so the last day is a handful of files instead of up to 144.
+        // merged (Delta optimize of the last day's dates, labelled with this run), so the last
+        // day is a handful of files instead of up to 144.
         let compacted = match &table {
             Some(_) if self.compact => compact_table(
                 store,

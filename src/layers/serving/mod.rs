@@ -161,6 +161,7 @@ pub async fn overwrite_snapshot(
         .with_commit_properties(run_label(t))
         .await
         .map_err(Error::delta(path))?;
+    store.keep_table(path, &table);
     Ok(table.version().unwrap_or_default())
 }
 

@@ -126,9 +126,11 @@ pub struct TableState {
     pub version: u64,
     /// Whether the table is partitioned by `date`.
     pub by_date: bool,
-    /// Live files smaller than the writers' target size, by `date` partition (`""` when the
-    /// table is not partitioned).
+    /// Small live files, by `date` partition (`""` when the table is not partitioned): those
+    /// a compaction would merge ([`merge_tier`]).
     pub small_files: BTreeMap<String, u64>,
+    /// Their bytes, by partition.
+    pub small_bytes: BTreeMap<String, u64>,
     /// Version of the last checkpoint (`_delta_log/_last_checkpoint`), if any.
     pub last_checkpoint: Option<u64>,
     /// Wall-clock timestamp of the current version's commit, if read (only when an anchor is
@@ -156,6 +158,9 @@ pub struct TablePlan {
     /// Partitions to compact: `Some(dates)` for a table by date, `Some([])` for a whole
     /// unpartitioned table, `None`: nothing.
     pub compact: Option<Vec<String>>,
+    /// Bytes of the small files of each partition to compact: the merge's target size is just
+    /// above, so larger files stay as they are.
+    pub merge_bytes: BTreeMap<String, u64>,
     /// Write a checkpoint (the log grew by `checkpoint_every` commits since the last one).
     pub checkpoint: bool,
     /// The last checkpoint's version when loaded (to judge again after this run's commits).
@@ -181,6 +186,27 @@ impl TablePlan {
     }
 }
 
+/// Files of this size or less are always small.
+const SMALL_FILE_BYTES: u64 = 1 << 20;
+
+/// The files of a partition (their sizes) that a compaction merges, and their bytes: from the
+/// smallest up, each file no larger than the ones before it together (or than
+/// [`SMALL_FILE_BYTES`]), and below the writers' target size. Merging them into one file of
+/// their total leaves the larger files untouched, so appends every few seconds do not make
+/// each compaction rewrite the whole day.
+pub fn merge_tier(mut sizes: Vec<u64>) -> (u64, u64) {
+    sizes.sort_unstable();
+    let (mut n, mut bytes) = (0, 0u64);
+    for s in sizes {
+        if s >= TARGET_FILE_BYTES || s > bytes.max(SMALL_FILE_BYTES) {
+            break;
+        }
+        n += 1;
+        bytes += s;
+    }
+    (n, bytes)
+}
+
 /// Whether a log at `version` whose last checkpoint is `last_checkpoint` is due another.
 pub fn needs_checkpoint(version: u64, last_checkpoint: Option<u64>, every: u64) -> bool {
     // Without a checkpoint, version v has v + 1 commits (0 ..= v) to replay.
@@ -199,6 +225,15 @@ pub fn plan_table(state: TableState, t: DateTime<Utc>, config: &UpkeepConfig) ->
         .iter()
         .filter(|(_, n)| **n > threshold)
         .map(|(d, _)| d.clone())
+        .collect();
+    let merge_bytes = crowded
+        .iter()
+        .map(|d| {
+            (
+                d.clone(),
+                state.small_bytes.get(d).copied().unwrap_or_default(),
+            )
+        })
         .collect();
     let compact = match (crowded.is_empty(), state.by_date) {
         (true, _) => None,
@@ -255,6 +290,7 @@ pub fn plan_table(state: TableState, t: DateTime<Utc>, config: &UpkeepConfig) ->
     TablePlan {
         path: state.path,
         compact,
+        merge_bytes,
         checkpoint,
         last_checkpoint: state.last_checkpoint,
         cleanup_logs_to,
@@ -305,14 +341,31 @@ impl UpkeepPlan {
             let path = plan.path.as_str();
             let mut done = TableUpkeep::default();
             let mut committed = false;
-            if let Some(dates) = &plan.compact {
-                let dates = (!dates.is_empty()).then_some(dates.as_slice());
-                if let Some(c) = compact::compact_table(store, path, dates, Some(run_label(t)))
-                    .await
-                    .map_err(Error::batch)?
+            // Each partition's small files are merged into one, with a target just above their
+            // bytes: files already merged into larger ones stay as they are until the small
+            // ones add up to their size (size tiers: a row is rewritten a logarithmic number
+            // of times, not once per compaction).
+            let partitions: Vec<Option<String>> = match &plan.compact {
+                None => Vec::new(),
+                Some(dates) if dates.is_empty() => vec![None],
+                Some(dates) => dates.iter().cloned().map(Some).collect(),
+            };
+            for date in partitions {
+                let key = date.clone().unwrap_or_default();
+                let target = plan.merge_bytes.get(&key).copied().unwrap_or_default() + 1;
+                let dates = date.map(|d| vec![d]);
+                if let Some(c) = compact::compact_table_to(
+                    store,
+                    path,
+                    dates.as_deref(),
+                    Some(run_label(t)),
+                    target.min(TARGET_FILE_BYTES),
+                )
+                .await
+                .map_err(Error::batch)?
                 {
-                    done.files_compacted = c.files_removed;
-                    done.files_written = c.files_added;
+                    done.files_compacted += c.files_removed;
+                    done.files_written += c.files_added;
                     committed |= c.files_removed > 0;
                 }
             }
@@ -482,18 +535,28 @@ impl<'a> UpkeepBuilder<'a> {
             .partition_columns()
             .iter()
             .any(|c| c == "date");
-        let mut small_files: BTreeMap<String, u64> = BTreeMap::new();
+        let mut sizes: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         for f in snapshot.log_data().iter() {
-            if u64::try_from(f.size()).is_ok_and(|s| s < TARGET_FILE_BYTES) {
-                let date = match by_date {
-                    true => f
-                        .partition_values_map()
-                        .remove("date")
-                        .flatten()
-                        .unwrap_or_default(),
-                    false => String::new(),
-                };
-                *small_files.entry(date).or_default() += 1;
+            let date = match by_date {
+                true => f
+                    .partition_values_map()
+                    .remove("date")
+                    .flatten()
+                    .unwrap_or_default(),
+                false => String::new(),
+            };
+            sizes
+                .entry(date)
+                .or_default()
+                .push(u64::try_from(f.size()).unwrap_or_default());
+        }
+        let mut small_files: BTreeMap<String, u64> = BTreeMap::new();
+        let mut small_bytes: BTreeMap<String, u64> = BTreeMap::new();
+        for (date, sizes) in sizes {
+            let (n, bytes) = merge_tier(sizes);
+            if n > 0 {
+                small_files.insert(date.clone(), n);
+                small_bytes.insert(date, bytes);
             }
         }
         let last_checkpoint = match store
@@ -531,6 +594,7 @@ impl<'a> UpkeepBuilder<'a> {
             version,
             by_date,
             small_files,
+            small_bytes,
             last_checkpoint,
             version_wall_ms,
             record,
@@ -593,6 +657,10 @@ mod tests {
             version,
             by_date: true,
             small_files: small.iter().map(|(d, n)| (d.to_string(), *n)).collect(),
+            small_bytes: small
+                .iter()
+                .map(|(d, n)| (d.to_string(), *n * 1000))
+                .collect(),
             last_checkpoint: Some(version),
             version_wall_ms: None,
             record,
@@ -620,6 +688,23 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_takes_the_small_files_and_leaves_the_larger_tiers() {
+        let mb = 1u64 << 20;
+        // Sixteen appends of 60 kB and a file of 1 MiB merged before: all merge (the 1 MiB
+        // file is no larger than the small ones together).
+        let mut sizes = vec![60_000; 16];
+        sizes.push(mb);
+        assert_eq!(merge_tier(sizes), (17, 16 * 60_000 + mb));
+        // A day's big file stays: it is larger than everything smaller together.
+        let mut sizes = vec![60_000; 16];
+        sizes.extend([8 * mb, 2 * mb]);
+        assert_eq!(merge_tier(sizes), (16, 16 * 60_000));
+        // Files at the writers' target size never merge.
+        assert_eq!(merge_tier(vec![TARGET_FILE_BYTES; 3]), (0, 0));
+        assert_eq!(merge_tier(Vec::new()), (0, 0));
+    }
+
+    #[test]
     fn only_partitions_over_the_threshold_are_compacted() {
         let t = at("2026-02-01T00:30:00Z");
         let small = [("2026-01-31", 5), ("2026-02-01", 4), ("2026-02-02", 9)];
@@ -627,6 +712,13 @@ mod tests {
         assert_eq!(
             p.compact,
             Some(vec!["2026-01-31".to_string(), "2026-02-02".to_string()])
+        );
+        assert_eq!(
+            p.merge_bytes,
+            BTreeMap::from([
+                ("2026-01-31".to_string(), 5000),
+                ("2026-02-02".to_string(), 9000)
+            ])
         );
         // An unpartitioned table is compacted whole.
         let mut s = state(5, &[("", 5)], Record::default());

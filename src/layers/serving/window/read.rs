@@ -160,7 +160,8 @@ pub(super) async fn files(
     Ok((rows_schema, out))
 }
 
-/// The rows of `b` with `event_time` at or after `lo` (micros).
+/// The rows of `b` with `event_time` at or after `lo` (micros). A batch wholly at or after
+/// `lo` is returned as it is (shared, not copied).
 pub(super) fn rows_from(b: &RecordBatch, lo: i64) -> Result<RecordBatch> {
     let Some(col) = b.column_by_name("event_time") else {
         return Ok(b.clone());
@@ -168,6 +169,9 @@ pub(super) fn rows_from(b: &RecordBatch, lo: i64) -> Result<RecordBatch> {
     let Some(ts) = col.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
         return Ok(b.clone());
     };
+    if ts.null_count() == 0 && deltalake::arrow::compute::min(ts).is_some_and(|m| m >= lo) {
+        return Ok(b.clone());
+    }
     let mask: BooleanArray = ts
         .iter()
         .map(|v| Some(v.is_some_and(|v| v >= lo)))

@@ -4,11 +4,12 @@
 //! moment: before a batch run, right after it, and when late files arrive.
 //!
 //! Each run makes at most one data commit, labelled with the run's logical date
-//! (`lakepipe.serving_run` in the commit info), and on the hour a compaction of the partitions
-//! it appended to (same rows, fewer files, same label):
+//! (`lakepipe.serving_run` in the commit info); the small files appends leave are merged by
+//! the serving DAG's `upkeep` ([`super::upkeep`]):
 //! - **append** (the usual case): the speed files landed since the last run are cleaned,
-//!   de-duplicated among themselves, anti-joined against the ids their dates already hold, and
-//!   appended. A re-run appends nothing: every id is already there.
+//!   de-duplicated among themselves, stripped of the ids their dates already hold (checked
+//!   against this process's id filters, and in the table only for the ids the filters may
+//!   hold: [`seen`]), and appended. A re-run appends nothing: every id is already there.
 //! - **recompute**: when a batch run has committed silver since the last serving run (or the
 //!   table or its state is new), the dates that run touched — plus the dates of new speed files —
 //!   are replaced (replace-where) by silver ∪ the speed files silver does not hold yet.
@@ -25,9 +26,10 @@ use std::future::IntoFuture;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Timelike as _, Utc};
+use chrono::{DateTime, Duration, Utc};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::TaskContext as DfTaskContext;
 use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
@@ -37,10 +39,10 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{Compacted, Error, Result, log_info, run_label};
+use super::{Error, Result, log_info, run_label};
 use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
-use crate::layers::batch::{self, bronze, compact, table_path};
+use crate::layers::batch::{self, bronze, table_path};
 use crate::layers::clean::{self, Cleaner, Counts, expectations};
 use crate::layers::evolve;
 use crate::layers::sql;
@@ -49,6 +51,8 @@ use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
 use crate::store::{ObjectAttrs, Store, register_delta};
+
+mod seen;
 
 /// Lake path of the unified table of `stream`.
 pub fn unified_path(stream: &str) -> String {
@@ -215,8 +219,6 @@ enum Input {
     /// The cleaned speed rows (`speed_clean`) alone: an append to a new table, or a recompute
     /// without a silver table.
     Speed,
-    /// The speed rows whose ids the `dates` of the table registered as `unified` do not hold.
-    SpeedNotInUnified,
     /// The `dates` of the table registered as `silver` ∪ the speed rows.
     SilverAndSpeed,
 }
@@ -230,8 +232,6 @@ struct WritePlan {
     dates: Vec<String>,
     /// Replace `dates` (recompute) rather than append.
     replace: bool,
-    /// Compact the appended dates after the append (on the hour).
-    compact: bool,
     /// What the table holds after the commit (written to the state key).
     state: State,
 }
@@ -319,11 +319,6 @@ impl UnifiedPlan {
                 speed_files,
                 dates,
                 replace,
-                // Each append leaves one small file in its dates' partitions. Once an hour they
-                // are merged (Delta optimize of those dates, labelled with this run like the
-                // append), so the windows every serving task reads stay a handful of files
-                // instead of up to 144.
-                compact: !replace && t.minute() == 0 && t.second() == 0,
                 state,
             }),
         }
@@ -355,11 +350,6 @@ impl UnifiedPlan {
         };
         match input {
             Input::Speed => first_landed(&speed),
-            Input::SpeedNotInUnified => format!(
-                "SELECT * FROM ({}) s WHERE NOT EXISTS (SELECT 1 FROM unified u WHERE u.{} AND u.\"{id}\" = s.\"{id}\")",
-                first_landed(&speed),
-                sql::in_dates(dates)
-            ),
             Input::SilverAndSpeed => first_landed(&format!(
                 "SELECT {col_list}, 'batch' AS _source FROM silver WHERE {} UNION ALL SELECT {col_list}, _source FROM ({speed})",
                 sql::in_dates(dates)
@@ -367,7 +357,7 @@ impl UnifiedPlan {
         }
     }
 
-    /// Makes the run's commit, records what the table holds, and compacts on the hour.
+    /// Makes the run's commit and records what the table holds.
     async fn execute(
         self,
         store: &Store,
@@ -415,15 +405,7 @@ impl UnifiedPlan {
             .register_table("speed_clean", Arc::new(speed_table))
             .map_err(Error::datafusion("registering speed_clean"))?;
         let input = if !replace {
-            match &existing {
-                None => Input::Speed,
-                Some(table) => {
-                    register_delta(&df_ctx, "unified", table)
-                        .await
-                        .map_err(Error::datafusion(format!("registering {path}")))?;
-                    Input::SpeedNotInUnified
-                }
-            }
+            Input::Speed
         } else {
             let silver_path = table_path("silver", stream);
             match store
@@ -441,11 +423,38 @@ impl UnifiedPlan {
             }
         };
         let sql = self.sql(dates, input);
-        let plan = df_ctx
+        let mut plan = df_ctx
             .sql(&sql)
             .await
             .map_err(Error::datafusion(format!("planning the rows of {path}")))?
             .into_unoptimized_plan();
+        // An append to an existing table: the new rows whose id the table already holds are
+        // dropped (first landed wins), checked against this process's id filters ([`seen`]).
+        let mut ids = None;
+        if let (false, Some(table)) = (replace, &existing) {
+            let (schema, batches) = super::collect(
+                df_ctx
+                    .execute_logical_plan(plan)
+                    .await
+                    .map_err(Error::datafusion(format!("reading the new rows of {path}")))?,
+            )
+            .await?;
+            let (kept, held, pending) =
+                seen::drop_held(store, stream, spec.id_field, table, batches).await?;
+            let mem =
+                MemTable::try_new(schema, vec![kept]).map_err(Error::datafusion("the new rows"))?;
+            df_ctx
+                .register_table("new_rows", Arc::new(mem))
+                .map_err(Error::datafusion("the new rows"))?;
+            plan = df_ctx
+                .sql("SELECT * FROM new_rows")
+                .await
+                .map_err(Error::datafusion("the new rows"))?
+                .into_unoptimized_plan();
+            ids = Some((held, pending));
+        } else {
+            seen::forget(store, stream);
+        }
         let target = match existing {
             Some(t) => t,
             None => store
@@ -482,6 +491,11 @@ impl UnifiedPlan {
         )
         .await
         .map_err(Error::delta(path))?;
+        store.keep_table(path, &table);
+        let held = ids.map(|(held, pending)| {
+            seen::remember(pending, table.version());
+            held
+        });
 
         // Record what the table now holds.
         store
@@ -493,25 +507,8 @@ impl UnifiedPlan {
                 &ObjectAttrs::default(),
             )
             .await?;
-        let compacted = if write.compact {
-            compact::compact_table(store, path, Some(dates), Some(run_label(t)))
-                .await
-                .map_err(Error::batch)?
-        } else {
-            None
-        };
-        if let Some(c) = &compacted {
-            log_info(
-                log,
-                format!(
-                    "{path}: hourly compaction merged {} files into {}",
-                    c.files_removed, c.files_added
-                ),
-            );
-        }
         let c = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(UnifiedMetrics::Written(Written {
-            compacted,
             stream: stream.to_string(),
             mode: if replace {
                 UnifiedMode::Recompute
@@ -523,6 +520,8 @@ impl UnifiedPlan {
             speed_files: speed_files.len(),
             speed_rows_read: c.rows_in,
             speed_rows_dropped: c.quarantined.values().sum::<u64>(),
+            ids_already_held: held.as_ref().map_or(0, |h| h.dropped),
+            ids_looked_up: held.as_ref().map_or(0, |h| h.looked_up),
         }))
     }
 }
@@ -613,8 +612,6 @@ pub enum UnifiedMode {
 /// A run that committed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Written {
-    /// The hourly compaction after an append, if one ran (`null` otherwise).
-    pub compacted: Option<Compacted>,
     /// The stream.
     pub stream: String,
     /// Append or recompute.
@@ -629,6 +626,12 @@ pub struct Written {
     pub speed_rows_read: u64,
     /// Speed rows dropped by the expectations.
     pub speed_rows_dropped: u64,
+    /// New rows of an append dropped because the table already holds their id.
+    #[serde(default)]
+    pub ids_already_held: usize,
+    /// Ids of an append the id filters may have held, looked up in the table ([`seen`]).
+    #[serde(default)]
+    pub ids_looked_up: usize,
 }
 
 /// A run with nothing new.
@@ -845,7 +848,6 @@ mod tests {
         let w = p.write.clone().unwrap();
         assert_eq!(w.dates, ["2026-02-01", "2026-02-02"]);
         assert!(w.replace);
-        assert!(!w.compact);
         assert_eq!(w.speed_files, std::slice::from_ref(&b));
         assert_eq!(
             w.state.batch_runs,
@@ -861,19 +863,17 @@ mod tests {
             "{sql}"
         );
 
-        // Without a batch run, on the hour: an append of `b` alone, then a compaction.
+        // Without a batch run: an append of `b` alone.
         let p = UnifiedPlan::new(spec, t, true, state, &[], vec![a, b.clone()]);
         let w = p.write.clone().unwrap();
         assert_eq!(
-            (w.dates.as_slice(), w.replace, w.compact),
-            (&["2026-02-02".to_string()][..], false, true)
+            (w.dates.as_slice(), w.replace),
+            (&["2026-02-02".to_string()][..], false)
         );
-        let sql = p.sql(&w.dates, Input::SpeedNotInUnified);
-        assert!(
-            sql.contains("NOT EXISTS (SELECT 1 FROM unified u WHERE u.date IN ('2026-02-02') AND u.\"log_id\" = s.\"log_id\")"),
-            "{sql}"
-        );
-        assert!(!p.sql(&w.dates, Input::Speed).contains("unified"));
+        // The new rows, first landed wins among themselves (the table's ids are dropped after).
+        let sql = p.sql(&w.dates, Input::Speed);
+        assert!(sql.contains("PARTITION BY \"log_id\""), "{sql}");
+        assert!(!sql.contains("unified"));
 
         // Nothing new: no commit.
         let mut state = State::default();
@@ -896,13 +896,7 @@ mod tests {
         assert_eq!(v.to_string(), r#"{"mode":"none","stream":"api_logs"}"#);
         assert_eq!(serde_json::from_value::<UnifiedMetrics>(v).unwrap(), none);
 
-        let compacted = crate::layers::batch::compact::Compacted {
-            files_added: 1,
-            files_removed: 6,
-            partitions: 1,
-        };
         let appended = UnifiedMetrics::Written(Written {
-            compacted: Some(compacted.clone()),
             stream: "api_logs".into(),
             mode: UnifiedMode::Append,
             version: Some(7),
@@ -910,9 +904,10 @@ mod tests {
             speed_files: 2,
             speed_rows_read: 120,
             speed_rows_dropped: 3,
+            ids_already_held: 1,
+            ids_looked_up: 2,
         });
         let today = serde_json::json!({
-            "compacted": Some(compacted),
             "stream": "api_logs",
             "mode": "append",
             "version": Some(7u64),
@@ -920,6 +915,8 @@ mod tests {
             "speed_files": 2usize,
             "speed_rows_read": 120u64,
             "speed_rows_dropped": 3u64,
+            "ids_already_held": 1usize,
+            "ids_looked_up": 2usize,
         });
         let v = serde_json::to_value(&appended).unwrap();
         assert_eq!(v, today);
@@ -930,7 +927,6 @@ mod tests {
         );
 
         let recomputed = UnifiedMetrics::Written(Written {
-            compacted: None,
             mode: UnifiedMode::Recompute,
             version: None,
             ..match appended {
@@ -939,10 +935,9 @@ mod tests {
             }
         });
         let v = serde_json::to_value(&recomputed).unwrap();
-        assert_eq!(v["compacted"], serde_json::Value::Null);
         assert_eq!(v["version"], serde_json::Value::Null);
         assert_eq!(v["mode"], "recompute");
-        assert_eq!(v.as_object().unwrap().len(), 8);
+        assert_eq!(v.as_object().unwrap().len(), 9);
         assert_eq!(recomputed.dates(), ["2026-02-02"]);
         assert_eq!(
             serde_json::from_value::<UnifiedMetrics>(v).unwrap(),
