@@ -251,6 +251,7 @@ impl DashboardsPlan {
         let df_ctx = &reading.ctx;
         let reference = reading.reference.as_ref();
         let mut out = BTreeMap::new();
+        let mut writes = Vec::new();
         for step in self.steps {
             let p = match step {
                 Step::Missing(d) => {
@@ -268,18 +269,24 @@ impl DashboardsPlan {
                 let (_, expected) = p.compute(reference).await?;
                 verify::same_rows(d.name, &rows, &json_rows(&expected)?)?;
             }
-            let version = overwrite_snapshot(store, &p.path, schema, batches, t).await?;
-            let doc = serde_json::json!({
+            let mut doc = serde_json::json!({
                 "name": d.name,
                 "stream": d.stream,
                 "as_of": rfc3339_secs(t),
                 "window": { "start": rfc3339_secs(p.start), "end": rfc3339_secs(t), "minutes": d.minutes },
                 "events_by_source": by_source,
                 "watermark": reading.watermark.json(),
-                "delta_version": version,
+                "delta_version": null,
                 "rows": rows,
             });
-            put_json(store, &p.doc_key, &doc).await?;
+            // The snapshot and then the document are written while the next dashboard is
+            // computed (each dashboard's own table and key).
+            let store = store.clone();
+            writes.push(tokio::spawn(async move {
+                let version = overwrite_snapshot(&store, &p.path, schema, batches, t).await?;
+                doc["delta_version"] = version.into();
+                put_json(&store, &p.doc_key, &doc).await
+            }));
             log_info(
                 log,
                 format!(
@@ -295,6 +302,11 @@ impl DashboardsPlan {
                     events_by_source: by_source,
                 },
             );
+        }
+        for w in writes {
+            w.await.map_err(|e| Error::Batch {
+                source: Box::new(e),
+            })??;
         }
         if reference.is_some() {
             log_info(

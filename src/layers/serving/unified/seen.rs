@@ -129,14 +129,14 @@ pub async fn drop_held(
     }
     let dates: Vec<String> = dates.into_keys().collect();
 
+    // The table is read only to build a filter or to look ids up.
     let ctx = SessionContext::new();
-    register_delta(&ctx, "unified", table)
-        .await
-        .map_err(Error::datafusion(format!("registering {path}")))?;
+    let mut registered = false;
     let mut held = Held::default();
     for d in &dates {
         let full = filters.dates.get(d).is_some_and(|f| f.ids > f.capacity);
         if full || !filters.dates.contains_key(d) {
+            register_once(&ctx, table, &path, &mut registered).await?;
             let f = build(&ctx, id, d).await?;
             filters.dates.insert(d.clone(), f);
             held.built += 1;
@@ -161,6 +161,7 @@ pub async fn drop_held(
     let in_table: HashSet<String> = if candidates.is_empty() {
         HashSet::new()
     } else {
+        register_once(&ctx, table, &path, &mut registered).await?;
         look_up(&ctx, id, &dates, candidates.into_iter().collect()).await?
     };
 
@@ -258,6 +259,22 @@ async fn follow(
     }
     filters.version = version;
     Ok(filters)
+}
+
+/// Registers `table` in `ctx` as `unified`, unless it is already.
+async fn register_once(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    path: &str,
+    registered: &mut bool,
+) -> Result<()> {
+    if !*registered {
+        register_delta(ctx, "unified", table)
+            .await
+            .map_err(Error::datafusion(format!("registering {path}")))?;
+        *registered = true;
+    }
+    Ok(())
 }
 
 /// A filter of the ids the table holds on `date`.
