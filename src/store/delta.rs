@@ -24,6 +24,16 @@ use super::Store;
 /// The snapshots this process keeps, by lake and table path ([`Store::delta_table`]).
 static KEPT: LazyLock<Mutex<HashMap<String, DeltaTable>>> = LazyLock::new(Default::default);
 
+/// Where a kept snapshot stands ([`Store::delta_table`]).
+enum Probe {
+    /// Its version is the table's newest.
+    Current,
+    /// Newer commits exist.
+    Behind,
+    /// Its version's commit is gone: another table is at the path.
+    Gone,
+}
+
 /// URL scheme of lake-relative table locations.
 pub const SCHEME: &str = "lakepipe";
 
@@ -88,8 +98,9 @@ impl Store {
     ///
     /// Tables this process has loaded are kept (one snapshot per lake and path) and brought up
     /// to date incrementally: only the commits made since are read, not the checkpoint and the
-    /// log again. A kept snapshot whose newest commit is gone (the table was deleted, or
-    /// replaced by another one) is dropped and the table loaded afresh.
+    /// log again, and with none made since, two lookups are all the I/O. A kept snapshot whose
+    /// newest commit is gone (the table was deleted, or replaced by another one) is dropped and
+    /// the table loaded afresh.
     pub async fn delta_table(&self, path: &str) -> DeltaResult<Option<DeltaTable>> {
         if let Some(root) = self.local_root()
             && !root.join(path).join("_delta_log").is_dir()
@@ -98,9 +109,17 @@ impl Store {
             return Ok(None);
         }
         if let Some(mut table) = self.kept_table(path) {
-            if self.newest_commit_exists(path, &table).await && table.update_state().await.is_ok() {
-                self.keep_table(path, &table);
-                return Ok(Some(table));
+            match self.probe(path, &table).await {
+                // The usual case: nothing committed since. Checked with two lookups, not by
+                // listing the log (a local listing reads every entry of `_delta_log`).
+                Probe::Current => return Ok(Some(table)),
+                Probe::Behind => {
+                    if table.update_state().await.is_ok() {
+                        self.keep_table(path, &table);
+                        return Ok(Some(table));
+                    }
+                }
+                Probe::Gone => {}
             }
             self.forget_table(path);
         }
@@ -150,15 +169,22 @@ impl Store {
         format!("{}\u{0}{}", self.url(), path.trim_matches('/'))
     }
 
-    /// Whether the commit of `table`'s version is still in the log. Log clean-up only deletes
-    /// commits older than a checkpoint, never the newest one, so a missing newest commit means
-    /// the table is not the one the snapshot was taken of.
-    async fn newest_commit_exists(&self, path: &str, table: &DeltaTable) -> bool {
+    /// Where `table`'s version stands in the log at `path`. Log clean-up only deletes commits
+    /// older than a checkpoint, never the newest one, so a missing commit of the kept version
+    /// means the table is not the one the snapshot was taken of; versions are contiguous, so
+    /// without the next commit there is no newer one.
+    async fn probe(&self, path: &str, table: &DeltaTable) -> Probe {
         let Some(version) = table.version() else {
-            return false;
+            return Probe::Gone;
         };
-        let key = format!("{}/_delta_log/{version:020}.json", path.trim_matches('/'));
-        matches!(self.head(&key).await, Ok(Some(_)))
+        let commit = |v: u64| format!("{}/_delta_log/{v:020}.json", path.trim_matches('/'));
+        if !matches!(self.head(&commit(version)).await, Ok(Some(_))) {
+            return Probe::Gone;
+        }
+        match self.head(&commit(version + 1)).await {
+            Ok(None) => Probe::Current,
+            _ => Probe::Behind,
+        }
     }
 
     /// The table at `path`, uninitialised if it does not exist yet (for create / first write).

@@ -537,18 +537,18 @@ impl AlertsPlan {
         let table = if new_batches.is_empty() {
             existing
         } else {
-            Some(
-                store
-                    .delta_table_or_new(ALERTS_PATH)
-                    .await
-                    .map_err(Error::delta(ALERTS_PATH))?
-                    .write(new_batches)
-                    .with_save_mode(SaveMode::Append)
-                    .with_partition_columns(["date"])
-                    .with_commit_properties(run_label(t))
-                    .await
-                    .map_err(Error::delta(ALERTS_PATH))?,
-            )
+            let written = store
+                .delta_table_or_new(ALERTS_PATH)
+                .await
+                .map_err(Error::delta(ALERTS_PATH))?
+                .write(new_batches)
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(["date"])
+                .with_commit_properties(run_label(t))
+                .await
+                .map_err(Error::delta(ALERTS_PATH))?;
+            store.keep_table(ALERTS_PATH, &written);
+            Some(written)
         };
         // Each run appends one small file to the partition of its date. Once an hour they are
         // merged (Delta optimize of the last day's dates, labelled with this run), so the last

@@ -206,7 +206,7 @@ impl AnalyticsPlan {
                 .await
                 .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?
                 .into_unoptimized_plan();
-            write::write_plan(
+            let written = write::write_plan(
                 store
                     .delta_table_or_new(STREAM_DATES_PATH)
                     .await
@@ -218,6 +218,7 @@ impl AnalyticsPlan {
             )
             .await
             .map_err(Error::delta(STREAM_DATES_PATH))?;
+            store.keep_table(STREAM_DATES_PATH, &written);
         }
         let dates = self.dates;
         let Some(table) = store
