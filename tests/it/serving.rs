@@ -119,6 +119,13 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
     // Every serving run also evaluates the declared SQL over the Delta tables and fails if the
     // incremental windows gave any other row (the differential check).
     let t = TestCommand::new().env("LAKEPIPE_SERVING_VERIFY", "1");
+    // The check of every Delta version below reads versions a day older than the last run:
+    // their files must not be vacuumed yet (the default keeps removed files 24 h).
+    std::fs::write(
+        t.path().join("lakepipe.toml"),
+        "[upkeep]\nretention_hours = 168\nlog_retention_hours = 720\n",
+    )
+    .unwrap();
     let lake = t.lake();
     let l = lake.to_str().unwrap();
     let sim = |from: &str, to: &str| {
