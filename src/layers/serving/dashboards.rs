@@ -252,62 +252,74 @@ impl DashboardsPlan {
         let reference = reading.reference.as_ref();
         let mut out = BTreeMap::new();
         let mut writes = Vec::new();
-        for step in self.steps {
-            let p = match step {
-                Step::Missing(d) => {
-                    log_info(log, format!("{}: no unified_{} yet", d.name, d.stream));
-                    continue;
+        // The writes already started are awaited even when a later dashboard fails, so none
+        // outlives the run (and its turn, `exclusive`).
+        let computed: Result<()> = async {
+            for step in self.steps {
+                let p = match step {
+                    Step::Missing(d) => {
+                        log_info(log, format!("{}: no unified_{} yet", d.name, d.stream));
+                        continue;
+                    }
+                    Step::Publish(p) => p,
+                };
+                let d = p.dashboard;
+                let (schema, batches) = p.compute(df_ctx).await?;
+                let rows = json_rows(&batches)?;
+                let n_rows = rows.len();
+                let by_source = source_counts(df_ctx).await?;
+                if let Some(reference) = reference {
+                    let (_, expected) = p.compute(reference).await?;
+                    verify::same_rows(d.name, &rows, &json_rows(&expected)?)?;
                 }
-                Step::Publish(p) => p,
-            };
-            let d = p.dashboard;
-            let (schema, batches) = p.compute(df_ctx).await?;
-            let rows = json_rows(&batches)?;
-            let n_rows = rows.len();
-            let by_source = source_counts(df_ctx).await?;
-            if let Some(reference) = reference {
-                let (_, expected) = p.compute(reference).await?;
-                verify::same_rows(d.name, &rows, &json_rows(&expected)?)?;
+                let mut doc = serde_json::json!({
+                    "name": d.name,
+                    "stream": d.stream,
+                    "as_of": rfc3339_secs(t),
+                    "window": { "start": rfc3339_secs(p.start), "end": rfc3339_secs(t), "minutes": d.minutes },
+                    "events_by_source": by_source,
+                    "watermark": reading.watermark.json(),
+                    "delta_version": null,
+                    "rows": rows,
+                });
+                // The snapshot and then the document are written while the next dashboard is
+                // computed (each dashboard's own table and key).
+                let store = store.clone();
+                writes.push(tokio::spawn(async move {
+                    let version = overwrite_snapshot(&store, &p.path, schema, batches, t).await?;
+                    doc["delta_version"] = version.into();
+                    put_json(&store, &p.doc_key, &doc).await
+                }));
+                log_info(
+                    log,
+                    format!(
+                        "{}: {n_rows} rows, window events by source {}",
+                        d.name,
+                        serde_json::json!(by_source)
+                    ),
+                );
+                out.insert(
+                    d.name.to_string(),
+                    DashboardMetrics {
+                        rows: n_rows,
+                        events_by_source: by_source,
+                    },
+                );
             }
-            let mut doc = serde_json::json!({
-                "name": d.name,
-                "stream": d.stream,
-                "as_of": rfc3339_secs(t),
-                "window": { "start": rfc3339_secs(p.start), "end": rfc3339_secs(t), "minutes": d.minutes },
-                "events_by_source": by_source,
-                "watermark": reading.watermark.json(),
-                "delta_version": null,
-                "rows": rows,
-            });
-            // The snapshot and then the document are written while the next dashboard is
-            // computed (each dashboard's own table and key).
-            let store = store.clone();
-            writes.push(tokio::spawn(async move {
-                let version = overwrite_snapshot(&store, &p.path, schema, batches, t).await?;
-                doc["delta_version"] = version.into();
-                put_json(&store, &p.doc_key, &doc).await
-            }));
-            log_info(
-                log,
-                format!(
-                    "{}: {n_rows} rows, window events by source {}",
-                    d.name,
-                    serde_json::json!(by_source)
-                ),
-            );
-            out.insert(
-                d.name.to_string(),
-                DashboardMetrics {
-                    rows: n_rows,
-                    events_by_source: by_source,
-                },
-            );
+            Ok(())
         }
+        .await;
+        let mut written = Ok(());
         for w in writes {
-            w.await.map_err(|e| Error::Batch {
+            let r = w.await.map_err(|e| Error::Batch {
                 source: Box::new(e),
-            })??;
+            });
+            if written.is_ok() {
+                written = r.and_then(|r| r);
+            }
         }
+        computed?;
+        written?;
         if reference.is_some() {
             log_info(
                 log,

@@ -10,7 +10,7 @@
 //! and follow the table's commits: an append or a recompute by anyone else makes the dates it
 //! adds to be read again; compactions and vacuums change no ids.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use deltalake::DeltaTable;
@@ -115,19 +115,19 @@ pub async fn drop_held(
 
     // The rows' ids and dates.
     let mut rows: Vec<Vec<(String, String)>> = Vec::with_capacity(batches.len());
-    let mut dates: BTreeMap<String, ()> = BTreeMap::new();
+    let mut dates: BTreeSet<String> = BTreeSet::new();
     for b in &batches {
         let ids = strings(b, id)?;
         let ds = strings(b, "date")?;
         let mut r = Vec::with_capacity(b.num_rows());
         for i in 0..b.num_rows() {
             let d = ds.value(i).to_string();
-            dates.insert(d.clone(), ());
+            dates.insert(d.clone());
             r.push((ids.value(i).to_string(), d));
         }
         rows.push(r);
     }
-    let dates: Vec<String> = dates.into_keys().collect();
+    let dates: Vec<String> = dates.into_iter().collect();
 
     // The table is read only to build a filter or to look ids up.
     let ctx = SessionContext::new();
@@ -289,14 +289,7 @@ async fn build(ctx: &SessionContext, id: &str, date: &str) -> Result<DateFilter>
     let (_, batches) = collect(df).await?;
     let n: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut f = DateFilter::new(n as u64)?;
-    for b in &batches {
-        let ids = strings(b, "id")?;
-        for i in 0..b.num_rows() {
-            if ids.is_valid(i) {
-                f.insert(ids.value(i));
-            }
-        }
-    }
+    for_each_id(&batches, |id| f.insert(id))?;
     Ok(f)
 }
 
@@ -327,15 +320,18 @@ async fn look_up(
         .map_err(Error::datafusion("looking up ids in the unified table"))?;
     let (_, batches) = collect(df).await?;
     let mut out = HashSet::new();
-    for b in &batches {
-        let ids = strings(b, "id")?;
-        for i in 0..b.num_rows() {
-            if ids.is_valid(i) {
-                out.insert(ids.value(i).to_string());
-            }
-        }
-    }
+    for_each_id(&batches, |id| {
+        out.insert(id.to_string());
+    })?;
     Ok(out)
+}
+
+/// Calls `f` with each non-null value of the column `id` of `batches`.
+fn for_each_id(batches: &[RecordBatch], mut f: impl FnMut(&str)) -> Result<()> {
+    for b in batches {
+        strings(b, "id")?.iter().flatten().for_each(&mut f);
+    }
+    Ok(())
 }
 
 /// Column `name` of `b` as strings.
@@ -345,11 +341,13 @@ fn strings(b: &RecordBatch, name: &str) -> Result<StringArray> {
         source: ArrowError::SchemaError(format!("no column {name}")),
     })?;
     let col = cast(col, &DataType::Utf8).map_err(Error::arrow("reading ids"))?;
-    Ok(col
-        .as_any()
+    col.as_any()
         .downcast_ref::<StringArray>()
         .cloned()
-        .unwrap_or_else(|| StringArray::from(Vec::<&str>::new())))
+        .ok_or_else(|| Error::Arrow {
+            what: "reading ids",
+            source: ArrowError::CastError(format!("column {name} is not text after a cast")),
+        })
 }
 
 #[cfg(test)]
