@@ -11,6 +11,7 @@ mod capabilities;
 mod config;
 mod delta;
 mod durable;
+mod listing;
 pub mod metrics;
 pub mod oplog;
 mod retry;

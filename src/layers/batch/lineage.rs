@@ -145,10 +145,8 @@ pub async fn landed(
 ) -> crate::store::Result<Vec<ConsumedFile>> {
     let root = format!("{SPEED_PREFIX}/{stream}");
     let offset = format!("{root}/date={}", from.format("%Y-%m-%d"));
-    let mut listing = store.list_after(&root, &offset);
     let mut files = Vec::new();
-    while let Some(meta) = listing.next().await {
-        let meta = meta?;
+    for meta in store.list_after_cached(&root, &offset).await? {
         let key = meta.location.to_string();
         let Some(name) = key.rsplit('/').next() else {
             continue;

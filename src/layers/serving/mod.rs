@@ -167,10 +167,18 @@ pub async fn overwrite_snapshot(
 
 /// Commit properties naming the serving run.
 pub fn run_label(t: DateTime<Utc>) -> CommitProperties {
-    CommitProperties::default().with_metadata([(
+    serving_commit().with_metadata([(
         unified::RUN_KEY.to_string(),
         serde_json::Value::from(rfc3339_secs(t)),
     )])
+}
+
+/// Properties of every serving-layer commit: no expired-log cleanup after the commit. That
+/// cleanup lists the whole `_delta_log` (three `stat`s per entry on a local lake) after every
+/// commit and judges expiry by the wall clock; `upkeep` removes expired log entries instead,
+/// on its schedule and in the runs' logical time ([`upkeep`]).
+pub fn serving_commit() -> CommitProperties {
+    CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }
 
 /// Serialises the serving operations of this process that write `what` (`unified_<stream>`,
@@ -195,6 +203,64 @@ pub async fn put_json(store: &Store, key: &str, doc: &serde_json::Value) -> Resu
 mod tests {
     use super::*;
     use crate::clock::parse_utc;
+
+    /// A serving commit leaves expired log entries for `upkeep` (which judges expiry in logical
+    /// time); delta-rs's own cleanup, which the other commit keeps, removes them.
+    #[tokio::test]
+    async fn serving_commits_leave_expired_log_entries_to_upkeep() {
+        use deltalake::TableProperty;
+        use deltalake::arrow::array::Int64Array;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let rows = |n: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(vec![n]))],
+            )
+            .unwrap()
+        };
+        let t = parse_utc("2026-02-01T00:00:00Z").unwrap();
+        let first_entry_left = |path: &str| {
+            dir.path()
+                .join(path)
+                .join("_delta_log/00000000000000000000.json")
+                .exists()
+        };
+        for (path, props) in [
+            ("serving", run_label(t)),
+            ("default", CommitProperties::default()),
+        ] {
+            // Every entry of this table's log expires at once.
+            let mut table = store
+                .delta_table_or_new(path)
+                .await
+                .unwrap()
+                .create()
+                .with_column("n", DeltaType::Primitive(PrimitiveType::Long), true, None)
+                .with_configuration_property(
+                    TableProperty::LogRetentionDuration,
+                    Some("interval 0 seconds"),
+                )
+                .await
+                .unwrap();
+            for n in 0..2 {
+                table = table.write(vec![rows(n)]).await.unwrap();
+            }
+            deltalake::checkpoints::create_checkpoint(&table, None)
+                .await
+                .unwrap();
+            table
+                .write(vec![rows(9)])
+                .with_commit_properties(props)
+                .await
+                .unwrap();
+        }
+        assert!(first_entry_left("serving"));
+        assert!(!first_entry_left("default"));
+    }
 
     #[test]
     fn windows_touch_the_dates_they_span() {

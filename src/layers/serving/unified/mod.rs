@@ -549,7 +549,7 @@ fn commit_label(
             serde_json::Value::from(f.ingest_run.clone()),
         ));
     }
-    deltalake::kernel::transaction::CommitProperties::default().with_metadata(meta)
+    super::serving_commit().with_metadata(meta)
 }
 
 /// The schema of the rows `spec`'s unified table is written with (planned over no rows).
