@@ -458,24 +458,36 @@ impl Runner {
         ti.max_tries = ti.max_tries.max(ti.try_number() + 1);
         self.attempt(&run, spec, &mut ti, upstream).await?;
         self.runs.put_ti(&ti).await?;
-        // The run's state follows its task instances.
-        let mut states = Vec::new();
-        for t in &dag.tasks {
-            let s = if t.task_id == task_id {
-                Some(ti.state)
-            } else {
-                self.runs
-                    .get_ti(&dag.dag_id, logical_date, &t.task_id)
-                    .await?
-                    .map(|x| x.state)
-            };
-            states.push((t.task_id.clone(), s));
+        // The run's state follows its task instances. Another process running a task of the
+        // same run (parallel `tasks run`, as Airflow's executors start them) may write the
+        // record from reads older than this task's end: after each write the task instances
+        // are read again, and the record written again until it says what they say. Every
+        // writer checks after its last write, so the record ends consistent.
+        let mut wrote = false;
+        loop {
+            let mut states = Vec::new();
+            for t in &dag.tasks {
+                let s = if t.task_id == task_id {
+                    Some(ti.state)
+                } else {
+                    self.runs
+                        .get_ti(&dag.dag_id, logical_date, &t.task_id)
+                        .await?
+                        .map(|x| x.state)
+                };
+                states.push((t.task_id.clone(), s));
+            }
+            let written = (run.state, run.failed_tasks.clone());
+            run.settle(
+                states.iter().map(|(t, s)| (t.as_str(), *s)),
+                self.clock.now(),
+            );
+            if wrote && (run.state, &run.failed_tasks) == (written.0, &written.1) {
+                break;
+            }
+            self.runs.put_run(&run).await?;
+            wrote = true;
         }
-        run.settle(
-            states.iter().map(|(t, s)| (t.as_str(), *s)),
-            self.clock.now(),
-        );
-        self.runs.put_run(&run).await?;
         Ok(ti)
     }
 }
@@ -705,6 +717,44 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(calm_ti.state, TaskState::Success);
+    }
+
+    /// Ends together with the other bodies of its barrier.
+    struct Together(tokio::sync::Barrier);
+
+    #[async_trait::async_trait]
+    impl TaskBody for Together {
+        async fn run(&self, _ctx: &TaskContext) -> TaskResult {
+            self.0.wait().await;
+            Ok(serde_json::Value::Null)
+        }
+    }
+
+    /// Two `tasks run` of one run that end together (two runners, as two processes) leave the
+    /// run record in the state of its task instances, however their reads and writes of the
+    /// record interleave.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tasks_of_one_run_ending_together_leave_the_run_record_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r1, _) = runner(dir.path()).await;
+        let (r2, _) = runner(dir.path()).await;
+        for i in 0..40 {
+            let body = Arc::new(Together(tokio::sync::Barrier::new(2)));
+            let dag = Dag::new("t-dag", "test", Schedule::cron("*/5 * * * *").unwrap(), 1)
+                .task("x", &[], policy(0, 5000), body.clone())
+                .task("y", &[], policy(0, 5000), body)
+                .validated()
+                .unwrap();
+            let t = t0() + chrono::Duration::minutes(5 * i);
+            let (x, y) = tokio::join!(
+                r1.run_single_task(&dag, "x", t),
+                r2.run_single_task(&dag, "y", t)
+            );
+            assert_eq!(x.unwrap().state, TaskState::Success);
+            assert_eq!(y.unwrap().state, TaskState::Success);
+            let run = r1.runs().get_run("t-dag", t).await.unwrap().unwrap();
+            assert_eq!(run.state, RunState::Success, "run {i}");
+        }
     }
 
     #[tokio::test]

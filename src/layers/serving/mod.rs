@@ -146,6 +146,7 @@ pub async fn overwrite_snapshot(
     batches: Vec<RecordBatch>,
     t: DateTime<Utc>,
 ) -> Result<u64> {
+    let (schema, batches) = signed(schema, batches)?;
     let batches = if batches.is_empty() {
         vec![RecordBatch::new_empty(schema)]
     } else {
@@ -163,6 +164,55 @@ pub async fn overwrite_snapshot(
         .map_err(Error::delta(path))?;
     store.keep_table(path, &table);
     Ok(table.version().unwrap_or_default())
+}
+
+/// `batches` with their unsigned integer columns (`row_number()`, `rank()` give `UInt64`) cast
+/// to the signed type Delta has for them: Delta has no unsigned types, and a Parquet file with an
+/// unsigned column under a `long` in the table's schema is refused by readers that check
+/// (Polars: "data type mismatch"). A value that does not fit is an error, never a null.
+fn signed(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    use deltalake::arrow::compute::{CastOptions, cast_with_options};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let to = |t: &DataType| match t {
+        DataType::UInt8 => Some(DataType::Int16),
+        DataType::UInt16 => Some(DataType::Int32),
+        DataType::UInt32 | DataType::UInt64 => Some(DataType::Int64),
+        _ => None,
+    };
+    if !schema.fields().iter().any(|f| to(f.data_type()).is_some()) {
+        return Ok((schema, batches));
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match to(f.data_type()) {
+            Some(t) => f.as_ref().clone().with_data_type(t),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let signed_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    let batches = batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(signed_schema.fields())
+                .map(|(c, f)| match c.data_type() == f.data_type() {
+                    true => Ok(Arc::clone(c)),
+                    false => cast_with_options(c, f.data_type(), &options),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::arrow("an unsigned column as signed"))?;
+            RecordBatch::try_new(Arc::clone(&signed_schema), columns)
+                .map_err(Error::arrow("an unsigned column as signed"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((signed_schema, batches))
 }
 
 /// Commit properties naming the serving run.
@@ -260,6 +310,49 @@ mod tests {
         }
         assert!(first_entry_left("serving"));
         assert!(!first_entry_left("default"));
+    }
+
+    /// A snapshot of a `row_number()` column is a signed `long` in the table and in its
+    /// Parquet files; a value beyond `i64` is refused.
+    #[tokio::test]
+    async fn snapshots_store_unsigned_columns_as_signed() {
+        use deltalake::arrow::array::UInt64Array;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "rank",
+            DataType::UInt64,
+            false,
+        )]));
+        let batch = |v: Vec<u64>| {
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(UInt64Array::from(v))]).unwrap()
+        };
+        let t = parse_utc("2026-02-01T00:00:00Z").unwrap();
+        overwrite_snapshot(&store, "d", Arc::clone(&schema), vec![batch(vec![1, 2])], t)
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        assert_eq!(files.len(), 1);
+        let reader =
+            deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&files[0]).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(reader.schema().field(0).data_type(), &DataType::Int64);
+        let table = store.delta_table("d").await.unwrap().unwrap();
+        let delta_schema = table.snapshot().unwrap().schema();
+        assert_eq!(
+            delta_schema.fields().next().unwrap().data_type(),
+            &deltalake::kernel::DataType::Primitive(deltalake::kernel::PrimitiveType::Long)
+        );
+        let too_big =
+            overwrite_snapshot(&store, "d", schema.clone(), vec![batch(vec![u64::MAX])], t).await;
+        assert!(too_big.is_err());
     }
 
     #[test]
