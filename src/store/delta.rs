@@ -65,6 +65,15 @@ fn register_scheme() {
     });
 }
 
+/// A builder for the table at `url` (`lakepipe://lake/<path>`) over `store`, the lake's root.
+pub(super) fn builder_over(
+    store: Arc<dyn object_store::ObjectStore>,
+    url: Url,
+) -> DeltaResult<DeltaTableBuilder> {
+    register_scheme();
+    Ok(DeltaTableBuilder::from_url(url.clone())?.with_storage_backend(store, url))
+}
+
 impl Store {
     /// The URL of the table at lake path `path` (e.g. `batch/bronze/api_logs`).
     pub fn table_url(&self, path: &str) -> DeltaResult<Url> {
@@ -87,10 +96,10 @@ impl Store {
         if self.is_local() {
             return DeltaTableBuilder::from_url(url);
         }
-        register_scheme();
-        Ok(
-            DeltaTableBuilder::from_url(url.clone())?
-                .with_storage_backend(self.object_store(), url),
+        // Commits on S3 recognise their own create-only write refused on a retry.
+        builder_over(
+            Arc::new(super::own_writes::OwnWrites::new(self.object_store())),
+            url,
         )
     }
 

@@ -14,6 +14,7 @@ mod durable;
 mod listing;
 pub mod metrics;
 pub mod oplog;
+mod own_writes;
 mod retry;
 mod s3;
 
