@@ -6,13 +6,17 @@
 //! takes the commit for another writer's, checks its own against it and either fails the
 //! operation as a conflict (an overwrite or a date replace: "a concurrent transaction deleted
 //! data this operation read") or — a blind append — commits the same rows again at the next
-//! version: counted twice. [`OwnWrites`], under the Delta tables of an S3 lake, reads the
+//! version: counted twice. A connection that fails during the PUT is worse: the client does not
+//! repeat a create-only PUT, so the commit fails though it may have been stored, and the task's
+//! retry makes it again. [`OwnWrites`], under the Delta tables of an S3 lake, repeats a
+//! create-only PUT that failed in transport, and reads the
 //! object a refused create-only PUT names: if it holds exactly the bytes being written, the
 //! write was this one (a commit's bytes carry its timestamp and the random names of the files
 //! it adds, which no other writer repeats) and it succeeded. Any other content stays refused.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -21,6 +25,9 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
+
+/// Times a create-only write that failed in transport is repeated.
+const TRANSPORT_RETRIES: u32 = 5;
 
 /// `inner`, with create-only writes that find their own bytes treated as done.
 #[derive(Debug)]
@@ -49,10 +56,30 @@ impl ObjectStore for OwnWrites {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        let create = matches!(opts.mode, PutMode::Create);
-        let sent = payload.clone();
-        match self.inner.put_opts(location, payload, opts).await {
-            Err(refused @ object_store::Error::AlreadyExists { .. }) if create => {
+        if !matches!(opts.mode, PutMode::Create) {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        // The client does not repeat a create-only PUT whose connection failed (it is not
+        // idempotent to it); here it is: the condition keeps it from overwriting anything, and
+        // a refusal is then read below.
+        let mut attempt = 0;
+        let answer = loop {
+            match self
+                .inner
+                .put_opts(location, payload.clone(), opts.clone())
+                .await
+            {
+                Err(e @ object_store::Error::Generic { .. }) if attempt < TRANSPORT_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(key = %location, attempt, error = %e, "create-only write failed in transport: repeated");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
+                }
+                other => break other,
+            }
+        };
+        let sent = payload;
+        match answer {
+            Err(refused @ object_store::Error::AlreadyExists { .. }) => {
                 let existing = match self.inner.get(location).await {
                     Ok(got) => got,
                     Err(_) => return Err(refused),
@@ -177,6 +204,89 @@ mod tests {
         }
         async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
             self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    /// Fails the first create-only write of each key in transport, after storing it
+    /// (`stored`) or before.
+    #[derive(Debug)]
+    struct Resets {
+        inner: Arc<dyn ObjectStore>,
+        stored: bool,
+        seen: std::sync::Mutex<std::collections::HashSet<Path>>,
+    }
+
+    impl fmt::Display for Resets {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "Resets")
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for Resets {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> Result<PutResult> {
+            let first = matches!(opts.mode, PutMode::Create)
+                && self.seen.lock().unwrap().insert(location.clone());
+            if !first {
+                return self.inner.put_opts(location, payload, opts).await;
+            }
+            if self.stored {
+                self.inner.put_opts(location, payload, opts).await?;
+            }
+            Err(object_store::Error::Generic {
+                store: "Resets",
+                source: "connection reset".into(),
+            })
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, Result<Path>>,
+        ) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// Every commit's connection reset once, before or after the store kept it: over
+    /// [`OwnWrites`] each append is one version with its row.
+    #[tokio::test]
+    async fn delta_commits_whose_connection_reset_are_made_once() {
+        for stored in [false, true] {
+            let resets = |stored| -> Arc<dyn ObjectStore> {
+                Arc::new(Resets {
+                    inner: Arc::new(InMemory::new()),
+                    stored,
+                    seen: Default::default(),
+                })
+            };
+            let own: Arc<dyn ObjectStore> = Arc::new(OwnWrites::new(resets(stored)));
+            assert_eq!(appends(own, 3).await, (Some(2), 3, 0), "stored {stored}");
+            // Unwrapped, appends fail (their commit stored or not).
+            let (_, _, failed) = appends(resets(stored), 3).await;
+            assert!(failed > 0, "stored {stored}");
         }
     }
 

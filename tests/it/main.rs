@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod delivery;
 mod evolution;
+mod faults;
 mod inbox;
 mod ingest;
 mod ingest_flow;

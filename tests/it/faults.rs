@@ -1,0 +1,320 @@
+//! A fault-injecting S3 proxy between lakepipe and moto, and the test that runs the pipeline
+//! through it.
+//!
+//! The proxy takes one request per connection (it asks both sides to close after it), and for a
+//! seeded share of requests it answers `503 SlowDown` without forwarding, resets the connection
+//! before forwarding, resets it **after** forwarding (the server did the write; the client never
+//! hears — the hard case for create-only commits), or delays. The same seed gives the same
+//! faults for the same sequence of requests.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::util::{S3Server, TestCommand, query_rows, s3_server};
+
+const STREAMS: [(&str, &str); 5] = [
+    ("iot_sensors", "reading_id"),
+    ("api_logs", "log_id"),
+    ("social_media", "event_id"),
+    ("ecommerce_clickstream", "event_id"),
+    ("financial_transactions", "transaction_id"),
+];
+
+/// What the proxy did to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    SlowDown,
+    ResetBefore,
+    ResetAfter,
+    Delay,
+}
+
+/// Shares of requests (per mille) per fault.
+#[derive(Debug, Clone, Copy)]
+pub struct Shares {
+    pub slow_down: u64,
+    pub reset_before: u64,
+    pub reset_after: u64,
+    pub delay: u64,
+}
+
+/// A running proxy: its endpoint and what it injected.
+pub struct FaultProxy {
+    pub endpoint: String,
+    injected: Arc<Mutex<BTreeMap<Fault, u64>>>,
+    requests: Arc<AtomicU64>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://host:port`) on a free loopback port.
+    pub fn start(upstream: &str, shares: Shares, seed: u64) -> FaultProxy {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let injected = Arc::new(Mutex::new(BTreeMap::new()));
+        let requests = Arc::new(AtomicU64::new(0));
+        let rng = Arc::new(Mutex::new(seed.max(1)));
+        {
+            let (injected, requests) = (Arc::clone(&injected), Arc::clone(&requests));
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(conn) = conn else { continue };
+                    let draw = {
+                        // xorshift64: the faults of a seed are reproducible.
+                        let mut x = rng.lock().unwrap();
+                        *x ^= *x << 13;
+                        *x ^= *x >> 7;
+                        *x ^= *x << 17;
+                        *x % 1000
+                    };
+                    let fault = pick(draw, shares);
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    if let Some(f) = fault {
+                        *injected.lock().unwrap().entry(f).or_default() += 1;
+                    }
+                    let upstream = upstream.clone();
+                    std::thread::spawn(move || {
+                        let _ = serve(conn, &upstream, fault);
+                    });
+                }
+            });
+        }
+        FaultProxy {
+            endpoint,
+            injected,
+            requests,
+        }
+    }
+
+    /// Faults injected so far, by kind, and requests seen.
+    pub fn injected(&self) -> (BTreeMap<Fault, u64>, u64) {
+        (
+            self.injected.lock().unwrap().clone(),
+            self.requests.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn pick(draw: u64, s: Shares) -> Option<Fault> {
+    let mut edge = 0;
+    for (share, fault) in [
+        (s.slow_down, Fault::SlowDown),
+        (s.reset_before, Fault::ResetBefore),
+        (s.reset_after, Fault::ResetAfter),
+        (s.delay, Fault::Delay),
+    ] {
+        edge += share;
+        if draw < edge {
+            return Some(fault);
+        }
+    }
+    None
+}
+
+/// Reads one HTTP message (head, and the body its `Content-Length` or chunked encoding frames;
+/// to EOF when `to_eof`), returning the head and the body bytes as read.
+fn read_message(s: &mut TcpStream, to_eof: bool) -> std::io::Result<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut body = buf[head_end..].to_vec();
+    let lower = head.to_ascii_lowercase();
+    let length = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = lower.contains("transfer-encoding: chunked");
+    loop {
+        let done = match (to_eof, length, chunked) {
+            (true, _, _) => false,
+            (_, Some(n), _) => body.len() >= n,
+            (_, None, true) => body.ends_with(b"0\r\n\r\n"),
+            _ => true,
+        };
+        if done {
+            break;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok((head, body))
+}
+
+/// The head with its `Connection` header replaced by `close`.
+fn closing(head: &str) -> String {
+    let mut out: Vec<&str> = head
+        .trim_end_matches("\r\n\r\n")
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    out.push("Connection: close");
+    format!("{}\r\n\r\n", out.join("\r\n"))
+}
+
+fn reset(s: TcpStream) {
+    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    drop(s);
+}
+
+fn serve(mut client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let (head, body) = read_message(&mut client, false)?;
+    match fault {
+        Some(Fault::SlowDown) => {
+            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+            write!(
+                client,
+                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            )?;
+            let _ = client.shutdown(Shutdown::Write);
+            return Ok(());
+        }
+        Some(Fault::ResetBefore) => {
+            reset(client);
+            return Ok(());
+        }
+        Some(Fault::Delay) => std::thread::sleep(Duration::from_millis(300)),
+        _ => {}
+    }
+    let mut server = TcpStream::connect(upstream)?;
+    server.set_read_timeout(Some(Duration::from_secs(60)))?;
+    server.write_all(closing(&head).as_bytes())?;
+    server.write_all(&body)?;
+    let (rhead, rbody) = read_message(&mut server, true)?;
+    if fault == Some(Fault::ResetAfter) {
+        reset(client);
+        return Ok(());
+    }
+    client.write_all(closing(&rhead).as_bytes())?;
+    client.write_all(&rbody)?;
+    let _ = client.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+/// The environment of the binary for `server`, through `proxy`.
+fn through(server: &S3Server, proxy: &FaultProxy) -> TestCommand {
+    TestCommand::new()
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &server.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &server.secret)
+}
+
+/// Hours of every DAG on moto with 10 % of S3 requests failing (503 SlowDown, resets before
+/// and after forwarding, delays): the same landed objects as a clean run, and every id once in
+/// each unified table, with the same counts as the clean run.
+#[tokio::test]
+async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
+    let server = s3_server("LAKEPIPE_TEST_MOTO");
+    let clean_bucket = server.new_bucket("clean").await;
+    let faulty_bucket = server.new_bucket("faulty").await;
+    let proxy = FaultProxy::start(
+        &server.endpoint,
+        Shares {
+            slow_down: 50,
+            reset_before: 20,
+            reset_after: 20,
+            delay: 10,
+        },
+        26_12_05,
+    );
+    let range = [
+        "simulate",
+        "--from",
+        "2026-02-01T23:30:00Z",
+        "--to",
+        "2026-02-02T02:10:00Z",
+        "--scale",
+        "0.05",
+    ];
+    let clean = server.apply(TestCommand::new());
+    let clean_lake = format!("s3://{clean_bucket}/lake");
+    let mut args = vec!["--lake", clean_lake.as_str()];
+    args.extend(range);
+    clean.run(&args).assert_exit_code(0);
+
+    let faulty = through(&server, &proxy);
+    let faulty_lake = format!("s3://{faulty_bucket}/lake");
+    let mut args = vec!["--lake", faulty_lake.as_str()];
+    args.extend(range);
+    let run = faulty.run(&args);
+    let (injected, requests) = proxy.injected();
+    eprintln!("{requests} requests through the proxy, faults {injected:?}");
+    run.assert_exit_code(0);
+    for f in [
+        Fault::SlowDown,
+        Fault::ResetBefore,
+        Fault::ResetAfter,
+        Fault::Delay,
+    ] {
+        assert!(
+            injected.get(&f).copied().unwrap_or(0) > 0,
+            "{f:?}: {injected:?}"
+        );
+    }
+
+    // The landed objects: the same keys and bytes.
+    for prefix in ["lake/realtime/"] {
+        let a = server.keys(&clean_bucket, prefix).await;
+        let b = server.keys(&faulty_bucket, prefix).await;
+        assert_eq!(a, b, "{prefix}");
+        let client = server.client();
+        for key in &a {
+            let get = |bucket: &str| client.get_object().bucket(bucket).key(key.clone()).send();
+            let x = get(&clean_bucket)
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap();
+            let y = get(&faulty_bucket)
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(x.into_bytes(), y.into_bytes(), "{key}");
+        }
+    }
+    // Every id once in each unified table, and the same rows as the clean run.
+    for (stream, id) in STREAMS {
+        let sql = format!(
+            "SELECT date, count(*) AS n, count(DISTINCT {id}) AS ids FROM serving_unified_{stream} GROUP BY date ORDER BY date"
+        );
+        let want = query_rows(&clean, &clean_lake, &sql);
+        let got = query_rows(&faulty, &faulty_lake, &sql);
+        for r in &got {
+            assert_eq!(r["n"], r["ids"], "{stream}: {r}");
+        }
+        assert_eq!(got, want, "{stream}");
+        let sql = format!("SELECT count(*) AS n, count(DISTINCT {id}) AS ids FROM silver_{stream}");
+        assert_eq!(
+            query_rows(&faulty, &faulty_lake, &sql),
+            query_rows(&clean, &clean_lake, &sql),
+            "silver_{stream}"
+        );
+    }
+}
