@@ -544,13 +544,42 @@ async fn unified_tables_on_moto_hold_each_event_once_across_a_batch_run() {
     let ui = crate::web::Ui::start(&t, &lake);
     let out = python(
         r#"
-import json, sys, urllib.request
+import json, re, sys, urllib.request
 base = sys.argv[1]
 get = lambda p: urllib.request.urlopen(base + p, timeout=60).read().decode()
 dags = {d["dag_id"]: d for d in json.loads(get("/api/dags"))}
 lake = json.loads(get("/api/lake"))
 metrics = get("/metrics")
+# The exposition as Prometheus's own client parses it, and its naming conventions: lakepipe_
+# prefix, snake_case names and labels, counters exposed as <name>_total, no unit-less sizes
+# or durations.
+from prometheus_client.parser import text_string_to_metric_families
+families, problems = [], []
+snake = re.compile(r"^[a-z][a-z0-9_]*$")
+for fam in text_string_to_metric_families(metrics):
+    families.append((fam.name, fam.type))
+    if not fam.name.startswith("lakepipe_") or not snake.match(fam.name):
+        problems.append(f"name {fam.name}")
+    for smp in fam.samples:
+        for label in smp.labels:
+            if not snake.match(label):
+                problems.append(f"label {label} of {fam.name}")
+    for unit_word in ("duration", "size", "latency"):
+        if unit_word in fam.name and not fam.name.endswith(("_seconds", "_bytes")):
+            problems.append(f"no unit in {fam.name}")
+# The parser names counter samples <name>_total whatever the text says: the text is checked.
+for line in metrics.splitlines():
+    parts = line.split()
+    if line.startswith('# TYPE ') and parts[3] == 'counter':
+        stem = parts[2].removesuffix("_total")
+        if not parts[2].endswith("_total"):
+            problems.append(f"counter {parts[2]}")
+        for sample in metrics.splitlines():
+            if re.match(re.escape(stem) + r"[{ ]", sample):
+                problems.append(f"counter sample {sample}")
 print(json.dumps({
+    "metric_families": sorted(families),
+    "metric_problems": problems,
     "serving_runs": dags["4-serving_layer_merge"]["runs_by_state"],
     "batch_last": dags["3-batch_etl_all_streams"]["last_run"]["state"],
     "lake": lake["lake"],
@@ -581,6 +610,22 @@ print(json.dumps({
     assert_eq!(v["alerts_as_of"], "2026-02-02T02:10:00Z");
     assert!(v["s3_gets"][0].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(v["grid_page"], true);
+    assert_eq!(v["metric_problems"], serde_json::json!([]), "{v}");
+    for family in [
+        ["lakepipe_dag_runs", "gauge"],
+        ["lakepipe_task_duration_seconds", "summary"],
+        ["lakepipe_s3_requests", "counter"],
+        ["lakepipe_s3_retries", "counter"],
+        ["lakepipe_landing_bytes", "gauge"],
+    ] {
+        assert!(
+            v["metric_families"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(family)),
+            "{family:?}: {v}"
+        );
+    }
     drop(ui);
 }
 
