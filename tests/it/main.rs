@@ -14,6 +14,7 @@ mod ingest;
 mod ingest_flow;
 mod landing;
 mod pipeline;
+mod readers;
 mod s3;
 mod scheduler;
 mod serving;
