@@ -3,6 +3,11 @@
 //! and expires when the holder stops renewing it. A lease left by a process of this host that
 //! no longer exists (kill -9) is taken over at once. Lease times are wall-clock times, also
 //! under `simulate`.
+//!
+//! Taking over a stale lease is a delete and a create, and two contenders that both read the
+//! stale lease could each delete what the other had just created — both would then schedule.
+//! So the right to replace a given stale lease is itself claimed with a create-only write: a
+//! takeover marker named by the stale lease's digest, which only one contender can create.
 
 use std::time::Duration;
 
@@ -11,10 +16,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::store::Store;
+use crate::store::{CreateMode, Store};
 
 /// Key of the lease object.
 pub const LEASE_KEY: &str = "_lakepipe/scheduler.lease";
+
+/// Prefix of takeover markers, `<prefix><sha256 of the stale lease>-<attempt>`: one small
+/// object per takeover (after a crash or an expiry), kept so that no stale lease can be taken
+/// over twice.
+pub const TAKEOVER_PREFIX: &str = "_lakepipe/scheduler.takeovers/";
 
 /// What the lease object holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,8 +118,22 @@ impl Lease {
             expires_at: now + ttl_c,
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lease serialises"));
-        for _ in 0..3 {
+        for _ in 0..10 {
             if store.create_if_absent(LEASE_KEY, body.clone()).await? {
+                if store.create_mode().await? == CreateMode::CheckThenPut {
+                    // A store that ignores create-only writes let a scheduler that started at
+                    // the same instant write too, and the last write stands: wait for writes in
+                    // flight, then the lease is whoever's it is now.
+                    tokio::time::sleep(CHECK_THEN_PUT_SETTLE).await;
+                    if let Some(h) = store
+                        .get_opt(LEASE_KEY)
+                        .await?
+                        .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
+                        .filter(|h| h.owner != info.owner)
+                    {
+                        return Err(LeaseError::Held(Box::new(h)));
+                    }
+                }
                 return Ok(Lease::start(store.clone(), info, ttl));
             }
             let Some(existing) = store.get_opt(LEASE_KEY).await? else {
@@ -140,6 +164,11 @@ impl Lease {
                 Some(h) => return Err(LeaseError::Held(Box::new(h.clone()))),
             };
             if stale {
+                if !claim_takeover(store, &existing, &body, ttl).await? {
+                    // Another contender replaces this lease: let it, then read who holds it.
+                    tokio::time::sleep(TAKEOVER_WAIT).await;
+                    continue;
+                }
                 store.delete(LEASE_KEY).await?;
             }
         }
@@ -219,6 +248,42 @@ impl Lease {
     }
 }
 
+/// How long a scheduler that wrote the lease on a store ignoring create-only writes waits
+/// before it reads whose lease stands.
+const CHECK_THEN_PUT_SETTLE: Duration = Duration::from_secs(1);
+
+/// How long a contender that lost a takeover waits before it reads the new holder.
+const TAKEOVER_WAIT: Duration = Duration::from_millis(200);
+
+/// Claims the right to replace the stale lease whose bytes are `stale`, with a create-only
+/// write of a marker holding `body` (the claimant's lease): only one contender creates it. A
+/// marker older than `ttl` was left by a claimant that died between the marker and its new
+/// lease; the next attempt number is claimed instead.
+async fn claim_takeover(
+    store: &Store,
+    stale: &[u8],
+    body: &Bytes,
+    ttl: Duration,
+) -> Result<bool, crate::store::Error> {
+    use sha2::Digest;
+    let digest = crate::hex::hex(&sha2::Sha256::digest(stale));
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+    for attempt in 0..8 {
+        let key = format!("{TAKEOVER_PREFIX}{digest}-{attempt}");
+        if store.create_if_absent(&key, body.clone()).await? {
+            return Ok(true);
+        }
+        let claimant = store
+            .get_opt(&key)
+            .await?
+            .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok());
+        if claimant.is_some_and(|c| c.acquired_at + ttl > crate::clock::wall_now()) {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
+
 /// Renews the lease if it is still ours; `false` if someone else holds it now.
 async fn renew(
     store: &Store,
@@ -244,6 +309,89 @@ async fn renew(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lease whose holder stopped renewing it a minute ago.
+    fn expired(command: &str) -> Bytes {
+        let then = crate::clock::wall_now() - chrono::Duration::seconds(120);
+        let info = LeaseInfo {
+            owner: uuid::Uuid::from_u128(rand::random()).to_string(),
+            host: "elsewhere".into(),
+            pid: 1,
+            command: command.into(),
+            acquired_at: then,
+            heartbeat_at: then,
+            expires_at: then + chrono::Duration::seconds(60),
+        };
+        Bytes::from(serde_json::to_vec_pretty(&info).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_contenders_for_a_stale_lease_exactly_one_takes_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let ttl = Duration::from_secs(30);
+        for round in 0..40 {
+            store
+                .put(LEASE_KEY, expired("up"), &Default::default())
+                .await
+                .unwrap();
+            let contenders: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { Lease::acquire(&store, "simulate", ttl).await })
+                })
+                .collect();
+            let mut held = Vec::new();
+            let mut refused = Vec::new();
+            for c in contenders {
+                match c.await.unwrap() {
+                    Ok(lease) => held.push(lease),
+                    Err(LeaseError::Held(h)) => refused.push(h.owner),
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            assert_eq!(held.len(), 1, "round {round}: {} holders", held.len());
+            let winner = held.pop().unwrap();
+            assert!(
+                refused.iter().all(|o| *o == winner.info.owner),
+                "round {round}: a refused contender named another holder"
+            );
+            winner.release().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_takeover_abandoned_between_marker_and_lease_is_claimed_again_after_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let stale = expired("up");
+        store
+            .put(LEASE_KEY, stale.clone(), &Default::default())
+            .await
+            .unwrap();
+        // A claimant that died right after its marker, a minute ago.
+        use sha2::Digest;
+        let digest = crate::hex::hex(&sha2::Sha256::digest(&stale));
+        store
+            .put(
+                &format!("{TAKEOVER_PREFIX}{digest}-0"),
+                expired("simulate"),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let lease = Lease::acquire(&store, "up", Duration::from_secs(30))
+            .await
+            .expect("the abandoned takeover does not block the lake");
+        assert!(
+            store
+                .head(&format!("{TAKEOVER_PREFIX}{digest}-1"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        lease.release().await;
+    }
 
     #[test]
     fn this_process_is_alive_and_a_free_pid_is_not() {

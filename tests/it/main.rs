@@ -13,6 +13,7 @@ mod inbox;
 mod ingest;
 mod ingest_flow;
 mod landing;
+mod lease;
 mod pipeline;
 mod readers;
 mod s3;
