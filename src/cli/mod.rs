@@ -6,6 +6,7 @@
 mod admin;
 mod inbox;
 mod live;
+mod panics;
 mod pipeline;
 mod produce;
 mod sched;
@@ -253,6 +254,7 @@ fn parse_scale(s: &str) -> Result<f64, String> {
 /// Runs a parsed command line.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args.log);
+    panics::install();
     let flags = Overrides {
         lake: args.lake.clone(),
         seed: args.seed,

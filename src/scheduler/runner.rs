@@ -282,6 +282,16 @@ impl Runner {
                 _ => {
                     ti.state = TaskState::Failed;
                     self.runs.put_ti(&ti).await?;
+                    // As Airflow's task log ends: the reason, where the operator sees it.
+                    let error = ti.attempts.last().and_then(|a| a.error.as_deref());
+                    tracing::warn!(
+                        "{} {} {}: failed after {} tries: {}",
+                        run.dag_id,
+                        rfc3339_secs(run.logical_date),
+                        spec.task_id,
+                        ti.try_number(),
+                        error.unwrap_or("no error recorded")
+                    );
                     return Ok(ti);
                 }
             }

@@ -7,6 +7,7 @@ mod bootstrap;
 mod catalog;
 mod cli;
 mod delivery;
+mod disk;
 mod evolution;
 mod faults;
 mod inbox;

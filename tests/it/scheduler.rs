@@ -116,7 +116,7 @@ fn realtime_objects(t: &TestCommand) -> BTreeMap<String, Vec<u8>> {
 /// object (key and bytes), and of every Delta table's rows (sorted; floats to 6 decimals, as
 /// DataFusion's parallel sums may add in another order). Run records (with timings) are not
 /// part of it.
-fn lake_fingerprint(t: &TestCommand) -> BTreeMap<String, String> {
+pub(crate) fn lake_fingerprint(t: &TestCommand) -> BTreeMap<String, String> {
     use sha2::Digest as _;
     fn rounded(v: &mut serde_json::Value) {
         match v {
