@@ -47,11 +47,17 @@ pub struct LeaseInfo {
 
 /// The live holder of the lease, if a scheduler is running on this lake.
 pub async fn holder(store: &Store) -> Result<Option<LeaseInfo>, crate::store::Error> {
-    Ok(store
-        .get_opt(LEASE_KEY)
+    Ok(read_info(store, LEASE_KEY)
         .await?
-        .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
         .filter(|h| h.expires_at > crate::clock::wall_now()))
+}
+
+/// The lease (or takeover marker) at `key`; `None` if absent or unreadable.
+async fn read_info(store: &Store, key: &str) -> Result<Option<LeaseInfo>, crate::store::Error> {
+    Ok(store
+        .get_opt(key)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// Why the lease could not be taken.
@@ -125,10 +131,8 @@ impl Lease {
                     // the same instant write too, and the last write stands: wait for writes in
                     // flight, then the lease is whoever's it is now.
                     tokio::time::sleep(CHECK_THEN_PUT_SETTLE).await;
-                    if let Some(h) = store
-                        .get_opt(LEASE_KEY)
+                    if let Some(h) = read_info(store, LEASE_KEY)
                         .await?
-                        .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
                         .filter(|h| h.owner != info.owner)
                     {
                         return Err(LeaseError::Held(Box::new(h)));
@@ -172,11 +176,7 @@ impl Lease {
                 store.delete(LEASE_KEY).await?;
             }
         }
-        match store
-            .get_opt(LEASE_KEY)
-            .await?
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
+        match read_info(store, LEASE_KEY).await? {
             Some(h) => Err(LeaseError::Held(Box::new(h))),
             None => Err(LeaseError::Store(crate::store::Error::Unavailable {
                 reason: "cannot take the scheduler lease: it keeps changing hands".into(),
@@ -231,10 +231,8 @@ impl Lease {
         if let Err(e) = self.heartbeat.await {
             tracing::warn!("the lease heartbeat ended abnormally: {e}");
         }
-        let ours = match self.store.get_opt(LEASE_KEY).await {
-            Ok(b) => b
-                .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
-                .is_some_and(|h| h.owner == self.info.owner),
+        let ours = match read_info(&self.store, LEASE_KEY).await {
+            Ok(h) => h.is_some_and(|h| h.owner == self.info.owner),
             Err(e) => {
                 tracing::warn!(
                     "cannot read the scheduler lease to release it (it expires on its own): {e}"
@@ -273,10 +271,7 @@ async fn claim_takeover(
         if store.create_if_absent(&key, body.clone()).await? {
             return Ok(true);
         }
-        let claimant = store
-            .get_opt(&key)
-            .await?
-            .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok());
+        let claimant = read_info(store, &key).await?;
         if claimant.is_some_and(|c| c.acquired_at + ttl > crate::clock::wall_now()) {
             return Ok(false);
         }
@@ -290,9 +285,8 @@ async fn renew(
     info: &mut LeaseInfo,
     ttl: Duration,
 ) -> Result<bool, crate::store::Error> {
-    let current = store.get_opt(LEASE_KEY).await?;
-    let ours = current
-        .and_then(|b| serde_json::from_slice::<LeaseInfo>(&b).ok())
+    let ours = read_info(store, LEASE_KEY)
+        .await?
         .is_some_and(|h| h.owner == info.owner);
     if !ours {
         return Ok(false);

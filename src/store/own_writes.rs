@@ -154,94 +154,72 @@ mod tests {
     use super::*;
     use object_store::memory::InMemory;
 
-    /// Stores every create-only write, then answers as the client's retry of it would: the key
-    /// exists (the first answer was lost).
-    #[derive(Debug)]
-    struct LostAnswers(Arc<dyn ObjectStore>);
-
-    impl fmt::Display for LostAnswers {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "LostAnswers")
-        }
+    /// What a [`Faulty`] store does to create-only writes.
+    #[derive(Debug, Clone, Copy)]
+    enum Fault {
+        /// Stores every one, then answers as the client's retry of it would: the key exists
+        /// (the first answer was lost).
+        LostAnswer,
+        /// Fails the first one of each key in transport, after storing it (`stored`) or
+        /// before.
+        Reset { stored: bool },
     }
 
-    #[async_trait]
-    impl ObjectStore for LostAnswers {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> Result<PutResult> {
-            if matches!(opts.mode, PutMode::Create) {
-                self.0
-                    .put_opts(location, payload.clone(), opts.clone())
-                    .await?;
-            }
-            self.0.put_opts(location, payload, opts).await
-        }
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> Result<Box<dyn MultipartUpload>> {
-            self.0.put_multipart_opts(location, opts).await
-        }
-        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-            self.0.get_opts(location, options).await
-        }
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, Result<Path>>,
-        ) -> BoxStream<'static, Result<Path>> {
-            self.0.delete_stream(locations)
-        }
-        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-            self.0.list(prefix)
-        }
-        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-            self.0.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-            self.0.copy_opts(from, to, options).await
-        }
-    }
-
-    /// Fails the first create-only write of each key in transport, after storing it
-    /// (`stored`) or before.
+    /// An object store that answers create-only writes with `fault`; everything else passes.
     #[derive(Debug)]
-    struct Resets {
+    struct Faulty {
         inner: Arc<dyn ObjectStore>,
-        stored: bool,
+        fault: Fault,
         seen: std::sync::Mutex<std::collections::HashSet<Path>>,
     }
 
-    impl fmt::Display for Resets {
+    impl Faulty {
+        fn over(inner: Arc<dyn ObjectStore>, fault: Fault) -> Faulty {
+            Faulty {
+                inner,
+                fault,
+                seen: Default::default(),
+            }
+        }
+    }
+
+    impl fmt::Display for Faulty {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "Resets")
+            write!(f, "Faulty({:?})", self.fault)
         }
     }
 
     #[async_trait]
-    impl ObjectStore for Resets {
+    impl ObjectStore for Faulty {
         async fn put_opts(
             &self,
             location: &Path,
             payload: PutPayload,
             opts: PutOptions,
         ) -> Result<PutResult> {
-            let first = matches!(opts.mode, PutMode::Create)
-                && self.seen.lock().unwrap().insert(location.clone());
-            if !first {
+            if !matches!(opts.mode, PutMode::Create) {
                 return self.inner.put_opts(location, payload, opts).await;
             }
-            if self.stored {
-                self.inner.put_opts(location, payload, opts).await?;
+            match self.fault {
+                Fault::LostAnswer => {
+                    self.inner
+                        .put_opts(location, payload.clone(), opts.clone())
+                        .await?;
+                    self.inner.put_opts(location, payload, opts).await
+                }
+                Fault::Reset { stored } => {
+                    if !self.seen.lock().unwrap().insert(location.clone()) {
+                        return self.inner.put_opts(location, payload, opts).await;
+                    }
+                    if stored {
+                        self.inner.put_opts(location, payload, opts).await?;
+                    }
+                    Err(object_store::Error::Generic {
+                        store: "Faulty",
+                        source: "connection reset".into(),
+                    })
+                }
             }
-            Err(object_store::Error::Generic {
-                store: "Resets",
-                source: "connection reset".into(),
-            })
         }
         async fn put_multipart_opts(
             &self,
@@ -276,11 +254,10 @@ mod tests {
     async fn delta_commits_whose_connection_reset_are_made_once() {
         for stored in [false, true] {
             let resets = |stored| -> Arc<dyn ObjectStore> {
-                Arc::new(Resets {
-                    inner: Arc::new(InMemory::new()),
-                    stored,
-                    seen: Default::default(),
-                })
+                Arc::new(Faulty::over(
+                    Arc::new(InMemory::new()),
+                    Fault::Reset { stored },
+                ))
             };
             let own: Arc<dyn ObjectStore> = Arc::new(OwnWrites::new(resets(stored)));
             assert_eq!(appends(own, 3).await, (Some(2), 3, 0), "stored {stored}");
@@ -300,7 +277,10 @@ mod tests {
     #[tokio::test]
     async fn a_refused_retry_of_its_own_bytes_succeeds_and_other_bytes_stay_refused() {
         let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let store = OwnWrites::new(Arc::new(LostAnswers(Arc::clone(&memory))));
+        let store = OwnWrites::new(Arc::new(Faulty::over(
+            Arc::clone(&memory),
+            Fault::LostAnswer,
+        )));
         let key = Path::from("t/_delta_log/00000000000000000001.json");
         store
             .put_opts(&key, PutPayload::from_static(b"ours"), create())
@@ -316,7 +296,7 @@ mod tests {
         let got = memory.get(&key).await.unwrap().bytes().await.unwrap();
         assert_eq!(got.as_ref(), b"ours");
         // Unwrapped, the same lost answer is a refusal.
-        let bare = LostAnswers(memory);
+        let bare = Faulty::over(memory, Fault::LostAnswer);
         let again = Path::from("t/_delta_log/00000000000000000002.json");
         assert!(
             bare.put_opts(&again, PutPayload::from_static(b"x"), create())
@@ -374,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn delta_commits_whose_answer_was_lost_are_made_once() {
         let lossy = |memory: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
-            Arc::new(LostAnswers(memory))
+            Arc::new(Faulty::over(memory, Fault::LostAnswer))
         };
         let own: Arc<dyn ObjectStore> = Arc::new(OwnWrites::new(lossy(Arc::new(InMemory::new()))));
         assert_eq!(appends(own, 3).await, (Some(2), 3, 0));

@@ -201,15 +201,12 @@ async fn moto_bootstrap_applies_every_setting_is_idempotent_and_dry_run_writes_n
             "{marker} missing in {keys:?}"
         );
     }
-    let caps = c
-        .get_object()
-        .bucket(&bucket)
-        .key("lake/_lakepipe/capabilities.json")
-        .send()
-        .await
-        .unwrap();
-    let caps: serde_json::Value =
-        serde_json::from_slice(&caps.body.collect().await.unwrap().into_bytes()).unwrap();
+    let caps: serde_json::Value = serde_json::from_slice(
+        &server
+            .object(&bucket, "lake/_lakepipe/capabilities.json")
+            .await,
+    )
+    .unwrap();
     assert_eq!(caps["conditional_put"], true, "moto honours If-None-Match");
     assert!(
         keys.iter()

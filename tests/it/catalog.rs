@@ -422,16 +422,12 @@ async fn refresh_on_s3_skips_folder_markers_and_reports_empty_partitions() {
             .unwrap();
     r.assert_exit_code(0);
     let keys = server.keys(&bucket, "lp/data/csv_files/year=").await;
-    let meta = server
-        .client()
-        .get_object()
-        .bucket(&bucket)
-        .key("lp/metadata/partition_metadata.json")
-        .send()
-        .await
-        .unwrap();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&meta.body.collect().await.unwrap().into_bytes()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &server
+            .object(&bucket, "lp/metadata/partition_metadata.json")
+            .await,
+    )
+    .unwrap();
     assert_eq!(meta["bucket_name"], bucket.as_str());
     assert_eq!(meta["prefix"], "lp");
     // The marker is not an object of the partition figures.
@@ -448,15 +444,12 @@ async fn refresh_on_s3_skips_folder_markers_and_reports_empty_partitions() {
         }]),
         "bootstrap's folder markers are not anomalies"
     );
-    let ddl = server
-        .client()
-        .get_object()
-        .bucket(&bucket)
-        .key("lp/metadata/athena/csv_files.sql")
-        .send()
-        .await
-        .unwrap();
-    let ddl = String::from_utf8(ddl.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+    let ddl = String::from_utf8(
+        server
+            .object(&bucket, "lp/metadata/athena/csv_files.sql")
+            .await,
+    )
+    .unwrap();
     assert!(
         ddl.contains(&format!("LOCATION 's3://{bucket}/lp/data/csv_files/'")),
         "{ddl}"

@@ -344,16 +344,7 @@ struct S3Lake {
 
 impl S3Lake {
     async fn get(&self, key: &str) -> Vec<u8> {
-        let o = self
-            .server
-            .client()
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
-        o.body.collect().await.unwrap().into_bytes().to_vec()
+        self.server.object(&self.bucket, key).await
     }
 
     /// How often each `request_id` was landed under `realtime/api_logs/`.

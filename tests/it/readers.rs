@@ -19,7 +19,7 @@ fn table_name(rel: &str) -> String {
 
 /// Delta tables under `batch/*/*` and `serving/*/*` of the local lake at `lake`, as
 /// (query name, directory).
-fn tables(lake: &Path) -> Vec<(String, std::path::PathBuf)> {
+pub(crate) fn tables(lake: &Path) -> Vec<(String, std::path::PathBuf)> {
     let mut out = Vec::new();
     for layer in ["batch", "serving"] {
         let Ok(kinds) = std::fs::read_dir(lake.join(layer)) else {

@@ -141,34 +141,21 @@ pub(crate) fn lake_fingerprint(t: &TestCommand) -> BTreeMap<String, String> {
         h.update(&b);
     }
     out.insert("realtime".to_string(), hex(&h.finalize()));
-    for layer in ["batch", "serving"] {
-        for kind in files_under(&t.lake().join(layer))
-            .iter()
-            .filter_map(|f| {
-                f.split_once("/_delta_log/")
-                    .map(|(table, _)| table.to_string())
+    for (name, _) in crate::readers::tables(&t.lake()) {
+        let mut rows: Vec<String> = query_rows(t, "lake", &format!("SELECT * FROM {name}"))
+            .into_iter()
+            .map(|mut r| {
+                rounded(&mut r);
+                r.to_string()
             })
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let name = match layer {
-                "batch" => kind.replace('/', "_"),
-                _ => format!("serving_{}", kind.replace('/', "_")),
-            };
-            let mut rows: Vec<String> = query_rows(t, "lake", &format!("SELECT * FROM {name}"))
-                .into_iter()
-                .map(|mut r| {
-                    rounded(&mut r);
-                    r.to_string()
-                })
-                .collect();
-            rows.sort();
-            let mut h = sha2::Sha256::new();
-            for r in &rows {
-                h.update(r.as_bytes());
-                h.update(b"\n");
-            }
-            out.insert(name, format!("{} {}", rows.len(), hex(&h.finalize())));
+            .collect();
+        rows.sort();
+        let mut h = sha2::Sha256::new();
+        for r in &rows {
+            h.update(r.as_bytes());
+            h.update(b"\n");
         }
+        out.insert(name, format!("{} {}", rows.len(), hex(&h.finalize())));
     }
     out
 }

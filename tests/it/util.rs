@@ -205,6 +205,19 @@ impl S3Server {
         name
     }
 
+    /// The bytes of the object at `key`.
+    pub async fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let o = self
+            .client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {key}: {e:?}"));
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
     /// All keys under `prefix` (paginated).
     pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();
