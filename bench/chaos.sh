@@ -43,8 +43,11 @@ python3 - "$SEED" "$KILLS" "$clean_s" > "$WORK/delays" <<'PY'
 import random, sys
 seed, kills, span = int(sys.argv[1]), int(sys.argv[2]), max(float(sys.argv[3]), 2.0)
 r = random.Random(seed)
+# Spread the kills over the work: each restart lives up to twice the clean run's time per
+# kill (at least 1 s, at most 30 s), so most kills land before the workload is done.
+cap = min(30.0, max(1.0, 2 * span / kills))
 for _ in range(kills):
-    print(f"{r.uniform(0.3, min(span, 30.0)):.2f}")
+    print(f"{r.uniform(0.3, cap):.2f}")
 PY
 killed=0
 ended_early=0

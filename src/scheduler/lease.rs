@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::store::{CreateMode, Store};
+use crate::store::{CHECK_THEN_PUT_SETTLE, CreateMode, Store};
 
 /// Key of the lease object.
 pub const LEASE_KEY: &str = "_lakepipe/scheduler.lease";
@@ -245,10 +245,6 @@ impl Lease {
         }
     }
 }
-
-/// How long a scheduler that wrote the lease on a store ignoring create-only writes waits
-/// before it reads whose lease stands.
-const CHECK_THEN_PUT_SETTLE: Duration = Duration::from_secs(1);
 
 /// How long a contender that lost a takeover waits before it reads the new holder.
 const TAKEOVER_WAIT: Duration = Duration::from_millis(200);

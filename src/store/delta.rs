@@ -6,7 +6,8 @@
 //!
 //! Commits are create-only writes of `_delta_log/<version>.json`. On a store that ignores
 //! create-only PUT (Garage, see `_lakepipe/capabilities.json`) two concurrent writers could
-//! overwrite each other's commit: there the scheduler lease makes lakepipe the only writer.
+//! overwrite each other's commit: there [`OwnWrites`](super::own_writes::OwnWrites) reads each
+//! commit back and refuses one that another writer overwrote, as a concurrent commit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Once};
@@ -97,10 +98,7 @@ impl Store {
             return DeltaTableBuilder::from_url(url);
         }
         // Commits on S3 recognise their own create-only write refused on a retry.
-        builder_over(
-            Arc::new(super::own_writes::OwnWrites::new(self.object_store())),
-            url,
-        )
+        builder_over(Arc::new(super::own_writes::OwnWrites::for_lake(self)), url)
     }
 
     /// The table at `path` (its newest version), or `None` if there is no table there.
@@ -208,6 +206,39 @@ impl Store {
                 .map_err(|e| DeltaTableError::InvalidTableLocation(e.to_string()))?;
         }
         self.table_builder(path)?.build()
+    }
+
+    /// Creates `table` (not yet made, from [`Store::delta_table_or_new`] of `path`) with
+    /// `fields`, partitioned by `date` — or, when another writer created the table at the same
+    /// moment (runs of one task for several dates started together, as an Airflow backfill
+    /// with concurrency starts them), the table that writer made: its commit refused ours, and
+    /// the callers check the schema they find as they do for any existing table.
+    pub async fn create_dated_table(
+        &self,
+        table: DeltaTable,
+        path: &str,
+        fields: Vec<deltalake::kernel::StructField>,
+    ) -> DeltaResult<DeltaTable> {
+        let refused = match table
+            .create()
+            .with_columns(fields)
+            .with_partition_columns(["date"])
+            .await
+        {
+            Ok(t) => return Ok(t),
+            Err(e) => e,
+        };
+        self.forget_table(path);
+        match self.delta_table(path).await {
+            Ok(Some(t)) => {
+                tracing::info!(
+                    table = path,
+                    "created by another writer at the same time ({refused}): writing to that table"
+                );
+                Ok(t)
+            }
+            _ => Err(refused),
+        }
     }
 }
 

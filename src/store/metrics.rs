@@ -1,6 +1,7 @@
 //! Process-wide counters of S3 requests, for `/metrics`: object_store's HTTP client is wrapped
 //! ([`CountingConnector`]) so that every attempt is seen, including the ones its retry policy
-//! repeats, which the callers of the store never see.
+//! repeats, which the callers of the store never see; reads whose answer broke off and that
+//! lakepipe asks again are counted by [`count_body_retry`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +17,7 @@ static SERVER_ERRORS: AtomicU64 = AtomicU64::new(0);
 static THROTTLED: AtomicU64 = AtomicU64::new(0);
 static CLIENT_ERRORS: AtomicU64 = AtomicU64::new(0);
 static CONNECTION_ERRORS: AtomicU64 = AtomicU64::new(0);
+static BODY_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -30,13 +32,16 @@ pub struct S3Counters {
     pub client_errors: u64,
     /// Requests that got no answer (connect, timeout, reset): retried.
     pub connection_errors: u64,
+    /// Reads whose answer broke off after a success status, asked again by lakepipe
+    /// ([`super::read_retries::ReadRetries`]).
+    pub body_retries: u64,
 }
 
 impl S3Counters {
     /// Attempts that object_store's retry policy repeats (server, throttling and connection
     /// errors); a request that runs out of retries fails with the last of them.
     pub fn retried(&self) -> u64 {
-        self.server_errors + self.throttled + self.connection_errors
+        self.server_errors + self.throttled + self.connection_errors + self.body_retries
     }
 }
 
@@ -54,7 +59,13 @@ pub fn s3_counters() -> S3Counters {
         throttled: THROTTLED.load(Ordering::Relaxed),
         client_errors: CLIENT_ERRORS.load(Ordering::Relaxed),
         connection_errors: CONNECTION_ERRORS.load(Ordering::Relaxed),
+        body_retries: BODY_RETRIES.load(Ordering::Relaxed),
     }
+}
+
+/// Counts a read asked again because its answer broke off.
+pub fn count_body_retry() {
+    BODY_RETRIES.fetch_add(1, Ordering::Relaxed);
 }
 
 fn count_status(status: u16) {

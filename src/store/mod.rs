@@ -15,6 +15,7 @@ mod listing;
 pub mod metrics;
 pub mod oplog;
 mod own_writes;
+mod read_retries;
 mod retry;
 mod s3;
 
@@ -112,6 +113,11 @@ pub enum WriteOutcome {
     AlreadyPresent,
 }
 
+/// How long a scheduler on a store that ignores create-only writes waits after writing the
+/// lease before it reads back whose lease stands: a concurrent contender that checked before
+/// this PUT has written by then.
+pub const CHECK_THEN_PUT_SETTLE: Duration = Duration::from_secs(1);
+
 /// How create-only writes are made on this store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateMode {
@@ -202,11 +208,12 @@ impl Store {
                 let s3 = b.build().map_err(|e| Error::Unavailable {
                     reason: format!("cannot configure S3 client: {e}"),
                 })?;
-                let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                let s3: Arc<dyn ObjectStore> = if prefix.is_empty() {
                     Arc::new(s3)
                 } else {
                     Arc::new(object_store::prefix::PrefixStore::new(s3, prefix.as_str()))
                 };
+                let inner: Arc<dyn ObjectStore> = Arc::new(read_retries::ReadRetries::new(s3));
                 (
                     inner,
                     Backend::S3 {

@@ -13,6 +13,16 @@
 //! object a refused create-only PUT names: if it holds exactly the bytes being written, the
 //! write was this one (a commit's bytes carry its timestamp and the random names of the files
 //! it adds, which no other writer repeats) and it succeeded. Any other content stays refused.
+//!
+//! On a store that ignores create-only PUT (Garage; `_lakepipe/capabilities.json` says
+//! `check-then-put`) two writers committing the same version would each overwrite the other's
+//! commit and both believe they had made it: one commit silently lost (measured with
+//! deltalake-py: 8 concurrent appends kept 4 of 9 rows). There a create-only write is made
+//! under a claim (`_lakepipe/claims/<key>/…`, see [`OwnWrites::create_claimed`]): writers of one
+//! key take turns, the key is written only while absent, and a writer that finds it written
+//! gets "already exists" — deltalake then treats it as the concurrent commit it is (retries at
+//! the next version, or fails the operation with its conflict) as on stores with create-only
+//! writes. No timing is assumed but for claims left by dead writers, passed over after a minute.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,6 +36,10 @@ use object_store::{
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
+use futures::TryStreamExt;
+
+use super::{CreateMode, Store};
+
 /// Times a create-only write that failed in transport is repeated.
 const TRANSPORT_RETRIES: u32 = 5;
 
@@ -33,13 +47,167 @@ const TRANSPORT_RETRIES: u32 = 5;
 #[derive(Debug)]
 pub struct OwnWrites {
     inner: Arc<dyn ObjectStore>,
+    mode: ModeOf,
+}
+
+/// Where [`OwnWrites`] learns whether the store honours create-only writes.
+#[derive(Debug)]
+enum ModeOf {
+    #[cfg(test)]
+    Known(CreateMode),
+    /// The lake's recorded or probed capability, asked at the first create-only write.
+    Lake(Store),
 }
 
 impl OwnWrites {
-    /// Wraps `inner`.
+    /// Wraps `inner`, a store that honours create-only writes.
+    #[cfg(test)]
     pub fn new(inner: Arc<dyn ObjectStore>) -> OwnWrites {
-        OwnWrites { inner }
+        OwnWrites::with_mode(inner, CreateMode::Conditional)
     }
+
+    /// Wraps `inner`, whose create-only writes are made as `mode` says.
+    #[cfg(test)]
+    pub fn with_mode(inner: Arc<dyn ObjectStore>, mode: CreateMode) -> OwnWrites {
+        OwnWrites {
+            inner,
+            mode: ModeOf::Known(mode),
+        }
+    }
+
+    /// Wraps the object store of `lake`, asking the lake how create-only writes are made.
+    pub fn for_lake(lake: &Store) -> OwnWrites {
+        OwnWrites {
+            inner: lake.object_store(),
+            mode: ModeOf::Lake(lake.clone()),
+        }
+    }
+
+    async fn create_mode(&self) -> Result<CreateMode> {
+        match &self.mode {
+            #[cfg(test)]
+            ModeOf::Known(m) => Ok(*m),
+            ModeOf::Lake(lake) => {
+                lake.create_mode()
+                    .await
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "OwnWrites",
+                        source: Box::new(e),
+                    })
+            }
+        }
+    }
+
+    /// A create-only write on a store that ignores the condition, made under a claim: the
+    /// writer puts a claim object of its own next to the key's other claims, lists them, and
+    /// writes the key only if it saw no other live claim and the key is still absent; a writer
+    /// that saw another claim withdraws its own and tries again after a random pause. Of
+    /// writers whose claims overlap, at least the later lister sees the other's claim, so two
+    /// never both write; a winner removes its claim only after its write, so a later claimant
+    /// finds the key.
+    async fn create_claimed(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let refused = || object_store::Error::AlreadyExists {
+            path: location.to_string(),
+            source: "the key exists (checked under a claim: this store ignores create-only \
+                     writes)"
+                .into(),
+        };
+        let folder = Path::from(format!("{CLAIMS}/{location}"));
+        let overwrite = PutOptions {
+            mode: PutMode::Overwrite,
+            ..opts
+        };
+        for round in 0..CLAIM_ROUNDS {
+            if self.exists(location).await? {
+                return Err(refused());
+            }
+            let mine = folder.clone().join(claim_name().as_str());
+            self.inner.put(&mine, PutPayload::new()).await?;
+            let claims: Vec<ObjectMeta> = self.inner.list(Some(&folder)).try_collect().await?;
+            let alone = claims
+                .iter()
+                .find(|m| m.location == mine)
+                .is_some_and(|me| {
+                    claims.iter().all(|m| {
+                        m.location == mine || me.last_modified - m.last_modified > CLAIM_TTL
+                    })
+                });
+            if alone {
+                let written = if self.exists(location).await? {
+                    Err(refused())
+                } else {
+                    self.inner
+                        .put_opts(location, payload.clone(), overwrite.clone())
+                        .await
+                };
+                let _ = self.inner.delete(&mine).await;
+                return written;
+            }
+            let _ = self.inner.delete(&mine).await;
+            tracing::debug!(key = %location, round, "another writer claims this key: trying again");
+            tokio::time::sleep(jitter(round)).await;
+        }
+        Err(object_store::Error::Generic {
+            store: "OwnWrites",
+            source: format!(
+                "{location}: other writers kept claiming this key ({CLAIM_ROUNDS} rounds); this \
+                 store ignores create-only writes, so concurrent writers take turns"
+            )
+            .into(),
+        })
+    }
+
+    async fn exists(&self, location: &Path) -> Result<bool> {
+        match self.inner.head(location).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Where claims on create-only keys are made on stores that ignore create-only writes:
+/// `<CLAIMS>/<key>/<claim>`.
+const CLAIMS: &str = "_lakepipe/claims";
+
+/// A claim older than this (by the store's clock) than one's own was left by a writer that
+/// died between its claim and its write, and is passed over.
+const CLAIM_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Rounds of claiming before a write gives up.
+const CLAIM_ROUNDS: u32 = 40;
+
+/// A name no other claim has: time, process, and a counter.
+fn claim_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos:024}-{}-{n}", std::process::id())
+}
+
+/// A random pause before claiming round `round + 1`: up to 25 ms doubled per round, at most
+/// 400 ms.
+fn jitter(round: u32) -> Duration {
+    use std::hash::BuildHasher;
+    let cap = 25u64 << round.min(4);
+    Duration::from_millis(std::hash::RandomState::new().hash_one(round) % cap + 1)
+}
+
+fn same_bytes(stored: &[u8], payload: &PutPayload) -> bool {
+    stored.len() == payload.content_length()
+        && payload
+            .iter()
+            .flat_map(|b| b.iter())
+            .zip(stored)
+            .all(|(a, b)| a == b)
 }
 
 impl fmt::Display for OwnWrites {
@@ -58,6 +226,9 @@ impl ObjectStore for OwnWrites {
     ) -> Result<PutResult> {
         if !matches!(opts.mode, PutMode::Create) {
             return self.inner.put_opts(location, payload, opts).await;
+        }
+        if self.create_mode().await? == CreateMode::CheckThenPut {
+            return self.create_claimed(location, payload, opts).await;
         }
         // The client does not repeat a create-only PUT whose connection failed (it is not
         // idempotent to it); here it is: the condition keeps it from overwriting anything, and
@@ -86,8 +257,7 @@ impl ObjectStore for OwnWrites {
                 };
                 let (e_tag, version) = (existing.meta.e_tag.clone(), existing.meta.version.clone());
                 let bytes = existing.bytes().await?;
-                let ours: Vec<u8> = sent.iter().flat_map(|b| b.iter().copied()).collect();
-                if bytes.as_ref() == ours.as_slice() {
+                if same_bytes(&bytes, &sent) {
                     tracing::info!(
                         key = %location,
                         "a create-only write refused on retry found its own bytes: it had succeeded"
@@ -163,6 +333,9 @@ mod tests {
         /// Fails the first one of each key in transport, after storing it (`stored`) or
         /// before.
         Reset { stored: bool },
+        /// Overwrites like Garage, which ignores `If-None-Match`, after a pause of up to
+        /// 20 ms that lets concurrent writers interleave.
+        IgnoresCreate,
     }
 
     /// An object store that answers create-only writes with `fault`; everything else passes.
@@ -201,6 +374,16 @@ mod tests {
                 return self.inner.put_opts(location, payload, opts).await;
             }
             match self.fault {
+                Fault::IgnoresCreate => {
+                    use std::hash::BuildHasher;
+                    let pause = std::hash::RandomState::new().hash_one(location) % 20;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    let opts = PutOptions {
+                        mode: PutMode::Overwrite,
+                        ..opts
+                    };
+                    self.inner.put_opts(location, payload, opts).await
+                }
                 Fault::LostAnswer => {
                     self.inner
                         .put_opts(location, payload.clone(), opts.clone())
@@ -360,5 +543,77 @@ mod tests {
         assert_eq!(appends(own, 3).await, (Some(2), 3, 0));
         let (_, rows, failed) = appends(lossy(Arc::new(InMemory::new())), 3).await;
         assert!(rows != 3 || failed > 0, "rows {rows}, failed {failed}");
+    }
+
+    /// Eight writers appending to one table at once on a store that ignores create-only
+    /// writes (Garage): over [`OwnWrites`] in check-then-put mode every append that reports
+    /// success is in the table — the overwritten commits were refused and made again at a
+    /// later version. Plain, the same appends overwrite each other's commits and report
+    /// success: rows lost silently.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_delta_writers_on_a_store_ignoring_create_only_writes_lose_no_commit() {
+        let ignores = || -> Arc<dyn ObjectStore> {
+            Arc::new(Faulty::over(
+                Arc::new(InMemory::new()),
+                Fault::IgnoresCreate,
+            ))
+        };
+        let checked = Arc::new(OwnWrites::with_mode(ignores(), CreateMode::CheckThenPut));
+        let (ok, rows) = concurrent_appends(checked, 8).await;
+        eprintln!("check-then-put under claims: {ok} of 8 appends succeeded, {rows} rows");
+        assert_eq!(rows, ok + 1, "{ok} appends succeeded, {rows} rows");
+        assert!(ok >= 1);
+        // Plain: the commits overwrite each other and all claim success.
+        let (ok, rows) = concurrent_appends(ignores(), 8).await;
+        eprintln!("plain: {ok} of 8 appends succeeded, {rows} rows");
+        assert!(rows < ok + 1, "{ok} appends succeeded, {rows} rows");
+    }
+
+    /// Creates the table (one row) over `store`, then makes `n` one-row appends at once:
+    /// how many reported success, and the rows the table holds.
+    async fn concurrent_appends(store: Arc<dyn ObjectStore>, n: i64) -> (usize, usize) {
+        use deltalake::arrow::array::{Int64Array, RecordBatch};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let url = url::Url::parse("lakepipe://lake/t").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let batch = |i: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(vec![i]))],
+            )
+            .unwrap()
+        };
+        let table = || {
+            super::super::delta::builder_over(Arc::clone(&store), url.clone())
+                .unwrap()
+                .build()
+                .unwrap()
+        };
+        table().write(vec![batch(-1)]).await.unwrap();
+        let mut writers = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let mut t = table();
+            let rows = batch(i);
+            writers.spawn(async move {
+                t.load().await.unwrap();
+                t.write(vec![rows]).await.is_ok()
+            });
+        }
+        let ok = writers
+            .join_all()
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+        let mut t = table();
+        t.load().await.unwrap();
+        let rows = t
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| f.num_records().unwrap_or(0))
+            .sum();
+        (ok, rows)
     }
 }

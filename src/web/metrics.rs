@@ -164,13 +164,14 @@ pub async fn render(view: &LakeView) -> Result<String, super::Error> {
         &mut out,
         "lakepipe_s3_request_errors_total",
         "counter",
-        "Failed S3 request attempts of this process, by kind (server, throttled, client, connection).",
+        "Failed S3 request attempts of this process, by kind (server, throttled, client, connection, body: an answer that broke off).",
     );
     for (kind, n) in [
         ("server", s3.server_errors),
         ("throttled", s3.throttled),
         ("client", s3.client_errors),
         ("connection", s3.connection_errors),
+        ("body", s3.body_retries),
     ] {
         let _ = writeln!(
             out,
@@ -181,7 +182,7 @@ pub async fn render(view: &LakeView) -> Result<String, super::Error> {
         &mut out,
         "lakepipe_s3_retries_total",
         "counter",
-        "S3 request attempts that the retry policy repeats (server, throttling and connection errors).",
+        "S3 request attempts that are repeated (server, throttling, connection errors, and answers that broke off).",
     );
     let _ = writeln!(out, "lakepipe_s3_retries_total {}", s3.retried());
     ingest(&mut out);

@@ -4,8 +4,9 @@
 //! The proxy takes one request per connection (it asks both sides to close after it), and for a
 //! seeded share of requests it answers `503 SlowDown` without forwarding, resets the connection
 //! before forwarding, resets it **after** forwarding (the server did the write; the client never
-//! hears — the hard case for create-only commits), or delays. The same seed gives the same
-//! faults for the same sequence of requests.
+//! hears — the hard case for create-only commits), cuts a GET's body off halfway (the length
+//! announced, half the bytes sent), stalls without answering until the client gives up, or
+//! delays. The same seed gives the same faults for the same sequence of requests.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -30,7 +31,17 @@ pub enum Fault {
     SlowDown,
     ResetBefore,
     ResetAfter,
+    Truncate,
+    Stall,
     Delay,
+}
+
+impl Fault {
+    /// Faults that fail an attempt, which is repeated (by object_store's retry policy, or by
+    /// lakepipe for an answer that broke off) and counted in `/metrics`.
+    fn is_failed_attempt(self) -> bool {
+        self != Fault::Delay
+    }
 }
 
 /// Shares of requests (per mille) per fault.
@@ -39,6 +50,8 @@ pub struct Shares {
     pub slow_down: u64,
     pub reset_before: u64,
     pub reset_after: u64,
+    pub truncate: u64,
+    pub stall: u64,
     pub delay: u64,
 }
 
@@ -76,12 +89,12 @@ impl FaultProxy {
                     };
                     let fault = pick(draw, shares);
                     requests.fetch_add(1, Ordering::Relaxed);
-                    if let Some(f) = fault {
-                        *injected.lock().unwrap().entry(f).or_default() += 1;
-                    }
                     let upstream = upstream.clone();
+                    let injected = Arc::clone(&injected);
                     std::thread::spawn(move || {
-                        let _ = serve(conn, &upstream, fault);
+                        if let Ok(Some(f)) = serve(conn, &upstream, fault) {
+                            *injected.lock().unwrap().entry(f).or_default() += 1;
+                        }
                     });
                 }
             });
@@ -108,6 +121,8 @@ fn pick(draw: u64, s: Shares) -> Option<Fault> {
         (s.slow_down, Fault::SlowDown),
         (s.reset_before, Fault::ResetBefore),
         (s.reset_after, Fault::ResetAfter),
+        (s.truncate, Fault::Truncate),
+        (s.stall, Fault::Stall),
         (s.delay, Fault::Delay),
     ] {
         edge += share;
@@ -176,7 +191,13 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-fn serve(mut client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::io::Result<()> {
+/// Serves one request, injecting `fault`: the fault applied, if any (a truncation applies to
+/// a successful GET with a body only).
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    fault: Option<Fault>,
+) -> std::io::Result<Option<Fault>> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (head, body) = read_message(&mut client, false)?;
     match fault {
@@ -188,11 +209,17 @@ fn serve(mut client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::io
                 xml.len()
             )?;
             let _ = client.shutdown(Shutdown::Write);
-            return Ok(());
+            return Ok(fault);
         }
         Some(Fault::ResetBefore) => {
             reset(client);
-            return Ok(());
+            return Ok(fault);
+        }
+        Some(Fault::Stall) => {
+            // No answer: the connection is held until the client's timeout closes it.
+            client.set_read_timeout(Some(Duration::from_secs(120)))?;
+            let _ = client.read(&mut [0u8; 1]);
+            return Ok(fault);
         }
         Some(Fault::Delay) => std::thread::sleep(Duration::from_millis(300)),
         _ => {}
@@ -202,19 +229,35 @@ fn serve(mut client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::io
     server.write_all(closing(&head).as_bytes())?;
     server.write_all(&body)?;
     let (rhead, rbody) = read_message(&mut server, true)?;
-    if fault == Some(Fault::ResetAfter) {
-        reset(client);
-        return Ok(());
+    match fault {
+        Some(Fault::ResetAfter) => {
+            reset(client);
+            return Ok(fault);
+        }
+        Some(Fault::Truncate)
+            if head.starts_with("GET ") && rhead.starts_with("HTTP/1.1 2") && rbody.len() >= 2 =>
+        {
+            client.write_all(closing(&rhead).as_bytes())?;
+            client.write_all(&rbody[..rbody.len() / 2])?;
+            reset(client);
+            return Ok(fault);
+        }
+        _ => {}
     }
     client.write_all(closing(&rhead).as_bytes())?;
     client.write_all(&rbody)?;
     let _ = client.shutdown(Shutdown::Write);
-    Ok(())
+    Ok(fault.filter(|f| *f == Fault::Delay))
 }
 
-/// The environment of the binary for `server`, through `proxy`.
+/// The environment of the binary for `server`, through `proxy`: a stalled request is given up
+/// after 2 s (`store.request_timeout_s`; 30 by default).
 fn through(server: &S3Server, proxy: &FaultProxy) -> TestCommand {
-    TestCommand::new()
+    let t = TestCommand::new();
+    let config = t.path().join("lakepipe.toml");
+    std::fs::write(&config, "[store]\nrequest_timeout_s = 2\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+    t.env("LAKEPIPE_CONFIG", &config)
         .env("AWS_ENDPOINT_URL", &proxy.endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", &server.key_id)
@@ -222,8 +265,9 @@ fn through(server: &S3Server, proxy: &FaultProxy) -> TestCommand {
 }
 
 /// Hours of every DAG on moto with 10 % of S3 requests failing (503 SlowDown, resets before
-/// and after forwarding, delays): the same landed objects as a clean run, and every id once in
-/// each unified table, with the same counts as the clean run.
+/// and after forwarding, GET bodies cut off, stalls, delays): the same landed objects as a
+/// clean run, and every id once in each unified table, with the same counts as the clean run.
+/// Then `serve` through the same proxy: `/metrics` counts the failed attempts it retried.
 #[tokio::test]
 async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
     let server = s3_server("LAKEPIPE_TEST_MOTO");
@@ -232,10 +276,12 @@ async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
     let proxy = FaultProxy::start(
         &server.endpoint,
         Shares {
-            slow_down: 50,
+            slow_down: 40,
             reset_before: 20,
             reset_after: 20,
-            delay: 10,
+            truncate: 10,
+            stall: 2,
+            delay: 8,
         },
         26_12_05,
     );
@@ -266,6 +312,8 @@ async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
         Fault::SlowDown,
         Fault::ResetBefore,
         Fault::ResetAfter,
+        Fault::Truncate,
+        Fault::Stall,
         Fault::Delay,
     ] {
         assert!(
@@ -305,4 +353,54 @@ async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
             "silver_{stream}"
         );
     }
+
+    retries_are_counted_in_metrics(&faulty, &faulty_lake, &proxy);
+}
+
+/// `lakepipe serve` on `lake` through `proxy` (its live serving lists the lake every second):
+/// `/metrics` counts retried attempts, never more than the proxy failed, nor more requests than
+/// it saw.
+fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProxy) {
+    let sum = |metrics: &str, name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let failed = |p: &FaultProxy| -> (u64, u64) {
+        let (injected, requests) = p.injected();
+        let failed = injected
+            .iter()
+            .filter(|(f, _)| f.is_failed_attempt())
+            .map(|(_, n)| n)
+            .sum();
+        (failed, requests)
+    };
+    let (failed_before, requests_before) = failed(proxy);
+    let (_server, base) =
+        crate::util::serving(t, &["--lake", lake, "serve", "--listen", "127.0.0.1:0"]);
+    let mut metrics = String::new();
+    for _ in 0..120 {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", &format!("{base}/metrics")])
+            .output()
+            .expect("curl");
+        metrics = String::from_utf8_lossy(&out.stdout).into_owned();
+        if sum(&metrics, "lakepipe_s3_retries_total") >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (failed_after, requests_after) = failed(proxy);
+    let retries = sum(&metrics, "lakepipe_s3_retries_total");
+    let requests = sum(&metrics, "lakepipe_s3_requests_total");
+    eprintln!(
+        "serve: {retries} retries and {requests} requests counted; the proxy failed {} of {}",
+        failed_after - failed_before,
+        requests_after - requests_before
+    );
+    assert!(retries >= 3, "{metrics}");
+    assert!(retries <= failed_after - failed_before, "{metrics}");
+    assert!(requests <= requests_after - requests_before, "{metrics}");
 }

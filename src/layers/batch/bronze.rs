@@ -61,6 +61,9 @@ const COLUMNS: [(&str, bool); 6] = [
 /// and given it by a schema change has the same columns in the same order as a new one.
 pub const RAW_BYTES: &str = "raw_bytes";
 
+/// Attempts of a bronze run whose commits other runs of the stream keep refusing.
+const CONFLICT_ATTEMPTS: u32 = 8;
+
 /// The body of `bronze_<stream>`.
 pub struct Bronze {
     /// The stream.
@@ -96,9 +99,8 @@ pub async fn open_or_create(
     if t.version().is_some() {
         return Ok(t);
     }
-    t.create()
-        .with_columns(fields)
-        .with_partition_columns(["date"])
+    store
+        .create_dated_table(t, path, fields)
         .await
         .map_err(delta(path))
 }
@@ -237,18 +239,18 @@ async fn with_raw_bytes(table: DeltaTable) -> Result<(DeltaTable, bool), DeltaTa
     Ok((table, true))
 }
 
-/// Commits `adds` with the application transaction that marks the run as done.
+/// Commits `adds` with the application transactions that mark the run as done.
 async fn commit(
     table: &mut DeltaTable,
     adds: Vec<Action>,
-    txn: Transaction,
+    txns: Vec<Transaction>,
 ) -> Result<u64, DeltaTableError> {
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: Some(vec!["date".into()]),
         predicate: None,
     };
-    let props = CommitProperties::default().with_application_transaction(txn);
+    let props = CommitProperties::default().with_application_transactions(txns);
     let version = write::commit(table, adds, operation, props).await?;
     table.load().await?;
     Ok(version)
@@ -336,7 +338,22 @@ impl BronzePlan {
         }
     }
 
-    /// Appends the files to the table, exactly once per run, and records the manifest.
+    /// The application transaction that marks this run's files committed.
+    pub fn run_app_id(&self) -> String {
+        format!("{}@{}", self.app_id, self.batch_run)
+    }
+
+    /// Appends the run's files to the table, exactly once per run.
+    ///
+    /// A run is committed when its own application transaction
+    /// ([`BronzePlan::run_app_id`]) is in the table — or, for a run made before those existed,
+    /// when the stream's transaction (`lakepipe-bronze-<stream>`) reached its epoch and its
+    /// manifest was recorded (then recorded after the commit). A run not committed plans its
+    /// files again from the runs that are, earlier or later: so a run made after a later one
+    /// (a backfill with concurrency, a cleared run) takes the files nobody has committed, and
+    /// none twice. Its manifest is recorded before the commit; every commit also carries the
+    /// stream's transaction, so two runs of one stream committing at once conflict and one is
+    /// refused (it plans again on its retry).
     pub async fn execute(
         &self,
         store: &Store,
@@ -344,34 +361,71 @@ impl BronzePlan {
     ) -> Result<BronzeMetrics, Error> {
         let (path, app_id, run) = (&self.path, &self.app_id, self.run);
         let table = open_or_create(store, path, delta_fields()).await?;
-        let committed = table
-            .snapshot()
-            .map_err(delta(path))?
-            .transaction_version(table.log_store().as_ref(), app_id)
-            .await
-            .map_err(delta(path))?;
-        if committed.is_some_and(|v| v >= self.txn_version) {
+        let txn_of = async |id: &str| {
+            table
+                .snapshot()
+                .map_err(delta(path))?
+                .transaction_version(table.log_store().as_ref(), id)
+                .await
+                .map_err(delta(path))
+        };
+        let run_app_id = self.run_app_id();
+        let stream_txn = txn_of(app_id).await?;
+        let recorded = lineage::recorded(store, self.stream, run).await?;
+        let committed = txn_of(&run_app_id).await?.is_some()
+            || (stream_txn.is_some_and(|v| v >= self.txn_version)
+                && recorded.as_ref().is_some_and(|m| m.txn.is_none()));
+        if committed {
             info(
                 log,
                 format!(
-                    "{path}: batch run {} already committed (application transaction {app_id} at {}); nothing to do",
+                    "{path}: batch run {} already committed (application transaction {run_app_id}); nothing to do",
                     self.batch_run,
-                    committed.unwrap_or_default()
                 ),
             );
-            lineage::record(store, run, &self.manifest).await?;
+            if recorded.is_none() {
+                lineage::record(store, run, &self.manifest).await?;
+            }
             return Ok(self.metrics(
                 0,
                 Some(table.version().unwrap_or_default()),
                 BronzeState::AlreadyCommitted,
             ));
         }
+        let window_start = run - chrono::Duration::days(lineage::LOOKBACK_DAYS);
+        let mut consumed = std::collections::HashSet::new();
+        for m in lineage::manifests_from(store, self.stream, window_start).await? {
+            let theirs = match &m.txn {
+                _ if m.batch_run == self.batch_run => false,
+                None => true,
+                Some(id) => txn_of(id).await?.is_some(),
+            };
+            if theirs {
+                consumed.extend(m.files.into_iter().map(|f| f.key));
+            }
+        }
+        let manifest = Manifest {
+            files: lineage::unconsumed(store, self.stream, run, &consumed).await?,
+            txn: Some(run_app_id.clone()),
+            ..self.manifest.clone()
+        };
+        if manifest.files != self.manifest.files {
+            info(
+                log,
+                format!(
+                    "{path}: planned again from the committed runs: {} files (the recorded plan had {})",
+                    manifest.files.len(),
+                    self.manifest.files.len()
+                ),
+            );
+        }
+        lineage::record(store, run, &manifest).await?;
         info(
             log,
             format!(
                 "{path}: {} files to consume over dates {:?}",
-                self.manifest.files.len(),
-                self.dates
+                manifest.files.len(),
+                manifest.dates()
             ),
         );
         let (mut table, added) = with_raw_bytes(table).await.map_err(delta(path))?;
@@ -388,7 +442,7 @@ impl BronzePlan {
             .with_writer_properties(writer_properties())
             .with_target_file_size(TARGET_FILE_BYTES);
         let mut rows = 0u64;
-        for f in &self.manifest.files {
+        for f in &manifest.files {
             let body = store
                 .get_opt(&f.key)
                 .await?
@@ -409,14 +463,20 @@ impl BronzePlan {
             .into_iter()
             .map(Action::Add)
             .collect();
-        let txn = Transaction::new(app_id, self.txn_version);
-        let version = commit(&mut table, adds, txn).await.map_err(delta(path))?;
-        lineage::record(store, run, &self.manifest).await?;
+        let txns = vec![
+            Transaction::new(app_id, self.txn_version.max(stream_txn.unwrap_or_default())),
+            Transaction::new(run_app_id, self.txn_version),
+        ];
+        let version = commit(&mut table, adds, txns).await.map_err(delta(path))?;
         info(
             log,
             format!("{path}: {rows} rows committed as version {version}"),
         );
-        Ok(self.metrics(rows, Some(version), BronzeState::Committed))
+        Ok(BronzeMetrics {
+            files: manifest.files.len(),
+            dates: manifest.dates(),
+            ..self.metrics(rows, Some(version), BronzeState::Committed)
+        })
     }
 }
 
@@ -445,11 +505,26 @@ impl<'a> BronzeBuilder<'a> {
         self
     }
 
+    /// Plans and executes; a commit refused because another run of the stream committed at
+    /// the same moment is planned and made again (up to [`CONFLICT_ATTEMPTS`] times).
     async fn run(self) -> Result<BronzeMetrics, Error> {
         let manifest = lineage::plan(self.store, self.spec.name, self.logical_date).await?;
-        BronzePlan::new(self.spec, self.logical_date, &manifest)
-            .execute(self.store, self.log)
-            .await
+        let plan = BronzePlan::new(self.spec, self.logical_date, &manifest);
+        let mut attempt = 1;
+        loop {
+            match plan.execute(self.store, self.log).await {
+                Err(e @ Error::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => {
+                    info(self.log, format!("{e}: planning again (attempt {attempt})"));
+                    tracing::info!(error = %e, attempt, "bronze commit refused: planning again");
+                    attempt += 1;
+                    let pause =
+                        std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), attempt)
+                            % (200 * u64::from(attempt));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -522,6 +597,7 @@ mod tests {
             batch_run: "2026-02-02T02:00:00Z".into(),
             files: vec![file("2026-02-01", "23"), file("2026-01-31", "10")],
             silver_committed: false,
+            txn: None,
         };
         BronzePlan::new(spec, run, &manifest)
     }
@@ -697,7 +773,7 @@ mod tests {
             .map(Action::Add)
             .collect();
         let app_id = "lakepipe-bronze-api_logs";
-        commit(&mut table, adds, Transaction::new(app_id, 1))
+        commit(&mut table, adds, vec![Transaction::new(app_id, 1)])
             .await
             .unwrap();
         // The speed layer holds a file with a line that is not UTF-8.

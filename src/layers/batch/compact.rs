@@ -268,6 +268,7 @@ mod tests {
                 })
                 .collect(),
             silver_committed: false,
+            txn: None,
         }
     }
 

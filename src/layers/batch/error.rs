@@ -68,6 +68,19 @@ pub enum Error {
     /// The lake (a landed file, a lineage manifest).
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// Another writer committed to the table while this run was writing it, and Delta's
+    /// conflict check refused this run's commit: nothing of it was written.
+    #[error(
+        "{table}: another writer committed to this table at the same time; nothing \
+         of this run was written: run the task again"
+    )]
+    Conflict {
+        /// The table's path.
+        table: String,
+        /// What deltalake said.
+        #[source]
+        source: DeltaTableError,
+    },
     /// Delta Lake, on one table.
     #[error("{source}")]
     Delta {
@@ -96,9 +109,19 @@ pub enum Error {
 
 /// `Error::Delta` on `table`, for `map_err`.
 pub fn delta(table: &str) -> impl FnOnce(DeltaTableError) -> Error + '_ {
-    move |source| Error::Delta {
-        table: table.to_string(),
-        source,
+    use deltalake::kernel::transaction::TransactionError;
+    move |source| match &source {
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_),
+        }
+        | DeltaTableError::VersionAlreadyExists(_) => Error::Conflict {
+            table: table.to_string(),
+            source,
+        },
+        _ => Error::Delta {
+            table: table.to_string(),
+            source,
+        },
     }
 }
 
@@ -134,6 +157,20 @@ mod tests {
             line: 2,
             value: "299".into(),
         }
+    }
+
+    #[test]
+    fn a_commit_refused_by_a_concurrent_writer_names_the_table_and_is_retried() {
+        let e = delta("batch/bronze/api_logs")(DeltaTableError::VersionAlreadyExists(3));
+        assert!(matches!(e, Error::Conflict { .. }));
+        assert!(e.is_retryable());
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("batch/bronze/api_logs: another writer committed"),
+            "{msg}"
+        );
+        let other = delta("t")(DeltaTableError::NotATable("t".into()));
+        assert!(matches!(other, Error::Delta { .. }));
     }
 
     #[test]

@@ -517,6 +517,7 @@ mod tests {
                 })
                 .collect(),
             silver_committed: false,
+            txn: None,
         }
     }
 

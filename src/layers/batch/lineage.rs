@@ -51,6 +51,11 @@ pub struct Manifest {
     /// serving layer reads them from the speed layer.
     #[serde(default)]
     pub silver_committed: bool,
+    /// The application transaction (in `bronze_<stream>`) whose presence marks the run's
+    /// files committed. Manifests are recorded before bronze commits them since 2026-12-05,
+    /// with this set; an older manifest (none) was recorded after its commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<String>,
 }
 
 impl Manifest {
@@ -96,7 +101,48 @@ pub async fn plan(
         batch_run: rfc3339_secs(run),
         files,
         silver_committed: false,
+        txn: None,
     })
+}
+
+/// The recorded manifest of `stream` for the batch run at `run`, if any.
+pub async fn recorded(
+    store: &Store,
+    stream: &str,
+    run: DateTime<Utc>,
+) -> crate::store::Result<Option<Manifest>> {
+    read_manifest(store, &manifest_key(stream, run)).await
+}
+
+/// The files a run at `run` consumes when `consumed` holds the keys other runs have committed:
+/// every speed-layer file landed up to `run` in the look-back that is not among them.
+pub async fn unconsumed(
+    store: &Store,
+    stream: &str,
+    run: DateTime<Utc>,
+    consumed: &HashSet<String>,
+) -> crate::store::Result<Vec<ConsumedFile>> {
+    let window_start = run - Duration::days(LOOKBACK_DAYS);
+    Ok(landed(store, stream, window_start, run)
+        .await?
+        .into_iter()
+        .filter(|f| !consumed.contains(&f.key))
+        .collect())
+}
+
+/// The manifests of the batch runs from `from` on, later runs included.
+pub async fn manifests_from(
+    store: &Store,
+    stream: &str,
+    from: DateTime<Utc>,
+) -> crate::store::Result<Vec<Manifest>> {
+    let folder = format!("{PREFIX}/{stream}");
+    let mut listing = store.list_after(&folder, &format!("{folder}/{}", compact(from)));
+    let mut out = Vec::new();
+    while let Some(meta) = listing.next().await {
+        out.extend(read_manifest(store, meta?.location.as_ref()).await?);
+    }
+    Ok(out)
 }
 
 /// The manifest at `key`, if any. An unreadable one is an error, never skipped: its files
@@ -175,7 +221,7 @@ pub async fn landed(
     Ok(files)
 }
 
-/// Records a manifest (after the data it describes is committed).
+/// Records a manifest (bronze: before it commits the files, with [`Manifest::txn`] set).
 pub async fn record(store: &Store, run: DateTime<Utc>, m: &Manifest) -> crate::store::Result<()> {
     store.put_json(&manifest_key(&m.stream, run), m).await
 }

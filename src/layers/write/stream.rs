@@ -81,10 +81,8 @@ impl Writes {
         let wanted: StructType = schema.as_ref().try_into_kernel()?;
         let mut table = store.delta_table_or_new(path).await?;
         if table.version().is_none() {
-            table = table
-                .create()
-                .with_columns(wanted.fields().cloned())
-                .with_partition_columns(["date"])
+            table = store
+                .create_dated_table(table, path, wanted.fields().cloned().collect())
                 .await?;
         }
         let (table, _) = crate::layers::evolve::evolve(

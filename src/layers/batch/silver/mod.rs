@@ -520,6 +520,7 @@ mod tests {
                 })
                 .collect(),
             silver_committed: false,
+            txn: None,
         }
     }
 

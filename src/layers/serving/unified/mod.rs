@@ -770,6 +770,7 @@ mod tests {
             batch_run: run.into(),
             files,
             silver_committed: true,
+            txn: None,
         }
     }
 
