@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# Chaos benchmark (run by hand, not in CI): `lakepipe simulate` over DAYS (default 2) of the
-# full schedule — speed layer, batch, serving, catalog, upkeep — with faults in the data
-# (--fault-rate 0.03), once undisturbed and once killed with SIGKILL at KILLS (default 50)
-# random moments (seeded by SEED), restarted after each kill, then run to the end. Compares
-# the two lakes and prints a table: landed objects lost or extra, Delta tables that differ
-# (row count and a checksum over the sorted rows, floats to 6 digits), ids counted twice in
-# the unified tables, and run history left inconsistent (a run not `success`, a task still
-# `running`).
+# Chaos benchmark (run by hand, not in CI): three workloads, each killed with SIGKILL at
+# random moments (seeded by SEED) and restarted after each kill, then checked:
 #
-#   bench/chaos.sh                       2 days, 50 kills, release build
-#   DAYS=1 KILLS=10 bench/chaos.sh       shorter
-#   BIN=path/to/lakepipe bench/chaos.sh  another build (e.g. the debug one)
+#   landing   `lakepipe stream all` over HOURS (default 2) of the streamers, against an
+#             undisturbed run: the same objects (keys and bytes) under data/.
+#   simulate  `lakepipe simulate` over DAYS (default 2) of the full schedule — speed layer,
+#             batch, serving, catalog, upkeep — with faults in the data (--fault-rate 0.03),
+#             against an undisturbed run: landed objects lost or extra, Delta tables that
+#             differ (row count and a checksum over the sorted rows, floats to 6 digits), ids
+#             counted twice in the unified tables, run history left inconsistent (a run not
+#             `success`, a task still `running`).
+#   ingest    `lakepipe serve --no-scheduler` under a producer posting requests of 25 api_logs
+#             records, each with an Idempotency-Key and retried until acknowledged, for as long
+#             as the kills last: every acknowledged record in the speed layer exactly once.
+#
+# KILLS (default 60) is split over the phases run (PHASES, default "landing simulate ingest").
+#
+#   bench/chaos.sh                                   all three, 60 kills, release build
+#   KILLS=200 BIN=…/debug/lakepipe bench/chaos.sh    200 kills, another build
+#   PHASES=ingest KILLS=50 bench/chaos.sh            one phase
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${LAKEPIPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lakepipe}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 DAYS=${DAYS:-2}
-KILLS=${KILLS:-50}
+HOURS=${HOURS:-2}
+KILLS=${KILLS:-60}
+PHASES=${PHASES:-landing simulate ingest}
 SEED=${SEED:-27}
 SCALE=${SCALE:-0.05}
+nphases=$(wc -w <<< "$PHASES")
+PER_PHASE=$(( KILLS / nphases ))
 cd "$ROOT"
 if [ -z "${BIN:-}" ]; then
     cargo build --release --quiet
@@ -28,47 +40,95 @@ fi
 VENV=${VENV:-$CACHE/venv}
 [ -x "$VENV/bin/python" ] || { echo "run scripts/test once first: it makes $VENV" >&2; exit 1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lakepipe-chaos.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-FROM=2026-02-01T00:00:00Z
-TO=$(python3 -c "import datetime as d; print((d.datetime(2026,2,1)+d.timedelta(days=$DAYS,hours=3)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
-ARGS=(simulate --from "$FROM" --to "$TO" --scale "$SCALE" --fault-rate 0.03)
+MAIN=$$
+# (only the script itself cleans up: subshells inherit the trap)
+trap 'if [ "$BASHPID" = "$MAIN" ]; then rm -rf "$WORK"; fi' EXIT
+FAILED=0
+ROWS=$WORK/rows
+: > "$ROWS"
 
-start=$(date +%s)
-"$BIN" --lake "$WORK/clean" --log error "${ARGS[@]}" > /dev/null 2> "$WORK/clean.err"
-clean_s=$(( $(date +%s) - start ))
-echo "clean run: ${clean_s} s" >&2
-
-# Kill moments: uniform over the clean run's duration, seeded.
-python3 - "$SEED" "$KILLS" "$clean_s" > "$WORK/delays" <<'PY'
+# Seeded kill delays for `kills` restarts of a workload whose clean run took `span` seconds:
+# each restart lives up to twice the clean run's time per kill (at least 1 s, at most 30 s), so
+# most kills land before the workload is done.
+delays() { # phase kills span
+    python3 - "$SEED-$1" "$2" "$3" <<'PY'
 import random, sys
-seed, kills, span = int(sys.argv[1]), int(sys.argv[2]), max(float(sys.argv[3]), 2.0)
+seed, kills, span = sys.argv[1], int(sys.argv[2]), max(float(sys.argv[3]), 2.0)
 r = random.Random(seed)
-# Spread the kills over the work: each restart lives up to twice the clean run's time per
-# kill (at least 1 s, at most 30 s), so most kills land before the workload is done.
-cap = min(30.0, max(1.0, 2 * span / kills))
+cap = min(30.0, max(1.0, 2 * span / max(kills, 1)))
 for _ in range(kills):
     print(f"{r.uniform(0.3, cap):.2f}")
 PY
-killed=0
-ended_early=0
-start=$(date +%s)
-while read -r delay; do
-    "$BIN" --lake "$WORK/chaos" --log error "${ARGS[@]}" > /dev/null 2>> "$WORK/chaos.err" &
-    pid=$!
-    sleep "$delay"
-    if kill -9 "$pid" 2> /dev/null; then
-        killed=$((killed + 1))
-    else
-        ended_early=$((ended_early + 1))
-    fi
-    wait "$pid" 2> /dev/null || true
-done < "$WORK/delays"
-final=0
-"$BIN" --lake "$WORK/chaos" --log error "${ARGS[@]}" > /dev/null 2>> "$WORK/chaos.err" || final=$?
-chaos_s=$(( $(date +%s) - start ))
-echo "chaos run: ${chaos_s} s, ${killed} SIGKILLs (${ended_early} runs had ended before their kill), final exit ${final}" >&2
+}
 
-RUST_LOG=error "$VENV/bin/python" - "$WORK/clean" "$WORK/chaos" "$killed" "$DAYS" <<'PY'
+# Runs `lakepipe <args>` on lake `$1`, killed `$2` times after the delays of span `$3`, then
+# once to its end; sets KILLED and FINAL.
+killed_runs() { # lake kills span args...
+    local lake=$1 kills=$2 span=$3 delay pid
+    shift 3
+    KILLED=0
+    local early=0
+    # (a file, not a process substitution: that subshell would run the EXIT trap)
+    delays "$lake" "$kills" "$span" > "$WORK/delays-$kills-$span"
+    while read -r delay; do
+        "$BIN" --lake "$lake" --log error "$@" > /dev/null 2>> "$WORK/chaos.err" &
+        pid=$!
+        sleep "$delay"
+        if kill -9 "$pid" 2> /dev/null; then KILLED=$((KILLED + 1)); else early=$((early + 1)); fi
+        wait "$pid" 2> /dev/null || true
+    done < "$WORK/delays-$kills-$span"
+    FINAL=0
+    "$BIN" --lake "$lake" --log error "$@" > /dev/null 2>> "$WORK/chaos.err" || FINAL=$?
+    echo "  ${KILLED} SIGKILLs (${early} runs had ended before their kill), final exit ${FINAL}" >&2
+}
+
+# Times `lakepipe <args>` on lake `$1` undisturbed; sets SPAN.
+clean_run() { # lake args...
+    local lake=$1 start
+    shift
+    start=$(date +%s)
+    "$BIN" --lake "$lake" --log error "$@" > /dev/null 2> "$WORK/clean.err"
+    SPAN=$(( $(date +%s) - start ))
+    echo "  clean run: ${SPAN} s" >&2
+}
+
+phase_landing() {
+    local to args
+    to=$(python3 -c "import datetime as d; print((d.datetime(2026,2,1)+d.timedelta(hours=$HOURS)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
+    args=(stream all --from 2026-02-01T00:00:00Z --to "$to")
+    echo "landing: $HOURS h of the streamers, $PER_PHASE kills" >&2
+    clean_run "$WORK/landing-clean" "${args[@]}"
+    killed_runs "$WORK/landing-chaos" "$PER_PHASE" "$SPAN" "${args[@]}"
+    python3 - "$WORK/landing-clean" "$WORK/landing-chaos" "$KILLED" "$FINAL" "$HOURS" >> "$ROWS" <<'PY' || FAILED=1
+import hashlib, os, sys
+clean, chaos, killed, final, hours = sys.argv[1:]
+def objects(lake):
+    out = {}
+    for root, _, files in os.walk(os.path.join(lake, "data")):
+        for f in files:
+            if "#" in f:
+                continue  # a staging file a kill left; never listed as landed
+            p = os.path.join(root, f)
+            out[os.path.relpath(p, lake)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+a, b = objects(clean), objects(chaos)
+lost, extra = set(a) - set(b), set(b) - set(a)
+changed = [k for k in set(a) & set(b) if a[k] != b[k]]
+ok = not (lost or extra or changed) and final == "0"
+print(f"| landing, {hours} h of the streamers, {killed} SIGKILLs | objects lost / extra / changed | "
+      f"{len(lost)} / {len(extra)} / {len(changed)} of {len(a)} | 0 / 0 / 0 |")
+sys.exit(0 if ok else 1)
+PY
+}
+
+phase_simulate() {
+    local to args
+    to=$(python3 -c "import datetime as d; print((d.datetime(2026,2,1)+d.timedelta(days=$DAYS,hours=3)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
+    args=(simulate --from 2026-02-01T00:00:00Z --to "$to" --scale "$SCALE" --fault-rate 0.03)
+    echo "simulate: $DAYS days, $PER_PHASE kills" >&2
+    clean_run "$WORK/clean" "${args[@]}"
+    killed_runs "$WORK/chaos" "$PER_PHASE" "$SPAN" "${args[@]}"
+    RUST_LOG=error "$VENV/bin/python" - "$WORK/clean" "$WORK/chaos" "$KILLED" "$DAYS" >> "$ROWS" <<'PY' || FAILED=1
 import glob, hashlib, json, os, sys
 from deltalake import DeltaTable
 
@@ -137,15 +197,93 @@ rows = [
     ("ids counted twice in unified", str(dup), "0"),
     ("runs not success, tasks left running", str(len(bad)), "0"),
 ]
-print(f"| scenario: {days} simulated days, {killed} SIGKILLs | measured | target |")
-print("|---|---|---|")
 for r in rows:
-    print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    print(f"| simulate, {days} days with data faults, {killed} SIGKILLs | {r[0]} | {r[1]} | {r[2]} |")
 for k in differ[:10]:
-    print(f"  differs: {k}: clean {ta.get(k)} chaos {tb.get(k)}")
+    print(f"differs: {k}: clean {ta.get(k)} chaos {tb.get(k)}", file=sys.stderr)
 for k in (lost + extra + changed)[:10]:
-    print(f"  object: {k}")
+    print(f"object: {k}", file=sys.stderr)
 for x in bad[:10]:
-    print(f"  history: {x}")
+    print(f"history: {x}", file=sys.stderr)
 sys.exit(1 if (lost or extra or changed or differ or dup or bad) else 0)
 PY
+}
+
+phase_ingest() {
+    local port lake=$WORK/ingest pid killed=0 delay
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+    echo "ingest: $PER_PHASE kills" >&2
+    python3 - "http://127.0.0.1:$port" "$WORK/stop" "$WORK/acked.json" <<'PY' &
+import itertools, json, os, sys, time, urllib.error, urllib.request
+base, stop, out = sys.argv[1:]
+acked, replayed, attempts = [], 0, 0
+for r in itertools.count():
+    if os.path.exists(stop):
+        break
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ids = [f"chaos-{r:05d}-{i:02d}" for i in range(25)]
+    body = "".join(json.dumps({"log_id": i, "event_time": now, "status_code": 200,
+                               "endpoint": "/chaos", "response_time_ms": 10}) + "\n" for i in ids)
+    while True:
+        attempts += 1
+        req = urllib.request.Request(f"{base}/ingest/api_logs", data=body.encode(), method="POST",
+                                     headers={"Content-Type": "application/x-ndjson",
+                                              "Idempotency-Key": f"chaos-{r:05d}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                answer = json.load(resp)
+            replayed += bool(answer.get("replayed"))
+            acked.extend(ids)
+            break
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            time.sleep(0.1)  # the server is down or refusing (503, 409): the same request again
+json.dump({"acked": acked, "replayed": replayed, "attempts": attempts}, open(out, "w"))
+PY
+    local producer=$!
+    # Restarts live 0.3-2 s.
+    delays ingest "$PER_PHASE" "$PER_PHASE" > "$WORK/delays-ingest"
+    while read -r delay; do
+        "$BIN" --lake "$lake" --log error serve --no-scheduler --listen "127.0.0.1:$port" > /dev/null 2>> "$WORK/chaos.err" &
+        pid=$!
+        sleep "$delay"
+        if kill -9 "$pid" 2> /dev/null; then killed=$((killed + 1)); fi
+        wait "$pid" 2> /dev/null || true
+    done < "$WORK/delays-ingest"
+    "$BIN" --lake "$lake" --log error serve --no-scheduler --listen "127.0.0.1:$port" > /dev/null 2>> "$WORK/chaos.err" &
+    pid=$!
+    sleep 2
+    touch "$WORK/stop"
+    wait "$producer" 2> /dev/null || true
+    kill "$pid" 2> /dev/null || true
+    wait "$pid" 2> /dev/null || true
+    echo "  ${killed} SIGKILLs" >&2
+    python3 - "$lake" "$WORK/acked.json" "$killed" >> "$ROWS" <<'PY' || FAILED=1
+import collections, json, os, sys
+lake, acked, killed = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3]
+seen = collections.Counter()
+for root, _, files in os.walk(os.path.join(lake, "realtime", "api_logs")):
+    for f in files:
+        if "#" in f:
+            continue
+        for line in open(os.path.join(root, f), encoding="utf-8"):
+            if line.strip():
+                seen[json.loads(line)["log_id"]] += 1
+want = set(acked["acked"])
+lost = [i for i in want if seen[i] == 0]
+twice = [i for i, n in seen.items() if n > 1]
+extra = [i for i in seen if i not in want]
+print(f"| ingest API, {len(want) // 25} requests of 25 records ({acked['attempts']} attempts, "
+      f"{acked['replayed']} answers replayed), {killed} SIGKILLs | acknowledged records lost / twice / unacknowledged | "
+      f"{len(lost)} / {len(twice)} / {len(extra)} of {len(want)} | 0 / 0 / 0 |")
+sys.exit(1 if (lost or twice or extra) else 0)
+PY
+}
+
+for phase in $PHASES; do
+    "phase_$phase"
+done
+echo
+echo "| workload | checked | measured | target |"
+echo "|---|---|---|---|"
+cat "$ROWS"
+exit "$FAILED"

@@ -27,7 +27,7 @@ pub(super) async fn capabilities(
         CreateMode::Conditional => (Outcome::Unchanged, "honoured: writers use create-only PUT"),
         CreateMode::CheckThenPut => (
             Outcome::Unsupported,
-            "ignored by this server: writers check then put, and lakepipe must be the only writer (scheduler lease)",
+            "ignored by this server: writers check then put; Delta commits take turns under claims, the scheduler lease is read back",
         ),
     };
     Ok((

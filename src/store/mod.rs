@@ -408,7 +408,8 @@ impl Store {
                     tracing::warn!(
                         lake = %self.url,
                         "this S3 endpoint ignores `If-None-Match: *` (create-only PUT): \
-                         falling back to check-then-put; lakepipe must be the only writer of this lake"
+                         falling back to check-then-put; Delta commits take turns under claims, \
+                         the scheduler lease is read back"
                     );
                 } else {
                     tracing::info!(lake = %self.url, "S3 endpoint honours create-only PUT");

@@ -2,7 +2,7 @@
 //! through it.
 //!
 //! The proxy takes one request per connection (it asks both sides to close after it), and for a
-//! seeded share of requests it answers `503 SlowDown` without forwarding, resets the connection
+//! seeded share of requests it answers `500 InternalError` or `503 SlowDown` without forwarding, resets the connection
 //! before forwarding, resets it **after** forwarding (the server did the write; the client never
 //! hears — the hard case for create-only commits), cuts a GET's body off halfway (the length
 //! announced, half the bytes sent), stalls without answering until the client gives up, or
@@ -28,6 +28,7 @@ const STREAMS: [(&str, &str); 5] = [
 /// What the proxy did to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
+    ServerError,
     SlowDown,
     ResetBefore,
     ResetAfter,
@@ -47,6 +48,7 @@ impl Fault {
 /// Shares of requests (per mille) per fault.
 #[derive(Debug, Clone, Copy)]
 pub struct Shares {
+    pub server_error: u64,
     pub slow_down: u64,
     pub reset_before: u64,
     pub reset_after: u64,
@@ -118,6 +120,7 @@ impl FaultProxy {
 fn pick(draw: u64, s: Shares) -> Option<Fault> {
     let mut edge = 0;
     for (share, fault) in [
+        (s.server_error, Fault::ServerError),
         (s.slow_down, Fault::SlowDown),
         (s.reset_before, Fault::ResetBefore),
         (s.reset_after, Fault::ResetAfter),
@@ -201,11 +204,26 @@ fn serve(
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (head, body) = read_message(&mut client, false)?;
     match fault {
-        Some(Fault::SlowDown) => {
-            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+        Some(f @ (Fault::SlowDown | Fault::ServerError)) => {
+            let (status, code, message) = if f == Fault::SlowDown {
+                (
+                    "503 Slow Down",
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                )
+            } else {
+                (
+                    "500 Internal Server Error",
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                )
+            };
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
+            );
             write!(
                 client,
-                "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                "HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
                 xml.len()
             )?;
             let _ = client.shutdown(Shutdown::Write);
@@ -270,45 +288,15 @@ fn through(server: &S3Server, proxy: &FaultProxy) -> TestCommand {
 /// Then `serve` through the same proxy: `/metrics` counts the failed attempts it retried.
 #[tokio::test]
 async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
-    let server = s3_server("LAKEPIPE_TEST_MOTO");
-    let clean_bucket = server.new_bucket("clean").await;
-    let faulty_bucket = server.new_bucket("faulty").await;
-    let proxy = FaultProxy::start(
-        &server.endpoint,
-        Shares {
-            slow_down: 40,
-            reset_before: 20,
-            reset_after: 20,
-            truncate: 10,
-            stall: 2,
-            delay: 8,
-        },
-        26_12_05,
-    );
-    let range = [
-        "simulate",
-        "--from",
+    let (faulty, lake, proxy) = simulate_through_faults(
+        "LAKEPIPE_TEST_MOTO",
         "2026-02-01T23:30:00Z",
-        "--to",
         "2026-02-02T02:10:00Z",
-        "--scale",
-        "0.05",
-    ];
-    let clean = server.apply(TestCommand::new());
-    let clean_lake = format!("s3://{clean_bucket}/lake");
-    let mut args = vec!["--lake", clean_lake.as_str()];
-    args.extend(range);
-    clean.run(&args).assert_exit_code(0);
-
-    let faulty = through(&server, &proxy);
-    let faulty_lake = format!("s3://{faulty_bucket}/lake");
-    let mut args = vec!["--lake", faulty_lake.as_str()];
-    args.extend(range);
-    let run = faulty.run(&args);
-    let (injected, requests) = proxy.injected();
-    eprintln!("{requests} requests through the proxy, faults {injected:?}");
-    run.assert_exit_code(0);
+    )
+    .await;
+    let (injected, _) = proxy.injected();
     for f in [
+        Fault::ServerError,
         Fault::SlowDown,
         Fault::ResetBefore,
         Fault::ResetAfter,
@@ -321,6 +309,67 @@ async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
             "{f:?}: {injected:?}"
         );
     }
+    retries_are_counted_in_metrics(&faulty, &lake, &proxy);
+}
+
+/// The same faults in front of Garage, which ignores create-only writes (claims and
+/// check-then-put instead): 25 minutes of every DAG around the batch run.
+#[tokio::test]
+async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
+    let (_, _, proxy) = simulate_through_faults(
+        "LAKEPIPE_TEST_GARAGE",
+        "2026-02-02T01:45:00Z",
+        "2026-02-02T02:10:00Z",
+    )
+    .await;
+    let (injected, requests) = proxy.injected();
+    let failed: u64 = injected
+        .iter()
+        .filter(|(f, _)| f.is_failed_attempt())
+        .map(|(_, n)| n)
+        .sum();
+    assert!(failed * 100 >= requests * 5, "{injected:?} of {requests}");
+}
+
+/// `simulate` of [`from`, `to`] on `var`'s server twice, undisturbed and through a fault
+/// proxy (10 % of requests failed): the same landed objects, and the same unified and silver
+/// rows with every id once. The faulty run's command, lake and proxy.
+async fn simulate_through_faults(
+    var: &str,
+    from: &str,
+    to: &str,
+) -> (TestCommand, String, FaultProxy) {
+    let server = s3_server(var);
+    let clean_bucket = server.new_bucket("clean").await;
+    let faulty_bucket = server.new_bucket("faulty").await;
+    let proxy = FaultProxy::start(
+        &server.endpoint,
+        Shares {
+            server_error: 10,
+            slow_down: 30,
+            reset_before: 20,
+            reset_after: 20,
+            truncate: 10,
+            stall: 2,
+            delay: 8,
+        },
+        26_12_05,
+    );
+    let range = ["simulate", "--from", from, "--to", to, "--scale", "0.05"];
+    let clean = server.apply(TestCommand::new());
+    let clean_lake = format!("s3://{clean_bucket}/lake");
+    let mut args = vec!["--lake", clean_lake.as_str()];
+    args.extend(range);
+    clean.run(&args).assert_exit_code(0);
+
+    let faulty = through(&server, &proxy);
+    let faulty_lake = format!("s3://{faulty_bucket}/lake");
+    let mut args = vec!["--lake", faulty_lake.as_str()];
+    args.extend(range);
+    let run = faulty.run(&args);
+    let (injected, requests) = proxy.injected();
+    eprintln!("{var}: {requests} requests through the proxy, faults {injected:?}");
+    run.assert_exit_code(0);
 
     // The landed objects: the same keys and bytes.
     for prefix in ["lake/realtime/"] {
@@ -354,7 +403,7 @@ async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
         );
     }
 
-    retries_are_counted_in_metrics(&faulty, &faulty_lake, &proxy);
+    (faulty, faulty_lake, proxy)
 }
 
 /// `lakepipe serve` on `lake` through `proxy` (its live serving lists the lake every second):
@@ -403,4 +452,106 @@ fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProx
     assert!(retries >= 3, "{metrics}");
     assert!(retries <= failed_after - failed_before, "{metrics}");
     assert!(requests <= requests_after - requests_before, "{metrics}");
+}
+
+/// The ingest API on a moto lake through the fault proxy (10 % of S3 requests failed): a
+/// producer posts 60 requests of 20 records, each with an Idempotency-Key, and repeats each
+/// until it is acknowledged (the API answers 503 when the lake refused a write). Every
+/// acknowledged record is in the speed layer exactly once, read from moto directly.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_through_s3_faults_lands_every_acknowledged_record_once() {
+    const REQUESTS: usize = 60;
+    const RECORDS: usize = 20;
+    let server = s3_server("LAKEPIPE_TEST_MOTO");
+    let bucket = server.new_bucket("ingest-faults").await;
+    let proxy = FaultProxy::start(
+        &server.endpoint,
+        Shares {
+            server_error: 10,
+            slow_down: 30,
+            reset_before: 20,
+            reset_after: 20,
+            truncate: 10,
+            stall: 2,
+            delay: 8,
+        },
+        27_12_05,
+    );
+    let lake = format!("s3://{bucket}/lake");
+    let t = through(&server, &proxy);
+    let (statuses, acked) = tokio::task::spawn_blocking(move || {
+        let (_serve, base) = crate::util::serving(
+            &t,
+            &[
+                "--lake",
+                &lake,
+                "serve",
+                "--no-scheduler",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut statuses = BTreeMap::<String, u64>::new();
+        let mut acked = Vec::new();
+        for r in 0..REQUESTS {
+            let ids: Vec<String> = (0..RECORDS)
+                .map(|i| format!("faults-{r:03}-{i:02}"))
+                .collect();
+            let body: String = ids
+                .iter()
+                .map(|id| format!("{{\"log_id\":\"{id}\",\"event_time\":\"{now}\"}}\n"))
+                .collect();
+            let file = t.path().join(format!("r{r}.ndjson"));
+            std::fs::write(&file, body).unwrap();
+            loop {
+                let out = std::process::Command::new("curl")
+                    .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+                    .args(["-H", "Content-Type: application/x-ndjson"])
+                    .args(["-H", &format!("Idempotency-Key: faults-{r}")])
+                    .arg("--data-binary")
+                    .arg(format!("@{}", file.display()))
+                    .arg(format!("{base}/ingest/api_logs"))
+                    .output()
+                    .expect("curl");
+                let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                *statuses.entry(status.clone()).or_default() += 1;
+                match status.as_str() {
+                    "200" => break,
+                    "503" | "409" => std::thread::sleep(Duration::from_millis(200)),
+                    other => panic!("request {r}: status {other}"),
+                }
+            }
+            acked.extend(ids);
+        }
+        (statuses, acked)
+    })
+    .await
+    .unwrap();
+    let (injected, requests) = proxy.injected();
+    eprintln!(
+        "answers {statuses:?}; {requests} S3 requests through the proxy, faults {injected:?}"
+    );
+    let mut seen = BTreeMap::<String, u64>::new();
+    for key in server.keys(&bucket, "lake/realtime/api_logs/").await {
+        let body = server.object(&bucket, &key).await;
+        for line in String::from_utf8(body).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            *seen
+                .entry(v["log_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(acked.len(), REQUESTS * RECORDS);
+    let lost: Vec<_> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(twice.is_empty(), "twice: {twice:?}");
+    assert_eq!(seen.len(), acked.len());
+    let failed: u64 = injected
+        .iter()
+        .filter(|(f, _)| f.is_failed_attempt())
+        .map(|(_, n)| n)
+        .sum();
+    assert!(failed > 0, "{injected:?}");
 }
