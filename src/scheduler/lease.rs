@@ -281,9 +281,10 @@ async fn renew(
     info: &mut LeaseInfo,
     ttl: Duration,
 ) -> Result<bool, crate::store::Error> {
-    let ours = read_info(store, LEASE_KEY)
-        .await?
-        .is_some_and(|h| h.owner == info.owner);
+    let Some((held, e_tag)) = store.get_tagged(LEASE_KEY).await? else {
+        return Ok(false);
+    };
+    let ours = serde_json::from_slice::<LeaseInfo>(&held).is_ok_and(|h| h.owner == info.owner);
     if !ours {
         return Ok(false);
     }
@@ -292,8 +293,29 @@ async fn renew(
     info.expires_at =
         now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
     let body = Bytes::from(serde_json::to_vec_pretty(&*info).expect("lease serialises"));
-    store.put(LEASE_KEY, body, &Default::default()).await?;
-    Ok(true)
+    // Only over the version just read: a holder paused past its expiry, whose lease another
+    // scheduler has taken over since the read, does not overwrite the new holder's lease
+    // (`If-Match`, where the store honours it).
+    match e_tag {
+        Some(tag) => {
+            if store
+                .replace_if_unchanged(LEASE_KEY, body.clone(), &tag)
+                .await?
+            {
+                return Ok(true);
+            }
+            // Refused: another holder's lease — or this very write, made once already and
+            // repeated after its answer was lost.
+            Ok(store
+                .get_opt(LEASE_KEY)
+                .await?
+                .is_some_and(|now| now == body))
+        }
+        None => {
+            store.put(LEASE_KEY, body, &Default::default()).await?;
+            Ok(true)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -389,5 +411,47 @@ mod tests {
             assert_eq!(process_alive(std::process::id()), Some(true));
             assert_eq!(process_alive(u32::MAX - 1), Some(false));
         }
+    }
+
+    /// A holder that read its lease, then paused while another scheduler took the lease over,
+    /// does not overwrite the new holder's lease when it renews (`If-Match` on the version it
+    /// read): it learns that it lost the lease.
+    #[tokio::test]
+    async fn a_renewal_after_a_takeover_does_not_overwrite_the_new_holder() {
+        let store = crate::store::over(std::sync::Arc::new(object_store::memory::InMemory::new()));
+        let mut ours: LeaseInfo = serde_json::from_slice(&expired("ours")).unwrap();
+        let body = Bytes::from(serde_json::to_vec_pretty(&ours).unwrap());
+        store
+            .put(LEASE_KEY, body, &Default::default())
+            .await
+            .unwrap();
+        assert!(
+            renew(&store, &mut ours, Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        let renewed = read_info(&store, LEASE_KEY).await.unwrap().unwrap();
+        assert_eq!(renewed.owner, ours.owner);
+        assert!(renewed.expires_at > crate::clock::wall_now());
+        // The read, then a takeover, then the write.
+        let (_, tag) = store.get_tagged(LEASE_KEY).await.unwrap().unwrap();
+        let theirs = expired("theirs");
+        store
+            .put(LEASE_KEY, theirs.clone(), &Default::default())
+            .await
+            .unwrap();
+        let late = Bytes::from(serde_json::to_vec_pretty(&ours).unwrap());
+        let replaced = store
+            .replace_if_unchanged(LEASE_KEY, late, &tag.unwrap())
+            .await
+            .unwrap();
+        assert!(!replaced);
+        assert_eq!(store.get_opt(LEASE_KEY).await.unwrap().unwrap(), theirs);
+        // And renew() sees the lease is no longer its own.
+        assert!(
+            !renew(&store, &mut ours, Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
     }
 }
