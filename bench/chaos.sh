@@ -14,7 +14,12 @@
 #             records, each with an Idempotency-Key and retried until acknowledged, for as long
 #             as the kills last: every acknowledged record in the speed layer exactly once.
 #
-# KILLS (default 60) is split over the phases run (PHASES, default "landing simulate ingest").
+#   suite     the reliability tests of the test suite (S3 faults on moto and Garage, the ingest
+#             API through faults, a full disk, two schedulers, concurrent Delta writers), with
+#             moto and Garage started as `scripts/test` starts them: their figures as rows.
+#
+# KILLS (default 60) is split over the kill phases run (PHASES, default "landing simulate
+# ingest suite").
 #
 #   bench/chaos.sh                                   all three, 60 kills, release build
 #   KILLS=200 BIN=…/debug/lakepipe bench/chaos.sh    200 kills, another build
@@ -26,10 +31,10 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 DAYS=${DAYS:-2}
 HOURS=${HOURS:-2}
 KILLS=${KILLS:-60}
-PHASES=${PHASES:-landing simulate ingest}
+PHASES=${PHASES:-landing simulate ingest suite}
 SEED=${SEED:-27}
 SCALE=${SCALE:-0.05}
-nphases=$(wc -w <<< "$PHASES")
+nphases=$(wc -w <<< "${PHASES//suite/}")
 PER_PHASE=$(( KILLS / nphases ))
 cd "$ROOT"
 if [ -z "${BIN:-}" ]; then
@@ -276,6 +281,48 @@ print(f"| ingest API, {len(want) // 25} requests of 25 records ({acked['attempts
       f"{acked['replayed']} answers replayed), {killed} SIGKILLs | acknowledged records lost / twice / unacknowledged | "
       f"{len(lost)} / {len(twice)} / {len(extra)} of {len(want)} | 0 / 0 / 0 |")
 sys.exit(1 if (lost or twice or extra) else 0)
+PY
+}
+
+phase_suite() {
+    echo "suite: the reliability tests" >&2
+    GARAGE_VERSION=${GARAGE_VERSION:-$(sed -n 's/^GARAGE_VERSION=\(.*\)$/\1/p' scripts/test | head -1)}
+    (
+        # shellcheck source=../scripts/s3-servers.sh
+        source "$ROOT/scripts/s3-servers.sh"
+        ensure_garage
+        start_s3_servers 2> "$WORK/servers.err"
+        trap stop_s3_servers EXIT
+        cargo test --quiet --test it -- --nocapture --test-threads 2 faults:: disk:: lease:: \
+            concurrent_delta_writers bronze_runs_made_out_of_order > "$WORK/suite.out" 2>&1
+    ) && suite=0 || suite=$?
+    python3 - "$WORK/suite.out" "$suite" >> "$ROWS" <<'PY' || FAILED=1
+import re, sys
+out, code = open(sys.argv[1], errors="replace").read(), int(sys.argv[2])
+def passed(name):
+    return "ok" if re.search(rf"test [\w:]*{name}\w* \.\.\. ok", out) else "FAILED"
+def line(pattern):
+    m = re.search(pattern, out)
+    return m.group(0) if m else "(no figure printed)"
+rows = [
+    ("10 % of S3 requests failing (500/503, resets before/after forwarding, cut GET bodies, stalls), moto",
+     "simulate_on_moto_through_s3_faults", line(r"LAKEPIPE_TEST_MOTO: \d+ requests through the proxy.*"),
+     "completes; 0 lost, 0 duplicated"),
+    ("retries counted in /metrics under those faults", "simulate_on_moto_through_s3_faults",
+     line(r"serve: \d+ retries and .*"), "counted"),
+    ("the same faults, Garage", "simulate_on_garage_through_s3_faults",
+     line(r"LAKEPIPE_TEST_GARAGE: \d+ requests through the proxy.*"), "completes; 0 lost, 0 duplicated"),
+    ("every acknowledged ingest record under S3 faults", "ingest_through_s3_faults",
+     line(r"answers \{.*?\}"), "present exactly once"),
+    ("disk full mid-batch, then space freed", "a_full_disk_fails", "", "clear error, no partial version, clean result"),
+    ("two schedulers, 20 simultaneous starts (moto), 5 (Garage)", "two_schedulers_started_together", "", "1 runs each time"),
+    ("8 concurrent Delta writers of one table, moto and Garage", "concurrent_delta_writers",
+     line(r"LAKEPIPE_TEST_GARAGE: \d+ of 8 concurrent bronze runs.*"), "0 silent losses"),
+    ("bronze runs made out of order", "bronze_runs_made_out_of_order", "", "every date once"),
+]
+for scenario, test, figure, target in rows:
+    print(f"| suite: {scenario} | `{test}` {passed(test)} | {figure} | {target} |")
+sys.exit(0 if code == 0 else 1)
 PY
 }
 
