@@ -35,9 +35,9 @@ PHASES=${PHASES:-landing simulate ingest suite}
 SEED=${SEED:-27}
 SCALE=${SCALE:-0.05}
 nphases=$(wc -w <<< "${PHASES//suite/}")
-PER_PHASE=$(( KILLS / nphases ))
+PER_PHASE=$(( KILLS / (nphases > 0 ? nphases : 1) ))
 cd "$ROOT"
-if [ -z "${BIN:-}" ]; then
+if [ -z "${BIN:-}" ] && [ "$nphases" -gt 0 ]; then
     cargo build --release --quiet
     BIN=$CARGO_TARGET_DIR/release/lakepipe
 fi
@@ -293,7 +293,7 @@ phase_suite() {
         ensure_garage
         start_s3_servers 2> "$WORK/servers.err"
         trap stop_s3_servers EXIT
-        cargo test --quiet --test it -- --nocapture --test-threads 2 faults:: disk:: lease:: \
+        cargo test --test it -- --nocapture --test-threads 2 faults:: disk:: lease:: \
             concurrent_delta_writers bronze_runs_made_out_of_order > "$WORK/suite.out" 2>&1
     ) && suite=0 || suite=$?
     python3 - "$WORK/suite.out" "$suite" >> "$ROWS" <<'PY' || FAILED=1

@@ -406,9 +406,9 @@ async fn simulate_through_faults(
     (faulty, faulty_lake, proxy)
 }
 
-/// `lakepipe serve` on `lake` through `proxy` (its live serving lists the lake every second):
-/// `/metrics` counts retried attempts, never more than the proxy failed, nor more requests than
-/// it saw.
+/// `lakepipe serve` on `lake` through `proxy`, sent an event every half second (each lands an
+/// object and a live serving run): `/metrics` counts retried attempts, never more than the
+/// proxy failed, nor more requests than it saw.
 fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProxy) {
     let sum = |metrics: &str, name: &str| -> u64 {
         metrics
@@ -430,7 +430,22 @@ fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProx
     let (_server, base) =
         crate::util::serving(t, &["--lake", lake, "serve", "--listen", "127.0.0.1:0"]);
     let mut metrics = String::new();
-    for _ in 0..120 {
+    // Events posted meanwhile make S3 requests whatever the scheduler's next tick (each lands
+    // an object, and live serving runs on each landing).
+    let event = t.path().join("event.ndjson");
+    for i in 0..360 {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+        std::fs::write(
+            &event,
+            format!("{{\"log_id\":\"m-{i}\",\"event_time\":\"{now}\"}}\n"),
+        )
+        .unwrap();
+        let _ = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-X", "POST"])
+            .args(["-H", "Content-Type: application/x-ndjson", "--data-binary"])
+            .arg(format!("@{}", event.display()))
+            .arg(format!("{base}/ingest/api_logs"))
+            .output();
         let out = std::process::Command::new("curl")
             .args(["-sS", &format!("{base}/metrics")])
             .output()
