@@ -90,18 +90,19 @@ impl S3Connection {
     }
 
     /// Checks that the bucket exists and the credentials may use it, so that a bad setup fails
-    /// with one clear line instead of a flood of upload errors. Its attempts (a throttled one
-    /// is retried) are bounded together by twice the connect timeout (10 s by default): an
-    /// endpoint that accepts connections but never answers fails as quickly as one that
-    /// refuses them.
+    /// with one clear line instead of a flood of upload errors. Each attempt is bounded by the
+    /// connect timeout and is retried (a throttled one, or one that stalled: a single request
+    /// lost by the network does not fail the command), all of them together by three times
+    /// the connect timeout (15 s by default): an endpoint that accepts connections but never
+    /// answers fails about as quickly as one that refuses them.
     pub async fn preflight(&self, bucket: &str) -> Result<()> {
         let endpoint = self.endpoint_display();
         let bounded = aws_sdk_s3::config::Builder::default()
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(self.connect_timeout)
-                    .operation_attempt_timeout(self.connect_timeout * 2)
-                    .operation_timeout(self.connect_timeout * 2)
+                    .operation_attempt_timeout(self.connect_timeout)
+                    .operation_timeout(self.connect_timeout * 3)
                     .build(),
             )
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
