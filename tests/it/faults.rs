@@ -57,6 +57,18 @@ pub struct Shares {
     pub delay: u64,
 }
 
+/// 10 % of requests failed: 1 % 500, 3 % 503 SlowDown, 2 % resets before forwarding, 2 %
+/// after, 1 % GET bodies cut off, 0.2 % stalls; and 0.8 % delayed.
+const TEN_PERCENT: Shares = Shares {
+    server_error: 10,
+    slow_down: 30,
+    reset_before: 20,
+    reset_after: 20,
+    truncate: 10,
+    stall: 2,
+    delay: 8,
+};
+
 /// A running proxy: its endpoint and what it injected.
 pub struct FaultProxy {
     pub endpoint: String,
@@ -342,19 +354,7 @@ async fn simulate_through_faults(
     let server = s3_server(var);
     let clean_bucket = server.new_bucket("clean").await;
     let faulty_bucket = server.new_bucket("faulty").await;
-    let proxy = FaultProxy::start(
-        &server.endpoint,
-        Shares {
-            server_error: 10,
-            slow_down: 30,
-            reset_before: 20,
-            reset_after: 20,
-            truncate: 10,
-            stall: 2,
-            delay: 8,
-        },
-        26_12_05,
-    );
+    let proxy = FaultProxy::start(&server.endpoint, TEN_PERCENT, 26_12_05);
     let range = ["simulate", "--from", from, "--to", to, "--scale", "0.05"];
     let clean = server.apply(TestCommand::new());
     let clean_lake = format!("s3://{clean_bucket}/lake");
@@ -479,19 +479,7 @@ async fn ingest_through_s3_faults_lands_every_acknowledged_record_once() {
     const RECORDS: usize = 20;
     let server = s3_server("LAKEPIPE_TEST_MOTO");
     let bucket = server.new_bucket("ingest-faults").await;
-    let proxy = FaultProxy::start(
-        &server.endpoint,
-        Shares {
-            server_error: 10,
-            slow_down: 30,
-            reset_before: 20,
-            reset_after: 20,
-            truncate: 10,
-            stall: 2,
-            delay: 8,
-        },
-        27_12_05,
-    );
+    let proxy = FaultProxy::start(&server.endpoint, TEN_PERCENT, 27_12_05);
     let lake = format!("s3://{bucket}/lake");
     let t = through(&server, &proxy);
     let (statuses, acked) = tokio::task::spawn_blocking(move || {
