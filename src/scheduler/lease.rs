@@ -268,7 +268,15 @@ async fn claim_takeover(
             return Ok(true);
         }
         let claimant = read_info(store, &key).await?;
-        if claimant.is_some_and(|c| c.acquired_at + ttl > crate::clock::wall_now()) {
+        // A claimant that died on this host (between its marker and its new lease) is passed
+        // over at once, as its lease would be; elsewhere its marker is trusted for `ttl`.
+        let live = |c: &LeaseInfo| {
+            c.acquired_at + ttl > crate::clock::wall_now()
+                && !(c.host == host_name()
+                    && c.pid != std::process::id()
+                    && process_alive(c.pid) == Some(false))
+        };
+        if claimant.as_ref().is_some_and(live) {
             return Ok(false);
         }
     }
@@ -402,6 +410,47 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+        lease.release().await;
+    }
+
+    /// Found by `serve` through the fault proxy: a scheduler that took over a dead one's
+    /// lease and died before its own lease was written (its delete of the old one failed)
+    /// kept every scheduler started after it off the lake for a minute, saying the dead
+    /// one was running.
+    #[tokio::test]
+    async fn a_takeover_marker_left_by_a_dead_process_on_this_host_is_passed_over_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let now = crate::clock::wall_now();
+        let dead = |command: &str| LeaseInfo {
+            owner: uuid::Uuid::from_u128(rand::random()).to_string(),
+            host: host_name(),
+            pid: u32::MAX - 1,
+            command: command.into(),
+            acquired_at: now,
+            heartbeat_at: now,
+            expires_at: now + chrono::Duration::seconds(60),
+        };
+        let stale = Bytes::from(serde_json::to_vec_pretty(&dead("serve")).unwrap());
+        store
+            .put(LEASE_KEY, stale.clone(), &Default::default())
+            .await
+            .unwrap();
+        use sha2::Digest;
+        let digest = crate::hex::hex(&sha2::Sha256::digest(&stale));
+        let marker = Bytes::from(serde_json::to_vec_pretty(&dead("serve")).unwrap());
+        store
+            .put(
+                &format!("{TAKEOVER_PREFIX}{digest}-0"),
+                marker,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let lease = Lease::acquire(&store, "serve", Duration::from_secs(30))
+            .await
+            .expect("the dead claimant does not hold the lake");
+        assert_eq!(lease.info.pid, std::process::id());
         lease.release().await;
     }
 

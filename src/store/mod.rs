@@ -420,6 +420,21 @@ impl Store {
             .copied()
     }
 
+    /// A create-only PUT (`opts.mode` is `Create`): on S3 a write that failed in transport is
+    /// repeated, and a refusal that finds this write's own bytes is its success
+    /// ([`own_writes::create_repeated`]); a local lake answers for sure the first time.
+    async fn put_create(
+        &self,
+        path: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if self.is_local() {
+            return self.inner.put_opts(path, payload, opts).await;
+        }
+        own_writes::create_repeated(self.inner.as_ref(), path, payload, opts).await
+    }
+
     /// Writes an object twice with `If-None-Match: *`: a store that accepts the second write
     /// ignores the header.
     pub(crate) async fn probe_conditional_put(&self) -> Result<CreateMode> {
@@ -437,13 +452,12 @@ impl Store {
             ..PutOptions::default()
         };
         let _p = self.permit().await;
-        self.inner
-            .put_opts(&key, PutPayload::from_static(b"1"), create())
+        self.put_create(&key, PutPayload::from_static(b"1"), create())
             .await
             .map_err(|e| request_error("PUT", &key, e))?;
+        // A repeat of a second write that was refused is refused too (other bytes are there).
         let second = self
-            .inner
-            .put_opts(&key, PutPayload::from_static(b"2"), create())
+            .put_create(&key, PutPayload::from_static(b"2"), create())
             .await;
         let _ = self.inner.delete(&key).await;
         match second {
@@ -513,8 +527,7 @@ impl Store {
         if mode == CreateMode::Conditional {
             let res = {
                 let _p = self.permit().await;
-                self.inner
-                    .put_opts(&path, PutPayload::from_bytes(body.clone()), opts)
+                self.put_create(&path, PutPayload::from_bytes(body.clone()), opts)
                     .await
             };
             match res {
@@ -562,8 +575,7 @@ impl Store {
         };
         let _p = self.permit().await;
         match self
-            .inner
-            .put_opts(&path, PutPayload::from_bytes(body), opts)
+            .put_create(&path, PutPayload::from_bytes(body), opts)
             .await
         {
             Ok(_) => Ok(true),

@@ -210,6 +210,52 @@ fn same_bytes(stored: &[u8], payload: &PutPayload) -> bool {
             .all(|(a, b)| a == b)
 }
 
+/// A create-only PUT (`opts.mode` is `Create`) on a store that honours the condition, made
+/// as if the network were reliable. The client does not repeat a create-only PUT whose
+/// connection failed (it is not idempotent to it); here it is repeated: the condition keeps it
+/// from overwriting anything. A refusal is then read: a key holding exactly the bytes being
+/// written was this very write, made once already with its answer lost, and is a success.
+/// Any other content stays refused (`AlreadyExists`).
+pub(super) async fn create_repeated(
+    inner: &dyn ObjectStore,
+    location: &Path,
+    payload: PutPayload,
+    opts: PutOptions,
+) -> Result<PutResult> {
+    let mut attempt = 0;
+    let answer = loop {
+        match inner
+            .put_opts(location, payload.clone(), opts.clone())
+            .await
+        {
+            Err(e @ object_store::Error::Generic { .. }) if attempt < TRANSPORT_RETRIES => {
+                attempt += 1;
+                tracing::warn!(key = %location, attempt, error = %e, "create-only write failed in transport: repeated");
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
+            }
+            other => break other,
+        }
+    };
+    let Err(refused @ object_store::Error::AlreadyExists { .. }) = answer else {
+        return answer;
+    };
+    let existing = match inner.get(location).await {
+        Ok(got) => got,
+        Err(_) => return Err(refused),
+    };
+    let (e_tag, version) = (existing.meta.e_tag.clone(), existing.meta.version.clone());
+    let bytes = existing.bytes().await?;
+    if same_bytes(&bytes, &payload) {
+        tracing::info!(
+            key = %location,
+            "a create-only write refused on retry found its own bytes: it had succeeded"
+        );
+        Ok(PutResult { e_tag, version })
+    } else {
+        Err(refused)
+    }
+}
+
 impl fmt::Display for OwnWrites {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "OwnWrites({})", self.inner)
@@ -230,45 +276,7 @@ impl ObjectStore for OwnWrites {
         if self.create_mode().await? == CreateMode::CheckThenPut {
             return self.create_claimed(location, payload, opts).await;
         }
-        // The client does not repeat a create-only PUT whose connection failed (it is not
-        // idempotent to it); here it is: the condition keeps it from overwriting anything, and
-        // a refusal is then read below.
-        let mut attempt = 0;
-        let answer = loop {
-            match self
-                .inner
-                .put_opts(location, payload.clone(), opts.clone())
-                .await
-            {
-                Err(e @ object_store::Error::Generic { .. }) if attempt < TRANSPORT_RETRIES => {
-                    attempt += 1;
-                    tracing::warn!(key = %location, attempt, error = %e, "create-only write failed in transport: repeated");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
-                }
-                other => break other,
-            }
-        };
-        let sent = payload;
-        match answer {
-            Err(refused @ object_store::Error::AlreadyExists { .. }) => {
-                let existing = match self.inner.get(location).await {
-                    Ok(got) => got,
-                    Err(_) => return Err(refused),
-                };
-                let (e_tag, version) = (existing.meta.e_tag.clone(), existing.meta.version.clone());
-                let bytes = existing.bytes().await?;
-                if same_bytes(&bytes, &sent) {
-                    tracing::info!(
-                        key = %location,
-                        "a create-only write refused on retry found its own bytes: it had succeeded"
-                    );
-                    Ok(PutResult { e_tag, version })
-                } else {
-                    Err(refused)
-                }
-            }
-            other => other,
-        }
+        create_repeated(self.inner.as_ref(), location, payload, opts).await
     }
 
     async fn put_multipart_opts(

@@ -1,4 +1,4 @@
-//! Reads whose answer broke off are made again.
+//! Reads whose answer broke off, and deletes without an answer, are made again.
 //!
 //! object_store retries a request that fails before its answer starts (5xx, throttling, a
 //! refused or reset connection, a timeout), but not one whose body breaks off after a `200`:
@@ -7,7 +7,10 @@
 //! proxy of `tests/it/faults.rs`). [`ReadRetries`], under the lake's S3 store, reads a GET's
 //! body to its end and asks again if it breaks; a LIST that breaks is resumed after the last key
 //! it gave (S3 lists in key order), so nothing is listed twice or skipped. Each such retry is
-//! counted in `/metrics` ([`super::metrics::count_body_retry`]).
+//! counted in `/metrics` ([`super::metrics::count_body_retry`]). S3 deletes are bulk POSTs,
+//! which the client does not repeat when the connection fails: a delete is idempotent, so
+//! its batch is sent again (a lost lease release or takeover failed `serve` at start-up); the
+//! failed attempt is counted by the HTTP client, as a connection error.
 
 use std::fmt;
 use std::ops::Range;
@@ -57,8 +60,9 @@ async fn pause(attempt: u32) {
 }
 
 /// `read()` until it succeeds, fails with an answer, or has broken [`BODY_RETRIES`] times;
-/// each repetition counted and logged with `what`.
-async fn again<T, F, Fut>(what: &str, mut read: F) -> Result<T>
+/// each repetition logged with `what`, and counted when `counted` (a failure without an answer
+/// is counted by the HTTP client already: one that broke off after its status is not).
+async fn again<T, F, Fut>(what: &str, counted: bool, mut read: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -68,7 +72,9 @@ where
         match read().await {
             Err(e) if broken(&e) && attempt < BODY_RETRIES => {
                 attempt += 1;
-                super::metrics::count_body_retry();
+                if counted {
+                    super::metrics::count_body_retry();
+                }
                 tracing::warn!(attempt, error = %e, "{what} broke off: asked again");
                 pause(attempt).await;
             }
@@ -100,7 +106,7 @@ impl ObjectStore for ReadRetries {
         if options.head {
             return self.inner.get_opts(location, options).await;
         }
-        let body = again("GET", || async {
+        let body = again("GET", true, || async {
             let got = self.inner.get_opts(location, options.clone()).await?;
             let (meta, range, attributes) =
                 (got.meta.clone(), got.range.clone(), got.attributes.clone());
@@ -118,14 +124,22 @@ impl ObjectStore for ReadRetries {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        again("ranged GET", || self.inner.get_ranges(location, ranges)).await
+        again("ranged GET", true, || {
+            self.inner.get_ranges(location, ranges)
+        })
+        .await
     }
 
     fn delete_stream(
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
+        let inner = Arc::clone(&self.inner);
+        locations
+            .chunks(DELETE_BATCH)
+            .then(move |chunk| deleted(Arc::clone(&inner), chunk))
+            .flat_map(futures::stream::iter)
+            .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -145,12 +159,63 @@ impl ObjectStore for ReadRetries {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        again("LIST", || self.inner.list_with_delimiter(prefix)).await
+        again("LIST", true, || self.inner.list_with_delimiter(prefix)).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
+}
+
+/// Keys per bulk DELETE (S3's limit).
+const DELETE_BATCH: usize = 1000;
+
+/// Deletes `chunk` (one bulk request); a request that failed without an answer (S3 sends a
+/// bulk delete as a POST, which the client does not repeat) is made again: deleting is
+/// idempotent. Failed keys of the input pass through as they are.
+async fn deleted(inner: Arc<dyn ObjectStore>, chunk: Vec<Result<Path>>) -> Vec<Result<Path>> {
+    let mut out = Vec::with_capacity(chunk.len());
+    let mut paths = Vec::with_capacity(chunk.len());
+    for item in chunk {
+        match item {
+            Ok(p) => paths.push(p),
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    if paths.is_empty() {
+        return out;
+    }
+    let answer = again("DELETE", false, || {
+        let batch = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+        let stream = inner.delete_stream(batch);
+        async move {
+            let results: Vec<Result<Path>> = stream.collect().await;
+            // A broken request fails every key of it: ask again for the whole batch.
+            match results.iter().position(|r| r.as_ref().is_err_and(broken)) {
+                Some(i) => Err(results
+                    .into_iter()
+                    .nth(i)
+                    .and_then(Result::err)
+                    .expect("an error")),
+                None => Ok(results),
+            }
+        }
+    })
+    .await;
+    match answer {
+        Ok(results) => out.extend(results),
+        Err(e) => {
+            let message = e.to_string();
+            out.push(Err(e));
+            out.extend(paths.iter().skip(1).map(|p| {
+                Err(object_store::Error::Generic {
+                    store: "ReadRetries",
+                    source: format!("DELETE {p}: {message}").into(),
+                })
+            }));
+        }
+    }
+    out
 }
 
 /// The listing of `prefix` after `offset`, resumed after the last key it gave when it breaks.
@@ -259,6 +324,10 @@ mod tests {
             &self,
             l: BoxStream<'static, Result<Path>>,
         ) -> BoxStream<'static, Result<Path>> {
+            if self.take() {
+                // The bulk request got no answer: every key of it fails, none deleted.
+                return l.map(|_| Err(cut())).boxed();
+            }
             self.inner.delete_stream(l)
         }
         fn list(&self, p: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -296,7 +365,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_listing_that_breaks_resumes_after_its_last_key_and_a_broken_get_is_asked_again() {
+    async fn a_listing_that_breaks_resumes_after_its_last_key_and_a_broken_get_or_delete_is_made_again()
+     {
         let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         for i in 0..7 {
             memory
@@ -335,5 +405,11 @@ mod tests {
         let plain: Result<Vec<ObjectMeta>> =
             breaking.list(Some(&Path::from("p"))).try_collect().await;
         assert!(plain.is_err());
+        // A bulk delete without an answer is sent again.
+        breaks.store(2, Ordering::SeqCst);
+        store.delete(&Path::from("p/k0")).await.unwrap();
+        assert!(store.head(&Path::from("p/k0")).await.is_err(), "deleted");
+        breaks.store(1, Ordering::SeqCst);
+        assert!(breaking.delete(&Path::from("p/k1")).await.is_err());
     }
 }

@@ -427,8 +427,9 @@ fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProx
         (failed, requests)
     };
     let (failed_before, requests_before) = failed(proxy);
-    let (_server, base) =
-        crate::util::serving(t, &["--lake", lake, "serve", "--listen", "127.0.0.1:0"]);
+    let log = t.path().join("serve.log");
+    let (_server, up) = serve_logged(t, lake, &log);
+    let base = up.unwrap_or_else(|said| panic!("serve did not start:\n{said}"));
     let mut metrics = String::new();
     // Events posted meanwhile make S3 requests whatever the scheduler's next tick (each lands
     // an object, and live serving runs on each landing).
@@ -464,7 +465,8 @@ fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProx
         failed_after - failed_before,
         requests_after - requests_before
     );
-    assert!(retries >= 3, "{metrics}");
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(retries >= 3, "{metrics}\nserve said:\n{said}");
     assert!(retries <= failed_after - failed_before, "{metrics}");
     assert!(requests <= requests_after - requests_before, "{metrics}");
 }
@@ -557,4 +559,72 @@ async fn ingest_through_s3_faults_lands_every_acknowledged_record_once() {
         .map(|(_, n)| n)
         .sum();
     assert!(failed > 0, "{injected:?}");
+}
+
+/// Found by the `/metrics` step above failing now and then in CI: `serve` through the fault
+/// proxy exited at start-up when one request of its first few failed without an answer — the
+/// create-only PUT of its capability probe or of the scheduler lease (the client does not
+/// repeat a create-only PUT) or the DELETE of a dead scheduler's lease (a bulk POST, not
+/// repeated either): 18 of 20 starts died at 30 % faults. Now 8 starts in a row, each killed
+/// with SIGKILL once it runs (so the next takes over a dead holder's lease), each start up.
+#[tokio::test]
+async fn serve_starts_through_s3_faults_and_takes_over_a_killed_schedulers_lease() {
+    let server = s3_server("LAKEPIPE_TEST_MOTO");
+    let bucket = server.new_bucket("starts").await;
+    let lake = format!("s3://{bucket}/lake");
+    let thirty_percent = Shares {
+        server_error: 40,
+        slow_down: 60,
+        reset_before: 60,
+        reset_after: 60,
+        truncate: 30,
+        stall: 20,
+        delay: 30,
+    };
+    let proxy = FaultProxy::start(&server.endpoint, thirty_percent, 5_12_26);
+    let t = through(&server, &proxy);
+    for start in 0..8 {
+        let log = t.path().join(format!("serve-{start}.log"));
+        // Dropped (SIGKILL) at the end of each round.
+        let (_serve, up) = serve_logged(&t, &lake, &log);
+        let (injected, requests) = proxy.injected();
+        if let Err(said) = up {
+            panic!("start {start} did not run ({requests} requests so far, {injected:?}):\n{said}");
+        }
+    }
+    let (injected, requests) = proxy.injected();
+    eprintln!("8 starts of serve: {requests} requests through the proxy, faults {injected:?}");
+}
+
+/// Starts `lakepipe serve` on `lake` with its stderr in `log`, and waits until its scheduler
+/// runs: the process, and the UI's base URL — or, if it exited or took two minutes, what it
+/// said.
+fn serve_logged(
+    t: &TestCommand,
+    lake: &str,
+    log: &std::path::Path,
+) -> (crate::util::Killed, Result<String, String>) {
+    let child = t
+        .command(&["--lake", lake, "serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = crate::util::Killed(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        if said.contains("lakepipe serve: the scheduler") {
+            let base = said
+                .lines()
+                .find_map(|l| l.strip_prefix("lakepipe ui: "))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(|b| b.trim_end_matches('/').to_string());
+            return (child, base.ok_or(said));
+        }
+        if child.0.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            return (child, Err(said));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
