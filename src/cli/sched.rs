@@ -203,6 +203,7 @@ pub(super) fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String
         fail_tasks: fail_tasks.to_vec(),
         receivers: config.config.receivers.clone(),
         upkeep: config.config.upkeep.clone(),
+        lineage: config.config.lineage.clone(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! variables, overridden by command-line flags. [`Config::validate`] checks it before any I/O.
 
 mod ingest;
+mod lineage;
 mod receivers;
 mod serving;
 mod upkeep;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{LakeUrl, StoreConfig};
 pub use ingest::{Compression, InboxConfig, InboxFormat, IngestConfig, IngestToken};
+pub use lineage::LineageConfig;
 pub use receivers::{Headers, ReceiverConfig, ReceiverFormat, Severity};
 pub use serving::{DEFAULT_SERVING_SCHEDULE, ServingConfig};
 pub use upkeep::UpkeepConfig;
@@ -103,6 +105,10 @@ pub struct Config {
     /// (`[upkeep]`, docs/upkeep.md).
     #[serde(default)]
     pub upkeep: UpkeepConfig,
+
+    /// Where OpenLineage run events of every task attempt go (`[lineage]`, docs/lineage.md).
+    #[serde(default)]
+    pub lineage: LineageConfig,
 }
 
 /// Scheduler settings (`[scheduler]`).
@@ -178,6 +184,7 @@ impl Default for Config {
             receivers: Vec::new(),
             serving: ServingConfig::default(),
             upkeep: UpkeepConfig::default(),
+            lineage: LineageConfig::default(),
         }
     }
 }
@@ -333,6 +340,7 @@ impl Config {
         receivers::validate(&self.receivers)?;
         serving::validate(&self.serving)?;
         upkeep::validate(&self.upkeep)?;
+        lineage::validate(&self.lineage)?;
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(Error::Invalid {
                 key: "s3.access_key_id",
@@ -349,6 +357,7 @@ impl Config {
             &mut shown.s3.access_key_id,
             &mut shown.s3.secret_access_key,
             &mut shown.s3.session_token,
+            &mut shown.lineage.api_key,
         ] {
             if secret.is_some() {
                 *secret = Some("***".into());
@@ -475,11 +484,13 @@ mod tests {
             )
             .unwrap(),
         ];
+        c.lineage.api_key = Some("lineage-secret".into());
         let shown = c.to_redacted_toml();
         assert!(
             !shown.contains("AKIAEXAMPLE")
                 && !shown.contains("very-secret")
-                && !shown.contains("hook-secret"),
+                && !shown.contains("hook-secret")
+                && !shown.contains("lineage-secret"),
             "{shown}"
         );
         assert!(shown.contains("***"));

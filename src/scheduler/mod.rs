@@ -15,6 +15,7 @@ pub mod driver;
 pub mod error;
 pub mod handle;
 pub mod lease;
+pub mod openlineage;
 pub mod runner;
 pub mod state;
 pub mod task;

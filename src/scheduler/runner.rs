@@ -13,6 +13,7 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use super::dag::{Dag, TaskSpec};
 use super::error::{Error, Result};
+use super::openlineage::{self, Attempt as LineageAttempt, EventType};
 use super::state::{Attempt, DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
 use super::task::{RunParams, TaskContext, TaskError, TaskLog};
 use crate::clock::{Clock, rfc3339_secs};
@@ -329,6 +330,7 @@ impl Runner {
             params: self.params.clone(),
             upstream,
             log: TaskLog::new(self.echo_logs),
+            datasets: Default::default(),
         });
         ctx.log.info(format!(
             "{} {} try {try_number}/{}: logical date {}, data interval [{}, {})",
@@ -339,9 +341,28 @@ impl Runner {
             rfc3339_secs(run.data_interval_start),
             rfc3339_secs(run.data_interval_end)
         ));
+        let lineage = LineageAttempt {
+            dag_id: &run.dag_id,
+            task_id: &spec.task_id,
+            logical_date: run.logical_date,
+            data_interval: (run.data_interval_start, run.data_interval_end),
+            try_number,
+        };
+        self.lineage(&lineage, EventType::Start, &ctx, None).await;
         let began = Instant::now();
         let result = self.execute(spec, &ctx).await;
         let duration_s = began.elapsed().as_secs_f64();
+        match &result {
+            Ok(_) => {
+                self.lineage(&lineage, EventType::Complete, &ctx, None)
+                    .await
+            }
+            Err(e) => {
+                let message = e.message();
+                self.lineage(&lineage, EventType::Fail, &ctx, Some(&message))
+                    .await
+            }
+        }
         let retryable = match &result {
             Ok(_) => true,
             Err(e) => e.is_retryable(),
@@ -377,6 +398,30 @@ impl Runner {
             )
             .await?;
         Ok(retryable)
+    }
+
+    /// Sends the OpenLineage event of `kind` for `attempt`, if `[lineage]` says where.
+    async fn lineage(
+        &self,
+        attempt: &LineageAttempt<'_>,
+        kind: EventType,
+        ctx: &TaskContext,
+        error: Option<&str>,
+    ) {
+        let config = &self.params.lineage;
+        if !config.is_enabled() {
+            return;
+        }
+        let event = openlineage::run_event(
+            self.runs.store(),
+            &config.namespace,
+            attempt,
+            kind,
+            self.clock.now(),
+            &ctx.datasets,
+            error,
+        );
+        openlineage::emit(config, &event).await;
     }
 
     /// Runs the task's body on a task of its own — so that the tasks of a run that execute at

@@ -99,6 +99,8 @@ pub struct RunParams {
     pub receivers: Vec<crate::config::ReceiverConfig>,
     /// Compaction, checkpoints and retention of the serving tables (`[upkeep]`).
     pub upkeep: crate::config::UpkeepConfig,
+    /// Where the OpenLineage events of each attempt go (`[lineage]`).
+    pub lineage: crate::config::LineageConfig,
 }
 
 /// The task log of one attempt: kept in memory (task logs are small) and written to the lake
@@ -176,4 +178,123 @@ pub struct TaskContext {
     pub upstream: BTreeMap<String, serde_json::Value>,
     /// The attempt's log.
     pub log: TaskLog,
+    /// What the attempt read and wrote, for its OpenLineage events.
+    pub datasets: Datasets,
+}
+
+/// A dataset a task read or wrote: an object or a Delta table of the lake, by its key or
+/// path in the lake, with what is known of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Dataset {
+    /// Key (an object) or path (a Delta table) in the lake.
+    pub name: String,
+    /// Rows (events, lines) read or written.
+    pub rows: Option<u64>,
+    /// Bytes read or written.
+    pub bytes: Option<u64>,
+    /// Columns and their types (a Delta table's schema).
+    pub fields: Vec<(String, String)>,
+}
+
+impl Dataset {
+    /// The dataset at `name`, nothing else known.
+    pub fn at(name: impl Into<String>) -> Dataset {
+        Dataset {
+            name: name.into(),
+            ..Dataset::default()
+        }
+    }
+
+    /// With `rows`.
+    pub fn rows(self, rows: u64) -> Dataset {
+        Dataset {
+            rows: Some(rows),
+            ..self
+        }
+    }
+
+    /// With `bytes`.
+    pub fn bytes(self, bytes: u64) -> Dataset {
+        Dataset {
+            bytes: Some(bytes),
+            ..self
+        }
+    }
+
+    /// The Delta table at `path` of `store` with its columns; `None` if there is none there.
+    pub async fn of_table(store: &Store, path: &str) -> Option<Dataset> {
+        match store.delta_table(path).await {
+            Ok(Some(t)) => Some(Dataset::table(path, &t)),
+            _ => None,
+        }
+    }
+
+    /// The Delta table at `path` with `table`'s columns.
+    pub fn table(path: impl Into<String>, table: &deltalake::DeltaTable) -> Dataset {
+        Dataset {
+            name: path.into(),
+            fields: crate::store::table_fields(table),
+            ..Dataset::default()
+        }
+    }
+}
+
+impl TaskContext {
+    /// Whether the attempt's datasets are sent anywhere (`[lineage]`): bodies skip the reads
+    /// that only lineage needs otherwise.
+    pub fn records_lineage(&self) -> bool {
+        self.params.lineage.is_enabled()
+    }
+
+    /// Records the Delta table at `path` as read, with its columns and `rows` if known, when
+    /// lineage is recorded and the table exists.
+    pub async fn read_table(&self, path: &str, rows: Option<u64>) {
+        if self.records_lineage()
+            && let Some(d) = Dataset::of_table(&self.store, path).await
+        {
+            self.datasets.read(Dataset { rows, ..d });
+        }
+    }
+
+    /// Records the Delta table at `path` as written, as [`TaskContext::read_table`] does.
+    pub async fn wrote_table(&self, path: &str, rows: Option<u64>) {
+        if self.records_lineage()
+            && let Some(d) = Dataset::of_table(&self.store, path).await
+        {
+            self.datasets.wrote(Dataset { rows, ..d });
+        }
+    }
+}
+
+/// The inputs and outputs of one attempt, as its body reports them.
+#[derive(Debug, Default)]
+pub struct Datasets {
+    read: Mutex<Vec<Dataset>>,
+    written: Mutex<Vec<Dataset>>,
+}
+
+impl Datasets {
+    /// Records an input.
+    pub fn read(&self, d: Dataset) {
+        self.read.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+    }
+
+    /// Records an output.
+    pub fn wrote(&self, d: Dataset) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(d);
+    }
+
+    /// Inputs and outputs so far.
+    pub fn snapshot(&self) -> (Vec<Dataset>, Vec<Dataset>) {
+        (
+            self.read.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            self.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
 }

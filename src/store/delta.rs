@@ -242,6 +242,20 @@ impl Store {
     }
 }
 
+/// The columns of `table` and their Delta types (`long`, `string`, `timestamp`, …); none for a
+/// table without a loaded snapshot.
+pub fn table_fields(table: &DeltaTable) -> Vec<(String, String)> {
+    table
+        .snapshot()
+        .map(|s| {
+            s.schema()
+                .fields()
+                .map(|f| (f.name().to_string(), f.data_type().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Makes `table` readable in `ctx` as `name`: registers its object store with the session and
 /// the table as a provider.
 pub async fn register_delta(

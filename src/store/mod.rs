@@ -15,6 +15,7 @@ mod listing;
 pub mod metrics;
 pub mod oplog;
 mod own_writes;
+use own_writes::OwnBytes;
 mod read_retries;
 mod retry;
 mod s3;
@@ -33,7 +34,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 pub use capabilities::{CAPABILITIES_KEY, Capabilities};
 pub use config::{LakeUrl, StoreConfig, validate_bucket_name};
-pub use delta::register_delta;
+pub use delta::{register_delta, table_fields};
 pub use retry::RetryConfig;
 pub use s3::{DEFAULT_REGION, S3Connection};
 pub(crate) use s3::{classify_head_bucket, source_chain};
@@ -421,18 +422,19 @@ impl Store {
     }
 
     /// A create-only PUT (`opts.mode` is `Create`): on S3 a write that failed in transport is
-    /// repeated, and a refusal that finds this write's own bytes is its success
+    /// repeated, and a refusal that finds this write's own bytes is its success as `own` says
     /// ([`own_writes::create_repeated`]); a local lake answers for sure the first time.
     async fn put_create(
         &self,
         path: &Path,
         payload: PutPayload,
         opts: PutOptions,
+        own: own_writes::OwnBytes,
     ) -> object_store::Result<object_store::PutResult> {
         if self.is_local() {
             return self.inner.put_opts(path, payload, opts).await;
         }
-        own_writes::create_repeated(self.inner.as_ref(), path, payload, opts).await
+        own_writes::create_repeated(self.inner.as_ref(), path, payload, opts, own).await
     }
 
     /// Writes an object twice with `If-None-Match: *`: a store that accepts the second write
@@ -452,12 +454,22 @@ impl Store {
             ..PutOptions::default()
         };
         let _p = self.permit().await;
-        self.put_create(&key, PutPayload::from_static(b"1"), create())
-            .await
-            .map_err(|e| request_error("PUT", &key, e))?;
+        self.put_create(
+            &key,
+            PutPayload::from_static(b"1"),
+            create(),
+            OwnBytes::Unique,
+        )
+        .await
+        .map_err(|e| request_error("PUT", &key, e))?;
         // A repeat of a second write that was refused is refused too (other bytes are there).
         let second = self
-            .put_create(&key, PutPayload::from_static(b"2"), create())
+            .put_create(
+                &key,
+                PutPayload::from_static(b"2"),
+                create(),
+                OwnBytes::Unique,
+            )
             .await;
         let _ = self.inner.delete(&key).await;
         match second {
@@ -527,7 +539,8 @@ impl Store {
         if mode == CreateMode::Conditional {
             let res = {
                 let _p = self.permit().await;
-                self.put_create(&path, PutPayload::from_bytes(body.clone()), opts)
+                let payload = PutPayload::from_bytes(body.clone());
+                self.put_create(&path, payload, opts, OwnBytes::AfterRepeat)
                     .await
             };
             match res {
@@ -558,6 +571,8 @@ impl Store {
     }
 
     /// Creates `key` only if it does not exist yet (leases, markers); `false` if it exists.
+    /// `body` must be this writer's own (it names an owner or a time): a write repeated after
+    /// its answer was lost, and refused, counts as created when the key holds the same bytes.
     /// Uses create-only PUT where the store honours it, else HEAD then PUT (single writer).
     pub async fn create_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
         let path = Path::from(key);
@@ -575,7 +590,7 @@ impl Store {
         };
         let _p = self.permit().await;
         match self
-            .put_create(&path, PutPayload::from_bytes(body), opts)
+            .put_create(&path, PutPayload::from_bytes(body), opts, OwnBytes::Unique)
             .await
         {
             Ok(_) => Ok(true),

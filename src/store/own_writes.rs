@@ -210,17 +210,33 @@ fn same_bytes(stored: &[u8], payload: &PutPayload) -> bool {
             .all(|(a, b)| a == b)
 }
 
+/// When a create-only write refused because its key holds the very bytes being written is
+/// taken for this writer's own earlier write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OwnBytes {
+    /// Always: the bytes are unique to this write (a Delta commit's timestamp and file names,
+    /// a lease's owner id), so whoever wrote them was this write, repeated by the client's
+    /// retry policy or by [`create_repeated`].
+    Unique,
+    /// Only when [`create_repeated`] repeated the write: deterministic bytes (a landed object)
+    /// that another writer, or an earlier run, may have written first; a first refusal is
+    /// reported as such, and the caller tells "already present" from a conflict.
+    AfterRepeat,
+}
+
 /// A create-only PUT (`opts.mode` is `Create`) on a store that honours the condition, made
 /// as if the network were reliable. The client does not repeat a create-only PUT whose
 /// connection failed (it is not idempotent to it); here it is repeated: the condition keeps it
 /// from overwriting anything. A refusal is then read: a key holding exactly the bytes being
-/// written was this very write, made once already with its answer lost, and is a success.
-/// Any other content stays refused (`AlreadyExists`).
+/// written was this very write, made once already with its answer lost, and is a success —
+/// when `own` says the bytes could be no one else's. Any other content stays refused
+/// (`AlreadyExists`).
 pub(super) async fn create_repeated(
     inner: &dyn ObjectStore,
     location: &Path,
     payload: PutPayload,
     opts: PutOptions,
+    own: OwnBytes,
 ) -> Result<PutResult> {
     let mut attempt = 0;
     let answer = loop {
@@ -239,6 +255,9 @@ pub(super) async fn create_repeated(
     let Err(refused @ object_store::Error::AlreadyExists { .. }) = answer else {
         return answer;
     };
+    if own == OwnBytes::AfterRepeat && attempt == 0 {
+        return Err(refused);
+    }
     let existing = match inner.get(location).await {
         Ok(got) => got,
         Err(_) => return Err(refused),
@@ -276,7 +295,14 @@ impl ObjectStore for OwnWrites {
         if self.create_mode().await? == CreateMode::CheckThenPut {
             return self.create_claimed(location, payload, opts).await;
         }
-        create_repeated(self.inner.as_ref(), location, payload, opts).await
+        create_repeated(
+            self.inner.as_ref(),
+            location,
+            payload,
+            opts,
+            OwnBytes::Unique,
+        )
+        .await
     }
 
     async fn put_multipart_opts(

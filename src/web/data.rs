@@ -403,11 +403,7 @@ impl LakeView {
                 bytes += f.size().max(0) as u64;
                 rows += f.num_records().unwrap_or(0) as u64;
             }
-            let schema = snapshot
-                .schema()
-                .fields()
-                .map(|f| (f.name().to_string(), f.data_type().to_string()))
-                .collect();
+            let schema = crate::store::table_fields(&table);
             let layer = match t.path.split('/').collect::<Vec<_>>().as_slice() {
                 ["batch", layer, _] => layer.to_string(),
                 _ => "serving".to_string(),

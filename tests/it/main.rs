@@ -20,6 +20,7 @@ mod ingest;
 mod ingest_flow;
 mod landing;
 mod lease;
+mod lineage;
 mod pipeline;
 mod readers;
 mod s3;

@@ -543,6 +543,17 @@ impl TaskBody for Bronze {
         let metrics = BronzeBuilder::new(&ctx.store, self.spec, ctx.logical_date)
             .with_log(&ctx.log)
             .await?;
+        // Lineage of what changed: the speed layer's objects of the stream, as one partitioned
+        // dataset, appended to the table.
+        if ctx.records_lineage() && metrics.rows > 0 {
+            ctx.datasets
+                .read(crate::scheduler::task::Dataset::at(format!(
+                    "realtime/{}",
+                    self.spec.name
+                )));
+            let path = super::table_path("bronze", self.spec.name);
+            ctx.wrote_table(&path, Some(metrics.rows)).await;
+        }
         output(&metrics)
     }
 }
@@ -726,6 +737,7 @@ mod tests {
             params: crate::scheduler::RunParams::default(),
             upstream: Default::default(),
             log: crate::scheduler::task::TaskLog::new(false),
+            datasets: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::delta;
 use super::lineage::{self, Manifest};
-use super::{Error, info};
+use super::{Error, info, table_path};
 use crate::layers::sql::{count_by_date, in_dates, session, set_options};
 use crate::layers::write::replace_dates;
 use crate::scheduler::task::{TaskLog, output};
@@ -144,6 +144,15 @@ impl TaskBody for Gold {
         let metrics = GoldBuilder::new(&ctx.store, self.fact, ctx.logical_date)
             .with_log(&ctx.log)
             .await?;
+        if let Some(rows) = &metrics.rows_by_date {
+            ctx.read_table(&table_path("silver", self.fact.stream), None)
+                .await;
+            ctx.wrote_table(
+                &table_path("gold", self.fact.name),
+                Some(rows.values().sum()),
+            )
+            .await;
+        }
         output(&metrics)
     }
 }

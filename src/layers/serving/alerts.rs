@@ -723,6 +723,14 @@ impl TaskBody for Alerts {
             .with_log(&ctx.log)
             .with_receivers(&ctx.params.receivers)
             .await?;
+        let streams: std::collections::BTreeSet<&str> = crate::pipeline::active()
+            .rules
+            .iter()
+            .map(|r| r.stream)
+            .collect();
+        super::read_unified(ctx, streams).await;
+        ctx.wrote_table(ALERTS_PATH, Some(metrics.raised as u64))
+            .await;
         output(&metrics)
     }
 }

@@ -396,6 +396,13 @@ impl TaskBody for Analytics {
             .with_changed_dates(upstream_dates(&ctx.upstream))
             .with_log(&ctx.log)
             .await?;
+        let streams: Vec<&'static str> = crate::sources::stream::all_streams()
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        super::read_unified(ctx, streams).await;
+        ctx.wrote_table(STREAM_DATES_PATH, None).await;
+        ctx.wrote_table(MASTER_SUMMARY_PATH, None).await;
         output(&metrics)
     }
 }

@@ -429,6 +429,17 @@ impl TaskBody for Dashboards {
         let metrics = DashboardsBuilder::new(&ctx.store, ctx.logical_date)
             .with_log(&ctx.log)
             .await?;
+        let declared = &crate::pipeline::active().dashboards;
+        let streams: std::collections::BTreeSet<&str> = declared
+            .iter()
+            .filter(|d| metrics.0.contains_key(d.name))
+            .map(|d| d.stream)
+            .collect();
+        super::read_unified(ctx, streams).await;
+        for (name, m) in &metrics.0 {
+            ctx.wrote_table(&dashboard_path(name), Some(m.rows as u64))
+                .await;
+        }
         output(&metrics)
     }
 }

@@ -244,6 +244,16 @@ pub async fn exclusive(store: &Store, what: &str) -> tokio::sync::OwnedMutexGuar
     lock.lock_owned().await
 }
 
+/// Records the unified tables of `streams` as read by `ctx`'s attempt (for its lineage).
+pub async fn read_unified<'a>(
+    ctx: &crate::scheduler::TaskContext,
+    streams: impl IntoIterator<Item = &'a str>,
+) {
+    for stream in streams {
+        ctx.read_table(&unified::unified_path(stream), None).await;
+    }
+}
+
 /// Writes a small JSON document for UIs and BI tools.
 pub async fn put_json(store: &Store, key: &str, doc: &serde_json::Value) -> Result<()> {
     Ok(store.put_json(key, doc).await?)

@@ -11,7 +11,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{Error, IngestMetrics, LandedObject, object_key};
 use crate::clock::rfc3339_secs;
-use crate::scheduler::task::{TaskLog, log_info, output};
+use crate::scheduler::task::{Dataset, TaskLog, log_info, output};
 use crate::scheduler::{RunParams, TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::{StreamSpec, generate_interval};
 use crate::store::{ObjectAttrs, Store, WriteOutcome};
@@ -237,6 +237,10 @@ impl TaskBody for Ingest {
             .with_params(ctx.params.clone())
             .with_log(&ctx.log)
             .await?;
+        for o in &metrics.objects {
+            ctx.datasets
+                .wrote(Dataset::at(&o.key).rows(o.lines).bytes(o.bytes));
+        }
         output(&metrics)
     }
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 use super::{Error, IngestMetrics};
-use crate::scheduler::task::{TaskLog, log_info, output};
+use crate::scheduler::task::{Dataset, TaskLog, log_info, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::store::Store;
 
@@ -104,6 +104,10 @@ impl TaskBody for Verify {
         let metrics = VerifyBuilder::new(&ctx.store, &ingest)
             .with_log(&ctx.log)
             .await?;
+        for o in &ingest.objects {
+            ctx.datasets
+                .read(Dataset::at(&o.key).rows(o.lines).bytes(o.bytes));
+        }
         output(&metrics)
     }
 }

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use self::pass::{CleanedBronze, QuarantineChannel, QuarantineRows};
 use super::error::delta;
 use super::lineage::{self, Manifest};
-use super::{Error, info};
+use super::{Error, info, table_path};
 use crate::layers::clean::{
     Cleaner, Counts, Expectation, LANDING_ORDER, clean_schema, derived, expectations,
 };
@@ -61,6 +61,15 @@ impl TaskBody for Silver {
         let metrics = SilverBuilder::new(&ctx.store, self.spec, ctx.logical_date)
             .with_log(&ctx.log)
             .await?;
+        if let Some(c) = &metrics.counts {
+            let stream = self.spec.name;
+            ctx.read_table(&table_path("bronze", stream), Some(c.rows_in))
+                .await;
+            ctx.wrote_table(&table_path("silver", stream), Some(c.silver))
+                .await;
+            ctx.wrote_table(&table_path("quarantine", stream), Some(c.quarantined))
+                .await;
+        }
         output(&metrics)
     }
 }

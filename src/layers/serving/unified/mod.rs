@@ -47,7 +47,7 @@ use crate::layers::clean::{self, Cleaner, Counts, expectations};
 use crate::layers::evolve;
 use crate::layers::sql;
 use crate::layers::write::{self, Write};
-use crate::scheduler::task::{TaskLog, output};
+use crate::scheduler::task::{Dataset, Datasets, TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::StreamSpec;
 use crate::store::{ObjectAttrs, Store, register_delta};
@@ -363,6 +363,7 @@ impl UnifiedPlan {
         store: &Store,
         existing: Option<deltalake::DeltaTable>,
         log: Option<&TaskLog>,
+        datasets: Option<&Datasets>,
     ) -> Result<UnifiedMetrics> {
         let spec = self.spec;
         let stream = spec.name;
@@ -414,6 +415,9 @@ impl UnifiedPlan {
                 .map_err(Error::delta(&silver_path))?
             {
                 Some(silver) => {
+                    if let Some(d) = datasets {
+                        d.read(Dataset::table(&silver_path, &silver));
+                    }
                     register_delta(&df_ctx, "silver", &silver)
                         .await
                         .map_err(Error::datafusion(format!("registering {silver_path}")))?;
@@ -431,6 +435,8 @@ impl UnifiedPlan {
         // An append to an existing table: the new rows whose id the table already holds are
         // dropped (first landed wins), checked against this process's id filters ([`seen`]).
         let mut ids = None;
+        // Rows an append adds (a recompute's are not counted apart from what it replaces).
+        let mut rows_kept: Option<u64> = None;
         if let (false, Some(table)) = (replace, &existing) {
             let (schema, batches) = super::collect(
                 df_ctx
@@ -441,6 +447,7 @@ impl UnifiedPlan {
             .await?;
             let (kept, held, pending) =
                 seen::drop_held(store, stream, spec.id_field, table, batches).await?;
+            rows_kept = Some(kept.iter().map(|b| b.num_rows() as u64).sum());
             let mem =
                 MemTable::try_new(schema, vec![kept]).map_err(Error::datafusion("the new rows"))?;
             df_ctx
@@ -492,6 +499,15 @@ impl UnifiedPlan {
         .await
         .map_err(Error::delta(path))?;
         store.keep_table(path, &table);
+        if let Some(d) = datasets {
+            for f in speed_files {
+                d.read(Dataset::at(&f.key).bytes(f.bytes));
+            }
+            let kept = rows_kept.map_or(Dataset::table(path, &table), |n| {
+                Dataset::table(path, &table).rows(n)
+            });
+            d.wrote(kept);
+        }
         let held = ids.map(|(held, pending)| {
             seen::remember(pending, table.version());
             held
@@ -650,6 +666,7 @@ pub struct UnifiedBuilder<'a> {
     spec: &'static StreamSpec,
     logical_date: DateTime<Utc>,
     log: Option<&'a TaskLog>,
+    datasets: Option<&'a Datasets>,
 }
 
 impl<'a> UnifiedBuilder<'a> {
@@ -664,6 +681,7 @@ impl<'a> UnifiedBuilder<'a> {
             spec,
             logical_date,
             log: None,
+            datasets: None,
         }
     }
 
@@ -671,6 +689,14 @@ impl<'a> UnifiedBuilder<'a> {
     pub fn with_log(self, log: &'a TaskLog) -> UnifiedBuilder<'a> {
         UnifiedBuilder {
             log: Some(log),
+            ..self
+        }
+    }
+
+    /// Records the files and tables the run reads and the table it writes in `datasets`.
+    pub fn with_datasets(self, datasets: &'a Datasets) -> UnifiedBuilder<'a> {
+        UnifiedBuilder {
+            datasets: Some(datasets),
             ..self
         }
     }
@@ -722,7 +748,8 @@ impl<'a> UnifiedBuilder<'a> {
             &manifests,
             landed,
         );
-        plan.execute(self.store, existing, self.log).await
+        plan.execute(self.store, existing, self.log, self.datasets)
+            .await
     }
 }
 
@@ -746,6 +773,7 @@ impl TaskBody for Unified {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
         let metrics = UnifiedBuilder::new(&ctx.store, self.spec, ctx.logical_date)
             .with_log(&ctx.log)
+            .with_datasets(&ctx.datasets)
             .await?;
         output(&metrics)
     }
