@@ -26,7 +26,8 @@ pub struct S3Connection {
     pub endpoint: Option<String>,
     /// Path-style (false) or virtual-hosted-style (true) addressing.
     pub virtual_hosted_style: bool,
-    /// `store.connect_timeout_s`: [`S3Connection::preflight`] waits at most twice this.
+    /// `store.connect_timeout_s`: [`S3Connection::preflight`] gives each attempt this long,
+    /// and all of them three times this.
     pub connect_timeout: Duration,
 }
 
