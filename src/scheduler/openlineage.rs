@@ -322,7 +322,7 @@ mod tests {
     async fn an_event_names_its_job_parent_and_datasets_as_openlineage_does() {
         let dir = tempfile::tempdir().unwrap();
         let lake = crate::store::local_store(dir.path()).await;
-        let datasets = Datasets::default();
+        let datasets = Datasets::new(true);
         datasets.read(Dataset::at("serving/unified/api_logs").rows(7));
         datasets.wrote(Dataset {
             name: "serving/dashboards/api_health_1h".into(),

@@ -15,7 +15,7 @@ use super::dag::{Dag, TaskSpec};
 use super::error::{Error, Result};
 use super::openlineage::{self, Attempt as LineageAttempt, EventType};
 use super::state::{Attempt, DagRun, RunState, RunStore, RunType, TaskInstance, TaskState};
-use super::task::{RunParams, TaskContext, TaskError, TaskLog};
+use super::task::{Datasets, RunParams, TaskContext, TaskError, TaskLog};
 use crate::clock::{Clock, rfc3339_secs};
 
 /// What to do with a run that already exists.
@@ -330,7 +330,7 @@ impl Runner {
             params: self.params.clone(),
             upstream,
             log: TaskLog::new(self.echo_logs),
-            datasets: Default::default(),
+            datasets: Datasets::new(self.params.lineage.is_enabled()),
         });
         ctx.log.info(format!(
             "{} {} try {try_number}/{}: logical date {}, data interval [{}, {})",

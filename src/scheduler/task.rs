@@ -222,10 +222,15 @@ impl Dataset {
     }
 
     /// The Delta table at `path` of `store` with its columns; `None` if there is none there.
+    /// A table that cannot be opened is named without its columns (and the reason logged).
     pub async fn of_table(store: &Store, path: &str) -> Option<Dataset> {
         match store.delta_table(path).await {
             Ok(Some(t)) => Some(Dataset::table(path, &t)),
-            _ => None,
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(table = path, "lineage: cannot read the table's schema: {e}");
+                Some(Dataset::at(path))
+            }
         }
     }
 
@@ -240,16 +245,10 @@ impl Dataset {
 }
 
 impl TaskContext {
-    /// Whether the attempt's datasets are sent anywhere (`[lineage]`): bodies skip the reads
-    /// that only lineage needs otherwise.
-    pub fn records_lineage(&self) -> bool {
-        self.params.lineage.is_enabled()
-    }
-
     /// Records the Delta table at `path` as read, with its columns and `rows` if known, when
     /// lineage is recorded and the table exists.
     pub async fn read_table(&self, path: &str, rows: Option<u64>) {
-        if self.records_lineage()
+        if self.datasets.is_recording()
             && let Some(d) = Dataset::of_table(&self.store, path).await
         {
             self.datasets.read(Dataset { rows, ..d });
@@ -258,7 +257,7 @@ impl TaskContext {
 
     /// Records the Delta table at `path` as written, as [`TaskContext::read_table`] does.
     pub async fn wrote_table(&self, path: &str, rows: Option<u64>) {
-        if self.records_lineage()
+        if self.datasets.is_recording()
             && let Some(d) = Dataset::of_table(&self.store, path).await
         {
             self.datasets.wrote(Dataset { rows, ..d });
@@ -266,25 +265,44 @@ impl TaskContext {
     }
 }
 
-/// The inputs and outputs of one attempt, as its body reports them.
+/// The inputs and outputs of one attempt, as its body reports them. Kept only when they are
+/// sent anywhere (`[lineage]`); otherwise recording them does nothing.
 #[derive(Debug, Default)]
 pub struct Datasets {
+    recording: bool,
     read: Mutex<Vec<Dataset>>,
     written: Mutex<Vec<Dataset>>,
 }
 
 impl Datasets {
+    /// Datasets that are kept if `recording` (`[lineage]` is set), else dropped.
+    pub fn new(recording: bool) -> Datasets {
+        Datasets {
+            recording,
+            ..Datasets::default()
+        }
+    }
+
+    /// Whether recorded datasets are kept: bodies skip the reads only lineage needs otherwise.
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
     /// Records an input.
     pub fn read(&self, d: Dataset) {
-        self.read.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+        if self.recording {
+            self.read.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+        }
     }
 
     /// Records an output.
     pub fn wrote(&self, d: Dataset) {
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(d);
+        if self.recording {
+            self.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(d);
+        }
     }
 
     /// Inputs and outputs so far.

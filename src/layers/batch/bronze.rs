@@ -545,7 +545,7 @@ impl TaskBody for Bronze {
             .await?;
         // Lineage of what changed: the speed layer's objects of the stream, as one partitioned
         // dataset, appended to the table.
-        if ctx.records_lineage() && metrics.rows > 0 {
+        if metrics.rows > 0 {
             ctx.datasets
                 .read(crate::scheduler::task::Dataset::at(format!(
                     "realtime/{}",

@@ -499,7 +499,7 @@ impl UnifiedPlan {
         .await
         .map_err(Error::delta(path))?;
         store.keep_table(path, &table);
-        if let Some(d) = datasets {
+        if let Some(d) = datasets.filter(|d| d.is_recording()) {
             for f in speed_files {
                 d.read(Dataset::at(&f.key).bytes(f.bytes));
             }
