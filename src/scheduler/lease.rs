@@ -330,19 +330,45 @@ async fn renew(
 mod tests {
     use super::*;
 
+    /// A lease of `command` by `pid` on `host`, taken at `at` for a minute.
+    fn lease_of(command: &str, host: &str, pid: u32, at: DateTime<Utc>) -> Bytes {
+        let info = LeaseInfo {
+            owner: uuid::Uuid::from_u128(rand::random()).to_string(),
+            host: host.into(),
+            pid,
+            command: command.into(),
+            acquired_at: at,
+            heartbeat_at: at,
+            expires_at: at + chrono::Duration::seconds(60),
+        };
+        Bytes::from(serde_json::to_vec_pretty(&info).unwrap())
+    }
+
     /// A lease whose holder stopped renewing it a minute ago.
     fn expired(command: &str) -> Bytes {
         let then = crate::clock::wall_now() - chrono::Duration::seconds(120);
-        let info = LeaseInfo {
-            owner: uuid::Uuid::from_u128(rand::random()).to_string(),
-            host: "elsewhere".into(),
-            pid: 1,
-            command: command.into(),
-            acquired_at: then,
-            heartbeat_at: then,
-            expires_at: then + chrono::Duration::seconds(60),
-        };
-        Bytes::from(serde_json::to_vec_pretty(&info).unwrap())
+        lease_of(command, "elsewhere", 1, then)
+    }
+
+    /// Writes `stale` as the lease and `marker` as the first claim to take it over, as a
+    /// claimant that died between its marker and its new lease leaves them; the stale lease's
+    /// digest (which names its claims).
+    async fn abandoned_takeover(store: &Store, stale: &Bytes, marker: Bytes) -> String {
+        use sha2::Digest;
+        store
+            .put(LEASE_KEY, stale.clone(), &Default::default())
+            .await
+            .unwrap();
+        let digest = crate::hex::hex(&sha2::Sha256::digest(stale));
+        store
+            .put(
+                &format!("{TAKEOVER_PREFIX}{digest}-0"),
+                marker,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        digest
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -384,22 +410,8 @@ mod tests {
     async fn a_takeover_abandoned_between_marker_and_lease_is_claimed_again_after_the_ttl() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::local_store(dir.path()).await;
-        let stale = expired("up");
-        store
-            .put(LEASE_KEY, stale.clone(), &Default::default())
-            .await
-            .unwrap();
         // A claimant that died right after its marker, a minute ago.
-        use sha2::Digest;
-        let digest = crate::hex::hex(&sha2::Sha256::digest(&stale));
-        store
-            .put(
-                &format!("{TAKEOVER_PREFIX}{digest}-0"),
-                expired("simulate"),
-                &Default::default(),
-            )
-            .await
-            .unwrap();
+        let digest = abandoned_takeover(&store, &expired("up"), expired("simulate")).await;
         let lease = Lease::acquire(&store, "up", Duration::from_secs(30))
             .await
             .expect("the abandoned takeover does not block the lake");
@@ -421,32 +433,10 @@ mod tests {
     async fn a_takeover_marker_left_by_a_dead_process_on_this_host_is_passed_over_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::local_store(dir.path()).await;
+        // A live lease and a fresh marker, both of a process of this host that is gone.
         let now = crate::clock::wall_now();
-        let dead = |command: &str| LeaseInfo {
-            owner: uuid::Uuid::from_u128(rand::random()).to_string(),
-            host: host_name(),
-            pid: u32::MAX - 1,
-            command: command.into(),
-            acquired_at: now,
-            heartbeat_at: now,
-            expires_at: now + chrono::Duration::seconds(60),
-        };
-        let stale = Bytes::from(serde_json::to_vec_pretty(&dead("serve")).unwrap());
-        store
-            .put(LEASE_KEY, stale.clone(), &Default::default())
-            .await
-            .unwrap();
-        use sha2::Digest;
-        let digest = crate::hex::hex(&sha2::Sha256::digest(&stale));
-        let marker = Bytes::from(serde_json::to_vec_pretty(&dead("serve")).unwrap());
-        store
-            .put(
-                &format!("{TAKEOVER_PREFIX}{digest}-0"),
-                marker,
-                &Default::default(),
-            )
-            .await
-            .unwrap();
+        let dead = |command: &str| lease_of(command, &host_name(), u32::MAX - 1, now);
+        abandoned_takeover(&store, &dead("serve"), dead("serve")).await;
         let lease = Lease::acquire(&store, "serve", Duration::from_secs(30))
             .await
             .expect("the dead claimant does not hold the lake");

@@ -615,11 +615,7 @@ fn serve_logged(
     loop {
         let said = std::fs::read_to_string(log).unwrap_or_default();
         if said.contains("lakepipe serve: the scheduler") {
-            let base = said
-                .lines()
-                .find_map(|l| l.strip_prefix("lakepipe ui: "))
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(|b| b.trim_end_matches('/').to_string());
+            let base = said.lines().find_map(crate::web::ui_base);
             return (child, base.ok_or(said));
         }
         if child.0.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {

@@ -48,6 +48,17 @@ impl Ui {
     }
 }
 
+/// The UI's base URL from the line where lakepipe says it (`lakepipe ui: http://…/ over …`).
+pub fn ui_base(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("lakepipe ui: ")?;
+    Some(
+        rest.split_whitespace()
+            .next()?
+            .trim_end_matches('/')
+            .to_string(),
+    )
+}
+
 /// Reads the stderr of a `lakepipe ui` or `lakepipe up` started with `Stdio::piped()` stderr
 /// until it says where the UI listens; keeps draining it afterwards.
 pub fn ui_address(child: &mut Child) -> String {
@@ -58,13 +69,8 @@ pub fn ui_address(child: &mut Child) -> String {
             .next()
             .expect("lakepipe exited before saying where the UI listens")
             .unwrap();
-        if let Some(rest) = line.strip_prefix("lakepipe ui: ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('/')
-                .to_string();
+        if let Some(base) = ui_base(&line) {
+            break base;
         }
     };
     // Keep draining stderr so the process never blocks on a full pipe.
