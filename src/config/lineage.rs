@@ -62,6 +62,14 @@ impl LineageConfig {
 pub(super) fn validate(l: &LineageConfig) -> Result<()> {
     if let Some(u) = &l.url {
         match url::Url::parse(u) {
+            // The URL is logged when a delivery fails and shown by `config show`: credentials
+            // go in `api_key`, never in it.
+            Ok(p) if !p.username().is_empty() || p.password().is_some() => {
+                return Err(Error::Invalid {
+                    key: "lineage.url",
+                    message: "credentials in the URL: set lineage.api_key instead".into(),
+                });
+            }
             Ok(p) if (p.scheme() == "http" || p.scheme() == "https") && p.has_host() => {}
             _ => {
                 return Err(Error::Invalid {
@@ -96,6 +104,9 @@ mod tests {
         let bad: LineageConfig = toml::from_str("url = \"ftp://x\"\n").unwrap();
         let e = validate(&bad).unwrap_err().to_string();
         assert!(e.contains("lineage.url"), "{e}");
+        let secret: LineageConfig = toml::from_str("url = \"http://me:pw@host/\"\n").unwrap();
+        let e = validate(&secret).unwrap_err().to_string();
+        assert!(e.contains("api_key") && !e.contains("pw"), "{e}");
         let bad: LineageConfig = toml::from_str("namespace = \" \"\n").unwrap();
         assert!(validate(&bad).is_err());
         assert!(toml::from_str::<LineageConfig>("transport = \"http\"\n").is_err());
