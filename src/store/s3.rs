@@ -92,10 +92,12 @@ impl S3Connection {
 
     /// Checks that the bucket exists and the credentials may use it, so that a bad setup fails
     /// with one clear line instead of a flood of upload errors. Each attempt is bounded by the
-    /// connect timeout and is retried (a throttled one, or one that stalled: a single request
-    /// lost by the network does not fail the command), all of them together by three times
-    /// the connect timeout (15 s by default): an endpoint that accepts connections but never
-    /// answers fails about as quickly as one that refuses them.
+    /// connect timeout; a transient failure (5xx, throttling, a reset or a stall) is tried
+    /// again, up to [`PREFLIGHT_ATTEMPTS`] times with a short back-off, so a few requests lost
+    /// in a row do not fail the command (found by CI: three attempts let one start in fifty die
+    /// at a 30 % fault rate). All attempts together are bounded by three times the connect
+    /// timeout (15 s by default): an endpoint that accepts connections but never answers fails
+    /// about as quickly as one that refuses them. A 403 or 404 is not repeated.
     pub async fn preflight(&self, bucket: &str) -> Result<()> {
         let endpoint = self.endpoint_display();
         let bounded = aws_sdk_s3::config::Builder::default()
@@ -106,7 +108,12 @@ impl S3Connection {
                     .operation_timeout(self.connect_timeout * 3)
                     .build(),
             )
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(PREFLIGHT_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(100))
+                    .with_max_backoff(Duration::from_secs(1)),
+            );
         let head = self
             .client()
             .head_bucket()
@@ -121,6 +128,9 @@ impl S3Connection {
         }
     }
 }
+
+/// How many times the preflight's HEAD bucket is sent before a transient failure is reported.
+pub const PREFLIGHT_ATTEMPTS: u32 = 8;
 
 /// One clear line for a failed HEAD bucket (missing, denied, wrong region, unreachable).
 pub(crate) fn classify_head_bucket<R: std::fmt::Debug>(
@@ -148,10 +158,16 @@ pub(crate) fn classify_head_bucket<R: std::fmt::Debug>(
                     "bucket `{bucket}` is in another region than the configured one: set AWS_REGION to the bucket's region"
                 )
             } else {
-                format!(
-                    "S3 at {endpoint} refused HEAD bucket `{bucket}`: {}",
-                    se.err().message().unwrap_or(code)
-                )
+                // A HEAD answer has no body, so often neither message nor code: the status
+                // is all there is to say.
+                let said = se
+                    .err()
+                    .message()
+                    .filter(|m| !m.is_empty())
+                    .or(Some(code).filter(|c| !c.is_empty()))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| http_status(&status));
+                format!("S3 at {endpoint} refused HEAD bucket `{bucket}`: {said}")
             }
         }
         SdkError::DispatchFailure(d) => {
@@ -173,6 +189,16 @@ pub(crate) fn classify_head_bucket<R: std::fmt::Debug>(
         ),
     };
     Error::Unavailable { reason }
+}
+
+/// "HTTP 503" from the debug form of a raw response (`status: StatusCode(503)`), or "no
+/// message" when it has none.
+fn http_status(raw: &str) -> String {
+    raw.split("StatusCode(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .map(|code| format!("HTTP {code}"))
+        .unwrap_or_else(|| "no message".to_string())
 }
 
 /// Joins an error and its sources into one line.
@@ -234,5 +260,17 @@ impl object_store::CredentialProvider for SdkCredentialProvider {
         });
         *cached = Some((Arc::clone(&cred), c.expiry()));
         Ok(cred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bodiless_refusal_is_named_by_its_status() {
+        let raw = "Response { status: StatusCode(503), headers: Headers { .. }, body: SdkBody { inner: Once(None) } }";
+        assert_eq!(http_status(raw), "HTTP 503");
+        assert_eq!(http_status("Response { }"), "no message");
     }
 }
