@@ -39,8 +39,12 @@ ensure_garage() {
     fi
     GARAGE="$CACHE/garage/bin/garage"
     if [ ! -x "$GARAGE" ]; then
-        echo "installing garage $GARAGE_VERSION into $CACHE/garage (once; ~13 min on 2 cores)" >&2
-        env -u CARGO_TARGET_DIR cargo install garage --version "$GARAGE_VERSION" --locked \
+        # Only what the tests use (the S3 API on SQLite metadata: no LMDB, K2V or Prometheus
+        # exporter), at opt-level 1: about 6 min on 2 cores instead of 13 for the default build.
+        echo "installing garage $GARAGE_VERSION into $CACHE/garage (once; ~6 min on 2 cores)" >&2
+        env -u CARGO_TARGET_DIR -u RUSTC_WORKSPACE_WRAPPER CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+            cargo install garage --version "$GARAGE_VERSION" --locked \
+            --no-default-features --features bundled-libs,sqlite \
             --root "$CACHE/garage" --quiet
     fi
 }
