@@ -48,6 +48,9 @@ pub struct RefreshMetrics {
     /// Figures per dataset.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub datasets: BTreeMap<String, DatasetMetrics>,
+    /// What registering the tables in Glue did (`[glue] enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glue: Option<super::glue::GlueMetrics>,
 }
 
 /// Figures of one dataset.
@@ -83,6 +86,7 @@ impl From<&Summary> for RefreshMetrics {
                     (d.dataset.clone(), m)
                 })
                 .collect(),
+            glue: s.glue.clone(),
         }
     }
 }
@@ -93,7 +97,11 @@ struct CatalogRefresh;
 impl TaskBody for CatalogRefresh {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
         let log = OpLog::new("catalog", crate::clock::wall_now());
-        let summary = super::refresh(&ctx.store, &Options::default(), &log).await;
+        let opts = Options {
+            glue: ctx.params.glue.clone(),
+            ..Options::default()
+        };
+        let summary = super::refresh(&ctx.store, &opts, &log).await;
         let published = log.publish(&ctx.store).await;
         ctx.log.info(log.text().trim_end());
         let summary = summary?;

@@ -2,7 +2,8 @@
 //! landing datasets and the speed layer with paginated listings, verifies every key against
 //! its dataset's template, counts objects and bytes per partition, and publishes
 //! `metadata/partition_metadata.json` (small: per partition, never per key), Athena DDL under
-//! `metadata/athena/` and an operation log under `logs/s3_orchestrator/`.
+//! `metadata/athena/` and an operation log under `logs/s3_orchestrator/`; with `[glue]` on
+//! (or `--glue`), it also registers the same tables in the Glue Data Catalog.
 //!
 //! Refreshes are incremental: `_lakepipe/catalog/state.json` remembers, per listing root, the
 //! newest partition seen; the next refresh lists only from there (minus the dataset's
@@ -12,7 +13,9 @@
 pub mod athena;
 pub mod dag;
 pub mod datasets;
+pub mod glue;
 pub mod query;
+pub mod tables;
 
 use std::collections::BTreeMap;
 
@@ -42,6 +45,14 @@ pub enum Error {
     /// Listing, encoding or writing failed (never reported as zero objects).
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// Registering the tables in Glue failed (the DDL files are written by then).
+    #[error(transparent)]
+    Glue(#[from] glue::GlueError),
+    /// Glue tables point at S3; a local lake has no S3 location of its own.
+    #[error(
+        "registering the tables in Glue needs their S3 location, and the lake is local: pass --athena-location s3://bucket/prefix (where the lake's files are), or use a lake on S3"
+    )]
+    GlueNeedsS3Location,
 }
 
 /// Figures of one partition.
@@ -147,6 +158,9 @@ pub struct Summary {
     pub ddl_keys: Vec<String>,
     /// Anomalies in total.
     pub anomalies: usize,
+    /// What registering the tables in Glue did, when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glue: Option<glue::GlueMetrics>,
 }
 
 /// Options of a refresh.
@@ -156,10 +170,18 @@ pub struct Options {
     pub full: bool,
     /// S3 location the Athena DDL points at (default: the lake itself if on S3).
     pub athena_location: Option<String>,
+    /// Also register the tables in this Glue database.
+    pub glue: Option<crate::config::GlueTarget>,
 }
 
 /// Refreshes the catalog of `store`.
 pub async fn refresh(store: &Store, opts: &Options, log: &OpLog) -> Result<Summary, Error> {
+    if opts.glue.is_some()
+        && opts.athena_location.is_none()
+        && matches!(store.url(), LakeUrl::Local(_))
+    {
+        return Err(Error::GlueNeedsS3Location);
+    }
     let generated_at = crate::clock::wall_now();
     let mut state: State = if opts.full {
         State::default()
@@ -205,9 +227,10 @@ pub async fn refresh(store: &Store, opts: &Options, log: &OpLog) -> Result<Summa
     log.info("metadata.written", &[("key", METADATA_KEY.into())]);
 
     let location = athena_location(store, opts);
-    let tables = athena::delta_tables(store).await?;
+    let delta = tables::delta_tables(store).await?;
+    let defs = tables::tables(&all, &delta, &location);
     let mut ddl_keys = Vec::new();
-    for (name, sql) in athena::ddl(&all, &tables, &location) {
+    for (name, sql) in athena::ddl(&defs, &location) {
         let key = format!("{}/{name}.sql", athena::PREFIX);
         let attrs = ObjectAttrs {
             content_type: Some("application/sql".into()),
@@ -220,9 +243,13 @@ pub async fn refresh(store: &Store, opts: &Options, log: &OpLog) -> Result<Summa
         "ddl.written",
         &[
             ("files", ddl_keys.len().to_string()),
-            ("location", location),
+            ("location", location.clone()),
         ],
     );
+    let glue = match &opts.glue {
+        Some(target) => Some(register_in_glue(target, defs, &location, log).await?),
+        None => None,
+    };
     let anomalies = summaries.iter().map(|s| s.anomalies).sum();
     Ok(Summary {
         mode: mode.into(),
@@ -230,7 +257,40 @@ pub async fn refresh(store: &Store, opts: &Options, log: &OpLog) -> Result<Summa
         metadata_key: METADATA_KEY.into(),
         ddl_keys,
         anomalies,
+        glue,
     })
+}
+
+/// Registers `defs` in the Glue database of `target`, logging what changed.
+async fn register_in_glue(
+    target: &crate::config::GlueTarget,
+    defs: Vec<tables::TableDef>,
+    location: &str,
+    log: &OpLog,
+) -> Result<glue::GlueMetrics, Error> {
+    let plan = glue::GlueSync::new(glue::client(target).await, &target.database)
+        .with_catalog_id(target.catalog_id.clone())
+        .with_description(format!("Tables of the lakepipe lake at {location}"))
+        .with_tables(defs)
+        .plan()
+        .await?;
+    let m = plan.execute().await?;
+    let updated: Vec<String> = m
+        .updated
+        .iter()
+        .map(|(t, fields)| format!("{t} ({})", fields.join(", ")))
+        .collect();
+    log.info(
+        "glue.registered",
+        &[
+            ("database", m.database.clone()),
+            ("database_created", m.database_created.to_string()),
+            ("created", m.created.len().to_string()),
+            ("updated", updated.join("; ")),
+            ("unchanged", m.unchanged.to_string()),
+        ],
+    );
+    Ok(m)
 }
 
 /// The S3 location the DDL points at: the flag, else the lake if it is on S3, else the

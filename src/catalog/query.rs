@@ -83,7 +83,7 @@ pub async fn context(store: &Store) -> Result<(SessionContext, Vec<String>), Dat
         names.push(ds.name.clone());
     }
     // Every Delta table of the Lambda layers, under its layer name (`bronze_api_logs`).
-    let tables = super::athena::delta_tables(store)
+    let tables = super::tables::delta_tables(store)
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
     for t in tables {

@@ -41,6 +41,10 @@ pub struct RefreshArgs {
     /// S3 location the Athena DDL points at [default: the lake, if on S3]
     #[arg(long, value_name = "S3_URL", value_parser = parse_s3_url)]
     pub athena_location: Option<String>,
+    /// Also register the tables in the Glue Data Catalog (`[glue] database`, created if
+    /// missing), as `[glue] enabled = true` does on every refresh
+    #[arg(long)]
+    pub glue: bool,
 }
 
 /// `lakepipe query`.
@@ -81,8 +85,8 @@ pub struct VacuumArgs {
 async fn tables(
     store: &crate::store::Store,
     only: Option<&str>,
-) -> anyhow::Result<Vec<catalog::athena::DeltaTable>> {
-    let all = catalog::athena::delta_tables(store).await?;
+) -> anyhow::Result<Vec<catalog::tables::DeltaTable>> {
+    let all = catalog::tables::delta_tables(store).await?;
     match only {
         None => Ok(all),
         Some(name) => {
@@ -225,9 +229,15 @@ pub(super) async fn catalog(
     let store = open_store(config).await?;
     store.preflight().await?;
     let log = OpLog::new("catalog", crate::clock::wall_now());
+    let glue = if a.glue {
+        Some(crate::config::GlueTarget::of(&config.config))
+    } else {
+        crate::config::GlueTarget::from_config(&config.config)
+    };
     let opts = catalog::Options {
         full: a.full,
         athena_location: a.athena_location.clone(),
+        glue,
     };
     let summary = match catalog::refresh(&store, &opts, &log).await {
         Ok(s) => s,
@@ -270,6 +280,19 @@ pub(super) async fn catalog(
         summary.ddl_keys.len(),
         catalog::athena::PREFIX
     );
+    if let Some(g) = &summary.glue {
+        println!(
+            "glue database {}{}: {} tables created, {} updated, {} unchanged",
+            g.database,
+            if g.database_created { " (created)" } else { "" },
+            g.created.len(),
+            g.updated.len(),
+            g.unchanged
+        );
+        for (table, fields) in &g.updated {
+            println!("  updated {table}: {}", fields.join(", "));
+        }
+    }
     if summary.anomalies > 0 {
         tracing::warn!(
             "{} anomalies (keys that do not match their dataset's layout): see `anomalies` in {}",

@@ -204,6 +204,7 @@ pub(super) fn params(config: &ValidatedConfig, g: &GenArgs, fail_tasks: &[String
         receivers: config.config.receivers.clone(),
         upkeep: config.config.upkeep.clone(),
         lineage: config.config.lineage.clone(),
+        glue: crate::config::GlueTarget::from_config(&config.config),
     }
 }
 

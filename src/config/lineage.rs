@@ -61,23 +61,9 @@ impl LineageConfig {
 /// Checks `[lineage]`: an http(s) URL, a namespace.
 pub(super) fn validate(l: &LineageConfig) -> Result<()> {
     if let Some(u) = &l.url {
-        match url::Url::parse(u) {
-            // The URL is logged when a delivery fails and shown by `config show`: credentials
-            // go in `api_key`, never in it.
-            Ok(p) if !p.username().is_empty() || p.password().is_some() => {
-                return Err(Error::Invalid {
-                    key: "lineage.url",
-                    message: "credentials in the URL: set lineage.api_key instead".into(),
-                });
-            }
-            Ok(p) if (p.scheme() == "http" || p.scheme() == "https") && p.has_host() => {}
-            _ => {
-                return Err(Error::Invalid {
-                    key: "lineage.url",
-                    message: format!("{u:?} is not an http(s) URL"),
-                });
-            }
-        }
+        // The URL is logged when a delivery fails and shown by `config show`: credentials go
+        // in `api_key`, never in it.
+        super::http_url("lineage.url", u, "set lineage.api_key instead")?;
     }
     if l.namespace.trim().is_empty() {
         return Err(Error::Invalid {

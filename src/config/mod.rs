@@ -1,6 +1,7 @@
 //! Configuration: an optional `lakepipe.toml`, overridden by `LAKEPIPE_*` environment
 //! variables, overridden by command-line flags. [`Config::validate`] checks it before any I/O.
 
+mod glue;
 mod ingest;
 mod lineage;
 mod receivers;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{LakeUrl, StoreConfig};
+pub use glue::{GlueConfig, GlueTarget};
 pub use ingest::{Compression, InboxConfig, InboxFormat, IngestConfig, IngestToken};
 pub use lineage::LineageConfig;
 pub use receivers::{Headers, ReceiverConfig, ReceiverFormat, Severity};
@@ -109,6 +111,11 @@ pub struct Config {
     /// Where OpenLineage run events of every task attempt go (`[lineage]`, docs/lineage.md).
     #[serde(default)]
     pub lineage: LineageConfig,
+
+    /// The Glue Data Catalog: whether catalog refreshes register the tables there (`[glue]`,
+    /// docs/glue.md).
+    #[serde(default)]
+    pub glue: GlueConfig,
 }
 
 /// Scheduler settings (`[scheduler]`).
@@ -185,6 +192,7 @@ impl Default for Config {
             serving: ServingConfig::default(),
             upkeep: UpkeepConfig::default(),
             lineage: LineageConfig::default(),
+            glue: GlueConfig::default(),
         }
     }
 }
@@ -341,6 +349,7 @@ impl Config {
         serving::validate(&self.serving)?;
         upkeep::validate(&self.upkeep)?;
         lineage::validate(&self.lineage)?;
+        glue::validate(&self.glue)?;
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(Error::Invalid {
                 key: "s3.access_key_id",
@@ -372,6 +381,22 @@ impl Config {
             }
         }
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Checks that `key`'s value `u` is an http(s) URL with a host and no credentials (URLs are
+/// logged and shown by `config show`); `instead` says where credentials go.
+fn http_url(key: &'static str, u: &str, instead: &str) -> Result<()> {
+    match url::Url::parse(u) {
+        Ok(p) if !p.username().is_empty() || p.password().is_some() => Err(Error::Invalid {
+            key,
+            message: format!("credentials in the URL: {instead}"),
+        }),
+        Ok(p) if (p.scheme() == "http" || p.scheme() == "https") && p.has_host() => Ok(()),
+        _ => Err(Error::Invalid {
+            key,
+            message: format!("{u:?} is not an http(s) URL"),
+        }),
     }
 }
 

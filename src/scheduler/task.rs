@@ -101,6 +101,8 @@ pub struct RunParams {
     pub upkeep: crate::config::UpkeepConfig,
     /// Where the OpenLineage events of each attempt go (`[lineage]`).
     pub lineage: crate::config::LineageConfig,
+    /// The Glue database the catalog DAG registers the tables in (`[glue] enabled`).
+    pub glue: Option<crate::config::GlueTarget>,
 }
 
 /// The task log of one attempt: kept in memory (task logs are small) and written to the lake

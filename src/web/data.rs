@@ -14,7 +14,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::catalog::athena::delta_tables;
+use crate::catalog::tables::delta_tables;
 use crate::clock::rfc3339_secs;
 use crate::layers::serving::alerts::LATEST_KEY;
 use crate::layers::serving::dashboards::dashboard_path;

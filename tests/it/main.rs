@@ -15,6 +15,7 @@ mod delivery;
 mod disk;
 mod evolution;
 mod faults;
+mod glue;
 mod inbox;
 mod ingest;
 mod ingest_flow;

@@ -241,7 +241,7 @@ impl S3Server {
 }
 
 /// Lower-case hex unique per call and per process: bucket names never collide across runs.
-fn unique_suffix() -> String {
+pub fn unique_suffix() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
