@@ -50,6 +50,17 @@ pub enum GlueError {
     },
 }
 
+impl GlueError {
+    /// The failed API call `operation` on `target`, with the SDK error's causes in one line.
+    fn call(operation: &'static str, target: &str, e: impl std::error::Error + 'static) -> Self {
+        GlueError::Call {
+            operation,
+            target: target.to_string(),
+            reason: crate::store::source_chain(&e),
+        }
+    }
+}
+
 /// A Glue client for `target`, with the lake's credentials and region.
 pub async fn client(target: &GlueTarget) -> Client {
     let conn = S3Connection::load(&target.s3, target.connect_timeout).await;
@@ -86,17 +97,20 @@ pub struct GlueTable {
     pub parameters: BTreeMap<String, String>,
 }
 
-/// Table parameters lakepipe owns even when the model no longer sets them: a parameter of
-/// these kinds left over from an older definition is removed by an update.
-fn owned_parameter(key: &str) -> bool {
-    key.starts_with("projection.")
-        || matches!(
-            key,
-            "EXTERNAL" | "table_type" | "storage.location.template" | "skip.header.line.count"
-        )
-}
-
 impl GlueTable {
+    /// Whether the table parameter `key` is lakepipe's: one this definition sets, or one of
+    /// the kinds lakepipe sets even if this definition no longer does (a parameter of these
+    /// kinds left over from an older definition is removed by an update). Others belong to
+    /// whoever added them: never compared, kept by an update.
+    fn owns(&self, key: &str) -> bool {
+        self.parameters.contains_key(key)
+            || key.starts_with("projection.")
+            || matches!(
+                key,
+                "EXTERNAL" | "table_type" | "storage.location.template" | "skip.header.line.count"
+            )
+    }
+
     /// What Glue should hold for `def` (what Athena stores for the DDL of the same table).
     pub fn from_def(def: &TableDef) -> GlueTable {
         let mut parameters = def.property_map();
@@ -169,7 +183,7 @@ impl GlueTable {
         let mut out = Vec::new();
         let ours = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
             m.iter()
-                .filter(|(k, _)| owned_parameter(k) || self.parameters.contains_key(*k))
+                .filter(|(k, _)| self.owns(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
@@ -222,7 +236,7 @@ impl GlueTable {
             .map(|k| {
                 k.parameters
                     .iter()
-                    .filter(|(key, _)| !owned_parameter(key) && !self.parameters.contains_key(*key))
+                    .filter(|(key, _)| !self.owns(key))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
@@ -324,19 +338,6 @@ impl GlueSync {
         self
     }
 
-    fn call_error(
-        &self,
-        operation: &'static str,
-        target: &str,
-        e: impl std::error::Error + 'static,
-    ) -> GlueError {
-        GlueError::Call {
-            operation,
-            target: target.to_string(),
-            reason: crate::store::source_chain(&e),
-        }
-    }
-
     /// Reads the database and its tables and pairs each wanted table with what Glue holds.
     pub async fn plan(self) -> Result<GluePlan, GlueError> {
         let db = self
@@ -354,7 +355,7 @@ impl GlueSync {
             {
                 true
             }
-            Err(e) => return Err(self.call_error("GetDatabase", &self.database, e)),
+            Err(e) => return Err(GlueError::call("GetDatabase", &self.database, e)),
         };
         let mut existing: BTreeMap<String, GlueTable> = BTreeMap::new();
         if !create_database {
@@ -368,7 +369,7 @@ impl GlueSync {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| self.call_error("GetTables", &self.database, e))?;
+                    .map_err(|e| GlueError::call("GetTables", &self.database, e))?;
                 for t in page.table_list() {
                     let t = GlueTable::from_glue(t);
                     existing.insert(t.name.to_lowercase(), t);
@@ -426,7 +427,7 @@ impl GluePlan {
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|x| x.is_already_exists_exception()) => {}
-                Err(e) => return Err(s.call_error("CreateDatabase", &s.database, e)),
+                Err(e) => return Err(GlueError::call("CreateDatabase", &s.database, e)),
             }
         }
         for (want, have) in &self.tables {
@@ -450,7 +451,7 @@ impl GluePlan {
                             m.updated
                                 .insert(want.name.clone(), vec!["created meanwhile".into()]);
                         }
-                        Err(e) => return Err(s.call_error("CreateTable", &want.name, e)),
+                        Err(e) => return Err(GlueError::call("CreateTable", &want.name, e)),
                     }
                 }
                 Some(have) => {
@@ -479,7 +480,7 @@ impl GluePlan {
             .table_input(want.input(have)?)
             .send()
             .await
-            .map_err(|e| s.call_error("UpdateTable", &want.name, e))?;
+            .map_err(|e| GlueError::call("UpdateTable", &want.name, e))?;
         Ok(())
     }
 }
