@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Error, Result};
 
 /// OpenLineage settings (`[lineage]`), read by every task attempt (docs/lineage.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineageConfig {
     /// Base URL of an OpenLineage HTTP consumer, e.g. `http://localhost:5000` for Marquez:
@@ -29,6 +29,19 @@ pub struct LineageConfig {
     /// Default `lakepipe`.
     #[serde(default = "default_namespace")]
     pub namespace: String,
+}
+
+/// The API key is never printed, not even by `{:?}`.
+impl std::fmt::Debug for LineageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineageConfig")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &super::redacted(&self.api_key))
+            .field("file", &self.file)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 fn default_endpoint() -> String {

@@ -146,7 +146,7 @@ impl Default for SchedulerConfig {
 }
 
 /// S3 settings that override the AWS environment.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Region, e.g. `us-east-1`. Env: `LAKEPIPE_S3_REGION`; otherwise the AWS chain, then
@@ -167,6 +167,27 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
     /// Static session token. Never printed.
     pub session_token: Option<String>,
+}
+
+/// `Some("<redacted>")` for a set secret: what a `Debug` form shows of it.
+pub(crate) fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
+}
+
+/// The credentials are never printed, not even by `{:?}` (the settings travel inside
+/// `RunParams` and `[glue]`'s target, which derive `Debug`).
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("profile", &self.profile)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("access_key_id", &redacted(&self.access_key_id))
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .finish()
+    }
 }
 
 fn default_lake() -> String {
@@ -519,6 +540,16 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("***"));
+        // Nor in the Debug form the settings carry inside run parameters.
+        let debug = format!("{c:?}");
+        for secret in [
+            "AKIAEXAMPLE",
+            "very-secret",
+            "hook-secret",
+            "lineage-secret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
     }
 
     #[test]
