@@ -240,6 +240,14 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
     for r in api["rows"].as_array().unwrap() {
         assert!(r["p95_ms"].as_f64().unwrap() >= r["avg_response_ms"].as_f64().unwrap() * 0.5);
     }
+    // Rows in the order the dashboard's query gives (`ORDER BY a.endpoint`), not hash order.
+    let endpoints: Vec<&str> = api["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["endpoint"].as_str().unwrap())
+        .collect();
+    assert!(endpoints.is_sorted(), "{endpoints:?}");
     let fin = read_json(&t, "serving/dashboards/financial_realtime_monitor.json");
     assert_eq!(
         fin["rows"][0]["transactions_15m"].as_u64().unwrap(),
@@ -263,6 +271,19 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
         })
         .collect();
     assert_eq!(pairs.len(), iot_rows.len(), "one row per building and type");
+    let listed: Vec<(String, String)> = iot_rows
+        .iter()
+        .map(|r| {
+            (
+                r["building_id"].as_str().unwrap().to_string(),
+                r["sensor_type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        listed.is_sorted(),
+        "ORDER BY building_id, sensor_type: {listed:?}"
+    );
     let social = read_json(&t, "serving/dashboards/social_trending_2h.json");
     let kinds: Vec<&str> = social["rows"]
         .as_array()
@@ -271,6 +292,18 @@ fn every_serving_run_counts_each_event_once_and_dashboards_alerts_describe_their
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
     assert!(kinds.iter().filter(|k| **k == "post").count() <= 50);
+    let order: Vec<(std::cmp::Reverse<&str>, u64)> = social["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                std::cmp::Reverse(r["kind"].as_str().unwrap()),
+                r["rank"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(order.is_sorted(), "ORDER BY kind DESC, rank: {order:?}");
     assert!(
         kinds.contains(&"post") && kinds.contains(&"hashtag"),
         "{kinds:?}"

@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::future::IntoFuture;
 
 use chrono::{DateTime, Duration, Utc};
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{SessionContext, lit};
+use deltalake::datafusion::scalar::ScalarValue;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::window::{self, Reading};
 use super::{
-    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, ts_sql, verify,
+    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, verify,
     window_view_sql,
 };
 use crate::clock::rfc3339_secs;
@@ -182,8 +183,10 @@ struct DashboardPlan {
     window_sql: String,
     /// SQL of the view `today`: the rows of the run's date before it.
     today_sql: String,
-    /// The dashboard's rows, with `as_of`.
+    /// The dashboard's query (its rows, in its order; `as_of` is added to each).
     sql: String,
+    /// The run's logical date: the `as_of` of every row.
+    as_of: DateTime<Utc>,
     /// Lake path of its Delta snapshot.
     path: String,
     /// Key of its JSON document.
@@ -229,7 +232,8 @@ impl DashboardsPlan {
                     start,
                     window_sql: window_view_sql("w", d.stream, start, t),
                     today_sql: window_view_sql("today", d.stream, midnight, t.max(midnight)),
-                    sql: format!("SELECT *, {} AS as_of FROM ({})", ts_sql(t), d.sql),
+                    sql: d.sql.to_string(),
+                    as_of: t,
                     path: dashboard_path(d.name),
                     doc_key: format!("{}.json", dashboard_path(d.name)),
                 }))
@@ -334,7 +338,10 @@ impl DashboardsPlan {
 }
 
 impl DashboardPlan {
-    /// The dashboard's rows over the views of `ctx`'s `unified_<stream>`.
+    /// The dashboard's rows over the views of `ctx`'s `unified_<stream>`, in the order its
+    /// query gives, each with `as_of`. The column is added to the query's result rather than
+    /// by selecting from it as a subquery: DataFusion drops an `ORDER BY` inside a subquery
+    /// (SQL promises no order there), and the documents would list rows in hash order.
     async fn compute(
         &self,
         ctx: &SessionContext,
@@ -348,9 +355,14 @@ impl DashboardPlan {
                 .await
                 .map_err(Error::datafusion(format!("the windows of {name}")))?;
         }
+        let as_of = lit(ScalarValue::TimestampMicrosecond(
+            Some(self.as_of.timestamp_micros()),
+            Some("UTC".into()),
+        ));
         let df = ctx
             .sql(&self.sql)
             .await
+            .and_then(|df| df.with_column("as_of", as_of))
             .map_err(Error::datafusion(format!("the query of {name}")))?;
         collect(df).await
     }
@@ -466,6 +478,7 @@ async fn source_counts(df_ctx: &SessionContext) -> Result<BTreeMap<String, u64>>
 mod tests {
     use super::*;
     use crate::clock::parse_utc;
+    use crate::layers::serving::ts_sql;
 
     #[test]
     fn a_run_is_planned_without_the_lake() {
@@ -503,10 +516,8 @@ mod tests {
             "{}",
             api.today_sql
         );
-        assert!(
-            api.sql
-                .starts_with(&format!("SELECT *, {} AS as_of FROM (", ts_sql(t)))
-        );
+        assert!(api.sql.starts_with("SELECT a.endpoint"), "{}", api.sql);
+        assert_eq!(api.as_of, t);
         assert_eq!(api.path, "serving/dashboards/api_health_1h");
         assert_eq!(api.doc_key, "serving/dashboards/api_health_1h.json");
         assert!(matches!(&plan.steps[2], Step::Missing(d) if d.name == "social_trending_2h"));
