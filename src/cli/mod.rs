@@ -54,8 +54,8 @@ pub struct Args {
 
 const ENV_HELP: &str = "\
 Environment: LAKEPIPE_CONFIG, LAKEPIPE_PIPELINE, LAKEPIPE_LAKE, LAKEPIPE_SEED, LAKEPIPE_CONCURRENCY,
-LAKEPIPE_S3_REGION, LAKEPIPE_S3_ENDPOINT, LAKEPIPE_S3_PROFILE, LAKEPIPE_LOG, and the standard
-AWS variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+LAKEPIPE_SCALE, LAKEPIPE_FAULT_RATE, LAKEPIPE_S3_REGION, LAKEPIPE_S3_ENDPOINT, LAKEPIPE_S3_PROFILE,
+LAKEPIPE_LOG, and the standard AWS variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
 Precedence: flags > environment > config file > defaults.";
 
 /// The subcommands.
@@ -167,10 +167,10 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenArgs {
     /// Probability (0-1) that a record carries a fault (malformed, duplicate, late, …)
-    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    #[arg(long, env = "LAKEPIPE_FAULT_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
     pub fault_rate: f64,
     /// Multiply the records per file (benchmarks)
-    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    #[arg(long, env = "LAKEPIPE_SCALE", default_value_t = 1.0, value_parser = parse_scale)]
     pub scale: f64,
     /// Uploads in flight at once [default: store.concurrency, 32]
     #[arg(long)]

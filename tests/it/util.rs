@@ -87,6 +87,12 @@ impl TestCommand {
         self
     }
 
+    /// The environment the binary runs with (for other programs of a test that should see
+    /// the same lake and store).
+    pub fn envs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_lakepipe"));
         c.current_dir(self.dir.path())
