@@ -133,11 +133,11 @@ phase_simulate() {
     echo "simulate: $DAYS days, $PER_PHASE kills" >&2
     clean_run "$WORK/clean" "${args[@]}"
     killed_runs "$WORK/chaos" "$PER_PHASE" "$SPAN" "${args[@]}"
-    RUST_LOG=error "$VENV/bin/python" - "$WORK/clean" "$WORK/chaos" "$KILLED" "$DAYS" >> "$ROWS" <<'PY' || FAILED=1
+    RUST_LOG=error "$VENV/bin/python" - "$WORK/clean" "$WORK/chaos" "$KILLED" "$DAYS" "$FINAL" >> "$ROWS" <<'PY' || FAILED=1
 import glob, hashlib, json, os, sys
 from deltalake import DeltaTable
 
-clean, chaos, killed, days = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+clean, chaos, killed, days, final = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 IDS = {"iot_sensors": "reading_id", "api_logs": "log_id", "social_media": "event_id",
        "ecommerce_clickstream": "event_id", "financial_transactions": "transaction_id"}
 
@@ -201,6 +201,7 @@ rows = [
     ("Delta tables differing from the clean run", f"{len(differ)} of {len(ta)}", "0"),
     ("ids counted twice in unified", str(dup), "0"),
     ("runs not success, tasks left running", str(len(bad)), "0"),
+    ("exit code of the run after the last kill", final, "0"),
 ]
 for r in rows:
     print(f"| simulate, {days} days with data faults, {killed} SIGKILLs | {r[0]} | {r[1]} | {r[2]} |")
@@ -210,7 +211,7 @@ for k in (lost + extra + changed)[:10]:
     print(f"object: {k}", file=sys.stderr)
 for x in bad[:10]:
     print(f"history: {x}", file=sys.stderr)
-sys.exit(1 if (lost or extra or changed or differ or dup or bad) else 0)
+sys.exit(1 if (lost or extra or changed or differ or dup or bad or final != "0") else 0)
 PY
 }
 

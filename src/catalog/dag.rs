@@ -93,6 +93,25 @@ impl From<&Summary> for RefreshMetrics {
 
 struct CatalogRefresh;
 
+/// The refresh's lineage: each dataset's key prefix it catalogs (with the bytes it knows
+/// there) in, the partition metadata and the DDL files out.
+fn record_datasets(ctx: &TaskContext, summary: &Summary) {
+    use crate::scheduler::task::Dataset;
+    let prefixes: BTreeMap<String, String> = super::datasets::datasets()
+        .into_iter()
+        .map(|d| (d.name, d.prefix))
+        .collect();
+    for d in &summary.datasets {
+        let name = prefixes.get(&d.dataset).unwrap_or(&d.dataset);
+        ctx.datasets
+            .read(Dataset::at(format!("{name}/")).bytes(d.total_bytes));
+    }
+    ctx.datasets.wrote(Dataset::at(&summary.metadata_key));
+    for key in &summary.ddl_keys {
+        ctx.datasets.wrote(Dataset::at(key));
+    }
+}
+
 #[async_trait::async_trait]
 impl TaskBody for CatalogRefresh {
     async fn run(&self, ctx: &TaskContext) -> TaskResult {
@@ -106,6 +125,7 @@ impl TaskBody for CatalogRefresh {
         ctx.log.info(log.text().trim_end());
         let summary = summary?;
         published.map_err(Error::from)?;
+        record_datasets(ctx, &summary);
         output(&RefreshMetrics::from(&summary))
     }
 }

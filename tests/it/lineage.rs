@@ -64,6 +64,13 @@ fn every_attempt_emits_valid_openlineage_events_that_follow_an_event_from_landin
         &format!("{failing}:ingest"),
     ])
     .assert_exit_code(1);
+    // The hourly catalog refresh, at 01:00.
+    crate::util::run_dag_at(
+        &t,
+        lake_s,
+        "5-lake_catalog_refresh",
+        "2026-02-01T01:00:00Z".parse().unwrap(),
+    );
 
     let text = std::fs::read_to_string(events_file.path()).unwrap();
     let events: Vec<Value> = text
@@ -185,5 +192,20 @@ fn every_attempt_emits_valid_openlineage_events_that_follow_an_event_from_landin
             .as_u64()
             .unwrap()
             > 0
+    );
+
+    // The catalog refresh read the landing prefixes and wrote the metadata and DDL.
+    let catalog = completed("5-lake_catalog_refresh.catalog_refresh");
+    assert_eq!(catalog.len(), 1);
+    assert!(
+        names(&catalog[0]["inputs"]).contains(&format!("{root}/realtime/api_logs/")),
+        "{}",
+        catalog[0]
+    );
+    let outputs = names(&catalog[0]["outputs"]);
+    assert!(
+        outputs.contains(&format!("{root}/metadata/partition_metadata.json"))
+            && outputs.iter().any(|o| o.ends_with(".sql")),
+        "{outputs:?}"
     );
 }

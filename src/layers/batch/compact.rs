@@ -132,6 +132,11 @@ impl TaskBody for Compact {
         let metrics = CompactBuilder::new(&ctx.store, ctx.logical_date)
             .with_log(&ctx.log)
             .await?;
+        // Compaction rewrites files of a table into the same table: its input and output.
+        for path in metrics.tables.keys() {
+            ctx.read_table(path, None).await;
+            ctx.wrote_table(path, None).await;
+        }
         output(&metrics)
     }
 }

@@ -630,6 +630,12 @@ impl TaskBody for Upkeep {
             .with_config(ctx.params.upkeep.clone())
             .with_log(&ctx.log)
             .await?;
+        // Compacting, checkpointing and vacuuming a table rewrite it in place: each table
+        // something was done to is the task's input and output.
+        for path in metrics.tables.keys() {
+            ctx.read_table(path, None).await;
+            ctx.wrote_table(path, None).await;
+        }
         output(&metrics)
     }
 }
