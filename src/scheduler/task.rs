@@ -265,6 +265,17 @@ impl TaskContext {
             self.datasets.wrote(Dataset { rows, ..d });
         }
     }
+
+    /// Records the Delta table at `path` as both read and written (compaction, checkpoints
+    /// and vacuum rewrite a table in place), opening it once.
+    pub async fn rewrote_table(&self, path: &str) {
+        if self.datasets.is_recording()
+            && let Some(d) = Dataset::of_table(&self.store, path).await
+        {
+            self.datasets.read(d.clone());
+            self.datasets.wrote(d);
+        }
+    }
 }
 
 /// The inputs and outputs of one attempt, as its body reports them. Kept only when they are

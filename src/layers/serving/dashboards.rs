@@ -185,8 +185,6 @@ struct DashboardPlan {
     today_sql: String,
     /// The dashboard's query (its rows, in its order; `as_of` is added to each).
     sql: String,
-    /// The run's logical date: the `as_of` of every row.
-    as_of: DateTime<Utc>,
     /// Lake path of its Delta snapshot.
     path: String,
     /// Key of its JSON document.
@@ -233,7 +231,6 @@ impl DashboardsPlan {
                     window_sql: window_view_sql("w", d.stream, start, t),
                     today_sql: window_view_sql("today", d.stream, midnight, t.max(midnight)),
                     sql: d.sql.to_string(),
-                    as_of: t,
                     path: dashboard_path(d.name),
                     doc_key: format!("{}.json", dashboard_path(d.name)),
                 }))
@@ -268,12 +265,12 @@ impl DashboardsPlan {
                     Step::Publish(p) => p,
                 };
                 let d = p.dashboard;
-                let (schema, batches) = p.compute(df_ctx).await?;
+                let (schema, batches) = p.compute(df_ctx, t).await?;
                 let rows = json_rows(&batches)?;
                 let n_rows = rows.len();
                 let by_source = source_counts(df_ctx).await?;
                 if let Some(reference) = reference {
-                    let (_, expected) = p.compute(reference).await?;
+                    let (_, expected) = p.compute(reference, t).await?;
                     verify::same_rows(d.name, &rows, &json_rows(&expected)?)?;
                 }
                 let mut doc = serde_json::json!({
@@ -339,12 +336,13 @@ impl DashboardsPlan {
 
 impl DashboardPlan {
     /// The dashboard's rows over the views of `ctx`'s `unified_<stream>`, in the order its
-    /// query gives, each with `as_of`. The column is added to the query's result rather than
+    /// query gives, each with `as_of` (the run's logical date `t`). The column is added to the query's result rather than
     /// by selecting from it as a subquery: DataFusion drops an `ORDER BY` inside a subquery
     /// (SQL promises no order there), and the documents would list rows in hash order.
     async fn compute(
         &self,
         ctx: &SessionContext,
+        t: DateTime<Utc>,
     ) -> Result<(
         deltalake::arrow::datatypes::SchemaRef,
         Vec<deltalake::arrow::array::RecordBatch>,
@@ -356,7 +354,7 @@ impl DashboardPlan {
                 .map_err(Error::datafusion(format!("the windows of {name}")))?;
         }
         let as_of = lit(ScalarValue::TimestampMicrosecond(
-            Some(self.as_of.timestamp_micros()),
+            Some(t.timestamp_micros()),
             Some("UTC".into()),
         ));
         let df = ctx
@@ -517,7 +515,6 @@ mod tests {
             api.today_sql
         );
         assert!(api.sql.starts_with("SELECT a.endpoint"), "{}", api.sql);
-        assert_eq!(api.as_of, t);
         assert_eq!(api.path, "serving/dashboards/api_health_1h");
         assert_eq!(api.doc_key, "serving/dashboards/api_health_1h.json");
         assert!(matches!(&plan.steps[2], Step::Missing(d) if d.name == "social_trending_2h"));

@@ -633,8 +633,7 @@ impl TaskBody for Upkeep {
         // Compacting, checkpointing and vacuuming a table rewrite it in place: each table
         // something was done to is the task's input and output.
         for path in metrics.tables.keys() {
-            ctx.read_table(path, None).await;
-            ctx.wrote_table(path, None).await;
+            ctx.rewrote_table(path).await;
         }
         output(&metrics)
     }
