@@ -35,7 +35,17 @@ PHASES=${PHASES:-landing simulate ingest suite}
 SEED=${SEED:-27}
 SCALE=${SCALE:-0.05}
 nphases=$(wc -w <<< "${PHASES//suite/}")
-PER_PHASE=$(( KILLS / (nphases > 0 ? nphases : 1) ))
+# KILLS split exactly: the first KILLS % nphases kill phases get one more.
+phase_kills() { # phase
+    local i=0 p
+    for p in ${PHASES//suite/}; do
+        if [ "$p" = "$1" ]; then
+            echo $(( KILLS / nphases + (i < KILLS % nphases ? 1 : 0) ))
+            return
+        fi
+        i=$((i + 1))
+    done
+}
 cd "$ROOT"
 if [ -z "${BIN:-}" ] && [ "$nphases" -gt 0 ]; then
     cargo build --release --quiet
@@ -98,12 +108,13 @@ clean_run() { # lake args...
 }
 
 phase_landing() {
-    local to args
+    local kills to args
+    kills=$(phase_kills landing)
     to=$(python3 -c "import datetime as d; print((d.datetime(2026,2,1)+d.timedelta(hours=$HOURS)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
     args=(stream all --from 2026-02-01T00:00:00Z --to "$to")
-    echo "landing: $HOURS h of the streamers, $PER_PHASE kills" >&2
+    echo "landing: $HOURS h of the streamers, $kills kills" >&2
     clean_run "$WORK/landing-clean" "${args[@]}"
-    killed_runs "$WORK/landing-chaos" "$PER_PHASE" "$SPAN" "${args[@]}"
+    killed_runs "$WORK/landing-chaos" "$kills" "$SPAN" "${args[@]}"
     python3 - "$WORK/landing-clean" "$WORK/landing-chaos" "$KILLED" "$FINAL" "$HOURS" >> "$ROWS" <<'PY' || FAILED=1
 import hashlib, os, sys
 clean, chaos, killed, final, hours = sys.argv[1:]
@@ -127,12 +138,13 @@ PY
 }
 
 phase_simulate() {
-    local to args
+    local kills to args
+    kills=$(phase_kills simulate)
     to=$(python3 -c "import datetime as d; print((d.datetime(2026,2,1)+d.timedelta(days=$DAYS,hours=3)).strftime('%Y-%m-%dT%H:%M:%SZ'))")
     args=(simulate --from 2026-02-01T00:00:00Z --to "$to" --scale "$SCALE" --fault-rate 0.03)
-    echo "simulate: $DAYS days, $PER_PHASE kills" >&2
+    echo "simulate: $DAYS days, $kills kills" >&2
     clean_run "$WORK/clean" "${args[@]}"
-    killed_runs "$WORK/chaos" "$PER_PHASE" "$SPAN" "${args[@]}"
+    killed_runs "$WORK/chaos" "$kills" "$SPAN" "${args[@]}"
     RUST_LOG=error "$VENV/bin/python" - "$WORK/clean" "$WORK/chaos" "$KILLED" "$DAYS" "$FINAL" >> "$ROWS" <<'PY' || FAILED=1
 import glob, hashlib, json, os, sys
 from deltalake import DeltaTable
@@ -216,9 +228,10 @@ PY
 }
 
 phase_ingest() {
-    local port lake=$WORK/ingest pid killed=0 delay
+    local kills port lake=$WORK/ingest pid killed=0 delay
+    kills=$(phase_kills ingest)
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-    echo "ingest: $PER_PHASE kills" >&2
+    echo "ingest: $kills kills" >&2
     python3 - "http://127.0.0.1:$port" "$WORK/stop" "$WORK/acked.json" <<'PY' &
 import itertools, json, os, sys, time, urllib.error, urllib.request
 base, stop, out = sys.argv[1:]
@@ -247,7 +260,7 @@ json.dump({"acked": acked, "replayed": replayed, "attempts": attempts}, open(out
 PY
     local producer=$!
     # Restarts live 0.3-2 s.
-    delays ingest "$PER_PHASE" "$PER_PHASE" > "$WORK/delays-ingest"
+    delays ingest "$kills" "$kills" > "$WORK/delays-ingest"
     while read -r delay; do
         "$BIN" --lake "$lake" --log error serve --no-scheduler --listen "127.0.0.1:$port" > /dev/null 2>> "$WORK/chaos.err" &
         pid=$!

@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::util::{TestCommand, s3_server};
+use crate::util::{INGEST_DAGS, TestCommand, s3_server};
 
 fn airflow_dir() -> PathBuf {
     let dir = std::env::var("LAKEPIPE_TEST_AIRFLOW").unwrap_or_else(|_| {
@@ -17,15 +17,6 @@ fn airflow_dir() -> PathBuf {
     });
     PathBuf::from(dir)
 }
-
-/// The five ingest DAGs (group 2).
-const INGEST: [&str; 5] = [
-    "2-api_logs_realtime_ingest",
-    "2-ecommerce_clickstream_realtime_ingest",
-    "2-financial_transactions_realtime_ingest",
-    "2-iot_sensors_realtime_ingest",
-    "2-social_media_realtime_ingest",
-];
 
 /// Both lakes get the late evening before the range from the ingest DAGs of lakepipe's own
 /// scheduler (so the 02:00 batch run has a day to process); the range itself, 01:50 to 02:10,
@@ -252,7 +243,7 @@ async fn a_range_of_every_dag_under_airflow_with_parallel_tasks_equals_lakepipes
             "--to",
             &from,
         ];
-        for d in INGEST {
+        for d in INGEST_DAGS {
             args.extend(["--dag", d]);
         }
         t.run(&args).assert_exit_code(0);

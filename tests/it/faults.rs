@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::util::{S3Server, TestCommand, query_rows, s3_server};
+use crate::util::{INGEST_DAGS, Run, S3Server, TestCommand, query_rows, s3_server};
 
 const STREAMS: [(&str, &str); 5] = [
     ("iot_sensors", "reading_id"),
@@ -294,15 +294,18 @@ fn through(server: &S3Server, proxy: &FaultProxy) -> TestCommand {
         .env("AWS_SECRET_ACCESS_KEY", &server.secret)
 }
 
-/// Hours of every DAG on moto with 10 % of S3 requests failing (503 SlowDown, resets before
-/// and after forwarding, GET bodies cut off, stalls, delays): the same landed objects as a
-/// clean run, and every id once in each unified table, with the same counts as the clean run.
-/// Then `serve` through the same proxy: `/metrics` counts the failed attempts it retried.
+/// Hours of the schedule on moto with 10 % of S3 requests failing (500, 503 SlowDown, resets
+/// before and after forwarding, GET bodies cut off, stalls, delays) — the ingest and catalog
+/// DAGs from 23:30 across midnight, then every DAG from 01:30 across the 02:00 batch run: the
+/// same landed objects as a clean run, and every id once in each unified table, with the same
+/// counts as the clean run. Then `serve` through the same proxy: `/metrics` counts the failed
+/// attempts it retried.
 #[tokio::test]
 async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
     let (faulty, lake, proxy) = simulate_through_faults(
         "LAKEPIPE_TEST_MOTO",
-        "2026-02-01T23:30:00Z",
+        Some("2026-02-01T23:30:00Z"),
+        "2026-02-02T01:30:00Z",
         "2026-02-02T02:10:00Z",
     )
     .await;
@@ -330,6 +333,7 @@ async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
 async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
     let (_, _, proxy) = simulate_through_faults(
         "LAKEPIPE_TEST_GARAGE",
+        None,
         "2026-02-02T01:45:00Z",
         "2026-02-02T02:10:00Z",
     )
@@ -344,10 +348,12 @@ async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
 }
 
 /// `simulate` of [`from`, `to`] on `var`'s server twice, undisturbed and through a fault
-/// proxy (10 % of requests failed): the same landed objects, and the same unified and silver
-/// rows with every id once. The faulty run's command, lake and proxy.
+/// proxy (10 % of requests failed), each after the ingest and catalog DAGs from `seeded_from`
+/// to `from` if given: the same landed objects, and the same unified and silver rows with every
+/// id once. The faulty run's command, lake and proxy.
 async fn simulate_through_faults(
     var: &str,
+    seeded_from: Option<&str>,
     from: &str,
     to: &str,
 ) -> (TestCommand, String, FaultProxy) {
@@ -355,21 +361,39 @@ async fn simulate_through_faults(
     let clean_bucket = server.new_bucket("clean").await;
     let faulty_bucket = server.new_bucket("faulty").await;
     let proxy = FaultProxy::start(&server.endpoint, TEN_PERCENT, 26_12_05);
-    let range = ["simulate", "--from", from, "--to", to, "--scale", "0.05"];
+    let mut runs = Vec::new();
+    if let Some(seeded_from) = seeded_from {
+        let mut seed = vec!["simulate", "--from", seeded_from, "--to", from];
+        for dag in INGEST_DAGS.into_iter().chain(["5-lake_catalog_refresh"]) {
+            seed.extend(["--dag", dag]);
+        }
+        runs.push(seed);
+    }
+    runs.push(vec!["simulate", "--from", from, "--to", to]);
+    let simulate = |t: &TestCommand, lake: &str| -> Vec<Run> {
+        runs.iter()
+            .map(|range| {
+                let mut args = vec!["--lake", lake];
+                args.extend(range.iter().copied());
+                args.extend(["--scale", "0.05"]);
+                t.run(&args)
+            })
+            .collect()
+    };
     let clean = server.apply(TestCommand::new());
     let clean_lake = format!("s3://{clean_bucket}/lake");
-    let mut args = vec!["--lake", clean_lake.as_str()];
-    args.extend(range);
-    clean.run(&args).assert_exit_code(0);
+    for run in simulate(&clean, &clean_lake) {
+        run.assert_exit_code(0);
+    }
 
     let faulty = through(&server, &proxy);
     let faulty_lake = format!("s3://{faulty_bucket}/lake");
-    let mut args = vec!["--lake", faulty_lake.as_str()];
-    args.extend(range);
-    let run = faulty.run(&args);
+    let done = simulate(&faulty, &faulty_lake);
     let (injected, requests) = proxy.injected();
     eprintln!("{var}: {requests} requests through the proxy, faults {injected:?}");
-    run.assert_exit_code(0);
+    for run in done {
+        run.assert_exit_code(0);
+    }
 
     // The landed objects: the same keys and bytes.
     for prefix in ["lake/realtime/"] {

@@ -331,3 +331,12 @@ pub fn run_dag_at(t: &TestCommand, lake: &str, dag: &str, at: chrono::DateTime<c
     ])
     .assert_exit_code(0);
 }
+
+/// The five ingest DAGs (group 2).
+pub const INGEST_DAGS: [&str; 5] = [
+    "2-api_logs_realtime_ingest",
+    "2-ecommerce_clickstream_realtime_ingest",
+    "2-financial_transactions_realtime_ingest",
+    "2-iot_sensors_realtime_ingest",
+    "2-social_media_realtime_ingest",
+];
