@@ -2,7 +2,7 @@
 # Chaos benchmark (run by hand, not in CI): three workloads, each killed with SIGKILL at
 # random moments (seeded by SEED) and restarted after each kill, then checked:
 #
-#   landing   `lakepipe stream all` over HOURS (default 2) of the streamers, against an
+#   landing   `lakepipe stream all` over HOURS (default 12) of the streamers, against an
 #             undisturbed run: the same objects (keys and bytes) under data/.
 #   simulate  `lakepipe simulate` over DAYS (default 2) of the full schedule — speed layer,
 #             batch, serving, catalog, upkeep — with faults in the data (--fault-rate 0.03),
@@ -29,7 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${LAKEPIPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lakepipe}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 DAYS=${DAYS:-2}
-HOURS=${HOURS:-2}
+HOURS=${HOURS:-12}
 KILLS=${KILLS:-60}
 PHASES=${PHASES:-landing simulate ingest suite}
 SEED=${SEED:-27}
@@ -62,48 +62,49 @@ FAILED=0
 ROWS=$WORK/rows
 : > "$ROWS"
 
-# Seeded kill delays for `kills` restarts of a workload whose clean run took `span` seconds:
-# each restart lives up to twice the clean run's time per kill (at least 1 s, at most 30 s), so
-# most kills land before the workload is done.
-delays() { # phase kills span
-    python3 - "$SEED-$1" "$2" "$3" <<'PY'
+# `kills` seeded kill delays, uniform between `lo` and `hi` seconds.
+delays() { # name kills lo hi
+    python3 - "$SEED-$1" "$2" "$3" "$4" <<'PY'
 import random, sys
-seed, kills, span = sys.argv[1], int(sys.argv[2]), max(float(sys.argv[3]), 2.0)
+seed, kills, lo, hi = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 r = random.Random(seed)
-cap = min(30.0, max(1.0, 2 * span / max(kills, 1)))
 for _ in range(kills):
-    print(f"{r.uniform(0.3, cap):.2f}")
+    print(f"{r.uniform(lo, hi):.3f}")
 PY
 }
 
-# Runs `lakepipe <args>` on lake `$1`, killed `$2` times after the delays of span `$3`, then
-# once to its end; sets KILLED and FINAL.
-killed_runs() { # lake kills span args...
-    local lake=$1 kills=$2 span=$3 delay pid
-    shift 3
+# Runs `lakepipe <args>` on lake `$1`, killed `$2` times, each restart after a delay between
+# `$3` and `$4` seconds, then once to its end; sets KILLED and FINAL.
+killed_runs() { # lake kills lo hi args...
+    local lake=$1 kills=$2 lo=$3 hi=$4 delay pid
+    shift 4
     KILLED=0
     local early=0
     # (a file, not a process substitution: that subshell would run the EXIT trap)
-    delays "$lake" "$kills" "$span" > "$WORK/delays-$kills-$span"
+    # (seeded by the lake's name, not its path under the random $WORK: a run can be replayed)
+    delays "$(basename "$lake")" "$kills" "$lo" "$hi" > "$WORK/delays-$kills"
     while read -r delay; do
         "$BIN" --lake "$lake" --log error "$@" > /dev/null 2>> "$WORK/chaos.err" &
         pid=$!
         sleep "$delay"
         if kill -9 "$pid" 2> /dev/null; then KILLED=$((KILLED + 1)); else early=$((early + 1)); fi
         wait "$pid" 2> /dev/null || true
-    done < "$WORK/delays-$kills-$span"
+    done < "$WORK/delays-$kills"
     FINAL=0
     "$BIN" --lake "$lake" --log error "$@" > /dev/null 2>> "$WORK/chaos.err" || FINAL=$?
     echo "  ${KILLED} SIGKILLs (${early} runs had ended before their kill), final exit ${FINAL}" >&2
 }
 
+# Multiplies the clean run's SPAN: `of_span 0.8` prints 0.8 × SPAN.
+of_span() { python3 -c "print(f'{$1 * $SPAN:.3f}')"; }
+
 # Times `lakepipe <args>` on lake `$1` undisturbed; sets SPAN.
 clean_run() { # lake args...
     local lake=$1 start
     shift
-    start=$(date +%s)
+    start=$(date +%s.%N)
     "$BIN" --lake "$lake" --log error "$@" > /dev/null 2> "$WORK/clean.err"
-    SPAN=$(( $(date +%s) - start ))
+    SPAN=$(python3 -c "print(f'{$(date +%s.%N) - $start:.2f}')")
     echo "  clean run: ${SPAN} s" >&2
 }
 
@@ -114,7 +115,10 @@ phase_landing() {
     args=(stream all --from 2026-02-01T00:00:00Z --to "$to")
     echo "landing: $HOURS h of the streamers, $kills kills" >&2
     clean_run "$WORK/landing-clean" "${args[@]}"
-    killed_runs "$WORK/landing-chaos" "$kills" "$SPAN" "${args[@]}"
+    # A restart writes the range again from its start (create-only: what landed is kept, as
+    # fast as it was written), so a kill t seconds in falls about t seconds into the range:
+    # each restart lives between 2 % and 80 % of the clean run.
+    killed_runs "$WORK/landing-chaos" "$kills" "$(of_span 0.02)" "$(of_span 0.8)" "${args[@]}"
     python3 - "$WORK/landing-clean" "$WORK/landing-chaos" "$KILLED" "$FINAL" "$HOURS" >> "$ROWS" <<'PY' || FAILED=1
 import hashlib, os, sys
 clean, chaos, killed, final, hours = sys.argv[1:]
@@ -144,7 +148,12 @@ phase_simulate() {
     args=(simulate --from 2026-02-01T00:00:00Z --to "$to" --scale "$SCALE" --fault-rate 0.03)
     echo "simulate: $DAYS days, $kills kills" >&2
     clean_run "$WORK/clean" "${args[@]}"
-    killed_runs "$WORK/chaos" "$kills" "$SPAN" "${args[@]}"
+    # A restart resumes after the runs recorded done, so the restarts share the workload: each
+    # lives between a quarter of and the whole clean run / kills (at most 30 s), about 0.6 of
+    # the clean run in all, and the kills land while there is work left.
+    local cap
+    cap=$(python3 -c "print(min(30.0, $SPAN / $kills))")
+    killed_runs "$WORK/chaos" "$kills" "$(python3 -c "print($cap / 4)")" "$cap" "${args[@]}"
     RUST_LOG=error "$VENV/bin/python" - "$WORK/clean" "$WORK/chaos" "$KILLED" "$DAYS" "$FINAL" >> "$ROWS" <<'PY' || FAILED=1
 import glob, hashlib, json, os, sys
 from deltalake import DeltaTable
@@ -260,7 +269,7 @@ json.dump({"acked": acked, "replayed": replayed, "attempts": attempts}, open(out
 PY
     local producer=$!
     # Restarts live 0.3-2 s.
-    delays ingest "$kills" "$kills" > "$WORK/delays-ingest"
+    delays ingest "$kills" 0.3 2 > "$WORK/delays-ingest"
     while read -r delay; do
         "$BIN" --lake "$lake" --log error serve --no-scheduler --listen "127.0.0.1:$port" > /dev/null 2>> "$WORK/chaos.err" &
         pid=$!
