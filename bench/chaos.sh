@@ -73,22 +73,30 @@ for _ in range(kills):
 PY
 }
 
-# Runs `lakepipe <args>` on lake `$1`, killed `$2` times, each restart after a delay between
-# `$3` and `$4` seconds, then once to its end; sets KILLED and FINAL.
+# Runs `lakepipe <args>` on lake `$1` until it was killed `$2` times, each restart after a delay
+# between `$3` and `$4` seconds (a restart that ends before its kill is not counted, and the
+# next one gets the next delay; at most 3 × `$2` restarts), then once to its end; sets KILLED
+# and FINAL.
 killed_runs() { # lake kills lo hi args...
     local lake=$1 kills=$2 lo=$3 hi=$4 delay pid
     shift 4
     KILLED=0
     local early=0
-    # (a file, not a process substitution: that subshell would run the EXIT trap)
-    # (seeded by the lake's name, not its path under the random $WORK: a run can be replayed)
-    delays "$(basename "$lake")" "$kills" "$lo" "$hi" > "$WORK/delays-$kills"
-    while read -r delay; do
+    # (a file, not a process substitution: that subshell would run the EXIT trap; seeded by the
+    # lake's name, not its path under the random $WORK, so that a run can be replayed)
+    delays "$(basename "$lake")" "$((3 * kills))" "$lo" "$hi" > "$WORK/delays-$kills"
+    local killer status
+    while [ "$KILLED" -lt "$kills" ] && read -r delay; do
         "$BIN" --lake "$lake" --log error "$@" > /dev/null 2>> "$WORK/chaos.err" &
         pid=$!
-        sleep "$delay"
-        if kill -9 "$pid" 2> /dev/null; then KILLED=$((KILLED + 1)); else early=$((early + 1)); fi
-        wait "$pid" 2> /dev/null || true
+        # The kill comes from a timer, so a restart that ends early costs only its own time.
+        ( sleep "$delay"; kill -9 "$pid" 2> /dev/null ) &
+        killer=$!
+        status=0
+        wait "$pid" 2> /dev/null || status=$?
+        kill "$killer" 2> /dev/null || true
+        wait "$killer" 2> /dev/null || true
+        if [ "$status" -eq 137 ]; then KILLED=$((KILLED + 1)); else early=$((early + 1)); fi
     done < "$WORK/delays-$kills"
     FINAL=0
     "$BIN" --lake "$lake" --log error "$@" > /dev/null 2>> "$WORK/chaos.err" || FINAL=$?
