@@ -157,11 +157,12 @@ phase_simulate() {
     echo "simulate: $DAYS days, $kills kills" >&2
     clean_run "$WORK/clean" "${args[@]}"
     # A restart resumes after the runs recorded done, so the restarts share the workload: each
-    # lives between a quarter of and the whole clean run / kills (at most 30 s), about 0.6 of
-    # the clean run in all, and the kills land while there is work left.
-    local cap
-    cap=$(python3 -c "print(min(30.0, $SPAN / $kills))")
-    killed_runs "$WORK/chaos" "$kills" "$(python3 -c "print($cap / 4)")" "$cap" "${args[@]}"
+    # lives between an eighth and a half of the clean run / kills (at most 30 s), about a third
+    # of the clean run in all, and the kills land while there is work left even when the
+    # machine is less loaded than during the clean run.
+    local share
+    share=$(python3 -c "print(min(60.0, $SPAN / $kills))")
+    killed_runs "$WORK/chaos" "$kills" "$(python3 -c "print($share / 8)")" "$(python3 -c "print($share / 2)")" "${args[@]}"
     RUST_LOG=error "$VENV/bin/python" - "$WORK/clean" "$WORK/chaos" "$KILLED" "$DAYS" "$FINAL" >> "$ROWS" <<'PY' || FAILED=1
 import glob, hashlib, json, os, sys
 from deltalake import DeltaTable
