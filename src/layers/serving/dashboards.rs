@@ -336,9 +336,10 @@ impl DashboardsPlan {
 
 impl DashboardPlan {
     /// The dashboard's rows over the views of `ctx`'s `unified_<stream>`, in the order its
-    /// query gives, each with `as_of` (the run's logical date `t`). The column is added to the query's result rather than
-    /// by selecting from it as a subquery: DataFusion drops an `ORDER BY` inside a subquery
-    /// (SQL promises no order there), and the documents would list rows in hash order.
+    /// query gives, each with `as_of` (the run's logical date `t`). The column is added to the
+    /// query's result rather than by selecting from it as a subquery: DataFusion drops an
+    /// `ORDER BY` inside a subquery (SQL promises no order there), and the documents would list
+    /// rows in hash order.
     async fn compute(
         &self,
         ctx: &SessionContext,
