@@ -40,6 +40,11 @@ pub struct Dashboard {
 }
 
 /// The seed pipeline's dashboards (the built-in declaration has them).
+///
+/// Sums and averages of float columns are taken in `DECIMAL(38, 6)` and given back as `DOUBLE`:
+/// exact, so a dashboard's numbers do not depend on the order its rows are added in (the window's
+/// files, the partitions of a plan). A float sum's last bits do, and a `round(avg, 2)` of it
+/// falls either side of a half: a simulated day's `api_health_1h` differed between two runs.
 pub const SEED_DASHBOARDS: [Dashboard; 8] = [
     Dashboard {
         name: "iot_current_status",
@@ -60,7 +65,7 @@ pub const SEED_DASHBOARDS: [Dashboard; 8] = [
         sql: "SELECT a.endpoint, a.request_count, a.avg_response_ms, a.error_rate_pct,
                 s.status_code AS common_status, a.p95_ms
               FROM (SELECT endpoint, count(*) AS request_count,
-                      round(avg(response_time_ms), 2) AS avg_response_ms,
+                      CAST(round(avg(CAST(response_time_ms AS DECIMAL(38, 6))), 2) AS DOUBLE) AS avg_response_ms,
                       round(100.0 * sum(CASE WHEN is_error THEN 1 ELSE 0 END) / count(*), 2) AS error_rate_pct,
                       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms), 2) AS p95_ms
                     FROM w GROUP BY endpoint) a
@@ -79,13 +84,13 @@ pub const SEED_DASHBOARDS: [Dashboard; 8] = [
                   row_number() OVER (ORDER BY total_engagement DESC, post_id) AS rank,
                   post_id AS key, platform, event_count, total_engagement, latest_activity
                 FROM (SELECT post_id, platform, count(*) AS event_count,
-                        sum(engagement_score) AS total_engagement, max(event_time) AS latest_activity
+                        CAST(sum(CAST(engagement_score AS DECIMAL(38, 6))) AS DOUBLE) AS total_engagement, max(event_time) AS latest_activity
                       FROM w GROUP BY post_id, platform)
                 UNION ALL
                 SELECT 'hashtag' AS kind,
                   row_number() OVER (ORDER BY event_count DESC, tag) AS rank,
                   tag AS key, NULL AS platform, event_count, total_engagement, latest_activity
-                FROM (SELECT tag, count(*) AS event_count, sum(engagement_score) AS total_engagement,
+                FROM (SELECT tag, count(*) AS event_count, CAST(sum(CAST(engagement_score AS DECIMAL(38, 6))) AS DOUBLE) AS total_engagement,
                         max(event_time) AS latest_activity
                       FROM (SELECT unnest(hashtags) AS tag, engagement_score, event_time FROM w)
                       GROUP BY tag))
@@ -104,9 +109,9 @@ pub const SEED_DASHBOARDS: [Dashboard; 8] = [
                       count(DISTINCT CASE WHEN event_type = 'checkout_complete' THEN session_id END) AS conversions_1h,
                       sum(CASE WHEN event_type = 'add_to_cart' THEN 1 ELSE 0 END) AS cart_adds_1h,
                       count(*) AS total_events_1h,
-                      round(coalesce(sum(CASE WHEN event_type = 'checkout_complete' THEN cart_value END), 0), 2) AS revenue_1h
+                      CAST(round(coalesce(sum(CASE WHEN event_type = 'checkout_complete' THEN CAST(cart_value AS DECIMAL(38, 6)) END), 0), 2) AS DOUBLE) AS revenue_1h
                     FROM w)
-              CROSS JOIN (SELECT round(coalesce(sum(cart_value), 0), 2) AS revenue_today
+              CROSS JOIN (SELECT CAST(round(coalesce(sum(CAST(cart_value AS DECIMAL(38, 6))), 0), 2) AS DOUBLE) AS revenue_today
                           FROM today WHERE event_type = 'checkout_complete')",
     },
     Dashboard {
@@ -114,12 +119,12 @@ pub const SEED_DASHBOARDS: [Dashboard; 8] = [
         stream: "financial_transactions",
         minutes: 15,
         sql: "SELECT count(*) AS transactions_15m,
-                round(coalesce(sum(amount_usd), 0), 2) AS total_volume_15m,
+                CAST(round(coalesce(sum(CAST(amount_usd AS DECIMAL(38, 6))), 0), 2) AS DOUBLE) AS total_volume_15m,
                 sum(CASE WHEN fraud_flag THEN 1 ELSE 0 END) AS fraud_count_15m,
                 round(CASE WHEN count(*) = 0 THEN 0.0
                       ELSE 100.0 * sum(CASE WHEN fraud_flag THEN 1 ELSE 0 END) / count(*) END, 3) AS fraud_rate_pct,
                 sum(CASE WHEN status = 'declined' THEN 1 ELSE 0 END) AS declined_count_15m,
-                round(avg(risk_score), 4) AS avg_risk_score
+                CAST(round(avg(CAST(risk_score AS DECIMAL(38, 6))), 4) AS DOUBLE) AS avg_risk_score
               FROM w",
     },
     Dashboard {
@@ -145,9 +150,9 @@ pub const SEED_DASHBOARDS: [Dashboard; 8] = [
               FROM (SELECT arrow_cast(date_bin(INTERVAL '10 minutes', event_time),
                         'Timestamp(Microsecond, Some(\"UTC\"))') AS bucket,
                       count(*) AS orders,
-                      round(coalesce(sum(cart_value), 0), 2) AS revenue,
-                      round(coalesce(sum(CASE WHEN _source = 'batch' THEN cart_value END), 0), 2) AS revenue_batch,
-                      round(coalesce(sum(CASE WHEN _source = 'speed' THEN cart_value END), 0), 2) AS revenue_speed
+                      CAST(round(coalesce(sum(CAST(cart_value AS DECIMAL(38, 6))), 0), 2) AS DOUBLE) AS revenue,
+                      CAST(round(coalesce(sum(CASE WHEN _source = 'batch' THEN CAST(cart_value AS DECIMAL(38, 6)) END), 0), 2) AS DOUBLE) AS revenue_batch,
+                      CAST(round(coalesce(sum(CASE WHEN _source = 'speed' THEN CAST(cart_value AS DECIMAL(38, 6)) END), 0), 2) AS DOUBLE) AS revenue_speed
                     FROM today WHERE event_type = 'checkout_complete'
                     GROUP BY date_bin(INTERVAL '10 minutes', event_time))
               ORDER BY bucket",
@@ -159,7 +164,7 @@ pub const SEED_DASHBOARDS: [Dashboard; 8] = [
         sql: "SELECT date_trunc('minute', event_time) AS minute,
                 count(*) AS transactions,
                 sum(CASE WHEN fraud_flag THEN 1 ELSE 0 END) AS fraud,
-                round(coalesce(sum(amount_usd), 0), 2) AS volume_usd,
+                CAST(round(coalesce(sum(CAST(amount_usd AS DECIMAL(38, 6))), 0), 2) AS DOUBLE) AS volume_usd,
                 sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS batch_transactions,
                 sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS speed_transactions
               FROM w GROUP BY date_trunc('minute', event_time)
@@ -519,6 +524,54 @@ mod tests {
         assert_eq!(api.path, "serving/dashboards/api_health_1h");
         assert_eq!(api.doc_key, "serving/dashboards/api_health_1h.json");
         assert!(matches!(&plan.steps[2], Step::Missing(d) if d.name == "social_trending_2h"));
+    }
+
+    /// `api_health_1h` over the same four requests in two orders. Their mean is 1927.825: as
+    /// floats, added in this order the sum rounds to 1927.82, added in the other to 1927.83.
+    #[tokio::test]
+    async fn averages_do_not_depend_on_the_order_rows_are_added_in() {
+        use std::sync::Arc;
+
+        use deltalake::arrow::array::{
+            BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+        };
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        use deltalake::datafusion::datasource::MemTable;
+
+        let api = SEED_DASHBOARDS
+            .iter()
+            .find(|d| d.name == "api_health_1h")
+            .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("endpoint", DataType::Utf8, false),
+            Field::new("response_time_ms", DataType::Float64, false),
+            Field::new("is_error", DataType::Boolean, false),
+            Field::new("status_code", DataType::Int64, false),
+        ]));
+        let mut averages = Vec::new();
+        for values in [
+            [440.3, 1865.2, 2776.9, 2628.9],
+            [2628.9, 2776.9, 1865.2, 440.3],
+        ] {
+            let w = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(StringArray::from(vec!["/api/v1/users"; 4])),
+                    Arc::new(Float64Array::from(values.to_vec())),
+                    Arc::new(BooleanArray::from(vec![false; 4])),
+                    Arc::new(Int64Array::from(vec![200; 4])),
+                ],
+            )
+            .unwrap();
+            let ctx = crate::layers::sql::session().unwrap();
+            let table = MemTable::try_new(Arc::clone(&schema), vec![vec![w]]).unwrap();
+            ctx.register_table("w", Arc::new(table)).unwrap();
+            let (_, batches) = collect(ctx.sql(api.sql).await.unwrap()).await.unwrap();
+            let rows = json_rows(&batches).unwrap();
+            averages.push(rows[0]["avg_response_ms"].clone());
+        }
+        // The exact mean, rounded half away from zero, whichever order.
+        assert_eq!(averages, vec![serde_json::json!(1927.83); 2]);
     }
 
     #[test]
