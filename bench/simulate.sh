@@ -47,19 +47,43 @@ print(f"target {target:.0f} s for {days} day(s): {target / wall:.2f}x the target
       f"({'met' if wall <= target else 'MISSED'})")
 print(f"peak RSS of simulate: {rss_mib:.0f} MiB")
 # Serving task time (the sum of the serving DAG's task durations) per run, in each day's first
-# and last hour, from the run records.
+# and last hour, from the run records; and by task (the five unified tasks together), so that
+# a miss says which task grew.
 per_run = collections.defaultdict(float)
+per_task = collections.defaultdict(float)
 for f in glob.glob(os.path.join(lake, "_lakepipe/runs/4-serving_layer_merge/*/tasks/*.json")):
     d = json.load(open(f))
-    per_run[d["logical_date"]] += sum(a["duration_s"] or 0 for a in d["attempts"])
+    secs = sum(a["duration_s"] or 0 for a in d["attempts"])
+    task = os.path.basename(f)[:-len(".json")]
+    task = "unified" if task.startswith("unified_") else task
+    per_run[d["logical_date"]] += secs
+    per_task[(d["logical_date"], task)] += secs
 by_day = collections.defaultdict(lambda: ([], []))
 for at, secs in per_run.items():
     hour = int(at[11:13])
     if hour in (0, 23):
-        by_day[at[:10]][0 if hour == 0 else 1].append(secs)
+        by_day[at[:10]][0 if hour == 0 else 1].append(at)
+tasks = sorted({task for _, task in per_task})
 for day, (first, last) in sorted(by_day.items()):
     if first and last:
-        f, l = sum(first) / len(first), sum(last) / len(last)
+        mean = lambda runs, get: sum(get(at) for at in runs) / len(runs)
+        f, l = mean(first, per_run.__getitem__), mean(last, per_run.__getitem__)
         print(f"{day}: serving run {f:.3f} s in the first hour, {l:.3f} s in the last "
               f"({100 * (l / f - 1):+.0f} %, target <= +20 %: {'met' if l <= 1.2 * f else 'MISSED'})")
+        print("    " + ", ".join(
+            f"{task} {mean(first, lambda at: per_task[(at, task)]):.3f} -> "
+            f"{mean(last, lambda at: per_task[(at, task)]):.3f}" for task in tasks))
+# Task time by day and task (serving, the batch DAG, ingest, catalog): where the days go.
+by_task_day = collections.defaultdict(float)
+for f in glob.glob(os.path.join(lake, "_lakepipe/runs/*/*/tasks/*.json")):
+    d = json.load(open(f))
+    dag = os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(f))))
+    task = os.path.basename(f)[:-len(".json")]
+    group = {"2": "ingest", "3": "batch", "5": "catalog"}.get(dag[0])
+    group = group or ("unified" if task.startswith("unified_") else task)
+    by_task_day[(d["logical_date"][:10], group)] += sum(a["duration_s"] or 0 for a in d["attempts"])
+groups = sorted({g for _, g in by_task_day})
+print("task time by day (s): " + ", ".join(groups))
+for day in sorted({d for d, _ in by_task_day}):
+    print(f"{day}: " + ", ".join(f"{by_task_day[(day, g)]:.1f}" for g in groups))
 PY

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::delta;
 use super::lineage::{self, Manifest};
 use super::{Error, info};
-use crate::layers::write::TARGET_FILE_BYTES;
+use crate::layers::write::{TARGET_FILE_BYTES, parquet_properties};
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
@@ -61,8 +61,11 @@ pub async fn compact_table_to(
         .map(String::as_str)
         .collect();
     let filters = [("date", FilterOp::In, FilterValue::Set(values))];
+    // The layers' Parquet settings (Snappy, as the files merged were written), not optimize's
+    // own default, zstd: merging a day of unified api_logs took 0.82 s with it, 0.47 s without.
     let mut op = table
         .optimize()
+        .with_writer_properties(parquet_properties().build())
         .with_target_size(std::num::NonZeroU64::new(target.max(1)).expect("non-zero"));
     if dates.is_some() {
         op = op.with_filters(&filters);
@@ -323,5 +326,59 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&m).unwrap(), json);
         assert_eq!(serde_json::from_value::<CompactMetrics>(json).unwrap(), m);
+    }
+
+    /// A merged file is written with the layers' Parquet settings (Snappy), as the files it
+    /// replaces were, not with optimize's default (zstd).
+    #[tokio::test]
+    async fn a_merged_file_is_written_with_the_layers_parquet_settings() {
+        use deltalake::arrow::array::{Int64Array, RecordBatch};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        use deltalake::parquet::basic::Compression;
+        use deltalake::parquet::file::reader::{FileReader as _, SerializedFileReader};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        for n in [1, 2] {
+            let b = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(vec![n; 1000]))],
+            )
+            .unwrap();
+            store
+                .delta_table_or_new("t")
+                .await
+                .unwrap()
+                .write(vec![b])
+                .await
+                .unwrap();
+        }
+        let merged = compact_table(&store, "t", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((merged.files_removed, merged.files_added), (2, 1));
+        let table = store.delta_table("t").await.unwrap().unwrap();
+        let files: Vec<String> = table
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| f.path().to_string())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let file = std::fs::File::open(dir.path().join("t").join(&files[0])).unwrap();
+        let meta = SerializedFileReader::new(file).unwrap().metadata().clone();
+        let codecs: Vec<Compression> = meta
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns().iter().map(|c| c.compression()))
+            .collect();
+        assert!(!codecs.is_empty());
+        assert!(
+            codecs.iter().all(|c| *c == Compression::SNAPPY),
+            "{codecs:?}"
+        );
     }
 }

@@ -14,8 +14,9 @@ pub const TARGET_FILE_BYTES: u64 = 128 << 20;
 /// before it goes out (Parquet's default, 1 Mi rows, is hundreds of MiB of raw lines).
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Parquet settings of every file the layers write: Snappy (deltalake's default) in row groups
-/// of [`ROW_GROUP_ROWS`].
+/// Parquet settings of every file the layers write: Snappy (deltalake's writers' default) in
+/// row groups of [`ROW_GROUP_ROWS`]. Compaction passes them too: Delta optimize's own default is
+/// zstd, which took about 40 % of a merge's time.
 pub fn parquet_properties() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
