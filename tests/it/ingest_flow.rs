@@ -78,11 +78,29 @@ fn posted_events_flow_through_every_layer_like_generated_ones() {
     let posted = t.path().join("posted");
     let (g, p) = (generated.to_str().unwrap(), posted.to_str().unwrap());
     // The last full hour of 5-minute intervals before now, so that the posted objects (landed
-    // now) and the generated ones (landed at their interval's end) are both behind the serving
-    // run at `serving_at` and the batch run at `batch_at`.
-    let now = Utc::now();
+    // now) and the generated ones (landed at their interval's end, the ingest run's logical
+    // date) are both behind the serving run at `serving_at` and the batch run at `batch_at`.
+    // A file is cleaned as the batch run that will consume it (the first 02:00 at or after it
+    // landed) cleans it, and that run's date decides which events are late or in the future:
+    // the intervals end after the last 02:00, or the generated objects landed up to it would be
+    // another batch run's than the posted ones (the test failed from 02:05 to 03:05 UTC). In
+    // the ten minutes after 02:00 it waits for the first such interval.
+    let mut now = Utc::now();
+    let last_fire = (now - Duration::hours(2))
+        .duration_trunc(Duration::days(1))
+        .unwrap()
+        + Duration::hours(2);
+    let first_possible = last_fire + Duration::minutes(10);
+    if now < first_possible {
+        std::thread::sleep(
+            (first_possible - now + Duration::seconds(1))
+                .to_std()
+                .unwrap(),
+        );
+        now = Utc::now();
+    }
     let to = now.duration_trunc(Duration::minutes(5)).unwrap() - Duration::minutes(5);
-    let from = to - Duration::minutes(55);
+    let from = (to - Duration::minutes(55)).max(last_fire + Duration::minutes(5));
     let serving_at = (now + Duration::minutes(12))
         .duration_trunc(Duration::minutes(10))
         .unwrap();
@@ -108,7 +126,7 @@ fn posted_events_flow_through_every_layer_like_generated_ones() {
     }
     let api_lines = landed_lines(&generated, "api_logs");
     let fin_lines = landed_lines(&generated, "financial_transactions");
-    assert!(api_lines.len() > 5_000, "{}", api_lines.len());
+    assert!(api_lines.len() > 500, "{}", api_lines.len());
 
     // Post them: api_logs with curl in three requests, financial_transactions with requests.
     let (server, base) = serving(

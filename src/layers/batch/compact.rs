@@ -116,6 +116,72 @@ pub async fn vacuum_table_as_of(
     Ok(m.files_deleted.len())
 }
 
+/// Deletes the data files that the commits of the table at `path` from version `after` (the
+/// last vacuum's cut, read again: a file that vacuum left is deleted now) up to and including
+/// `to` removed, unless the table holds them again; returns how many it deleted.
+///
+/// [`vacuum_table_as_of`] deletes every expired tombstone the log still holds: Delta keeps a
+/// removed file's tombstone for `delta.deletedFileRetentionDuration` (7 days by default, by the
+/// wall clock), and deltalake counts a file already gone as deleted, so a vacuum every hour
+/// deleted a week of files again each time. This reads only the commits since the last vacuum.
+/// `None` when it cannot stand in for a vacuum — a commit of the range is no longer in the log,
+/// or a removal it does not handle (an absolute path, a deletion vector): vacuum the table.
+pub async fn delete_removed(
+    store: &Store,
+    path: &str,
+    after: u64,
+    to: u64,
+) -> Result<Option<usize>, Error> {
+    use deltalake::kernel::Action;
+    use futures::{StreamExt as _, TryStreamExt as _};
+    use object_store::path::Path;
+
+    let Some(table) = store.delta_table(path).await.map_err(delta(path))? else {
+        return Ok(Some(0));
+    };
+    let log = table.log_store();
+    let mut removed: Vec<Path> = Vec::new();
+    for version in after..=to {
+        let Some(bytes) = log.read_commit_entry(version).await.map_err(delta(path))? else {
+            return Ok(None);
+        };
+        for action in deltalake::logstore::get_actions(version, &bytes).map_err(delta(path))? {
+            if let Action::Remove(r) = action {
+                if r.path.contains("://") || r.deletion_vector.is_some() {
+                    return Ok(None);
+                }
+                // As deltalake's vacuum names a tombstone's file (percent-encoding kept).
+                removed.push(Path::parse(&r.path).unwrap_or_else(|_| Path::from(r.path.as_str())));
+            }
+        }
+    }
+    if removed.is_empty() {
+        return Ok(Some(0));
+    }
+    let live: std::collections::HashSet<Path> = table
+        .snapshot()
+        .map_err(delta(path))?
+        .log_data()
+        .iter()
+        .map(|f| f.object_store_path())
+        .collect();
+    removed.retain(|p| !live.contains(p));
+    removed.sort();
+    removed.dedup();
+    let deleted: Vec<bool> = log
+        .object_store(None)
+        .delete_stream(futures::stream::iter(removed).map(Ok).boxed())
+        .map(|r| match r {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        })
+        .try_collect()
+        .await
+        .map_err(|e| delta(path)(deltalake::DeltaTableError::from(e)))?;
+    Ok(Some(deleted.into_iter().filter(|d| *d).count()))
+}
+
 /// deltalake's vacuum clock stopped at one instant (Unix milliseconds).
 #[derive(Debug)]
 struct FixedClock(i64);
@@ -380,5 +446,62 @@ mod tests {
             codecs.iter().all(|c| *c == Compression::SNAPPY),
             "{codecs:?}"
         );
+    }
+
+    /// A vacuum since the last cut deletes the files the commits after it removed, each once,
+    /// and leaves a range whose commits are gone to a vacuum of the table.
+    #[tokio::test]
+    async fn only_the_files_removed_since_the_last_cut_are_deleted() {
+        use deltalake::arrow::array::{Int64Array, RecordBatch};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        for n in [1, 2, 3] {
+            let b = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(vec![n; 10]))],
+            )
+            .unwrap();
+            store
+                .delta_table_or_new("t")
+                .await
+                .unwrap()
+                .write(vec![b])
+                .await
+                .unwrap();
+        }
+        // Version 3: the three files merged into one.
+        let merged = compact_table(&store, "t", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((merged.files_removed, merged.files_added), (3, 1));
+        let parquet = || {
+            std::fs::read_dir(dir.path().join("t"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".parquet")
+                })
+                .count()
+        };
+        assert_eq!(parquet(), 4);
+        // The appends removed nothing.
+        assert_eq!(delete_removed(&store, "t", 0, 2).await.unwrap(), Some(0));
+        assert_eq!(parquet(), 4);
+        assert_eq!(delete_removed(&store, "t", 2, 3).await.unwrap(), Some(3));
+        assert_eq!(parquet(), 1);
+        let table = store.delta_table("t").await.unwrap().unwrap();
+        assert_eq!(table.snapshot().unwrap().log_data().num_files(), 1);
+        // Again: nothing is left to delete, and nothing is counted.
+        assert_eq!(delete_removed(&store, "t", 2, 3).await.unwrap(), Some(0));
+        // A commit of the range gone from the log: the caller vacuums the table instead.
+        std::fs::remove_file(dir.path().join("t/_delta_log/00000000000000000001.json")).unwrap();
+        assert_eq!(delete_removed(&store, "t", 0, 3).await.unwrap(), None);
     }
 }

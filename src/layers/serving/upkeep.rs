@@ -141,13 +141,15 @@ pub struct TableState {
 }
 
 /// Where a vacuum stops: files removed at or before `version`, whose commit was written at
-/// `wall_ms`.
+/// `wall_ms`; and where the last one stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VacuumCut {
     /// The anchor's version.
     pub version: u64,
     /// Its commit's wall-clock time (Unix milliseconds).
     pub wall_ms: i64,
+    /// The last vacuum's cut (`None`: none yet): only the files removed since are deleted.
+    pub after: Option<u64>,
 }
 
 /// What a run does to one table, decided without I/O.
@@ -275,6 +277,7 @@ pub fn plan_table(state: TableState, t: DateTime<Utc>, config: &UpkeepConfig) ->
         .map(|a| VacuumCut {
             version: a.version,
             wall_ms: a.wall_ms,
+            after: record.vacuumed_to,
         });
     if let Some(c) = vacuum {
         record.vacuumed_to = Some(c.version);
@@ -370,14 +373,33 @@ impl UpkeepPlan {
                 }
             }
             if let Some(cut) = plan.vacuum {
-                let retain = std::time::Duration::from_secs(config.retention_hours * 3600);
-                let now = cut.wall_ms + retain.as_millis() as i64;
-                let n =
-                    compact::vacuum_table_as_of(store, path, retain, Some(now), Some(run_label(t)))
+                // The files removed since the last vacuum; the first vacuum (or one whose
+                // commits are gone from the log) is Delta's, of every expired tombstone.
+                let since_last = match cut.after {
+                    Some(after) => compact::delete_removed(store, path, after, cut.version)
+                        .await
+                        .map_err(Error::batch)?,
+                    None => None,
+                };
+                let n = match since_last {
+                    Some(n) => n,
+                    None => {
+                        let retain = std::time::Duration::from_secs(config.retention_hours * 3600);
+                        let now = cut.wall_ms + retain.as_millis() as i64;
+                        let n = compact::vacuum_table_as_of(
+                            store,
+                            path,
+                            retain,
+                            Some(now),
+                            Some(run_label(t)),
+                        )
                         .await
                         .map_err(Error::batch)?;
+                        committed |= n > 0;
+                        n
+                    }
+                };
                 done.files_vacuumed = n as u64;
-                committed |= n > 0;
             }
             let mut table = None;
             let checkpoint = if committed {
@@ -822,7 +844,8 @@ mod tests {
             p.vacuum,
             Some(VacuumCut {
                 version: 40,
-                wall_ms: 1_040
+                wall_ms: 1_040,
+                after: None,
             })
         );
         assert_eq!(p.cleanup_logs_to, None);
@@ -837,7 +860,11 @@ mod tests {
         // At 03:10 the log up to version 70 (01:00) is 2 h old; anchors before it go.
         let p = plan_table(state(120, &[], p.record), at("2026-02-01T03:10:00Z"), &c);
         assert_eq!(p.cleanup_logs_to, Some(70));
-        assert_eq!(p.vacuum.map(|v| v.version), Some(100));
+        // Only what was removed after the last cut (40) is deleted now.
+        assert_eq!(
+            p.vacuum.map(|v| (v.after, v.version)),
+            Some((Some(40), 100))
+        );
         assert_eq!(
             p.record
                 .anchors
