@@ -394,22 +394,19 @@ mod tests {
         assert_eq!(serde_json::from_value::<CompactMetrics>(json).unwrap(), m);
     }
 
-    /// A merged file is written with the layers' Parquet settings (Snappy), as the files it
-    /// replaces were, not with optimize's default (zstd).
-    #[tokio::test]
-    async fn a_merged_file_is_written_with_the_layers_parquet_settings() {
+    /// A local lake whose table `t` was made by one append (one file) of `rows` rows per value
+    /// of `values`.
+    async fn appended(values: &[i64], rows: usize) -> (tempfile::TempDir, Store) {
         use deltalake::arrow::array::{Int64Array, RecordBatch};
         use deltalake::arrow::datatypes::{DataType, Field, Schema};
-        use deltalake::parquet::basic::Compression;
-        use deltalake::parquet::file::reader::{FileReader as _, SerializedFileReader};
 
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::local_store(dir.path()).await;
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        for n in [1, 2] {
+        for n in values {
             let b = RecordBatch::try_new(
                 Arc::clone(&schema),
-                vec![Arc::new(Int64Array::from(vec![n; 1000]))],
+                vec![Arc::new(Int64Array::from(vec![*n; rows]))],
             )
             .unwrap();
             store
@@ -420,6 +417,17 @@ mod tests {
                 .await
                 .unwrap();
         }
+        (dir, store)
+    }
+
+    /// A merged file is written with the layers' Parquet settings (Snappy), as the files it
+    /// replaces were, not with optimize's default (zstd).
+    #[tokio::test]
+    async fn a_merged_file_is_written_with_the_layers_parquet_settings() {
+        use deltalake::parquet::basic::Compression;
+        use deltalake::parquet::file::reader::{FileReader as _, SerializedFileReader};
+
+        let (dir, store) = appended(&[1, 2], 1000).await;
         let merged = compact_table(&store, "t", None, None)
             .await
             .unwrap()
@@ -452,26 +460,7 @@ mod tests {
     /// and leaves a range whose commits are gone to a vacuum of the table.
     #[tokio::test]
     async fn only_the_files_removed_since_the_last_cut_are_deleted() {
-        use deltalake::arrow::array::{Int64Array, RecordBatch};
-        use deltalake::arrow::datatypes::{DataType, Field, Schema};
-
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::local_store(dir.path()).await;
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        for n in [1, 2, 3] {
-            let b = RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![Arc::new(Int64Array::from(vec![n; 10]))],
-            )
-            .unwrap();
-            store
-                .delta_table_or_new("t")
-                .await
-                .unwrap()
-                .write(vec![b])
-                .await
-                .unwrap();
-        }
+        let (dir, store) = appended(&[1, 2, 3], 10).await;
         // Version 3: the three files merged into one.
         let merged = compact_table(&store, "t", None, None)
             .await
