@@ -126,6 +126,8 @@ pub async fn vacuum_table_as_of(
 /// deleted a week of files again each time. This reads only the commits since the last vacuum.
 /// `None` when it cannot stand in for a vacuum — a commit of the range is no longer in the log,
 /// or a removal it does not handle (an absolute path, a deletion vector): vacuum the table.
+/// The count leaves out files already gone where the store says so (a local lake); S3 answers
+/// a delete of a missing key as done, so there version `after`'s files are counted again.
 pub async fn delete_removed(
     store: &Store,
     path: &str,
