@@ -46,18 +46,23 @@ print(f"by state: {s['by_state']}")
 print(f"target {target:.0f} s for {days} day(s): {target / wall:.2f}x the target speed "
       f"({'met' if wall <= target else 'MISSED'})")
 print(f"peak RSS of simulate: {rss_mib:.0f} MiB")
-# Serving task time (the sum of the serving DAG's task durations) per run, in each day's first
-# and last hour, from the run records; and by task (the five unified tasks together), so that
-# a miss says which task grew.
+# Task durations from the run records, in one pass: per serving run and serving task (the five
+# unified tasks together), for each day's first and last hour, so that a miss says which task
+# grew; and by day and task over every DAG (serving, the batch DAG, ingest, catalog).
 per_run = collections.defaultdict(float)
 per_task = collections.defaultdict(float)
-for f in glob.glob(os.path.join(lake, "_lakepipe/runs/4-serving_layer_merge/*/tasks/*.json")):
+by_task_day = collections.defaultdict(float)
+for f in glob.glob(os.path.join(lake, "_lakepipe/runs/*/*/tasks/*.json")):
     d = json.load(open(f))
     secs = sum(a["duration_s"] or 0 for a in d["attempts"])
+    dag = os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(f))))
     task = os.path.basename(f)[:-len(".json")]
     task = "unified" if task.startswith("unified_") else task
-    per_run[d["logical_date"]] += secs
-    per_task[(d["logical_date"], task)] += secs
+    group = {"2": "ingest", "3": "batch", "5": "catalog"}.get(dag[0], task)
+    by_task_day[(d["logical_date"][:10], group)] += secs
+    if dag == "4-serving_layer_merge":
+        per_run[d["logical_date"]] += secs
+        per_task[(d["logical_date"], task)] += secs
 by_day = collections.defaultdict(lambda: ([], []))
 for at, secs in per_run.items():
     hour = int(at[11:13])
@@ -73,15 +78,6 @@ for day, (first, last) in sorted(by_day.items()):
         print("    " + ", ".join(
             f"{task} {mean(first, lambda at: per_task[(at, task)]):.3f} -> "
             f"{mean(last, lambda at: per_task[(at, task)]):.3f}" for task in tasks))
-# Task time by day and task (serving, the batch DAG, ingest, catalog): where the days go.
-by_task_day = collections.defaultdict(float)
-for f in glob.glob(os.path.join(lake, "_lakepipe/runs/*/*/tasks/*.json")):
-    d = json.load(open(f))
-    dag = os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(f))))
-    task = os.path.basename(f)[:-len(".json")]
-    group = {"2": "ingest", "3": "batch", "5": "catalog"}.get(dag[0])
-    group = group or ("unified" if task.startswith("unified_") else task)
-    by_task_day[(d["logical_date"][:10], group)] += sum(a["duration_s"] or 0 for a in d["attempts"])
 groups = sorted({g for _, g in by_task_day})
 print("task time by day (s): " + ", ".join(groups))
 for day in sorted({d for d, _ in by_task_day}):
