@@ -126,7 +126,13 @@ fn posted_events_flow_through_every_layer_like_generated_ones() {
     }
     let api_lines = landed_lines(&generated, "api_logs");
     let fin_lines = landed_lines(&generated, "financial_transactions");
-    assert!(api_lines.len() > 500, "{}", api_lines.len());
+    // The bound of a full hour (more than 5,000 lines in 12 intervals), for the intervals taken.
+    let intervals = ((to - from).num_minutes() / 5 + 1) as usize;
+    assert!(
+        api_lines.len() > 5_000 * intervals / 12,
+        "{} lines in {intervals} intervals",
+        api_lines.len()
+    );
 
     // Post them: api_logs with curl in three requests, financial_transactions with requests.
     let (server, base) = serving(
