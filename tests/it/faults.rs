@@ -69,6 +69,29 @@ const TEN_PERCENT: Shares = Shares {
     delay: 8,
 };
 
+/// Which requests the shares apply to: those with `method` whose path contains `path` (`None`:
+/// any). The others are forwarded untouched (and counted as requests).
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub method: Option<&'static str>,
+    pub path: Option<&'static str>,
+}
+
+/// Every request.
+const EVERY_REQUEST: Target = Target {
+    method: None,
+    path: None,
+};
+
+impl Target {
+    /// Whether the request with this head (`PUT /bucket/key HTTP/1.1 …`) is one of them.
+    fn matches(&self, head: &str) -> bool {
+        let mut line = head.lines().next().unwrap_or("").split(' ');
+        let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+        self.method.is_none_or(|m| m == method) && self.path.is_none_or(|p| path.contains(p))
+    }
+}
+
 /// A running proxy: its endpoint and what it injected.
 pub struct FaultProxy {
     pub endpoint: String,
@@ -77,8 +100,14 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Starts a proxy to `upstream` (`http://host:port`) on a free loopback port.
+    /// Starts a proxy to `upstream` (`http://host:port`) on a free loopback port, failing
+    /// `shares` of every request.
     pub fn start(upstream: &str, shares: Shares, seed: u64) -> FaultProxy {
+        FaultProxy::start_for(upstream, shares, EVERY_REQUEST, seed)
+    }
+
+    /// As [`FaultProxy::start`], failing `shares` of the requests `target` matches only.
+    pub fn start_for(upstream: &str, shares: Shares, target: Target, seed: u64) -> FaultProxy {
         let upstream = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -106,7 +135,7 @@ impl FaultProxy {
                     let upstream = upstream.clone();
                     let injected = Arc::clone(&injected);
                     std::thread::spawn(move || {
-                        if let Ok(Some(f)) = serve(conn, &upstream, fault) {
+                        if let Ok(Some(f)) = serve(conn, &upstream, fault, target) {
                             *injected.lock().unwrap().entry(f).or_default() += 1;
                         }
                     });
@@ -206,15 +235,17 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-/// Serves one request, injecting `fault`: the fault applied, if any (a truncation applies to
-/// a successful GET with a body only).
+/// Serves one request, injecting `fault` if `target` matches it: the fault applied, if any (a
+/// truncation applies to a successful GET with a body only).
 fn serve(
     mut client: TcpStream,
     upstream: &str,
     fault: Option<Fault>,
+    target: Target,
 ) -> std::io::Result<Option<Fault>> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (head, body) = read_message(&mut client, false)?;
+    let fault = fault.filter(|_| target.matches(&head));
     match fault {
         Some(f @ (Fault::SlowDown | Fault::ServerError)) => {
             let (status, code, message) = if f == Fault::SlowDown {
@@ -304,6 +335,7 @@ fn through(server: &S3Server, proxy: &FaultProxy) -> TestCommand {
 async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
     let (faulty, lake, proxy) = simulate_through_faults(
         "LAKEPIPE_TEST_MOTO",
+        (TEN_PERCENT, EVERY_REQUEST),
         Some("2026-02-01T23:30:00Z"),
         "2026-02-02T01:30:00Z",
         "2026-02-02T02:10:00Z",
@@ -324,15 +356,17 @@ async fn simulate_on_moto_through_s3_faults_loses_and_repeats_nothing() {
             "{f:?}: {injected:?}"
         );
     }
-    retries_are_counted_in_metrics(&faulty, &lake, &proxy);
+    retries_are_counted_in_metrics("LAKEPIPE_TEST_MOTO", &faulty, &lake, &proxy);
 }
 
 /// The same faults in front of Garage, which ignores create-only writes (claims and
-/// check-then-put instead): 25 minutes of every DAG around the batch run.
+/// check-then-put instead): 25 minutes of every DAG around the batch run; then `serve`
+/// through them counts its retries in `/metrics`.
 #[tokio::test]
 async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
-    let (_, _, proxy) = simulate_through_faults(
+    let (faulty, lake, proxy) = simulate_through_faults(
         "LAKEPIPE_TEST_GARAGE",
+        (TEN_PERCENT, EVERY_REQUEST),
         None,
         "2026-02-02T01:45:00Z",
         "2026-02-02T02:10:00Z",
@@ -345,14 +379,69 @@ async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
         .map(|(_, n)| n)
         .sum();
     assert!(failed * 100 >= requests * 5, "{injected:?} of {requests}");
+    retries_are_counted_in_metrics("LAKEPIPE_TEST_GARAGE", &faulty, &lake, &proxy);
+}
+
+/// Found when this issue was filed: a Delta commit whose answer was lost (the log entry's PUT
+/// done, the connection reset before the client heard) came back on retry as a conflict with
+/// itself ("a concurrent transaction deleted data this operation read") and cost the task an
+/// attempt. Here 30 % of the PUTs into a `_delta_log/` are answered by a reset after they were
+/// forwarded, and nothing else fails: the batch run and two serving runs end as a clean run's,
+/// and every task in one attempt — each writer took the commit it found for its own.
+#[tokio::test]
+async fn a_delta_commit_whose_answer_was_lost_is_taken_for_the_writers_own() {
+    let lost_answers = Shares {
+        server_error: 0,
+        slow_down: 0,
+        reset_before: 0,
+        reset_after: 300,
+        truncate: 0,
+        stall: 0,
+        delay: 0,
+    };
+    let log_puts = Target {
+        method: Some("PUT"),
+        path: Some("/_delta_log/"),
+    };
+    let (_, lake, proxy) = simulate_through_faults(
+        "LAKEPIPE_TEST_MOTO",
+        (lost_answers, log_puts),
+        Some("2026-02-01T23:50:00Z"),
+        "2026-02-02T01:55:00Z",
+        "2026-02-02T02:10:00Z",
+    )
+    .await;
+    let (injected, requests) = proxy.injected();
+    let lost = injected.get(&Fault::ResetAfter).copied().unwrap_or(0);
+    assert!(lost >= 5, "{injected:?} of {requests}");
+    let server = s3_server("LAKEPIPE_TEST_MOTO");
+    let bucket = lake.trim_start_matches("s3://").trim_end_matches("/lake");
+    let mut tasks = 0;
+    let mut retried = Vec::new();
+    for key in server.keys(bucket, "lake/_lakepipe/runs/").await {
+        if !key.contains("/tasks/") || !key.ends_with(".json") {
+            continue;
+        }
+        let ti: serde_json::Value = serde_json::from_slice(&server.object(bucket, &key).await)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        tasks += 1;
+        let attempts = ti["attempts"].as_array().map_or(0, Vec::len);
+        if attempts > 1 {
+            retried.push((key, ti["attempts"].clone()));
+        }
+    }
+    eprintln!("{lost} commit answers lost of {requests} requests; {tasks} tasks");
+    assert!(tasks >= 40, "{tasks}");
+    assert!(retried.is_empty(), "tasks retried: {retried:#?}");
 }
 
 /// `simulate` of [`from`, `to`] on `var`'s server twice, undisturbed and through a fault
-/// proxy (10 % of requests failed), each after the ingest and catalog DAGs from `seeded_from`
-/// to `from` if given: the same landed objects, and the same unified and silver rows with every
-/// id once. The faulty run's command, lake and proxy.
+/// proxy (failing `faults`: shares of the requests a target matches), each after the ingest and
+/// catalog DAGs from `seeded_from` to `from` if given: the same landed objects, and the same
+/// unified and silver rows with every id once. The faulty run's command, lake and proxy.
 async fn simulate_through_faults(
     var: &str,
+    faults: (Shares, Target),
     seeded_from: Option<&str>,
     from: &str,
     to: &str,
@@ -360,7 +449,7 @@ async fn simulate_through_faults(
     let server = s3_server(var);
     let clean_bucket = server.new_bucket("clean").await;
     let faulty_bucket = server.new_bucket("faulty").await;
-    let proxy = FaultProxy::start(&server.endpoint, TEN_PERCENT, 26_12_05);
+    let proxy = FaultProxy::start_for(&server.endpoint, faults.0, faults.1, 26_12_05);
     let mut runs = Vec::new();
     if let Some(seeded_from) = seeded_from {
         let mut seed = vec!["simulate", "--from", seeded_from, "--to", from];
@@ -430,10 +519,10 @@ async fn simulate_through_faults(
     (faulty, faulty_lake, proxy)
 }
 
-/// `lakepipe serve` on `lake` through `proxy`, sent an event every half second (each lands an
+/// `lakepipe serve` on `lake` (on `var`'s server) through `proxy`, sent an event every half second (each lands an
 /// object and a live serving run): `/metrics` counts retried attempts, never more than the
 /// proxy failed, nor more requests than it saw.
-fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProxy) {
+fn retries_are_counted_in_metrics(var: &str, t: &TestCommand, lake: &str, proxy: &FaultProxy) {
     let sum = |metrics: &str, name: &str| -> u64 {
         metrics
             .lines()
@@ -485,7 +574,7 @@ fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProx
     let retries = sum(&metrics, "lakepipe_s3_retries_total");
     let requests = sum(&metrics, "lakepipe_s3_requests_total");
     eprintln!(
-        "serve: {retries} retries and {requests} requests counted; the proxy failed {} of {}",
+        "{var}: serve: {retries} retries and {requests} requests counted; the proxy failed {} of {}",
         failed_after - failed_before,
         requests_after - requests_before
     );
@@ -495,33 +584,42 @@ fn retries_are_counted_in_metrics(t: &TestCommand, lake: &str, proxy: &FaultProx
     assert!(requests <= requests_after - requests_before, "{metrics}");
 }
 
-/// The ingest API on a moto lake through the fault proxy (10 % of S3 requests failed): a
-/// producer posts 60 requests of 20 records, each with an Idempotency-Key, and repeats each
-/// until it is acknowledged (the API answers 503 when the lake refused a write). Every
-/// acknowledged record is in the speed layer exactly once, read from moto directly.
+/// The ingest API on a moto lake through the fault proxy (10 % of S3 requests failed), killed
+/// with SIGKILL four times while a request is in flight: a producer posts 60 requests of 20
+/// records, each with an Idempotency-Key, and repeats each until it is acknowledged (the API
+/// answers 503 when the lake refused a write; a killed server answers nothing, and the request
+/// goes to the restarted one with the same key). Every acknowledged record is in the speed
+/// layer exactly once, read from moto directly.
 #[tokio::test(flavor = "multi_thread")]
-async fn ingest_through_s3_faults_lands_every_acknowledged_record_once() {
+async fn ingest_through_s3_faults_and_kill_9_lands_every_acknowledged_record_once() {
     const REQUESTS: usize = 60;
     const RECORDS: usize = 20;
+    // (request, milliseconds after it was sent): serve is killed then, and started again.
+    const KILLS: [(usize, u64); 4] = [(9, 5), (23, 15), (38, 25), (51, 60)];
     let server = s3_server("LAKEPIPE_TEST_MOTO");
     let bucket = server.new_bucket("ingest-faults").await;
     let proxy = FaultProxy::start(&server.endpoint, TEN_PERCENT, 27_12_05);
     let lake = format!("s3://{bucket}/lake");
     let t = through(&server, &proxy);
-    let (statuses, acked) = tokio::task::spawn_blocking(move || {
-        let (_serve, base) = crate::util::serving(
-            &t,
-            &[
-                "--lake",
-                &lake,
-                "serve",
-                "--no-scheduler",
-                "--listen",
-                "127.0.0.1:0",
-            ],
-        );
+    let (statuses, acked, killed) = tokio::task::spawn_blocking(move || {
+        let serve = || {
+            crate::util::serving(
+                &t,
+                &[
+                    "--lake",
+                    &lake,
+                    "serve",
+                    "--no-scheduler",
+                    "--listen",
+                    "127.0.0.1:0",
+                ],
+            )
+        };
+        let (mut running, mut base) = serve();
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let mut statuses = BTreeMap::<String, u64>::new();
+        // The status the request in flight got from each killed server ("000": none).
+        let mut killed = Vec::new();
         let mut acked = Vec::new();
         for r in 0..REQUESTS {
             let ids: Vec<String> = (0..RECORDS)
@@ -533,30 +631,45 @@ async fn ingest_through_s3_faults_lands_every_acknowledged_record_once() {
                 .collect();
             let file = t.path().join(format!("r{r}.ndjson"));
             std::fs::write(&file, body).unwrap();
+            let mut kill = KILLS.iter().find(|(at, _)| *at == r).map(|(_, ms)| *ms);
             loop {
-                let out = std::process::Command::new("curl")
-                    .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
-                    .args(["-H", "Content-Type: application/x-ndjson"])
+                let curl = std::process::Command::new("curl")
+                    .args(["-sS", "-m", "120", "-o", "/dev/null", "-w", "%{http_code}"])
+                    .args(["-X", "POST", "-H", "Content-Type: application/x-ndjson"])
                     .args(["-H", &format!("Idempotency-Key: faults-{r}")])
                     .arg("--data-binary")
                     .arg(format!("@{}", file.display()))
                     .arg(format!("{base}/ingest/api_logs"))
-                    .output()
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
                     .expect("curl");
+                let killing = kill.take();
+                if let Some(ms) = killing {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    drop(running); // SIGKILL, then reaped
+                    (running, base) = serve();
+                }
+                let out = curl.wait_with_output().expect("curl");
                 let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 *statuses.entry(status.clone()).or_default() += 1;
+                if killing.is_some() {
+                    killed.push(status.clone());
+                }
                 match status.as_str() {
                     "200" => break,
                     "503" | "409" => std::thread::sleep(Duration::from_millis(200)),
+                    "000" if killing.is_some() => {}
                     other => panic!("request {r}: status {other}"),
                 }
             }
             acked.extend(ids);
         }
-        (statuses, acked)
+        (statuses, acked, killed)
     })
     .await
     .unwrap();
+    eprintln!("SIGKILLs with a request in flight, its status from the killed server: {killed:?}");
     let (injected, requests) = proxy.injected();
     eprintln!(
         "answers {statuses:?}; {requests} S3 requests through the proxy, faults {injected:?}"
@@ -572,6 +685,7 @@ async fn ingest_through_s3_faults_lands_every_acknowledged_record_once() {
         }
     }
     assert_eq!(acked.len(), REQUESTS * RECORDS);
+    assert_eq!(killed.len(), KILLS.len());
     let lost: Vec<_> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(lost.is_empty(), "lost: {lost:?}");
