@@ -14,9 +14,10 @@
 #             records, each with an Idempotency-Key and retried until acknowledged, for as long
 #             as the kills last: every acknowledged record in the speed layer exactly once.
 #
-#   suite     the reliability tests of the test suite (S3 faults on moto and Garage, the ingest
-#             API through faults, a full disk, two schedulers, concurrent Delta writers), with
-#             moto and Garage started as `scripts/test` starts them: their figures as rows.
+#   suite     the reliability tests of the test suite (S3 faults on moto and Garage, Delta
+#             commits whose answers are lost, the ingest API through faults and SIGKILLs, a full
+#             disk, two schedulers, concurrent Delta writers), with moto and Garage started as
+#             `scripts/test` starts them: their figures as rows.
 #
 # KILLS (default 60) is split over the kill phases run (PHASES, default "landing simulate
 # ingest suite").

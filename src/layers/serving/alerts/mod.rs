@@ -19,17 +19,17 @@ use chrono::{DateTime, Duration, Timelike as _, Utc};
 use deltalake::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array,
 };
-use deltalake::arrow::compute::{
-    SortColumn, SortOptions, cast, concat, filter_record_batch, interleave_record_batch,
-    lexsort_to_indices,
-};
+use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
-use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+mod recent;
+
+pub use self::recent::LAST_DAY_MAX;
+use self::recent::Recent;
 use super::deliver::{DeliverBuilder, ReceiverMetrics, states_of};
 use super::window::{self, Reading};
 use super::{
@@ -39,10 +39,9 @@ use super::{
 use crate::clock::{compact, rfc3339_secs};
 use crate::config::ReceiverConfig;
 use crate::layers::batch::compact::compact_table;
-use crate::layers::sql;
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
-use crate::store::{Store, register_delta};
+use crate::store::Store;
 
 /// Lake path of the alerts table (`serving_alerts_history`): beside `latest.json`, not around it,
 /// so that a vacuum of the table never deletes the document.
@@ -261,118 +260,6 @@ fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     RecordBatch::try_new(schema.clone(), cols).map_err(Error::arrow("alert rows"))
 }
 
-/// Most alerts `latest.json` lists from the last 24 hours.
-pub const LAST_DAY_MAX: usize = 200;
-
-/// The alerts of the table registered as `table` raised in (`t` − 24 h, `t`], newest first
-/// (`triggered_at` descending, then `alert_id`), at most [`LAST_DAY_MAX`], in [`alerts_schema`].
-///
-/// The day's rows are streamed through [`Newest`], so memory is those rows and one batch,
-/// however many alerts the day holds. Not `ORDER BY … LIMIT` in SQL: DataFusion's TopK keeps
-/// every input batch that still has a row among the newest (a batch per small file here) and
-/// charges their whole buffers to the session's pool, which grew through the day until the
-/// pool was exhausted.
-async fn last_day(
-    df_ctx: &SessionContext,
-    table: &str,
-    t: DateTime<Utc>,
-) -> Result<Vec<RecordBatch>> {
-    let start = t - Duration::days(1);
-    let what = || format!("the last day of {table}");
-    let mut rows = df_ctx
-        .sql(&format!(
-            "SELECT * FROM {table} WHERE {} AND triggered_at > {} AND triggered_at <= {}",
-            sql::in_dates(&dates_between(start, t + Duration::seconds(1))),
-            ts_sql(start),
-            ts_sql(t)
-        ))
-        .await
-        .map_err(Error::datafusion(what()))?
-        .execute_stream()
-        .await
-        .map_err(Error::datafusion(what()))?;
-    let schema = alerts_schema();
-    let mut newest = Newest::new(LAST_DAY_MAX);
-    while let Some(b) = rows.next().await {
-        newest.push(&conform(&b.map_err(Error::datafusion(what()))?, &schema)?)?;
-    }
-    Ok(newest.into_batches())
-}
-
-/// The newest rows pushed so far, by `triggered_at` descending then `alert_id`, at most
-/// `limit` of them, copied into arrays of their own: no batch they came from is kept.
-#[derive(Debug)]
-struct Newest {
-    limit: usize,
-    rows: Option<RecordBatch>,
-}
-
-impl Newest {
-    fn new(limit: usize) -> Newest {
-        Newest { limit, rows: None }
-    }
-
-    /// Keeps, of the rows kept so far and those of `b` (in [`alerts_schema`]), the newest.
-    fn push(&mut self, b: &RecordBatch) -> Result<()> {
-        if b.num_rows() == 0 || self.limit == 0 {
-            return Ok(());
-        }
-        let sources: Vec<&RecordBatch> = self.rows.iter().chain([b]).collect();
-        let key = |name: &str| -> Result<ArrayRef> {
-            let cols = sources
-                .iter()
-                .map(|s| {
-                    s.column_by_name(name)
-                        .map(|c| c.as_ref())
-                        .ok_or_else(|| Error::NoAlertColumn {
-                            column: name.to_string(),
-                        })
-                })
-                .collect::<Result<Vec<&dyn Array>>>()?;
-            concat(&cols).map_err(Error::arrow("the newest alerts"))
-        };
-        let order = lexsort_to_indices(
-            &[
-                SortColumn {
-                    values: key("triggered_at")?,
-                    options: Some(SortOptions {
-                        descending: true,
-                        nulls_first: false,
-                    }),
-                },
-                SortColumn {
-                    values: key("alert_id")?,
-                    options: Some(SortOptions {
-                        descending: false,
-                        nulls_first: false,
-                    }),
-                },
-            ],
-            Some(self.limit),
-        )
-        .map_err(Error::arrow("the newest alerts"))?;
-        // Row i of the keys is row i of the kept rows, then of `b`.
-        let kept = self.rows.as_ref().map_or(0, RecordBatch::num_rows);
-        let last = sources.len() - 1;
-        let picks: Vec<(usize, usize)> = order
-            .values()
-            .iter()
-            .map(|&i| {
-                let i = i as usize;
-                if i < kept { (0, i) } else { (last, i - kept) }
-            })
-            .collect();
-        self.rows = Some(
-            interleave_record_batch(&sources, &picks).map_err(Error::arrow("the newest alerts"))?,
-        );
-        Ok(())
-    }
-
-    fn into_batches(self) -> Vec<RecordBatch> {
-        self.rows.into_iter().collect()
-    }
-}
-
 /// One rule of a run, planned.
 #[derive(Debug, Clone, PartialEq)]
 struct RulePlan {
@@ -420,10 +307,8 @@ impl RulePlan {
 struct AlertsPlan {
     /// The run's logical date.
     t: DateTime<Utc>,
-    /// Dates of the last day (the ids already raised, the hourly compaction).
+    /// Dates of the last day (the hourly compaction).
     recent_dates: Vec<String>,
-    /// SQL of the ids raised in the last day, from the table registered as `alerts`.
-    known_sql: String,
     /// The rules whose stream has a unified table, in the declaration's order.
     rules: Vec<RulePlan>,
     /// Compact the last day's partitions after the append (on the hour).
@@ -434,14 +319,9 @@ impl AlertsPlan {
     /// Plans the run at `t`, labelled `run` in the ids, `present` naming the streams with a
     /// unified table.
     fn new(t: DateTime<Utc>, run: DateTime<Utc>, present: &[&str]) -> AlertsPlan {
-        // Ids raised in the last day: an event leaves every window within minutes.
         let recent_dates = dates_between(t - Duration::days(1), t + Duration::seconds(1));
         AlertsPlan {
             t,
-            known_sql: format!(
-                "SELECT alert_id FROM alerts WHERE {}",
-                sql::in_dates(&recent_dates)
-            ),
             recent_dates,
             rules: crate::pipeline::active()
                 .rules
@@ -472,25 +352,9 @@ impl AlertsPlan {
         let t = self.t;
         let df_ctx = &reading.ctx;
         let reference = reading.reference.as_ref();
+        // The alert ids of the last day (and its newest rows), held from the run before.
+        let mut recent = Recent::of(store, df_ctx, existing.as_ref(), t).await?;
         let mut known: HashSet<String> = HashSet::new();
-        if let Some(table) = &existing {
-            register_delta(df_ctx, "alerts", table)
-                .await
-                .map_err(Error::datafusion(format!("registering {ALERTS_PATH}")))?;
-            let (_, batches) = collect(
-                df_ctx
-                    .sql(&self.known_sql)
-                    .await
-                    .map_err(Error::datafusion("the alert ids of the last day"))?,
-            )
-            .await?;
-            for b in batches {
-                let ids = cast(b.column(0), &DataType::Utf8).map_err(Error::arrow("alert ids"))?;
-                if let Some(ids) = ids.as_any().downcast_ref::<StringArray>() {
-                    known.extend(ids.iter().flatten().map(str::to_string));
-                }
-            }
-        }
         let mut new_batches = Vec::new();
         let mut by_rule = BTreeMap::new();
         for rp in &self.rules {
@@ -509,7 +373,9 @@ impl AlertsPlan {
                     .ok_or(Error::AlertIdNotText)?;
                 let fresh: BooleanArray = ids
                     .iter()
-                    .map(|id| Some(id.is_some_and(|id| known.insert(id.to_string()))))
+                    .map(|id| {
+                        Some(id.is_some_and(|id| !recent.knows(id) && known.insert(id.to_string())))
+                    })
                     .collect();
                 let b = filter_record_batch(&b, &fresh).map_err(Error::arrow("new alerts"))?;
                 raised += b.num_rows();
@@ -541,13 +407,14 @@ impl AlertsPlan {
                 .delta_table_or_new(ALERTS_PATH)
                 .await
                 .map_err(Error::delta(ALERTS_PATH))?
-                .write(new_batches)
+                .write(new_batches.clone())
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns(["date"])
                 .with_commit_properties(run_label(t))
                 .await
                 .map_err(Error::delta(ALERTS_PATH))?;
             store.keep_table(ALERTS_PATH, &written);
+            recent.appended(&new_batches, written.version())?;
             Some(written)
         };
         // Each run appends one small file to the partition of its date. Once an hour they are
@@ -573,15 +440,11 @@ impl AlertsPlan {
         };
         let version = table.as_ref().and_then(|t| t.version());
         // The last day's alerts, newest first, for the document.
-        let recent = match &table {
-            Some(table) => {
-                register_delta(df_ctx, "alerts_now", table)
-                    .await
-                    .map_err(Error::datafusion(format!("registering {ALERTS_PATH}")))?;
-                json_rows(&last_day(df_ctx, "alerts_now", t).await?)?
-            }
-            None => Vec::new(),
-        };
+        if let (Some(_), Some(table)) = (reference, &table) {
+            recent.verify(df_ctx, table).await?;
+        }
+        let recent_rows = json_rows(&recent.last_day()?)?;
+        recent.keep(store);
         // The alerts are in the table: deliver them (a failing receiver is recorded, not raised).
         let delivered = outbox.send().await?;
         let by_rule_json: serde_json::Map<String, serde_json::Value> = by_rule
@@ -600,12 +463,12 @@ impl AlertsPlan {
             "as_of": rfc3339_secs(t),
             "raised_by_rule": by_rule_json,
             "raised": raised_rows,
-            "last_24h": recent,
+            "last_24h": recent_rows,
             "watermark": reading.watermark.json(),
             "delta_version": version,
         });
         if !receivers.is_empty() {
-            let ids: Vec<&str> = recent
+            let ids: Vec<&str> = recent_rows
                 .iter()
                 .filter_map(|a| a["alert_id"].as_str())
                 .collect();
@@ -740,14 +603,9 @@ mod tests {
     use super::*;
     use crate::clock::parse_utc;
     use deltalake::arrow::array::{
-        AsArray as _, Float64Array, Int64Array, ListBuilder, StringBuilder,
-        TimestampMicrosecondArray,
+        Float64Array, Int64Array, ListBuilder, StringBuilder, TimestampMicrosecondArray,
     };
-    use deltalake::datafusion::common::utils::memory::get_record_batch_memory_size;
     use deltalake::datafusion::datasource::MemTable;
-    use deltalake::datafusion::execution::memory_pool::FairSpillPool;
-    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use deltalake::delta_datafusion::DeltaSessionContext;
 
     /// Runs `rule` at `t` over hand-made rows registered as `w`.
     async fn fire(rule: &str, w: RecordBatch, t: &str) -> Vec<serde_json::Value> {
@@ -807,7 +665,7 @@ mod tests {
     }
 
     /// `n` alerts raised at `t`, each with `ids` triggering ids, in [`alerts_schema`].
-    fn raised(t: DateTime<Utc>, n: usize, ids: usize) -> RecordBatch {
+    pub(super) fn raised(t: DateTime<Utc>, n: usize, ids: usize) -> RecordBatch {
         let at = || -> ArrayRef {
             Arc::new(
                 TimestampMicrosecondArray::from(vec![t.timestamp_micros(); n]).with_timezone("UTC"),
@@ -848,7 +706,7 @@ mod tests {
         .unwrap()
     }
 
-    fn keys(batches: &[RecordBatch]) -> Vec<(String, String)> {
+    pub(super) fn keys(batches: &[RecordBatch]) -> Vec<(String, String)> {
         json_rows(batches)
             .unwrap()
             .iter()
@@ -859,99 +717,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn newest_keeps_the_latest_rows_in_arrays_of_their_own_whatever_the_order() {
-        let at = |s: &str| parse_utc(s).unwrap();
-        let mut newest = Newest::new(4);
-        newest
-            .push(&raised(at("2026-02-01T10:00:00Z"), 3, 1))
-            .unwrap();
-        let wide = raised(at("2026-02-01T12:00:00Z"), 40, 100);
-        newest.push(&wide).unwrap();
-        newest
-            .push(&raised(at("2026-02-01T11:00:00Z"), 2, 1))
-            .unwrap();
-        newest
-            .push(&raised(at("2026-02-01T09:00:00Z"), 5, 1))
-            .unwrap();
-        let kept = newest.into_batches();
-        let want: Vec<(String, String)> = (1..=4)
-            .map(|s| {
-                (
-                    "2026-02-01T12:00:00Z".to_string(),
-                    format!("iot_battery_low:SENS-{s:04}:20260201T120000Z"),
-                )
-            })
-            .collect();
-        assert_eq!(keys(&kept), want);
-        // The 4 rows were copied out of the batch of 40, not referenced: what is kept holds
-        // their 400 ids, not the 4000 of the batch.
-        assert_eq!(kept.len(), 1);
-        let ids = kept[0]
-            .column_by_name("triggering_ids")
-            .unwrap()
-            .as_list::<i32>()
-            .values()
-            .len();
-        assert_eq!(ids, 400);
-        let held = get_record_batch_memory_size(&kept[0]);
-        let whole = get_record_batch_memory_size(&wide);
-        assert!(held * 5 < whole, "{held} bytes kept of {whole}");
-    }
-
-    /// The case: a day of serving runs, each appending one small file of alerts (one
-    /// batch each when read back, which DataFusion charges for buffers sized for 8192 rows),
-    /// then the last-day document under a memory pool far below what `ORDER BY … LIMIT 200`
-    /// over those files reserved (its TopK kept the batches of the newest 200 rows whole: with
-    /// the production pool of 512 MB it failed from about 19:00 at `--scale 0.2`).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_last_day_document_is_bounded_by_its_rows_not_by_the_day() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::local_store(dir.path()).await;
-        let start = parse_utc("2026-02-01T03:00:00Z").unwrap();
-        let t = parse_utc("2026-02-02T03:00:00Z").unwrap();
-        let mut planted = Vec::new();
-        // Every 10 minutes from 24 h 10 min before T to 20 minutes after it: the first run and
-        // the two after T are outside (T − 24 h, T].
-        let mut at = start - Duration::minutes(10);
-        let mut run = 0usize;
-        while at <= t + Duration::minutes(20) {
-            let b = raised(at, 3 + run % 7, 20);
-            if at > start && at <= t {
-                planted.extend(keys(std::slice::from_ref(&b)));
-            }
-            store
-                .delta_table_or_new(ALERTS_PATH)
-                .await
-                .unwrap()
-                .write(vec![b])
-                .with_save_mode(SaveMode::Append)
-                .with_partition_columns(["date"])
-                .await
-                .unwrap();
-            at += Duration::minutes(10);
-            run += 1;
-        }
-        assert_eq!(run, 148);
-        planted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        planted.truncate(LAST_DAY_MAX);
-
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(16 << 20)))
-            .build_arc()
-            .unwrap();
-        let df_ctx = DeltaSessionContext::with_runtime_env(runtime).into_inner();
-        let table = store.delta_table(ALERTS_PATH).await.unwrap().unwrap();
-        register_delta(&df_ctx, "alerts_now", &table).await.unwrap();
-        let got = last_day(&df_ctx, "alerts_now", t).await.unwrap();
-        assert_eq!(keys(&got), planted);
-        let rows = json_rows(&got).unwrap();
-        assert_eq!(rows[0]["triggered_at"], "2026-02-02T03:00:00Z");
-        for r in &rows {
-            assert_eq!(r["triggering_ids"].as_array().unwrap().len(), 20, "{r}");
-        }
     }
 
     #[tokio::test]
@@ -1046,10 +811,6 @@ mod tests {
         let t = parse_utc("2026-02-02T01:00:00Z").unwrap();
         let plan = AlertsPlan::new(t, t, &["api_logs"]);
         assert_eq!(plan.recent_dates, ["2026-02-01", "2026-02-02"]);
-        assert_eq!(
-            plan.known_sql,
-            "SELECT alert_id FROM alerts WHERE date IN ('2026-02-01', '2026-02-02')"
-        );
         let names: Vec<&str> = plan.rules.iter().map(|r| r.rule.name).collect();
         assert_eq!(names, ["api_error_rate", "api_p95_latency"]);
         assert_eq!(
