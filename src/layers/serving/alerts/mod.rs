@@ -354,6 +354,9 @@ impl AlertsPlan {
         let reference = reading.reference.as_ref();
         // The alert ids of the last day (and its newest rows), held from the run before.
         let mut recent = Recent::of(store, df_ctx, existing.as_ref(), t).await?;
+        if recent.read_from_table {
+            log_info(log, "the last day of alerts read from the table");
+        }
         let mut known: HashSet<String> = HashSet::new();
         let mut new_batches = Vec::new();
         let mut by_rule = BTreeMap::new();
