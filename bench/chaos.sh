@@ -339,7 +339,7 @@ def line(pattern):
     return m.group(0) if m else "(no figure printed)"
 rows = [
     ("10 % of S3 requests failing (500/503, resets before/after forwarding, cut GET bodies, stalls), moto",
-     "simulate_on_moto_through_s3_faults", line(r"LAKEPIPE_TEST_MOTO: \d+ requests through the proxy.*"),
+     "simulate_on_moto_through_s3_faults", line(r"LAKEPIPE_TEST_MOTO: \d+ requests through the proxy, faults \{ServerError.*"),
      "completes; 0 lost, 0 duplicated"),
     ("retries counted in /metrics under those faults, moto", "simulate_on_moto_through_s3_faults",
      line(r"LAKEPIPE_TEST_MOTO: serve: \d+ retries and .*"), "counted"),

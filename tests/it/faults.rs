@@ -70,24 +70,33 @@ const TEN_PERCENT: Shares = Shares {
 };
 
 /// Which requests the shares apply to: those with `method` whose path contains `path` (`None`:
-/// any). The others are forwarded untouched (and counted as requests).
+/// any), and with `once_per_key` a key's first faulted request only (its repeats pass: an
+/// answer lost once, not a key failing until the client gives up). The others are forwarded
+/// untouched (and counted as requests).
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
     pub method: Option<&'static str>,
     pub path: Option<&'static str>,
+    pub once_per_key: bool,
 }
 
 /// Every request.
 const EVERY_REQUEST: Target = Target {
     method: None,
     path: None,
+    once_per_key: false,
 };
 
 impl Target {
-    /// Whether the request with this head (`PUT /bucket/key HTTP/1.1 …`) is one of them.
-    fn matches(&self, head: &str) -> bool {
+    /// The method and path of the request with this head (`PUT /bucket/key HTTP/1.1 …`).
+    fn request_line(head: &str) -> (&str, &str) {
         let mut line = head.lines().next().unwrap_or("").split(' ');
-        let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+        (line.next().unwrap_or(""), line.next().unwrap_or(""))
+    }
+
+    /// Whether the request with this head is one of them.
+    fn matches(&self, head: &str) -> bool {
+        let (method, path) = Target::request_line(head);
         self.method.is_none_or(|m| m == method) && self.path.is_none_or(|p| path.contains(p))
     }
 }
@@ -117,6 +126,7 @@ impl FaultProxy {
         let injected = Arc::new(Mutex::new(BTreeMap::new()));
         let requests = Arc::new(AtomicU64::new(0));
         let rng = Arc::new(Mutex::new(seed.max(1)));
+        let faulted = Arc::new(Mutex::new(std::collections::HashSet::new()));
         {
             let (injected, requests) = (Arc::clone(&injected), Arc::clone(&requests));
             std::thread::spawn(move || {
@@ -134,8 +144,9 @@ impl FaultProxy {
                     requests.fetch_add(1, Ordering::Relaxed);
                     let upstream = upstream.clone();
                     let injected = Arc::clone(&injected);
+                    let faulted = Arc::clone(&faulted);
                     std::thread::spawn(move || {
-                        if let Ok(Some(f)) = serve(conn, &upstream, fault, target) {
+                        if let Ok(Some(f)) = serve(conn, &upstream, fault, target, &faulted) {
                             *injected.lock().unwrap().entry(f).or_default() += 1;
                         }
                     });
@@ -235,17 +246,26 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-/// Serves one request, injecting `fault` if `target` matches it: the fault applied, if any (a
-/// truncation applies to a successful GET with a body only).
+/// Serves one request, injecting `fault` if `target` matches it (`faulted`: the paths faulted
+/// so far): the fault applied, if any (a truncation applies to a successful GET with a body
+/// only).
 fn serve(
     mut client: TcpStream,
     upstream: &str,
     fault: Option<Fault>,
     target: Target,
+    faulted: &Mutex<std::collections::HashSet<String>>,
 ) -> std::io::Result<Option<Fault>> {
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (head, body) = read_message(&mut client, false)?;
-    let fault = fault.filter(|_| target.matches(&head));
+    let fault = fault.filter(|_| {
+        target.matches(&head)
+            && (!target.once_per_key
+                || faulted
+                    .lock()
+                    .unwrap()
+                    .insert(Target::request_line(&head).1.to_string()))
+    });
     match fault {
         Some(f @ (Fault::SlowDown | Fault::ServerError)) => {
             let (status, code, message) = if f == Fault::SlowDown {
@@ -386,7 +406,7 @@ async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
 /// done, the connection reset before the client heard) came back on retry as a conflict with
 /// itself ("a concurrent transaction deleted data this operation read") and cost the task an
 /// attempt. Here 30 % of the PUTs into a `_delta_log/` are answered by a reset after they were
-/// forwarded, and nothing else fails: the batch run and two serving runs end as a clean run's,
+/// forwarded (each key once: its repeat is answered), and nothing else fails: the batch run and two serving runs end as a clean run's,
 /// and every task in one attempt — each writer took the commit it found for its own.
 #[tokio::test]
 async fn a_delta_commit_whose_answer_was_lost_is_taken_for_the_writers_own() {
@@ -402,6 +422,7 @@ async fn a_delta_commit_whose_answer_was_lost_is_taken_for_the_writers_own() {
     let log_puts = Target {
         method: Some("PUT"),
         path: Some("/_delta_log/"),
+        once_per_key: true,
     };
     let (_, lake, proxy) = simulate_through_faults(
         "LAKEPIPE_TEST_MOTO",
