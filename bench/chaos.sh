@@ -329,11 +329,16 @@ phase_suite() {
         cargo test --test it -- --nocapture --test-threads 2 faults:: disk:: lease:: \
             concurrent_delta_writers bronze_runs_made_out_of_order > "$WORK/suite.out" 2>&1
     ) && suite=0 || suite=$?
+    if [ "$suite" != 0 ]; then
+        echo "suite: cargo test exited $suite; its failures:" >&2
+        sed -n '/^failures:$/,$p' "$WORK/suite.out" | head -200 >&2
+    fi
     python3 - "$WORK/suite.out" "$suite" >> "$ROWS" <<'PY' || FAILED=1
 import re, sys
 out, code = open(sys.argv[1], errors="replace").read(), int(sys.argv[2])
-def passed(name):
-    return "ok" if re.search(rf"test [\w:]*{name}\w* \.\.\. ok", out) else "FAILED"
+def passed(name):  # every test whose name has `name` in it passed
+    ends = re.findall(rf"test [\w:]*{name}\w* \.\.\. (\w+)", out)
+    return "ok" if ends and all(e == "ok" for e in ends) else "FAILED"
 def line(pattern):
     m = re.search(pattern, out)
     return m.group(0) if m else "(no figure printed)"

@@ -124,12 +124,17 @@ impl Lease {
             expires_at: now + ttl_c,
         };
         let body = Bytes::from(serde_json::to_vec_pretty(&info).expect("lease serialises"));
+        // Whether this contender replaced a stale lease (after a crash or an expiry).
+        let mut took_over = false;
         for _ in 0..10 {
             if store.create_if_absent(LEASE_KEY, body.clone()).await? {
-                if store.create_mode().await? == CreateMode::CheckThenPut {
+                if took_over || store.create_mode().await? == CreateMode::CheckThenPut {
                     // A store that ignores create-only writes let a scheduler that started at
                     // the same instant write too, and the last write stands: wait for writes in
-                    // flight, then the lease is whoever's it is now.
+                    // flight, then the lease is whoever's it is now. After a takeover the same
+                    // check is made on every store (a second, once per crash): one whose
+                    // create-only check is not atomic (moto checks, then puts) can let two
+                    // contenders through the marker and the lease at the same instant.
                     tokio::time::sleep(CHECK_THEN_PUT_SETTLE).await;
                     if let Some(h) = read_info(store, LEASE_KEY)
                         .await?
@@ -174,6 +179,7 @@ impl Lease {
                     continue;
                 }
                 store.delete(LEASE_KEY).await?;
+                took_over = true;
             }
         }
         match read_info(store, LEASE_KEY).await? {

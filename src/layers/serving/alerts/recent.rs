@@ -431,15 +431,7 @@ mod tests {
             if at > start && at <= t {
                 planted.extend(keys(std::slice::from_ref(&b)));
             }
-            store
-                .delta_table_or_new(ALERTS_PATH)
-                .await
-                .unwrap()
-                .write(vec![b])
-                .with_save_mode(SaveMode::Append)
-                .with_partition_columns(["date"])
-                .await
-                .unwrap();
+            append(&store, b).await;
             at += Duration::minutes(10);
             run += 1;
         }
