@@ -242,6 +242,20 @@ impl Store {
     }
 }
 
+/// The actions of commit `version` of `table`'s log; `None` if that commit is not in the log
+/// (not made yet, or cleaned up after a checkpoint). The one reader of single commits for
+/// what follows a table from version to version (windows, id filters, vacuum since a cut,
+/// the alerts' last day).
+pub async fn commit_actions(
+    table: &DeltaTable,
+    version: u64,
+) -> DeltaResult<Option<Vec<deltalake::kernel::Action>>> {
+    match table.log_store().read_commit_entry(version).await? {
+        Some(bytes) => deltalake::logstore::get_actions(version, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The columns of `table` and their Delta types (`long`, `string`, `timestamp`, …); none for a
 /// table without a loaded snapshot.
 pub fn table_fields(table: &DeltaTable) -> Vec<(String, String)> {

@@ -34,7 +34,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 pub use capabilities::{CAPABILITIES_KEY, Capabilities};
 pub use config::{LakeUrl, StoreConfig, validate_bucket_name};
-pub use delta::{register_delta, table_fields};
+pub use delta::{commit_actions, register_delta, table_fields};
 pub use retry::RetryConfig;
 pub use s3::{DEFAULT_REGION, S3Connection};
 pub(crate) use s3::{classify_head_bucket, source_chain};

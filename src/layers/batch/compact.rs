@@ -141,13 +141,15 @@ pub async fn delete_removed(
     let Some(table) = store.delta_table(path).await.map_err(delta(path))? else {
         return Ok(Some(0));
     };
-    let log = table.log_store();
     let mut removed: Vec<Path> = Vec::new();
     for version in after..=to {
-        let Some(bytes) = log.read_commit_entry(version).await.map_err(delta(path))? else {
+        let Some(actions) = crate::store::commit_actions(&table, version)
+            .await
+            .map_err(delta(path))?
+        else {
             return Ok(None);
         };
-        for action in deltalake::logstore::get_actions(version, &bytes).map_err(delta(path))? {
+        for action in actions {
             if let Action::Remove(r) = action {
                 if r.path.contains("://") || r.deletion_vector.is_some() {
                     return Ok(None);
@@ -170,7 +172,8 @@ pub async fn delete_removed(
     removed.retain(|p| !live.contains(p));
     removed.sort();
     removed.dedup();
-    let deleted: Vec<bool> = log
+    let deleted: Vec<bool> = table
+        .log_store()
         .object_store(None)
         .delete_stream(futures::stream::iter(removed).map(Ok).boxed())
         .map(|r| match r {

@@ -30,7 +30,7 @@ use futures::StreamExt as _;
 use super::{ALERTS_PATH, alerts_schema, conform};
 use crate::layers::serving::{Error, Result, dates_between, json_rows, verify};
 use crate::layers::sql;
-use crate::store::{Store, register_delta};
+use crate::store::{Store, commit_actions, register_delta};
 
 /// Most alerts `latest.json` lists from the last 24 hours.
 pub const LAST_DAY_MAX: usize = 200;
@@ -180,17 +180,13 @@ impl Recent {
         let (Some(from), Some(to)) = (self.version, to) else {
             return Ok(false);
         };
-        let log = table.log_store();
         for v in from + 1..=to {
-            let Some(bytes) = log
-                .read_commit_entry(v)
+            let Some(actions) = commit_actions(table, v)
                 .await
                 .map_err(Error::delta(ALERTS_PATH))?
             else {
                 return Ok(false);
             };
-            let actions =
-                deltalake::logstore::get_actions(v, &bytes).map_err(Error::delta(ALERTS_PATH))?;
             let rows_changed = actions.iter().any(|a| match a {
                 Action::Add(a) => a.data_change,
                 Action::Remove(r) => r.data_change,

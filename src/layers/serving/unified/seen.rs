@@ -232,18 +232,16 @@ async fn follow(
     if filters.version > version {
         filters.dates.clear();
     }
-    let log = table.log_store();
     while filters.version < version {
         let next = filters.version + 1;
-        let Some(bytes) = log
-            .read_commit_entry(next)
+        let Some(actions) = crate::store::commit_actions(table, next)
             .await
             .map_err(Error::delta(path))?
         else {
             filters.dates.clear();
             break;
         };
-        for a in deltalake::logstore::get_actions(next, &bytes).map_err(Error::delta(path))? {
+        for a in actions {
             if let Action::Add(a) = a
                 && a.data_change
             {

@@ -251,8 +251,7 @@ impl Held {
         let log = self.table.log_store();
         loop {
             let next = self.version + 1;
-            let Some(bytes) = log
-                .read_commit_entry(next)
+            let Some(actions) = crate::store::commit_actions(&self.table, next)
                 .await
                 .map_err(Error::delta(path))?
             else {
@@ -268,8 +267,6 @@ impl Held {
                 }
                 break;
             };
-            let actions =
-                deltalake::logstore::get_actions(next, &bytes).map_err(Error::delta(path))?;
             let mut removed: Vec<(String, bool)> = Vec::new();
             let mut added: Vec<(String, String, bool)> = Vec::new();
             for a in actions {
