@@ -160,6 +160,17 @@ impl FaultProxy {
         }
     }
 
+    /// Attempts failed so far ([`Fault::is_failed_attempt`]), and requests seen.
+    pub fn failed(&self) -> (u64, u64) {
+        let (injected, requests) = self.injected();
+        let failed = injected
+            .iter()
+            .filter(|(f, _)| f.is_failed_attempt())
+            .map(|(_, n)| n)
+            .sum();
+        (failed, requests)
+    }
+
     /// Faults injected so far, by kind, and requests seen.
     pub fn injected(&self) -> (BTreeMap<Fault, u64>, u64) {
         (
@@ -392,13 +403,12 @@ async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
         "2026-02-02T02:10:00Z",
     )
     .await;
-    let (injected, requests) = proxy.injected();
-    let failed: u64 = injected
-        .iter()
-        .filter(|(f, _)| f.is_failed_attempt())
-        .map(|(_, n)| n)
-        .sum();
-    assert!(failed * 100 >= requests * 5, "{injected:?} of {requests}");
+    let (failed, requests) = proxy.failed();
+    assert!(
+        failed * 100 >= requests * 5,
+        "{:?} of {requests}",
+        proxy.injected().0
+    );
     retries_are_counted_in_metrics("LAKEPIPE_TEST_GARAGE", &faulty, &lake, &proxy);
 }
 
@@ -551,16 +561,7 @@ fn retries_are_counted_in_metrics(var: &str, t: &TestCommand, lake: &str, proxy:
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     };
-    let failed = |p: &FaultProxy| -> (u64, u64) {
-        let (injected, requests) = p.injected();
-        let failed = injected
-            .iter()
-            .filter(|(f, _)| f.is_failed_attempt())
-            .map(|(_, n)| n)
-            .sum();
-        (failed, requests)
-    };
-    let (failed_before, requests_before) = failed(proxy);
+    let (failed_before, requests_before) = proxy.failed();
     let log = t.path().join("serve.log");
     let (_server, up) = serve_logged(t, lake, &log);
     let base = up.unwrap_or_else(|said| panic!("serve did not start:\n{said}"));
@@ -591,7 +592,7 @@ fn retries_are_counted_in_metrics(var: &str, t: &TestCommand, lake: &str, proxy:
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let (failed_after, requests_after) = failed(proxy);
+    let (failed_after, requests_after) = proxy.failed();
     let retries = sum(&metrics, "lakepipe_s3_retries_total");
     let requests = sum(&metrics, "lakepipe_s3_requests_total");
     eprintln!(
@@ -712,12 +713,7 @@ async fn ingest_through_s3_faults_and_kill_9_lands_every_acknowledged_record_onc
     assert!(lost.is_empty(), "lost: {lost:?}");
     assert!(twice.is_empty(), "twice: {twice:?}");
     assert_eq!(seen.len(), acked.len());
-    let failed: u64 = injected
-        .iter()
-        .filter(|(f, _)| f.is_failed_attempt())
-        .map(|(_, n)| n)
-        .sum();
-    assert!(failed > 0, "{injected:?}");
+    assert!(proxy.failed().0 > 0, "{injected:?}");
 }
 
 /// Found by the `/metrics` step above failing now and then in CI: `serve` through the fault
