@@ -10,7 +10,11 @@
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
+use deltalake::arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use deltalake::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::prelude::{SessionContext, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use futures::future::BoxFuture;
@@ -18,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::window::{self, Reading};
 use super::{
-    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, verify,
+    Error, Result, collect, json_rows, log_info, overwrite_snapshot, prepared, put_json, verify,
     window_view_sql,
 };
 use crate::clock::rfc3339_secs;
@@ -186,8 +190,8 @@ struct DashboardPlan {
     start: DateTime<Utc>,
     /// SQL of the view `w`: the window's rows.
     window_sql: String,
-    /// SQL of the view `today`: the rows of the run's date before it.
-    today_sql: String,
+    /// SQL of the view `today`: the rows of the run's date before it, if its query reads it.
+    today_sql: Option<String>,
     /// The dashboard's query (its rows, in its order; `as_of` is added to each).
     sql: String,
     /// Lake path of its Delta snapshot.
@@ -234,7 +238,8 @@ impl DashboardsPlan {
                     dashboard: *d,
                     start,
                     window_sql: window_view_sql("w", d.stream, start, t),
-                    today_sql: window_view_sql("today", d.stream, midnight, t.max(midnight)),
+                    today_sql: window::reads_today(d.sql)
+                        .then(|| window_view_sql("today", d.stream, midnight, t.max(midnight))),
                     sql: d.sql.to_string(),
                     path: dashboard_path(d.name),
                     doc_key: format!("{}.json", dashboard_path(d.name)),
@@ -254,7 +259,6 @@ impl DashboardsPlan {
         log: Option<&TaskLog>,
     ) -> Result<DashboardsMetrics> {
         let t = self.t;
-        let df_ctx = &reading.ctx;
         let reference = reading.reference.as_ref();
         let mut out = BTreeMap::new();
         let mut writes = Vec::new();
@@ -270,13 +274,22 @@ impl DashboardsPlan {
                     Step::Publish(p) => p,
                 };
                 let d = p.dashboard;
-                let (schema, batches) = p.compute(df_ctx, t).await?;
+                let Some((window_schema, window_rows)) = reading.rows.get(d.stream) else {
+                    log_info(log, format!("{}: no unified_{} yet", d.name, d.stream));
+                    continue;
+                };
+                let (schema, batches) = p.compute_prepared(window_schema, window_rows, t).await?;
                 let rows = json_rows(&batches)?;
                 let n_rows = rows.len();
-                let by_source = source_counts(df_ctx).await?;
+                let by_source = window::source_counts(window_rows, p.start, t)?;
                 if let Some(reference) = reference {
                     let (_, expected) = p.compute(reference, t).await?;
                     verify::same_rows(d.name, &rows, &json_rows(&expected)?)?;
+                    verify::same_rows(
+                        &format!("{}'s events by source", d.name),
+                        &[serde_json::json!(by_source)],
+                        &[serde_json::json!(source_counts(reference).await?)],
+                    )?;
                 }
                 let mut doc = serde_json::json!({
                     "name": d.name,
@@ -340,6 +353,32 @@ impl DashboardsPlan {
 }
 
 impl DashboardPlan {
+    /// The dashboard's rows from its stream's window (`schema`, `rows`), as [`Self::compute`]
+    /// gives them over the views: its query, prepared once per process ([`prepared`]), over `w`
+    /// (the rows in [start, T)) and `today` (those of T's date before T).
+    async fn compute_prepared(
+        &self,
+        schema: &SchemaRef,
+        rows: &[RecordBatch],
+        t: DateTime<Utc>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let mut inputs = vec![prepared::Input {
+            name: "w",
+            schema: Arc::clone(schema),
+            rows: window::rows_between(rows, self.start, t)?,
+        }];
+        if self.today_sql.is_some() {
+            inputs.push(prepared::Input {
+                name: "today",
+                schema: Arc::clone(schema),
+                rows: window::rows_between(rows, window::midnight(t), t)?,
+            });
+        }
+        let what = format!("the query of {}", self.dashboard.name);
+        let (schema, batches) = prepared::run(&what, &self.sql, inputs).await?;
+        with_as_of(schema, batches, t)
+    }
+
     /// The dashboard's rows over the views of `ctx`'s `unified_<stream>`, in the order its
     /// query gives, each with `as_of` (the run's logical date `t`). The column is added to the
     /// query's result rather than by selecting from it as a subquery: DataFusion drops an
@@ -354,7 +393,7 @@ impl DashboardPlan {
         Vec<deltalake::arrow::array::RecordBatch>,
     )> {
         let name = self.dashboard.name;
-        for view in [&self.window_sql, &self.today_sql] {
+        for view in std::iter::once(&self.window_sql).chain(&self.today_sql) {
             ctx.sql(view)
                 .await
                 .map_err(Error::datafusion(format!("the windows of {name}")))?;
@@ -370,6 +409,44 @@ impl DashboardPlan {
             .map_err(Error::datafusion(format!("the query of {name}")))?;
         collect(df).await
     }
+}
+
+/// `batches` with the column `as_of` (the run's logical date `t`, non-null) added last, or in
+/// place of a column of that name: what `DataFrame::with_column` gives the views' path.
+fn with_as_of(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    t: DateTime<Utc>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let field = Field::new(
+        "as_of",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    );
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    let at = fields.iter().position(|f| f.name() == "as_of");
+    match at {
+        Some(i) => fields[i] = Arc::new(field),
+        None => fields.push(Arc::new(field)),
+    }
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let as_of: ArrayRef = Arc::new(
+                TimestampMicrosecondArray::from_value(t.timestamp_micros(), b.num_rows())
+                    .with_timezone("UTC"),
+            );
+            let mut columns = b.columns().to_vec();
+            match at {
+                Some(i) => columns[i] = as_of,
+                None => columns.push(as_of),
+            }
+            RecordBatch::try_new(Arc::clone(&schema), columns)
+                .map_err(Error::arrow("adding as_of to a dashboard's rows"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((schema, batches))
 }
 
 /// What a run of `dashboards` did, as it reports it (its task output): by dashboard name, the
@@ -460,7 +537,8 @@ impl TaskBody for Dashboards {
     }
 }
 
-/// Events of the view `w` by `_source` (batch / speed).
+/// Events of the view `w` by `_source` (batch / speed), by SQL: what
+/// [`window::source_counts`] must give (checked with `LAKEPIPE_SERVING_VERIFY`).
 async fn source_counts(df_ctx: &SessionContext) -> Result<BTreeMap<String, u64>> {
     let (_, batches) = collect(
         df_ctx
@@ -513,12 +591,23 @@ mod tests {
                 ts_sql(t)
             )
         );
+        // Its query does not read `today`: no view of it is made. The e-commerce KPIs' does.
+        assert_eq!(api.today_sql, None);
+        let shop = DashboardsPlan::new(t, &["ecommerce_clickstream"]);
+        let kpi = shop
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Publish(p) if p.dashboard.name == "ecommerce_realtime_kpi" => Some(p),
+                _ => None,
+            })
+            .unwrap();
+        let today = kpi.today_sql.as_deref().unwrap();
         assert!(
-            api.today_sql.contains(
+            today.contains(
                 "date IN ('2026-02-02') AND event_time >= arrow_cast('2026-02-02T00:00:00Z'"
             ),
-            "{}",
-            api.today_sql
+            "{today}"
         );
         assert!(api.sql.starts_with("SELECT a.endpoint"), "{}", api.sql);
         assert_eq!(api.path, "serving/dashboards/api_health_1h");

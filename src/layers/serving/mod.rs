@@ -25,6 +25,7 @@ pub mod dashboards;
 pub mod deliver;
 pub mod error;
 pub mod live;
+pub mod prepared;
 pub mod unified;
 pub mod upkeep;
 pub mod verify;

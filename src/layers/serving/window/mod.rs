@@ -27,9 +27,13 @@ use std::sync::{Arc, LazyLock, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array as _, ArrayRef, AsArray as _, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{
+    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Action;
@@ -164,7 +168,7 @@ fn slot(store: &Store, stream: &str) -> Slot {
 }
 
 /// Whether a dashboard's SQL reads the view `today`.
-fn reads_today(sql: &str) -> bool {
+pub fn reads_today(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     lower.match_indices("today").any(|(i, w)| {
         let before = lower[..i].chars().next_back();
@@ -192,7 +196,8 @@ pub fn window_start(stream: &str, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     start
 }
 
-fn midnight(t: DateTime<Utc>) -> DateTime<Utc> {
+/// Midnight (UTC) of `t`'s date.
+pub fn midnight(t: DateTime<Utc>) -> DateTime<Utc> {
     t.date_naive()
         .and_hms_opt(0, 0, 0)
         .map(|m| m.and_utc())
@@ -323,7 +328,7 @@ impl Held {
                     continue;
                 }
                 if data_change {
-                    to_read.push(p);
+                    to_read.push((p, date));
                 } else if let Some(m) = merged.remove(&date) {
                     self.files.insert(file_name(&p), m);
                 } else {
@@ -334,12 +339,21 @@ impl Held {
                 return Ok(Some("a compaction without its merged file"));
             }
             if !to_read.is_empty() {
-                self.table
-                    .update_incremental(Some(next))
-                    .await
-                    .map_err(Error::delta(path))?;
-                let (_, files) =
-                    read::files(&self.table, Some(to_read), self.lo, &self.since).await?;
+                let direct =
+                    read::added(&self.table, &self.schema, &to_read, self.lo, &self.since).await?;
+                let files = match direct {
+                    Some(files) => files,
+                    None => {
+                        self.table
+                            .update_incremental(Some(next))
+                            .await
+                            .map_err(Error::delta(path))?;
+                        let paths = to_read.into_iter().map(|(p, _)| p).collect();
+                        read::files(&self.table, Some(paths), self.lo, &self.since)
+                            .await?
+                            .1
+                    }
+                };
                 self.files.extend(files);
             }
             self.version = next;
@@ -427,9 +441,10 @@ pub async fn session(
     streams: &[&'static str],
     t: DateTime<Utc>,
     log: Option<&TaskLog>,
-) -> Result<(SessionContext, Vec<&'static str>, Watermark)> {
+) -> Result<(SessionContext, Vec<&'static str>, Watermark, Rows)> {
     let ctx = sql::session().map_err(Error::batch)?;
     let mut present = Vec::new();
+    let mut by_stream = Rows::new();
     let mut mark = Watermark::new(t);
     let unique: std::collections::BTreeSet<&'static str> = streams.iter().copied().collect();
     for s in unique {
@@ -460,6 +475,7 @@ pub async fn session(
             .values()
             .flat_map(|f| f.rows.iter().cloned())
             .collect();
+        by_stream.insert(s, (Arc::clone(&h.schema), rows.clone()));
         let table = MemTable::try_new(Arc::clone(&h.schema), vec![rows])
             .map_err(Error::datafusion(format!("the window of {s}")))?;
         ctx.register_table(format!("unified_{s}"), Arc::new(table))
@@ -467,7 +483,7 @@ pub async fn session(
         mark.add(s, h.mark());
         present.push(s);
     }
-    Ok((ctx, present, mark))
+    Ok((ctx, present, mark, by_stream))
 }
 
 /// What a dashboards or alerts run reads: the windows ([`session`]), what they include, and
@@ -479,8 +495,94 @@ pub struct Reading {
     pub present: Vec<&'static str>,
     /// What the windows include.
     pub watermark: Watermark,
+    /// The rows of each window, as registered (`unified_<stream>`).
+    pub rows: Rows,
     /// `unified_<stream>` as the Delta tables, when runs check themselves.
     pub reference: Option<SessionContext>,
+}
+
+/// The schema and rows of the windows, by stream.
+pub type Rows = BTreeMap<&'static str, (SchemaRef, Vec<RecordBatch>)>;
+
+/// The rows of `batches` with event time in [`start`, `end`): the view `w` of
+/// [`super::window_view_sql`] over them (whose date filter the event time implies).
+pub fn rows_between(
+    batches: &[RecordBatch],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<RecordBatch>> {
+    let (lo, hi) = (start.timestamp_micros(), end.timestamp_micros());
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let ts = b
+            .column_by_name("event_time")
+            .map(|c| cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None)))
+            .transpose()
+            .map_err(Error::arrow("the rows of a window"))?;
+        let Some(ts) = ts else {
+            return Err(Error::Arrow {
+                what: "the rows of a window",
+                source: deltalake::arrow::error::ArrowError::SchemaError(
+                    "the window has no event_time column".to_string(),
+                ),
+            });
+        };
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
+        let inside = |v: i64| (lo..hi).contains(&v);
+        let all = ts.null_count() == 0
+            && deltalake::arrow::compute::min(ts).is_some_and(inside)
+            && deltalake::arrow::compute::max(ts).is_some_and(inside);
+        if all {
+            out.push(b.clone());
+            continue;
+        }
+        let mask: deltalake::arrow::array::BooleanArray =
+            ts.iter().map(|v| Some(v.is_some_and(inside))).collect();
+        let kept = deltalake::arrow::compute::filter_record_batch(b, &mask)
+            .map_err(Error::arrow("the rows of a window"))?;
+        if kept.num_rows() > 0 {
+            out.push(kept);
+        }
+    }
+    Ok(out)
+}
+
+const COUNTING: &str = "counting the window's rows by source";
+
+/// Rows of `batches` with event time in [`start`, `end`), by `_source` (`batch` and `speed`
+/// always present): the same figures as `SELECT _source, count(*) FROM w GROUP BY _source` over
+/// the view `w` of [`super::window_view_sql`] (whose date filter the event time implies), without
+/// planning a query.
+pub fn source_counts(
+    batches: &[RecordBatch],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<BTreeMap<String, u64>> {
+    let mut counts = BTreeMap::from([("batch".to_string(), 0), ("speed".to_string(), 0)]);
+    let (lo, hi) = (start.timestamp_micros(), end.timestamp_micros());
+    for b in batches {
+        let (Some(ts), Some(source)) =
+            (b.column_by_name("event_time"), b.column_by_name("_source"))
+        else {
+            return Err(Error::Arrow {
+                what: COUNTING,
+                source: deltalake::arrow::error::ArrowError::SchemaError(
+                    "the window has no event_time or _source column".to_string(),
+                ),
+            });
+        };
+        let ts = cast(ts, &DataType::Timestamp(TimeUnit::Microsecond, None))
+            .map_err(Error::arrow(COUNTING))?;
+        let source = cast(source, &DataType::Utf8).map_err(Error::arrow(COUNTING))?;
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
+        let source = source.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            if ts.is_valid(i) && (lo..hi).contains(&ts.value(i)) && source.is_valid(i) {
+                *counts.entry(source.value(i).to_string()).or_default() += 1;
+            }
+        }
+    }
+    Ok(counts)
 }
 
 /// The [`Reading`] of `streams` for a run at `t`.
@@ -490,7 +592,7 @@ pub async fn reading(
     t: DateTime<Utc>,
     log: Option<&TaskLog>,
 ) -> Result<Reading> {
-    let (ctx, present, watermark) = session(store, streams, t, log).await?;
+    let (ctx, present, watermark, rows) = session(store, streams, t, log).await?;
     let reference = match super::verify::enabled() {
         true => Some(super::verify::reference(store, streams).await?),
         false => None,
@@ -499,6 +601,7 @@ pub async fn reading(
         ctx,
         present,
         watermark,
+        rows,
         reference,
     })
 }

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{
-    Array, AsArray as _, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray as _, BooleanArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray, new_null_array,
 };
 use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::StreamExt as _;
+use object_store::ObjectStoreExt as _;
 
 use super::{FileRows, NEWEST_LANDED_KEY, NEWEST_OBJECT_KEY, file_name};
 use crate::layers::serving::{Error, Result, collect, ts_sql};
@@ -158,6 +161,126 @@ pub(super) async fn files(
         }
     }
     Ok((rows_schema, out))
+}
+
+/// Reads the data files `added` (path in the table, `date` partition value) that commits after
+/// the window's version added, straight from their Parquet objects: the same figures and rows as
+/// [`files`] with those paths (`schema` is the window's, as that scan gave it), without planning
+/// a scan of the table, which replays every file of its snapshot at each run. `None` when the
+/// table is not laid out as this reads it (partitioned by something else than `date`, column
+/// mapping): then [`files`] reads them.
+pub(super) async fn added(
+    table: &DeltaTable,
+    schema: &SchemaRef,
+    added: &[(String, String)],
+    lo: DateTime<Utc>,
+    since: &str,
+) -> Result<Option<BTreeMap<String, FileRows>>> {
+    let what = || table.table_url().to_string();
+    let snapshot = table.snapshot().map_err(Error::delta(what()))?;
+    let metadata = snapshot.metadata();
+    let mapped = metadata
+        .configuration()
+        .get("delta.columnMapping.mode")
+        .is_some_and(|m| m != "none");
+    let partitions = metadata.partition_columns();
+    if mapped || partitions.len() != 1 || partitions[0] != "date" {
+        return Ok(None);
+    }
+    let objects = table.log_store().object_store(None);
+    let lo_micros = lo.timestamp_micros();
+    let lo_date = lo.format("%Y-%m-%d").to_string();
+    let mut out = BTreeMap::new();
+    for (path, date) in added {
+        if date.as_str() < since {
+            continue;
+        }
+        let location = object_store::path::Path::parse(path).map_err(|e| Error::Delta {
+            table: what(),
+            source: deltalake::DeltaTableError::from(object_store::Error::from(e)),
+        })?;
+        let bytes = objects
+            .get(&location)
+            .await
+            .map_err(|e| Error::delta(what())(e.into()))?
+            .bytes()
+            .await
+            .map_err(|e| Error::delta(what())(e.into()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| Error::delta(what())(e.into()))?;
+        let mut file = FileRows {
+            date: date.clone(),
+            rows: Vec::new(),
+            figures: Figures::default(),
+        };
+        for b in reader {
+            let b = b.map_err(Error::arrow("reading a unified data file"))?;
+            let b = conform(&b, schema, date)?;
+            file.figures.merge(&figures_of(&b)?);
+            if date.as_str() >= lo_date.as_str() {
+                let rows = rows_from(&b, lo_micros)?;
+                if rows.num_rows() > 0 {
+                    file.rows.push(rows);
+                }
+            }
+        }
+        out.insert(file_name(path), file);
+    }
+    Ok(Some(out))
+}
+
+/// `b` (a data file's rows) as the window's `schema` has them: its columns by name, cast where
+/// the file's type differs (a time zone's spelling), `date` from the partition value, and
+/// columns the file predates as nulls.
+fn conform(b: &RecordBatch, schema: &SchemaRef, date: &str) -> Result<RecordBatch> {
+    let n = b.num_rows();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let column: ArrayRef = match b.column_by_name(f.name()) {
+                Some(c) => Arc::clone(c),
+                None if f.name() == "date" => Arc::new(StringArray::from(vec![date; n])),
+                None => new_null_array(f.data_type(), n),
+            };
+            match column.data_type() == f.data_type() {
+                true => Ok(column),
+                false => cast(&column, f.data_type()),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::arrow("a unified data file's rows"))?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+        .map_err(Error::arrow("a unified data file's rows"))
+}
+
+/// The figures of `b`'s rows: what the figures query of [`files`] gives for one file.
+fn figures_of(b: &RecordBatch) -> Result<Figures> {
+    let mut f = Figures {
+        events: b.num_rows() as u64,
+        ..Figures::default()
+    };
+    if let Some(source) = b.column_by_name("_source") {
+        let source = cast(source, &DataType::Utf8).map_err(Error::arrow("figures"))?;
+        for s in source.as_string::<i32>().iter().flatten() {
+            match s {
+                "batch" => f.from_batch += 1,
+                "speed" => f.from_speed += 1,
+                _ => {}
+            }
+        }
+    }
+    if let Some(ts) = b.column_by_name("event_time") {
+        let ts = cast(
+            ts,
+            &DataType::Timestamp(deltalake::arrow::datatypes::TimeUnit::Microsecond, None),
+        )
+        .map_err(Error::arrow("figures"))?;
+        f.last_event_time =
+            deltalake::arrow::compute::max(ts.as_primitive::<TimestampMicrosecondType>());
+    }
+    Ok(f)
 }
 
 /// The rows of `b` with `event_time` at or after `lo` (micros). A batch wholly at or after
