@@ -113,7 +113,8 @@ struct FileRows {
 
 /// The window of one stream, as of a version of its unified table.
 struct Held {
-    /// The table, at `version`.
+    /// The table: its log store reads the commits after `version`; its snapshot (of `version`
+    /// or older) gives the schema and layout, which followed commits do not change.
     table: DeltaTable,
     version: u64,
     /// Rows with event time at or after this are held.
@@ -358,12 +359,9 @@ impl Held {
             }
             self.version = next;
         }
-        if self.table.version() != Some(self.version) {
-            self.table
-                .update_incremental(Some(self.version))
-                .await
-                .map_err(Error::delta(path))?;
-        }
+        // The table's snapshot is not brought up to `version`: bringing a snapshot up to date
+        // replays every file of the table, and a window needs only its log store and its
+        // schema, which a followed commit never changes (one that does rebuilds the window).
         Ok(None)
     }
 
