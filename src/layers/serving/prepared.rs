@@ -79,13 +79,15 @@ impl Prepared {
             *table.batches[0].write().await = input.rows;
         }
         let state = self.ctx.state();
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&self.plan, &state)
-            .await
-            .map_err(Error::datafusion(what))?;
-        let ran = collect(physical, self.ctx.task_ctx()).await;
-        // The rows are not kept past the run.
+        let ran = async {
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&self.plan, &state)
+                .await?;
+            collect(physical, self.ctx.task_ctx()).await
+        }
+        .await;
+        // The rows are not kept past the run, whatever its outcome.
         for (_, _, table) in &self.tables {
             table.batches[0].write().await.clear();
         }
