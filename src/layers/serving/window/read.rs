@@ -206,28 +206,47 @@ pub(super) async fn added(
             .bytes()
             .await
             .map_err(|e| Error::delta(what())(e.into()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|b| b.build())
-            .map_err(|e| Error::delta(what())(e.into()))?;
-        let mut file = FileRows {
-            date: date.clone(),
-            rows: Vec::new(),
-            figures: Figures::default(),
-        };
-        for b in reader {
-            let b = b.map_err(Error::arrow("reading a unified data file"))?;
-            let b = conform(&b, schema, date)?;
-            file.figures.merge(&figures_of(&b)?);
-            if date.as_str() >= lo_date.as_str() {
-                let rows = rows_from(&b, lo_micros)?;
-                if rows.num_rows() > 0 {
-                    file.rows.push(rows);
-                }
-            }
-        }
+        // Decoding a day's file (after a batch run's recompute) takes a while: off the runtime.
+        let (schema, date_of, lo_date) = (Arc::clone(schema), date.clone(), lo_date.clone());
+        let file = tokio::task::spawn_blocking(move || {
+            decode(bytes, &schema, &date_of, lo_micros, &lo_date)
+        })
+        .await
+        .map_err(Error::batch)??;
         out.insert(file_name(path), file);
     }
     Ok(Some(out))
+}
+
+/// The figures and the rows from `lo` (micros; none if `date` is before `lo_date`) of the
+/// Parquet file `bytes` of the date `date`, as the window's `schema` has them.
+fn decode(
+    bytes: bytes::Bytes,
+    schema: &SchemaRef,
+    date: &str,
+    lo: i64,
+    lo_date: &str,
+) -> Result<FileRows> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(Error::batch)?;
+    let mut file = FileRows {
+        date: date.to_string(),
+        rows: Vec::new(),
+        figures: Figures::default(),
+    };
+    for b in reader {
+        let b = b.map_err(Error::arrow("reading a unified data file"))?;
+        let b = conform(&b, schema, date)?;
+        file.figures.merge(&figures_of(&b)?);
+        if date >= lo_date {
+            let rows = rows_from(&b, lo)?;
+            if rows.num_rows() > 0 {
+                file.rows.push(rows);
+            }
+        }
+    }
+    Ok(file)
 }
 
 /// `b` (a data file's rows) as the window's `schema` has them: its columns by name, cast where
