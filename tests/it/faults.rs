@@ -416,8 +416,9 @@ async fn simulate_on_garage_through_s3_faults_loses_and_repeats_nothing() {
 /// done, the connection reset before the client heard) came back on retry as a conflict with
 /// itself ("a concurrent transaction deleted data this operation read") and cost the task an
 /// attempt. Here 30 % of the PUTs into a `_delta_log/` are answered by a reset after they were
-/// forwarded (each key once: its repeat is answered), and nothing else fails: the batch run and two serving runs end as a clean run's,
-/// and every task in one attempt — each writer took the commit it found for its own.
+/// forwarded (each key once: its repeat is answered), and nothing else fails: the batch run and
+/// two serving runs end as a clean run's, and every task in one attempt — each writer took the
+/// commit it found for its own.
 #[tokio::test]
 async fn a_delta_commit_whose_answer_was_lost_is_taken_for_the_writers_own() {
     let lost_answers = Shares {

@@ -278,10 +278,11 @@ impl DashboardsPlan {
                     log_info(log, format!("{}: no unified_{} yet", d.name, d.stream));
                     continue;
                 };
-                let (schema, batches) = p.compute_prepared(window_schema, window_rows, t).await?;
+                let w = window::rows_between(window_rows, p.start, t)?;
+                let by_source = window::source_counts(&w)?;
+                let (schema, batches) = p.compute_prepared(window_schema, w, window_rows, t).await?;
                 let rows = json_rows(&batches)?;
                 let n_rows = rows.len();
-                let by_source = window::source_counts(window_rows, p.start, t)?;
                 if let Some(reference) = reference {
                     let (_, expected) = p.compute(reference, t).await?;
                     verify::same_rows(d.name, &rows, &json_rows(&expected)?)?;
@@ -355,17 +356,19 @@ impl DashboardsPlan {
 impl DashboardPlan {
     /// The dashboard's rows from its stream's window (`schema`, `rows`), as [`Self::compute`]
     /// gives them over the views: its query, prepared once per process ([`prepared`]), over `w`
-    /// (the rows in [start, T)) and `today` (those of T's date before T).
+    /// (the rows in [start, T), [`window::rows_between`]) and `today` (those of T's date
+    /// before T).
     async fn compute_prepared(
         &self,
         schema: &SchemaRef,
+        w: Vec<RecordBatch>,
         rows: &[RecordBatch],
         t: DateTime<Utc>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let mut inputs = vec![prepared::Input {
             name: "w",
             schema: Arc::clone(schema),
-            rows: window::rows_between(rows, self.start, t)?,
+            rows: w,
         }];
         if self.today_sql.is_some() {
             inputs.push(prepared::Input {
@@ -538,7 +541,7 @@ impl TaskBody for Dashboards {
 }
 
 /// Events of the view `w` by `_source` (batch / speed), by SQL: what
-/// [`window::source_counts`] must give (checked with `LAKEPIPE_SERVING_VERIFY`).
+/// [`window::source_counts`] of `w`'s rows must give (checked with `LAKEPIPE_SERVING_VERIFY`).
 async fn source_counts(df_ctx: &SessionContext) -> Result<BTreeMap<String, u64>> {
     let (_, batches) = collect(
         df_ctx

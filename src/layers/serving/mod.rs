@@ -34,8 +34,9 @@ pub mod window;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{Field, SchemaRef};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -122,6 +123,28 @@ pub async fn collect(df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let mut batches = df.collect().await.map_err(Error::datafusion("collect"))?;
     batches.retain(|b| b.num_rows() > 0);
     Ok((schema, batches))
+}
+
+/// `b` with the columns of `schema`, taken by name (a column `b` lacks is `missing(field,
+/// rows)`) and cast to its types. `what` names the rows for errors.
+pub fn conform_columns(
+    b: &RecordBatch,
+    schema: &SchemaRef,
+    what: &'static str,
+    missing: impl Fn(&Field, usize) -> ArrayRef,
+) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = match b.column_by_name(f.name()) {
+                Some(c) => Arc::clone(c),
+                None => missing(f, b.num_rows()),
+            };
+            cast(&column, f.data_type()).map_err(Error::arrow(what))
+        })
+        .collect::<Result<_>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(Error::arrow(what))
 }
 
 /// Rows as JSON objects.

@@ -35,8 +35,9 @@ pub struct Input {
 struct Prepared {
     /// The session the plan was made in (its tables are `tables`).
     ctx: SessionContext,
-    /// The tables by name, with the schema each was planned for.
-    tables: Vec<(&'static str, SchemaRef, Arc<MemTable>)>,
+    /// The tables, in the inputs' order (their names are in the key it is held by), with the
+    /// schema each was planned for.
+    tables: Vec<(SchemaRef, Arc<MemTable>)>,
     /// The optimised logical plan.
     plan: LogicalPlan,
 }
@@ -53,7 +54,7 @@ impl Prepared {
             );
             ctx.register_table(i.name, Arc::clone(&table) as _)
                 .map_err(Error::datafusion(format!("registering {}", i.name)))?;
-            tables.push((i.name, Arc::clone(&i.schema), table));
+            tables.push((Arc::clone(&i.schema), table));
         }
         let plan = ctx
             .sql(sql_text)
@@ -63,19 +64,17 @@ impl Prepared {
         Ok(Prepared { ctx, tables, plan })
     }
 
-    /// Whether the plan was made for tables shaped like `inputs`.
+    /// Whether the plan was made for tables of `inputs`' schemas (the same names: the key).
     fn fits(&self, inputs: &[Input]) -> bool {
-        self.tables.len() == inputs.len()
-            && self
-                .tables
-                .iter()
-                .zip(inputs)
-                .all(|((name, schema, _), i)| *name == i.name && *schema == i.schema)
+        self.tables
+            .iter()
+            .zip(inputs)
+            .all(|((schema, _), i)| *schema == i.schema)
     }
 
     /// Runs the plan over `inputs`' rows.
     async fn run(&self, what: &str, inputs: Vec<Input>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        for ((_, _, table), input) in self.tables.iter().zip(inputs) {
+        for ((_, table), input) in self.tables.iter().zip(inputs) {
             *table.batches[0].write().await = input.rows;
         }
         let state = self.ctx.state();
@@ -88,7 +87,7 @@ impl Prepared {
         }
         .await;
         // The rows are not kept past the run, whatever its outcome.
-        for (_, _, table) in &self.tables {
+        for (_, table) in &self.tables {
             table.batches[0].write().await.clear();
         }
         let mut batches = ran.map_err(Error::datafusion(what))?;

@@ -16,10 +16,8 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Timelike as _, Utc};
-use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array,
-};
-use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::array::{Array, BooleanArray, RecordBatch, StringArray, new_null_array};
+use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
@@ -249,15 +247,9 @@ fn rule_sql(rule: &Rule, t: DateTime<Utc>, run: DateTime<Utc>, severity_column: 
 
 /// `b` with the columns of [`alerts_schema`], cast to its types.
 fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let cols: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|f| match b.column_by_name(f.name()) {
-            Some(c) => cast(c, f.data_type()).map_err(Error::arrow("casting alert columns")),
-            None => Ok(new_null_array(f.data_type(), b.num_rows())),
-        })
-        .collect::<Result<_>>()?;
-    RecordBatch::try_new(schema.clone(), cols).map_err(Error::arrow("alert rows"))
+    super::conform_columns(b, schema, "alert rows", |f, n| {
+        new_null_array(f.data_type(), n)
+    })
 }
 
 /// One rule of a run, planned.
@@ -606,7 +598,7 @@ mod tests {
     use super::*;
     use crate::clock::parse_utc;
     use deltalake::arrow::array::{
-        Float64Array, Int64Array, ListBuilder, StringBuilder, TimestampMicrosecondArray,
+        ArrayRef, Float64Array, Int64Array, ListBuilder, StringBuilder, TimestampMicrosecondArray,
     };
     use deltalake::datafusion::datasource::MemTable;
 

@@ -31,9 +31,7 @@ use deltalake::arrow::array::{
     TimestampMicrosecondArray,
 };
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
-};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Action;
@@ -512,32 +510,13 @@ pub fn rows_between(
     let (lo, hi) = (start.timestamp_micros(), end.timestamp_micros());
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
-        let ts = b
-            .column_by_name("event_time")
-            .map(|c| cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None)))
-            .transpose()
-            .map_err(Error::arrow("the rows of a window"))?;
-        let Some(ts) = ts else {
-            return Err(Error::Arrow {
-                what: "the rows of a window",
-                source: deltalake::arrow::error::ArrowError::SchemaError(
-                    "the window has no event_time column".to_string(),
-                ),
-            });
-        };
-        let ts = ts.as_primitive::<TimestampMicrosecondType>();
-        let inside = |v: i64| (lo..hi).contains(&v);
-        let all = ts.null_count() == 0
-            && deltalake::arrow::compute::min(ts).is_some_and(inside)
-            && deltalake::arrow::compute::max(ts).is_some_and(inside);
-        if all {
-            out.push(b.clone());
-            continue;
+        if !matches!(
+            b.column_by_name("event_time").map(|c| c.data_type()),
+            Some(DataType::Timestamp(TimeUnit::Microsecond, _))
+        ) {
+            return Err(not_a_window("no microsecond event_time column"));
         }
-        let mask: deltalake::arrow::array::BooleanArray =
-            ts.iter().map(|v| Some(v.is_some_and(inside))).collect();
-        let kept = deltalake::arrow::compute::filter_record_batch(b, &mask)
-            .map_err(Error::arrow("the rows of a window"))?;
+        let kept = read::rows_in(b, lo, hi)?;
         if kept.num_rows() > 0 {
             out.push(kept);
         }
@@ -545,39 +524,29 @@ pub fn rows_between(
     Ok(out)
 }
 
-const COUNTING: &str = "counting the window's rows by source";
+/// The error of window rows without a column the window has.
+fn not_a_window(detail: &str) -> Error {
+    Error::Arrow {
+        what: "the rows of a window",
+        source: deltalake::arrow::error::ArrowError::SchemaError(format!(
+            "the window has {detail}"
+        )),
+    }
+}
 
-/// Rows of `batches` with event time in [`start`, `end`), by `_source` (`batch` and `speed`
-/// always present): the same figures as `SELECT _source, count(*) FROM w GROUP BY _source` over
-/// the view `w` of [`super::window_view_sql`] (whose date filter the event time implies), without
-/// planning a query.
-pub fn source_counts(
-    batches: &[RecordBatch],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<BTreeMap<String, u64>> {
+/// `rows` by `_source` (`batch` and `speed` always present): over the rows of `w`
+/// ([`rows_between`]), the same figures as `SELECT _source, count(*) FROM w GROUP BY _source`,
+/// without planning a query.
+pub fn source_counts(rows: &[RecordBatch]) -> Result<BTreeMap<String, u64>> {
     let mut counts = BTreeMap::from([("batch".to_string(), 0), ("speed".to_string(), 0)]);
-    let (lo, hi) = (start.timestamp_micros(), end.timestamp_micros());
-    for b in batches {
-        let (Some(ts), Some(source)) =
-            (b.column_by_name("event_time"), b.column_by_name("_source"))
-        else {
-            return Err(Error::Arrow {
-                what: COUNTING,
-                source: deltalake::arrow::error::ArrowError::SchemaError(
-                    "the window has no event_time or _source column".to_string(),
-                ),
-            });
-        };
-        let ts = cast(ts, &DataType::Timestamp(TimeUnit::Microsecond, None))
-            .map_err(Error::arrow(COUNTING))?;
-        let source = cast(source, &DataType::Utf8).map_err(Error::arrow(COUNTING))?;
-        let ts = ts.as_primitive::<TimestampMicrosecondType>();
-        let source = source.as_string::<i32>();
-        for i in 0..b.num_rows() {
-            if ts.is_valid(i) && (lo..hi).contains(&ts.value(i)) && source.is_valid(i) {
-                *counts.entry(source.value(i).to_string()).or_default() += 1;
-            }
+    for b in rows {
+        let source = b
+            .column_by_name("_source")
+            .ok_or_else(|| not_a_window("no _source column"))?;
+        let source = cast(source, &DataType::Utf8)
+            .map_err(Error::arrow("counting the window's rows by source"))?;
+        for s in source.as_string::<i32>().iter().flatten() {
+            *counts.entry(s.to_string()).or_default() += 1;
         }
     }
     Ok(counts)

@@ -17,7 +17,7 @@ use futures::StreamExt as _;
 use object_store::ObjectStoreExt as _;
 
 use super::{FileRows, NEWEST_LANDED_KEY, NEWEST_OBJECT_KEY, file_name};
-use crate::layers::serving::{Error, Result, collect, ts_sql};
+use crate::layers::serving::{Error, Result, collect, conform_columns, ts_sql};
 use crate::layers::sql;
 
 /// The column the scan adds with each row's data file.
@@ -253,25 +253,12 @@ fn decode(
 /// the file's type differs (a time zone's spelling), `date` from the partition value, and
 /// columns the file predates as nulls.
 fn conform(b: &RecordBatch, schema: &SchemaRef, date: &str) -> Result<RecordBatch> {
-    let n = b.num_rows();
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let column: ArrayRef = match b.column_by_name(f.name()) {
-                Some(c) => Arc::clone(c),
-                None if f.name() == "date" => Arc::new(StringArray::from(vec![date; n])),
-                None => new_null_array(f.data_type(), n),
-            };
-            match column.data_type() == f.data_type() {
-                true => Ok(column),
-                false => cast(&column, f.data_type()),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Error::arrow("a unified data file's rows"))?;
-    RecordBatch::try_new(Arc::clone(schema), columns)
-        .map_err(Error::arrow("a unified data file's rows"))
+    conform_columns(b, schema, "a unified data file's rows", |f, n| {
+        match f.name() == "date" {
+            true => Arc::new(StringArray::from(vec![date; n])) as ArrayRef,
+            false => new_null_array(f.data_type(), n),
+        }
+    })
 }
 
 /// The figures of `b`'s rows: what the figures query of [`files`] gives for one file.
@@ -305,20 +292,27 @@ fn figures_of(b: &RecordBatch) -> Result<Figures> {
 /// The rows of `b` with `event_time` at or after `lo` (micros). A batch wholly at or after
 /// `lo` is returned as it is (shared, not copied).
 pub(super) fn rows_from(b: &RecordBatch, lo: i64) -> Result<RecordBatch> {
+    rows_in(b, lo, i64::MAX)
+}
+
+/// The rows of `b` with `event_time` in [`lo`, `hi`) (micros). A batch wholly inside is
+/// returned as it is (shared, not copied); one without a microsecond `event_time` whole.
+pub(super) fn rows_in(b: &RecordBatch, lo: i64, hi: i64) -> Result<RecordBatch> {
     let Some(col) = b.column_by_name("event_time") else {
         return Ok(b.clone());
     };
     let Some(ts) = col.as_any().downcast_ref::<TimestampMicrosecondArray>() else {
         return Ok(b.clone());
     };
-    if ts.null_count() == 0 && deltalake::arrow::compute::min(ts).is_some_and(|m| m >= lo) {
+    let inside = |v: i64| (lo..hi).contains(&v);
+    if ts.null_count() == 0
+        && deltalake::arrow::compute::min(ts).is_some_and(inside)
+        && deltalake::arrow::compute::max(ts).is_some_and(inside)
+    {
         return Ok(b.clone());
     }
-    let mask: BooleanArray = ts
-        .iter()
-        .map(|v| Some(v.is_some_and(|v| v >= lo)))
-        .collect();
-    filter_record_batch(b, &mask).map_err(Error::arrow("evicting the window"))
+    let mask: BooleanArray = ts.iter().map(|v| Some(v.is_some_and(inside))).collect();
+    filter_record_batch(b, &mask).map_err(Error::arrow("the rows of a window"))
 }
 
 /// The newest speed-layer object the table's recent commits name (and when it was landed).
