@@ -7,7 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::IntoFuture;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
 use chrono::{DateTime, Utc};
 use deltalake::datafusion::datasource::MemTable;
@@ -16,13 +20,13 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, run_label, ts_sql,
-    unified_session, verify, window,
+    Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, run_label,
+    same_columns, ts_sql, unified_session, verify, window,
 };
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::table_path;
 use crate::layers::sql;
-use crate::layers::write::{self, Write};
+use crate::layers::write::{self, Replace, Write};
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::sources::stream::all_streams;
@@ -106,15 +110,20 @@ impl AnalyticsPlan {
     }
 
     /// SQL of the recomputed figures of [`Self::streams`], `quarantined[i]` saying whether
-    /// stream i has a quarantine table (registered as `quarantine_<stream>`), from `source`.
+    /// stream i has a quarantine table (registered as `quarantine_<stream>`: the table itself
+    /// with [`Source::Table`], its counts by date with [`Source::Figures`]), from `source`.
     fn stream_dates_sql(&self, quarantined: &[bool], source: Source) -> String {
         let filter = sql::in_dates(&self.dates);
         let mut parts = Vec::new();
         for (s, has_quarantine) in self.streams.iter().zip(quarantined) {
             let q = if *has_quarantine {
-                format!(
-                    "SELECT date, count(*) AS n FROM quarantine_{s} WHERE {filter} GROUP BY date"
-                )
+                match source {
+                    Source::Table => format!(
+                        "SELECT date, count(*) AS n FROM quarantine_{s} WHERE {filter} GROUP BY date"
+                    ),
+                    // The counts of the dates ([`quarantined_by_date`]).
+                    Source::Figures => format!("SELECT date, n FROM quarantine_{s}"),
+                }
             } else {
                 "SELECT CAST(NULL AS VARCHAR) AS date, CAST(0 AS BIGINT) AS n WHERE false"
                     .to_string()
@@ -166,57 +175,80 @@ impl AnalyticsPlan {
                     .await
                     .map_err(Error::delta(&path))?;
                 if let Some(q) = &q {
-                    for ctx in std::iter::once(df_ctx).chain(reference) {
-                        register_delta(ctx, &format!("quarantine_{s}"), q)
+                    match source {
+                        // The counts of the dates, kept per table version.
+                        Source::Figures => {
+                            let counts = quarantined_by_date(store, &path, q, &self.dates).await?;
+                            df_ctx
+                                .register_table(format!("quarantine_{s}"), Arc::new(counts))
+                                .map_err(Error::datafusion(format!("registering {path}")))?;
+                        }
+                        Source::Table => {
+                            register_delta(df_ctx, &format!("quarantine_{s}"), q)
+                                .await
+                                .map_err(Error::datafusion(format!("registering {path}")))?;
+                        }
+                    }
+                    if let Some(reference) = reference {
+                        register_delta(reference, &format!("quarantine_{s}"), q)
                             .await
                             .map_err(Error::datafusion(format!("registering {path}")))?;
                     }
                 }
                 quarantined.push(q.is_some());
             }
-            let sql = self.stream_dates_sql(&quarantined, source);
+            let (schema, rows) = collect(
+                df_ctx
+                    .sql(&self.stream_dates_sql(&quarantined, source))
+                    .await
+                    .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?,
+            )
+            .await?;
             if let Some(reference) = reference {
-                let rows = |ctx: &SessionContext, sql: String| {
-                    let ctx = ctx.clone();
-                    async move {
-                        let (_, b) =
-                            collect(ctx.sql(&sql).await.map_err(Error::datafusion(format!(
-                                "planning {STREAM_DATES_PATH}"
-                            )))?)
-                            .await?;
-                        json_rows(&b)
-                    }
-                };
+                let (_, expected) = collect(
+                    reference
+                        .sql(&self.stream_dates_sql(&quarantined, Source::Table))
+                        .await
+                        .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?,
+                )
+                .await?;
                 verify::same_rows(
                     STREAM_DATES_PATH,
-                    &rows(df_ctx, sql.clone()).await?,
-                    &rows(
-                        reference,
-                        self.stream_dates_sql(&quarantined, Source::Table),
-                    )
-                    .await?,
+                    &json_rows(&rows)?,
+                    &json_rows(&expected)?,
                 )?;
                 log_info(
                     log,
                     "verified: the figures equal their SQL over the unified tables",
                 );
             }
-            let plan = df_ctx
-                .sql(&sql)
+            let table = store
+                .delta_table_or_new(STREAM_DATES_PATH)
                 .await
-                .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?
-                .into_unoptimized_plan();
-            let written = write::write_plan(
-                store
-                    .delta_table_or_new(STREAM_DATES_PATH)
+                .map_err(Error::delta(STREAM_DATES_PATH))?;
+            let written = if same_columns(&table, &schema) {
+                write::write_batches(table, rows, Replace::Dates(&self.dates), run_label(t)).await
+            } else {
+                // The first run (or a table of other columns): planned by deltalake's writer.
+                let rows = MemTable::try_new(schema, vec![rows])
+                    .map_err(Error::datafusion(STREAM_DATES_PATH))?;
+                df_ctx
+                    .register_table("stream_dates_rows", Arc::new(rows))
+                    .map_err(Error::datafusion(STREAM_DATES_PATH))?;
+                let plan = df_ctx
+                    .sql("SELECT * FROM stream_dates_rows")
                     .await
-                    .map_err(Error::delta(STREAM_DATES_PATH))?,
-                df_ctx,
-                plan,
-                Write::ReplaceDates(&self.dates),
-                run_label(t),
-            )
-            .await
+                    .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?
+                    .into_unoptimized_plan();
+                write::write_plan(
+                    table,
+                    df_ctx,
+                    plan,
+                    Write::ReplaceDates(&self.dates),
+                    run_label(t),
+                )
+                .await
+            }
             .map_err(Error::delta(STREAM_DATES_PATH))?;
             store.keep_table(STREAM_DATES_PATH, &written);
         }
@@ -261,6 +293,87 @@ impl AnalyticsPlan {
             domains: Some(rows),
         })
     }
+}
+
+/// Counts by date of quarantine tables, per lake and table, for one table version each: the
+/// quarantine changes only when a batch run commits, while the figures of today are recomputed
+/// at every serving run.
+static QUARANTINED: LazyLock<Mutex<HashMap<String, Counted>>> = LazyLock::new(Default::default);
+
+/// Rows by date of a table at a version.
+type Counted = (Option<u64>, BTreeMap<String, u64>);
+
+/// The quarantined rows of `dates` in `table` (at `path`) as a table `(date, n)`: counted for
+/// the dates this process has not counted at the table's version.
+async fn quarantined_by_date(
+    store: &Store,
+    path: &str,
+    table: &deltalake::DeltaTable,
+    dates: &[String],
+) -> Result<MemTable> {
+    // The table's id too: a table made again starts its versions again.
+    let id = table
+        .snapshot()
+        .map(|s| s.metadata().id().to_string())
+        .unwrap_or_default();
+    let key = format!("{}\u{0}{path}\u{0}{id}", store.url());
+    let version = table.version();
+    let known = {
+        let kept = QUARANTINED.lock().unwrap_or_else(|p| p.into_inner());
+        match kept.get(&key) {
+            Some((v, counts)) if *v == version => counts.clone(),
+            _ => BTreeMap::new(),
+        }
+    };
+    let missing: Vec<String> = dates
+        .iter()
+        .filter(|d| !known.contains_key(*d))
+        .cloned()
+        .collect();
+    let mut counts = known;
+    if !missing.is_empty() {
+        let ctx = SessionContext::new();
+        register_delta(&ctx, "q", table)
+            .await
+            .map_err(Error::datafusion(format!("registering {path}")))?;
+        let (_, batches) = collect(
+            ctx.sql(&format!(
+                "SELECT CAST(date AS VARCHAR) AS date, count(*) AS n FROM q WHERE {} GROUP BY date",
+                sql::in_dates(&missing)
+            ))
+            .await
+            .map_err(Error::datafusion(format!("counting {path}")))?,
+        )
+        .await?;
+        counts.extend(missing.iter().map(|d| (d.clone(), 0)));
+        for r in json_rows(&batches)? {
+            if let (Some(d), Some(n)) = (r["date"].as_str(), r["n"].as_u64()) {
+                counts.insert(d.to_string(), n);
+            }
+        }
+        QUARANTINED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (version, counts.clone()));
+    }
+    let (date, n): (Vec<&str>, Vec<i64>) = dates
+        .iter()
+        .map(|d| (d.as_str(), counts.get(d).copied().unwrap_or(0) as i64))
+        .unzip();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("date", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(date)),
+            Arc::new(Int64Array::from(n)),
+        ],
+    )
+    .map_err(Error::arrow("the quarantined counts"))?;
+    MemTable::try_new(schema, vec![vec![batch]])
+        .map_err(Error::datafusion("the quarantined counts"))
 }
 
 /// What a run of `analytics` did, as it reports it (its task output).

@@ -50,6 +50,7 @@ pub use self::upkeep::{UpkeepBuilder, UpkeepMetrics};
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::compact::Compacted;
 use crate::layers::sql;
+use crate::layers::write;
 use crate::scheduler::task::log_info;
 use crate::store::{Store, register_delta};
 
@@ -172,14 +173,23 @@ pub async fn overwrite_snapshot(
 ) -> Result<u64> {
     let (schema, batches) = signed(schema, batches)?;
     let batches = if batches.is_empty() {
-        vec![RecordBatch::new_empty(schema)]
+        vec![RecordBatch::new_empty(Arc::clone(&schema))]
     } else {
         batches
     };
     let table = store
         .delta_table_or_new(path)
         .await
-        .map_err(Error::delta(path))?
+        .map_err(Error::delta(path))?;
+    // The usual run: the table has the rows' columns; the files are replaced without planning.
+    if same_columns(&table, &schema) {
+        let table = write::write_batches(table, batches, write::Replace::All, run_label(t))
+            .await
+            .map_err(Error::delta(path))?;
+        store.keep_table(path, &table);
+        return Ok(table.version().unwrap_or_default());
+    }
+    let table = table
         .write(batches)
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
@@ -188,6 +198,24 @@ pub async fn overwrite_snapshot(
         .map_err(Error::delta(path))?;
     store.keep_table(path, &table);
     Ok(table.version().unwrap_or_default())
+}
+
+/// Whether `table` exists with the columns of `schema` (by name, as Delta types them), each
+/// column that may be null in `schema` nullable in the table: rows of `schema` can then be
+/// written to it as they are.
+pub(crate) fn same_columns(table: &deltalake::DeltaTable, schema: &SchemaRef) -> bool {
+    use delta_kernel::engine::arrow_conversion::TryIntoKernel as _;
+    let wanted: Option<deltalake::kernel::StructType> = schema.as_ref().try_into_kernel().ok();
+    let (Ok(snapshot), Some(wanted)) = (table.snapshot(), wanted) else {
+        return false;
+    };
+    let current = snapshot.schema();
+    current.fields().count() == wanted.fields().count()
+        && wanted.fields().all(|w| {
+            current.field(w.name()).is_some_and(|c| {
+                c.data_type() == w.data_type() && (c.is_nullable() || !w.is_nullable())
+            })
+        })
 }
 
 /// `batches` with their unsigned integer columns (`row_number()`, `rank()` give `UInt64`) cast

@@ -64,15 +64,25 @@ impl IngestPlan {
             .iter()
             .map(|(k, v)| (format!("{k:?}"), *v))
             .collect();
-        let mut objects: BTreeMap<String, (u64, Vec<u8>)> = BTreeMap::new();
+        // An object per event hour and kind (late, on time, future): its key is made once, not
+        // once per event.
+        let mut objects: BTreeMap<(i64, u8), (String, u64, Vec<u8>)> = BTreeMap::new();
         for e in &generated.events {
-            let entry = objects
-                .entry(object_key(spec.name, e.event_time, start, end))
-                .or_default();
-            entry.0 += 1;
-            entry.1.extend_from_slice(e.line.as_bytes());
-            entry.1.push(b'\n');
+            let t = e.event_time;
+            let kind = match t {
+                t if t < start => 0,
+                t if t >= end => 2,
+                _ => 1,
+            };
+            let (_, lines, body) = objects
+                .entry((t.timestamp().div_euclid(3600), kind))
+                .or_insert_with(|| (object_key(spec.name, t, start, end), 0, Vec::new()));
+            *lines += 1;
+            body.extend_from_slice(e.line.as_bytes());
+            body.push(b'\n');
         }
+        let mut objects: Vec<(String, u64, Vec<u8>)> = objects.into_values().collect();
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
         IngestPlan {
             stream: spec.name,
             interval: (start, end),
@@ -80,7 +90,7 @@ impl IngestPlan {
             faults,
             objects: objects
                 .into_iter()
-                .map(|(key, (lines, body))| PlannedObject { key, lines, body })
+                .map(|(key, lines, body)| PlannedObject { key, lines, body })
                 .collect(),
         }
     }

@@ -16,9 +16,13 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Timelike as _, Utc};
-use deltalake::arrow::array::{Array, BooleanArray, RecordBatch, StringArray, new_null_array};
+use deltalake::arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    new_null_array,
+};
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::protocol::SaveMode;
 use futures::future::BoxFuture;
@@ -31,12 +35,13 @@ use self::recent::Recent;
 use super::deliver::{DeliverBuilder, ReceiverMetrics, states_of};
 use super::window::{self, Reading};
 use super::{
-    Compacted, Error, Result, collect, dates_between, json_rows, log_info, put_json, run_label,
-    ts_sql, verify, window_view_sql,
+    Compacted, Error, Result, collect, dates_between, json_rows, log_info, prepared, put_json,
+    run_label, verify, window_view_sql,
 };
 use crate::clock::{compact, rfc3339_secs};
 use crate::config::ReceiverConfig;
 use crate::layers::batch::compact::compact_table;
+use crate::layers::write;
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::store::Store;
@@ -181,12 +186,20 @@ fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// SQL of a rule's alert id: its template with `{rule}`, `{stream}` and `{run}` filled in and
-/// `{subject}` the row's subject (a template with no placeholder is taken literally).
-fn id_sql(rule: &Rule, t: DateTime<Utc>) -> String {
+/// SQL of a rule's alert id: its template with `{rule}` and `{stream}` filled in, `{subject}`
+/// the row's subject and `{run}` the run label of [`params`] (a template with no placeholder is
+/// taken literally).
+fn id_sql(rule: &Rule) -> String {
     let mut parts = Vec::new();
     let mut text = String::new();
     let mut rest = rule.id;
+    let column = |parts: &mut Vec<String>, text: &mut String, c: &str| {
+        if !text.is_empty() {
+            parts.push(literal(text));
+            text.clear();
+        }
+        parts.push(c.to_string());
+    };
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}').map(|c| open + c) else {
             break;
@@ -195,14 +208,8 @@ fn id_sql(rule: &Rule, t: DateTime<Utc>) -> String {
         match &rest[open + 1..close] {
             "rule" => text.push_str(rule.name),
             "stream" => text.push_str(rule.stream),
-            "run" => text.push_str(&compact(t)),
-            "subject" => {
-                if !text.is_empty() {
-                    parts.push(literal(&text));
-                    text.clear();
-                }
-                parts.push("subject".to_string());
-            }
+            "run" => column(&mut parts, &mut text, "p.run"),
+            "subject" => column(&mut parts, &mut text, "r.subject"),
             other => {
                 text.push('{');
                 text.push_str(other);
@@ -218,29 +225,54 @@ fn id_sql(rule: &Rule, t: DateTime<Utc>) -> String {
     format!("concat({})", parts.join(", "))
 }
 
-/// The alerts of `rule` for the run at `t` labelled `run` (`{run}` of the id: the scheduled
-/// run, or the slot of the schedule a live run falls in), in [`alerts_schema`], from the view `w`; the
+/// Schema of the one-row table `params` a rule's alerts read the run from ([`params`]).
+fn params_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("window_start", ts.clone(), false),
+        Field::new("window_end", ts, false),
+        Field::new("run", DataType::Utf8, false),
+        Field::new("date", DataType::Utf8, false),
+    ]))
+}
+
+/// The row of `params` for `rule`'s alerts of the run at `t` labelled `run`: its window
+/// [T − minutes, T), the run label of condition rules' ids and the date the alerts are raised on.
+fn params(rule: &Rule, t: DateTime<Utc>, run: DateTime<Utc>) -> Result<RecordBatch> {
+    let ts = |at: DateTime<Utc>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(vec![at.timestamp_micros()]).with_timezone("UTC"))
+    };
+    RecordBatch::try_new(
+        params_schema(),
+        vec![
+            ts(t - Duration::minutes(rule.minutes)),
+            ts(t),
+            Arc::new(StringArray::from(vec![compact(run)])),
+            Arc::new(StringArray::from(vec![t.date_naive().to_string()])),
+        ],
+    )
+    .map_err(Error::arrow("the parameters of a rule"))
+}
+
+/// The alerts of `rule`, in [`alerts_schema`]'s columns, from its rows in `w` and the run in
+/// `params` (so that the text is the same at every run and is planned once: [`prepared`]); the
 /// severity is the SQL's `severity` column if `severity_column`, else the rule's.
-fn rule_sql(rule: &Rule, t: DateTime<Utc>, run: DateTime<Utc>, severity_column: bool) -> String {
-    let start = t - Duration::minutes(rule.minutes);
-    let id = id_sql(rule, run);
+fn rule_sql(rule: &Rule, severity_column: bool) -> String {
     let severity = match severity_column {
-        true => "severity".to_string(),
+        true => "r.severity".to_string(),
         false => literal(rule.severity),
     };
     format!(
-        "SELECT {id} AS alert_id, '{name}' AS rule, {severity} AS severity, '{stream}' AS stream, subject,
-           {start} AS window_start, {end} AS window_end, {end} AS triggered_at,
-           CAST(value AS DOUBLE) AS value, CAST({threshold} AS DOUBLE) AS threshold,
-           triggering_ids, CAST(coalesce(cardinality(triggering_ids), 0) AS BIGINT) AS triggering_count,
-           detail, '{date}' AS date
-         FROM ({sql}) ORDER BY subject",
-        name = rule.name,
-        stream = rule.stream,
-        start = ts_sql(start),
-        end = ts_sql(t),
+        "SELECT {id} AS alert_id, {name} AS rule, {severity} AS severity, {stream} AS stream, r.subject,
+           p.window_start, p.window_end, p.window_end AS triggered_at,
+           CAST(r.value AS DOUBLE) AS value, CAST({threshold} AS DOUBLE) AS threshold,
+           r.triggering_ids, CAST(coalesce(cardinality(r.triggering_ids), 0) AS BIGINT) AS triggering_count,
+           r.detail, p.date
+         FROM ({sql}) r CROSS JOIN params p ORDER BY r.subject",
+        id = id_sql(rule),
+        name = literal(rule.name),
+        stream = literal(rule.stream),
         threshold = rule.threshold,
-        date = t.date_naive(),
         sql = rule.sql,
     )
 }
@@ -257,36 +289,76 @@ fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 struct RulePlan {
     /// The rule.
     rule: Rule,
-    /// SQL of the view `w`: the rule's window.
+    /// Start of its window: [start, T).
+    start: DateTime<Utc>,
+    /// SQL of the view `w` over the unified table, for the check against it.
     window_sql: String,
-    /// SQL of its alerts ([`rule_sql`]).
-    sql: String,
     /// The run label of its ids.
     run: DateTime<Utc>,
 }
 
 impl RulePlan {
-    /// The rule's alerts over the window of `ctx`'s `unified_<stream>`, in the alerts' schema.
-    async fn alerts(&self, ctx: &SessionContext, t: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
+    /// The rule's alerts over its window of `rows` (the rows of its stream's window, of
+    /// `schema`), in the alerts' schema.
+    async fn alerts(
+        &self,
+        schema: &SchemaRef,
+        rows: &[RecordBatch],
+        t: DateTime<Utc>,
+    ) -> Result<Vec<RecordBatch>> {
         let rule = &self.rule;
+        let what = format!("the alerts of {}", rule.name);
+        let w = |rows| prepared::Input {
+            name: "w",
+            schema: Arc::clone(schema),
+            rows,
+        };
+        // A rule whose SQL gives no `severity` column raises alerts of its declared one.
+        let severity_column = prepared::output_schema(&what, rule.sql, &[w(Vec::new())])
+            .await?
+            .field_with_name("severity")
+            .is_ok();
+        let inputs = vec![
+            w(window::rows_between(rows, self.start, t)?),
+            prepared::Input {
+                name: "params",
+                schema: params_schema(),
+                rows: vec![params(rule, t, self.run)?],
+            },
+        ];
+        let (_, batches) = prepared::run(&what, &rule_sql(rule, severity_column), inputs).await?;
+        let schema = alerts_schema();
+        batches.iter().map(|b| conform(b, &schema)).collect()
+    }
+
+    /// The same alerts from the same SQL over the view `w` of `ctx`'s `unified_<stream>` (the
+    /// Delta table, when runs check themselves).
+    async fn alerts_over(
+        &self,
+        ctx: &SessionContext,
+        t: DateTime<Utc>,
+    ) -> Result<Vec<RecordBatch>> {
+        let rule = &self.rule;
+        let what = || format!("the alerts of {}", rule.name);
         ctx.sql(&self.window_sql)
             .await
             .map_err(Error::datafusion(format!("the window of {}", rule.name)))?;
-        // A rule whose SQL gives no `severity` column raises alerts of its declared one.
+        let p = MemTable::try_new(params_schema(), vec![vec![params(rule, t, self.run)?]])
+            .map_err(Error::datafusion(what()))?;
+        // This rule's parameters in place of the previous rule's.
+        ctx.deregister_table("params")
+            .and_then(|_| ctx.register_table("params", Arc::new(p)))
+            .map_err(Error::datafusion(what()))?;
         let severity_column = ctx
             .sql(&format!("SELECT * FROM ({}) LIMIT 0", rule.sql))
             .await
-            .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?
+            .map_err(Error::datafusion(what()))?
             .schema()
             .has_column_with_unqualified_name("severity");
-        let sql = match severity_column {
-            true => self.sql.clone(),
-            false => rule_sql(rule, t, self.run, false),
-        };
         let (_, batches) = collect(
-            ctx.sql(&sql)
+            ctx.sql(&rule_sql(rule, severity_column))
                 .await
-                .map_err(Error::datafusion(format!("the alerts of {}", rule.name)))?,
+                .map_err(Error::datafusion(what()))?,
         )
         .await?;
         let schema = alerts_schema();
@@ -319,11 +391,14 @@ impl AlertsPlan {
                 .rules
                 .iter()
                 .filter(|r| present.contains(&r.stream))
-                .map(|r| RulePlan {
-                    rule: *r,
-                    window_sql: window_view_sql("w", r.stream, t - Duration::minutes(r.minutes), t),
-                    sql: rule_sql(r, t, run, true),
-                    run,
+                .map(|r| {
+                    let start = t - Duration::minutes(r.minutes);
+                    RulePlan {
+                        rule: *r,
+                        start,
+                        window_sql: window_view_sql("w", r.stream, start, t),
+                        run,
+                    }
                 })
                 .collect(),
             // On the hour (a live run between scheduled ones leaves it to them).
@@ -354,9 +429,12 @@ impl AlertsPlan {
         let mut by_rule = BTreeMap::new();
         for rp in &self.rules {
             let rule = &rp.rule;
-            let batches = rp.alerts(df_ctx, t).await?;
+            let Some((schema, rows)) = reading.rows.get(rule.stream) else {
+                continue; // planned for the streams with a unified table, whose rows are read
+            };
+            let batches = rp.alerts(schema, rows, t).await?;
             if let Some(reference) = reference {
-                let expected = rp.alerts(reference, t).await?;
+                let expected = rp.alerts_over(reference, t).await?;
                 verify::same_rows(rule.name, &json_rows(&batches)?, &json_rows(&expected)?)?;
             }
             let mut raised = 0usize;
@@ -398,16 +476,30 @@ impl AlertsPlan {
         let table = if new_batches.is_empty() {
             existing
         } else {
-            let written = store
-                .delta_table_or_new(ALERTS_PATH)
+            let table = match existing {
+                Some(table) => table,
+                None => store
+                    .delta_table_or_new(ALERTS_PATH)
+                    .await
+                    .map_err(Error::delta(ALERTS_PATH))?,
+            };
+            let written = if super::same_columns(&table, &alerts_schema()) {
+                write::write_batches(
+                    table,
+                    new_batches.clone(),
+                    write::Replace::Nothing,
+                    run_label(t),
+                )
                 .await
-                .map_err(Error::delta(ALERTS_PATH))?
-                .write(new_batches.clone())
-                .with_save_mode(SaveMode::Append)
-                .with_partition_columns(["date"])
-                .with_commit_properties(run_label(t))
-                .await
-                .map_err(Error::delta(ALERTS_PATH))?;
+            } else {
+                table
+                    .write(new_batches.clone())
+                    .with_save_mode(SaveMode::Append)
+                    .with_partition_columns(["date"])
+                    .with_commit_properties(run_label(t))
+                    .await
+            }
+            .map_err(Error::delta(ALERTS_PATH))?;
             store.keep_table(ALERTS_PATH, &written);
             recent.appended(&new_batches, written.version())?;
             Some(written)
@@ -597,34 +689,52 @@ impl TaskBody for Alerts {
 mod tests {
     use super::*;
     use crate::clock::parse_utc;
+    use crate::layers::serving::ts_sql;
     use deltalake::arrow::array::{
         ArrayRef, Float64Array, Int64Array, ListBuilder, StringBuilder, TimestampMicrosecondArray,
     };
     use deltalake::datafusion::datasource::MemTable;
 
-    /// Runs `rule` at `t` over hand-made rows registered as `w`.
+    /// Runs `rule` at `t` over hand-made rows as its window `w`.
     async fn fire(rule: &str, w: RecordBatch, t: &str) -> Vec<serde_json::Value> {
         let rule = SEED_RULES.iter().find(|r| r.name == rule).unwrap();
-        let ctx = SessionContext::new();
-        let table = MemTable::try_new(w.schema(), vec![vec![w]]).unwrap();
-        ctx.register_table("w", Arc::new(table)).unwrap();
-        let (_, batches) = collect(
-            ctx.sql(&rule_sql(
-                rule,
-                parse_utc(t).unwrap(),
-                parse_utc(t).unwrap(),
-                true,
-            ))
-            .await
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-        let batches: Vec<RecordBatch> = batches
+        let t = parse_utc(t).unwrap();
+        // The rows' date, which the window of a table reads.
+        let mut columns = w.columns().to_vec();
+        columns.push(Arc::new(StringArray::from(vec![
+            "2026-02-02";
+            w.num_rows()
+        ])));
+        let mut fields: Vec<Field> = w
+            .schema()
+            .fields()
             .iter()
-            .map(|b| conform(b, &alerts_schema()).unwrap())
+            .map(|f| f.as_ref().clone())
             .collect();
-        json_rows(&batches).unwrap()
+        fields.push(Field::new("date", DataType::Utf8, false));
+        let w = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let plan = AlertsPlan::new(t, t, &[rule.stream]);
+        let rp = plan
+            .rules
+            .iter()
+            .find(|r| r.rule.name == rule.name)
+            .unwrap();
+        let batches = rp
+            .alerts(&w.schema(), std::slice::from_ref(&w), t)
+            .await
+            .unwrap();
+        // The same SQL over the view `w` of a table gives the same alerts.
+        let ctx = SessionContext::new();
+        let table = MemTable::try_new(w.schema(), vec![vec![w.clone()]]).unwrap();
+        ctx.register_table(format!("unified_{}", rule.stream), Arc::new(table))
+            .unwrap();
+        let over = rp.alerts_over(&ctx, t).await.unwrap();
+        let rows = json_rows(&batches).unwrap();
+        assert_eq!(rows, json_rows(&over).unwrap());
+        // Again in the same session, as the next rule of a run is.
+        let again = rp.alerts_over(&ctx, t).await.unwrap();
+        assert_eq!(rows, json_rows(&again).unwrap());
+        rows
     }
 
     fn ts(n: usize) -> ArrayRef {
@@ -816,10 +926,20 @@ mod tests {
                 ts_sql(t)
             )
         );
+        let sql = rule_sql(&plan.rules[0].rule, true);
         assert!(
-            plan.rules[0]
-                .sql
-                .contains("concat('api_error_rate:', subject, ':20260202T010000Z') AS alert_id")
+            sql.contains("concat('api_error_rate:', r.subject, ':', p.run) AS alert_id"),
+            "{sql}"
+        );
+        let p = params(&plan.rules[0].rule, t, t).unwrap();
+        assert_eq!(
+            json_rows(&[p]).unwrap(),
+            [serde_json::json!({
+                "window_start": "2026-02-02T00:45:00Z",
+                "window_end": "2026-02-02T01:00:00Z",
+                "run": "20260202T010000Z",
+                "date": "2026-02-02",
+            })]
         );
         assert!(plan.compact);
         assert!(!AlertsPlan::new(t + Duration::minutes(10), t, &[]).compact);

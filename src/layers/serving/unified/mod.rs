@@ -27,19 +27,19 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
+use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
-use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::TaskContext as DfTaskContext;
 use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
-use futures::StreamExt as _;
 use futures::future::BoxFuture;
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Result, log_info, run_label};
+use super::{Error, Result, log_info, prepared, run_label};
 use crate::clock::{parse_utc, rfc3339_secs};
 use crate::layers::batch::lineage::{self, ConsumedFile, LOOKBACK_DAYS};
 use crate::layers::batch::{self, bronze, table_path};
@@ -127,9 +127,21 @@ impl PartitionStream for SpeedFiles {
     }
 
     fn execute(&self, _ctx: Arc<DfTaskContext>) -> SendableRecordBatchStream {
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            self.rows(),
+        ))
+    }
+}
+
+impl SpeedFiles {
+    /// The cleaned rows of the files, file by file in their order.
+    fn rows(
+        &self,
+    ) -> impl futures::Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static {
         let store = self.store.clone();
         let counts = Arc::clone(&self.counts);
-        let stream = futures::stream::iter(self.files.clone()).then(move |(f, cleaner)| {
+        futures::stream::iter(self.files.clone()).then(move |(f, cleaner)| {
             let store = store.clone();
             let counts = Arc::clone(&counts);
             async move {
@@ -147,8 +159,7 @@ impl PartitionStream for SpeedFiles {
                     .map_err(|e| DataFusionError::External(e.into()))?;
                 cleaner.apply(&batch, &counts).map(|c| c.clean)
             }
-        });
-        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+        })
     }
 }
 
@@ -367,9 +378,7 @@ impl UnifiedPlan {
     ) -> Result<UnifiedMetrics> {
         let spec = self.spec;
         let stream = spec.name;
-        let t = self.t;
         let path = &self.path;
-        let df_ctx = sql::session().map_err(Error::batch)?;
         let Some(write) = &self.write else {
             log_info(log, "no new speed file and no new batch run");
             return Ok(UnifiedMetrics::Unchanged(Unchanged {
@@ -377,35 +386,148 @@ impl UnifiedPlan {
                 mode: UnifiedMode::Nothing,
             }));
         };
-        let WritePlan {
-            speed_files,
-            dates,
-            replace,
-            ..
-        } = write;
-        let replace = *replace;
         let counts = Arc::new(Mutex::new(Counts::default()));
         log_info(
             log,
             format!(
-                "{path}: {} {dates:?} from {} speed file(s)",
-                if replace {
+                "{path}: {} {:?} from {} speed file(s)",
+                if write.replace {
                     "recomputing"
                 } else {
                     "appending to"
                 },
-                speed_files.len()
+                write.dates,
+                write.speed_files.len()
             ),
         );
-        let speed_table = SpeedFiles::new(store, spec, speed_files.clone(), Arc::clone(&counts))
-            .and_then(|files| {
-                StreamingTable::try_new(clean::clean_schema(spec), vec![Arc::new(files)])
-            })
+        let speed = SpeedFiles::new(store, spec, write.speed_files.clone(), Arc::clone(&counts))
+            .map_err(Error::datafusion("reading the speed files"))?;
+        let (table, appended) = match (write.replace, existing) {
+            (false, Some(table)) => {
+                let (table, appended) = self.append(store, table, write, speed, log).await?;
+                (table, Some(appended))
+            }
+            (_, existing) => {
+                seen::forget(store, stream);
+                let table = self
+                    .rewrite(store, existing, write, speed, log, datasets)
+                    .await?;
+                (table, None)
+            }
+        };
+        store.keep_table(path, &table);
+        if let Some(d) = datasets.filter(|d| d.is_recording()) {
+            for f in &write.speed_files {
+                d.read(Dataset::at(&f.key).bytes(f.bytes));
+            }
+            let kept = appended.as_ref().map_or(Dataset::table(path, &table), |a| {
+                Dataset::table(path, &table).rows(a.rows)
+            });
+            d.wrote(kept);
+        }
+        let held = appended.map(|a| {
+            seen::remember(a.pending, table.version());
+            a.held
+        });
+
+        // Record what the table now holds.
+        store
+            .put(
+                &state_key(stream),
+                Bytes::from(
+                    serde_json::to_vec(&write.state).map_err(Error::json("the serving state"))?,
+                ),
+                &ObjectAttrs::default(),
+            )
+            .await?;
+        let c = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(UnifiedMetrics::Written(Written {
+            stream: stream.to_string(),
+            mode: if write.replace {
+                UnifiedMode::Recompute
+            } else {
+                UnifiedMode::Append
+            },
+            version: table.version(),
+            dates: write.dates.clone(),
+            speed_files: write.speed_files.len(),
+            speed_rows_read: c.rows_in,
+            speed_rows_dropped: c.quarantined.values().sum::<u64>(),
+            ids_already_held: held.as_ref().map_or(0, |h| h.dropped),
+            ids_looked_up: held.as_ref().map_or(0, |h| h.looked_up),
+        }))
+    }
+
+    /// An append to the existing `table` (the usual run): the new speed rows, de-duplicated
+    /// among themselves by the run's SQL (planned once per process: [`prepared`]), less the
+    /// ids the table already holds ([`seen`]), written and committed without planning.
+    async fn append(
+        &self,
+        store: &Store,
+        table: deltalake::DeltaTable,
+        write: &WritePlan,
+        speed: SpeedFiles,
+        log: Option<&TaskLog>,
+    ) -> Result<(deltalake::DeltaTable, Appended)> {
+        let spec = self.spec;
+        let path = &self.path;
+        let rows: Vec<RecordBatch> = speed
+            .rows()
+            .try_collect()
+            .await
+            .map_err(Error::datafusion(format!("reading the new rows of {path}")))?;
+        let (schema, batches) = prepared::run(
+            "the new rows of a unified table",
+            &self.sql(&write.dates, Input::Speed),
+            vec![prepared::Input {
+                name: "speed_clean",
+                schema: speed.schema,
+                rows,
+            }],
+        )
+        .await?;
+        let (kept, held, pending) =
+            seen::drop_held(store, spec.name, spec.id_field, &table, batches).await?;
+        let rows = kept.iter().map(|b| b.num_rows() as u64).sum();
+        let table = self.evolved(table, &schema, log).await?;
+        let table = write::write_batches(
+            table,
+            kept,
+            write::Replace::Nothing,
+            commit_label(self.t, &write.speed_files),
+        )
+        .await
+        .map_err(Error::delta(path))?;
+        Ok((
+            table,
+            Appended {
+                rows,
+                held,
+                pending,
+            },
+        ))
+    }
+
+    /// A recompute of `write.dates`, or the first write of a new table: the run's SQL over
+    /// silver (if any) and the speed rows, written by deltalake's writer.
+    async fn rewrite(
+        &self,
+        store: &Store,
+        existing: Option<deltalake::DeltaTable>,
+        write: &WritePlan,
+        speed: SpeedFiles,
+        log: Option<&TaskLog>,
+        datasets: Option<&Datasets>,
+    ) -> Result<deltalake::DeltaTable> {
+        let stream = self.spec.name;
+        let path = &self.path;
+        let df_ctx = sql::session().map_err(Error::batch)?;
+        let speed_table = StreamingTable::try_new(speed.schema.clone(), vec![Arc::new(speed)])
             .map_err(Error::datafusion("reading the speed files"))?;
         df_ctx
             .register_table("speed_clean", Arc::new(speed_table))
             .map_err(Error::datafusion("registering speed_clean"))?;
-        let input = if !replace {
+        let input = if !write.replace {
             Input::Speed
         } else {
             let silver_path = table_path("silver", stream);
@@ -426,42 +548,11 @@ impl UnifiedPlan {
                 None => Input::Speed,
             }
         };
-        let sql = self.sql(dates, input);
-        let mut plan = df_ctx
-            .sql(&sql)
+        let plan = df_ctx
+            .sql(&self.sql(&write.dates, input))
             .await
             .map_err(Error::datafusion(format!("planning the rows of {path}")))?
             .into_unoptimized_plan();
-        // An append to an existing table: the new rows whose id the table already holds are
-        // dropped (first landed wins), checked against this process's id filters ([`seen`]).
-        let mut ids = None;
-        // Rows an append adds (a recompute's are not counted apart from what it replaces).
-        let mut rows_kept: Option<u64> = None;
-        if let (false, Some(table)) = (replace, &existing) {
-            let (schema, batches) = super::collect(
-                df_ctx
-                    .execute_logical_plan(plan)
-                    .await
-                    .map_err(Error::datafusion(format!("reading the new rows of {path}")))?,
-            )
-            .await?;
-            let (kept, held, pending) =
-                seen::drop_held(store, stream, spec.id_field, table, batches).await?;
-            rows_kept = Some(kept.iter().map(|b| b.num_rows() as u64).sum());
-            let mem =
-                MemTable::try_new(schema, vec![kept]).map_err(Error::datafusion("the new rows"))?;
-            df_ctx
-                .register_table("new_rows", Arc::new(mem))
-                .map_err(Error::datafusion("the new rows"))?;
-            plan = df_ctx
-                .sql("SELECT * FROM new_rows")
-                .await
-                .map_err(Error::datafusion("the new rows"))?
-                .into_unoptimized_plan();
-            ids = Some((held, pending));
-        } else {
-            seen::forget(store, stream);
-        }
         let target = match existing {
             Some(t) => t,
             None => store
@@ -469,77 +560,59 @@ impl UnifiedPlan {
                 .await
                 .map_err(Error::delta(path))?,
         };
-        // A declared column the table lacks is added first; a changed or removed one is refused
-        // before anything is written.
-        let (target, added) = evolve::evolve(
+        let target = self.evolved(target, plan.schema().as_arrow(), log).await?;
+        write::write_plan(
             target,
-            path,
-            plan.schema().as_arrow(),
-            &evolve::stream_columns(spec),
-            run_label(t),
+            &df_ctx,
+            plan,
+            if write.replace {
+                Write::ReplaceDates(&write.dates)
+            } else {
+                Write::Append
+            },
+            commit_label(self.t, &write.speed_files),
+        )
+        .await
+        .map_err(Error::delta(path))
+    }
+
+    /// `table` with the declared columns of `rows` it lacks added first; a changed or removed
+    /// one is refused before anything is written.
+    async fn evolved(
+        &self,
+        table: deltalake::DeltaTable,
+        rows: &deltalake::arrow::datatypes::Schema,
+        log: Option<&TaskLog>,
+    ) -> Result<deltalake::DeltaTable> {
+        let (table, added) = evolve::evolve(
+            table,
+            &self.path,
+            rows,
+            &evolve::stream_columns(self.spec),
+            run_label(self.t),
         )
         .await?;
         if !added.is_empty() {
             log_info(
                 log,
-                format!("{path}: added column(s) {added:?} (older rows read as null)"),
+                format!(
+                    "{}: added column(s) {added:?} (older rows read as null)",
+                    self.path
+                ),
             );
         }
-        let table = write::write_plan(
-            target,
-            &df_ctx,
-            plan,
-            if replace {
-                Write::ReplaceDates(dates)
-            } else {
-                Write::Append
-            },
-            commit_label(t, speed_files),
-        )
-        .await
-        .map_err(Error::delta(path))?;
-        store.keep_table(path, &table);
-        if let Some(d) = datasets.filter(|d| d.is_recording()) {
-            for f in speed_files {
-                d.read(Dataset::at(&f.key).bytes(f.bytes));
-            }
-            let kept = rows_kept.map_or(Dataset::table(path, &table), |n| {
-                Dataset::table(path, &table).rows(n)
-            });
-            d.wrote(kept);
-        }
-        let held = ids.map(|(held, pending)| {
-            seen::remember(pending, table.version());
-            held
-        });
-
-        // Record what the table now holds.
-        store
-            .put(
-                &state_key(stream),
-                Bytes::from(
-                    serde_json::to_vec(&write.state).map_err(Error::json("the serving state"))?,
-                ),
-                &ObjectAttrs::default(),
-            )
-            .await?;
-        let c = counts.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(UnifiedMetrics::Written(Written {
-            stream: stream.to_string(),
-            mode: if replace {
-                UnifiedMode::Recompute
-            } else {
-                UnifiedMode::Append
-            },
-            version: table.version(),
-            dates: dates.clone(),
-            speed_files: speed_files.len(),
-            speed_rows_read: c.rows_in,
-            speed_rows_dropped: c.quarantined.values().sum::<u64>(),
-            ids_already_held: held.as_ref().map_or(0, |h| h.dropped),
-            ids_looked_up: held.as_ref().map_or(0, |h| h.looked_up),
-        }))
+        Ok(table)
     }
+}
+
+/// What an append wrote besides the table.
+struct Appended {
+    /// Rows appended.
+    rows: u64,
+    /// Ids found already held.
+    held: seen::Held,
+    /// The appended ids, for this process's id filters once committed.
+    pending: seen::Pending,
 }
 
 /// The run's label ([`run_label`]) with the newest speed-layer object of `files` (by landing
@@ -901,7 +974,10 @@ mod tests {
         );
         // The new rows, first landed wins among themselves (the table's ids are dropped after).
         let sql = p.sql(&w.dates, Input::Speed);
-        assert!(sql.contains("PARTITION BY \"log_id\""), "{sql}");
+        assert!(
+            sql.contains("lag(\"log_id\") OVER (ORDER BY \"log_id\", _ingest_run"),
+            "{sql}"
+        );
         assert!(!sql.contains("unified"));
 
         // Nothing new: no commit.
