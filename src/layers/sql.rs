@@ -50,15 +50,25 @@ pub fn set_options(ctx: &SessionContext, change: impl FnOnce(&mut ConfigOptions)
 }
 
 /// SQL keeping, of the rows of `input`, the first landed one of each `id` (by ingest run, file,
-/// line): silver's de-duplication rule, which the serving layer applies too. The rows are
-/// sorted by id and landing order once and a row is kept when its id differs from the row
-/// before it (`_prev`; the first row is always kept, so a null id keeps one row like any other
-/// id). `row_number()` partitioned by id gave the same rows, but DataFusion keeps state per
-/// partition, and with ids nearly all distinct it cost about three times the sort.
+/// line; a file and line name one row): silver's de-duplication rule, which the serving layer
+/// applies too. The rows' keys alone (id, ingest run, file, line) are sorted by id and landing
+/// order; a row is kept when it is the first or its id differs from the row before it (so a
+/// null id keeps one row like any other id); then the rows of `input` whose file and line were
+/// kept are selected, the kept keys being the join's build side. `input` is read twice, but
+/// only four columns are sorted and held. `row_number()` partitioned by id gave the same rows,
+/// but DataFusion keeps state per partition, and with ids nearly all distinct it cost about
+/// three times the sort; sorting whole rows by one order held a day's rows at once.
 pub fn first_landed(id: &str, input: &str) -> String {
     let order = format!("\"{id}\", {}", LANDING_ORDER.join(", "));
     format!(
-        "SELECT * FROM (SELECT *, lag(\"{id}\") OVER (ORDER BY {order}) AS _prev, row_number() OVER (ORDER BY {order}) AS _rn FROM ({input})) WHERE _rn = 1 OR _prev IS DISTINCT FROM \"{id}\""
+        "SELECT i.* FROM (\
+           SELECT _source_key AS _kept_key, _line AS _kept_line FROM (\
+             SELECT \"{id}\", _source_key, _line, lag(\"{id}\") OVER (ORDER BY {order}) AS _prev, \
+               row_number() OVER (ORDER BY {order}) AS _rn \
+             FROM (SELECT \"{id}\", {landing} FROM ({input}))) \
+           WHERE _rn = 1 OR _prev IS DISTINCT FROM \"{id}\") k \
+         RIGHT SEMI JOIN ({input}) i ON i._source_key = k._kept_key AND i._line = k._kept_line",
+        landing = LANDING_ORDER.join(", ")
     )
 }
 
@@ -127,7 +137,7 @@ mod tests {
             (None, "3", "x", 0),
             (Some("a"), "2", "x", 7),
             (None, "1", "x", 9),
-            (Some("c"), "3", "x", 1),
+            (Some("c"), "3", "w", 1),
         ];
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
@@ -157,7 +167,7 @@ mod tests {
                 "| id | _ingest_run | _source_key | _line |",
                 "| a  | 2           | x           | 7     |",
                 "| b  | 1           | z           | 5     |",
-                "| c  | 3           | x           | 1     |",
+                "| c  | 3           | w           | 1     |",
                 "|    | 1           | x           | 9     |",
             ],
             "{text}"
