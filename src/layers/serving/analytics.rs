@@ -4,16 +4,13 @@
 //! domain: total_records, latest_date, published_at — rebuilt from that small table, also as
 //! `serving/analytics/master_summary.json`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::IntoFuture;
-
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
+use chrono::{DateTime, Utc};
 use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-
-use chrono::{DateTime, Utc};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
