@@ -7,6 +7,7 @@ use delta_kernel::expressions::Scalar;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Action;
@@ -14,7 +15,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
-use deltalake::{DeltaResult, DeltaTable, DeltaTableError};
+use deltalake::{DeltaResult, DeltaTable};
 use futures::TryStreamExt as _;
 use indexmap::IndexMap;
 
@@ -142,19 +143,27 @@ pub async fn write_batches(
     Ok(table)
 }
 
-/// `b`'s columns in `schema`'s order and types (taken by name).
-fn conform(b: &RecordBatch, schema: &SchemaRef) -> DeltaResult<RecordBatch> {
+/// `b`'s columns in `schema`'s order and types: taken by name (the table's order may differ
+/// after columns were added), cast where the Arrow type differs (a string view for a string,
+/// say); a column `b` lacks is an error.
+pub fn conform(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if b.schema().fields() == schema.fields() {
+        return Ok(b.clone());
+    }
     let columns = schema
         .fields()
         .iter()
         .map(|f| {
             let c = b.column_by_name(f.name()).ok_or_else(|| {
-                DeltaTableError::Generic(format!("the rows have no column {}", f.name()))
+                ArrowError::SchemaError(format!("the rows have no column {}", f.name()))
             })?;
-            Ok(cast(c, f.data_type())?)
+            match c.data_type() == f.data_type() {
+                true => Ok(Arc::clone(c)),
+                false => cast(c, f.data_type()),
+            }
         })
-        .collect::<DeltaResult<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
 /// How [`write_plan`] writes.

@@ -124,28 +124,9 @@ impl Writes {
         })
     }
 
-    /// `b` (of the plan's schema) in the table's: columns matched by name (the table's order
-    /// may differ, after columns were added), of another Arrow type for the same Delta type (a
-    /// string view, say) cast.
+    /// `b` (of the plan's schema) in the table's ([`super::plan::conform`]).
     fn conform(&self, b: RecordBatch) -> Result<RecordBatch, DataFusionError> {
-        if b.schema().fields() == self.schema.fields() {
-            return Ok(b);
-        }
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let c = b.column_by_name(f.name()).ok_or_else(|| {
-                    DataFusionError::Internal(format!("rows without column {}", f.name()))
-                })?;
-                Ok(match c.data_type() == f.data_type() {
-                    true => Arc::clone(c),
-                    false => deltalake::arrow::compute::cast(c, f.data_type())?,
-                })
-            })
-            .collect::<Result<Vec<_>, DataFusionError>>()?;
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        Ok(super::plan::conform(&b, &self.schema)?)
     }
 
     fn writer_for(
