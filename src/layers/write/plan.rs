@@ -10,8 +10,8 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::datafusion::prelude::SessionContext;
-use deltalake::kernel::Action;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, FinalizedCommit};
+use deltalake::kernel::{Action, Add};
 use deltalake::protocol::DeltaOperation;
 use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
@@ -97,6 +97,21 @@ pub async fn write_batches(
         }
     }
     let adds = writer.flush().await?;
+    let finalized = commit_adds(&table, adds, replace, props).await?;
+    let mut table = table;
+    table.state = Some(finalized.snapshot());
+    Ok(table)
+}
+
+/// Commits the files `adds` to `table` with `props`, removing the files `replace` says (those
+/// of its dates, or all), as a Delta write (append, replace-where or overwrite), against the
+/// snapshot `table` was read at.
+pub async fn commit_adds(
+    table: &DeltaTable,
+    adds: Vec<Add>,
+    replace: Replace<'_>,
+    props: CommitProperties,
+) -> DeltaResult<FinalizedCommit> {
     let snapshot = table.snapshot()?;
     let partition_by = snapshot.metadata().partition_columns().to_vec();
     let mut actions: Vec<Action> = match replace {
@@ -134,13 +149,10 @@ pub async fn write_batches(
             _ => None,
         },
     };
-    let finalized = CommitBuilder::from(props)
+    CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(snapshot), table.log_store(), operation)
-        .await?;
-    let mut table = table;
-    table.state = Some(finalized.snapshot());
-    Ok(table)
+        .await
 }
 
 /// `b`'s columns in `schema`'s order and types: taken by name (the table's order may differ

@@ -20,11 +20,10 @@ use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{Action, Add, StructType};
+use deltalake::kernel::{Add, StructType};
 use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ParquetRecordBatchStreamBuilder;
 use deltalake::parquet::arrow::ProjectionMask;
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError, Path};
 use futures::TryStreamExt as _;
@@ -32,8 +31,7 @@ use object_store::ObjectStoreExt as _;
 
 use super::Error;
 use super::parquet::{TARGET_FILE_BYTES, parquet_properties_for};
-use super::plan::{commit, date_partition};
-use crate::layers::sql::in_dates;
+use super::plan::{Replace, commit_adds, date_partition};
 use crate::store::Store;
 
 /// The columns that name a row of the lake's tables: the file it landed in and its line.
@@ -249,28 +247,9 @@ impl Writes {
         props: CommitProperties,
     ) -> Result<u64, Error> {
         self.finish().await?;
-        let log_store = self.table.log_store();
-        let mut actions: Vec<Action> = self
-            .table
-            .snapshot()?
-            .snapshot()
-            .file_views(log_store.as_ref(), None)
-            .try_filter_map(|f| async move {
-                let date = f.partition_values_map().get("date").cloned().flatten();
-                Ok(date
-                    .is_some_and(|d| dates.contains(&d))
-                    .then(|| Action::Remove(f.remove_action(true))))
-            })
-            .try_collect()
-            .await?;
         let adds = std::mem::take(&mut *self.adds.lock().unwrap_or_else(|p| p.into_inner()));
-        actions.extend(adds.into_iter().map(Action::Add));
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: Some(vec!["date".into()]),
-            predicate: Some(in_dates(dates)),
-        };
-        Ok(commit(&self.table, actions, operation, props).await?)
+        let finalized = commit_adds(&self.table, adds, Replace::Dates(dates), props).await?;
+        Ok(finalized.version())
     }
 
     /// Writes one batch: as it is when its rows share a date (the usual case: silver's rows
