@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,8 @@ pub const STATE_KEY: &str = "_lakepipe/catalog/state.json";
 pub const SMALL_OBJECT_BYTES: u64 = 128 * 1024;
 /// Most anomalies listed in the metadata (all are counted).
 pub const MAX_LISTED_ANOMALIES: usize = 1000;
+/// DDL files written at once.
+const DDL_WRITES_AT_ONCE: usize = 8;
 
 /// Errors of a refresh.
 #[derive(Debug, thiserror::Error)]
@@ -229,16 +231,23 @@ pub async fn refresh(store: &Store, opts: &Options, log: &OpLog) -> Result<Summa
     let location = athena_location(store, opts);
     let delta = tables::delta_tables(store).await?;
     let defs = tables::tables(&all, &delta, &location);
-    let mut ddl_keys = Vec::new();
-    for (name, sql) in athena::ddl(&defs, &location) {
-        let key = format!("{}/{name}.sql", athena::PREFIX);
-        let attrs = ObjectAttrs {
-            content_type: Some("application/sql".into()),
-            metadata: Vec::new(),
-        };
-        store.put(&key, Bytes::from(sql), &attrs).await?;
-        ddl_keys.push(key);
-    }
+    // One file per table, written a few at once (on S3 each is a request).
+    let attrs = ObjectAttrs {
+        content_type: Some("application/sql".into()),
+        metadata: Vec::new(),
+    };
+    let ddl_keys: Vec<String> = futures::stream::iter(athena::ddl(&defs, &location))
+        .map(|(name, sql)| {
+            let key = format!("{}/{name}.sql", athena::PREFIX);
+            let attrs = &attrs;
+            async move {
+                store.put(&key, Bytes::from(sql), attrs).await?;
+                Ok::<_, crate::store::Error>(key)
+            }
+        })
+        .buffered(DDL_WRITES_AT_ONCE)
+        .try_collect()
+        .await?;
     log.info(
         "ddl.written",
         &[
@@ -422,7 +431,15 @@ async fn walk_root(
         }
     });
     let offset_key = from.as_ref().map(|p| format!("{root}/{p}"));
+    // On a local lake, a listing from an offset reads only the folders from the offset on
+    // (those unchanged since the last refresh not at all): object_store's local listing
+    // walks the whole tree, all the history, to filter it. S3 starts after the offset itself.
     let mut listing = match &offset_key {
+        Some(o) if store.is_local() => {
+            futures::stream::iter(store.list_after_cached(root, o).await?)
+                .map(Ok)
+                .boxed()
+        }
         Some(o) => store.list_after(root, o),
         None => store.list(root),
     };

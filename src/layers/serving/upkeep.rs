@@ -337,120 +337,29 @@ impl UpkeepPlan {
             tables_checked: self.tables.len(),
             tables: BTreeMap::new(),
         };
-        for plan in self.tables {
-            if plan.is_noop() {
-                continue;
+        // Tables are upkept a few at once, each on a task of its own: compaction and
+        // checkpoints are CPU work, and the task otherwise runs alone at the end of the run.
+        // Dropping the set (a timeout cancels the task) cancels what is still running.
+        let mut pending = self.tables.into_iter().filter(|p| !p.is_noop()).enumerate();
+        let mut running = tokio::task::JoinSet::new();
+        let mut finished = Vec::new();
+        loop {
+            while running.len() < TABLES_AT_ONCE
+                && let Some((i, plan)) = pending.next()
+            {
+                let (store, config) = (store.clone(), config.clone());
+                running.spawn(async move { (i, upkeep_table(&store, &config, t, plan).await) });
             }
-            let path = plan.path.as_str();
-            let mut done = TableUpkeep::default();
-            let mut committed = false;
-            // Each partition's small files are merged into one, with a target just above their
-            // bytes: files already merged into larger ones stay as they are until the small
-            // ones add up to their size (size tiers: a row is rewritten a logarithmic number
-            // of times, not once per compaction).
-            let partitions: Vec<Option<String>> = match &plan.compact {
-                None => Vec::new(),
-                Some(dates) if dates.is_empty() => vec![None],
-                Some(dates) => dates.iter().cloned().map(Some).collect(),
+            let Some(joined) = running.join_next().await else {
+                break;
             };
-            for date in partitions {
-                let key = date.clone().unwrap_or_default();
-                let target = plan.merge_bytes.get(&key).copied().unwrap_or_default() + 1;
-                let dates = date.map(|d| vec![d]);
-                if let Some(c) = compact::compact_table_to(
-                    store,
-                    path,
-                    dates.as_deref(),
-                    Some(run_label(t)),
-                    target.min(TARGET_FILE_BYTES),
-                )
-                .await
-                .map_err(Error::batch)?
-                {
-                    done.files_compacted += c.files_removed;
-                    done.files_written += c.files_added;
-                    committed |= c.files_removed > 0;
-                }
-            }
-            if let Some(cut) = plan.vacuum {
-                // The files removed since the last vacuum; the first vacuum (or one whose
-                // commits are gone from the log) is Delta's, of every expired tombstone.
-                let since_last = match cut.after {
-                    Some(after) => compact::delete_removed(store, path, after, cut.version)
-                        .await
-                        .map_err(Error::batch)?,
-                    None => None,
-                };
-                let n = match since_last {
-                    Some(n) => n,
-                    None => {
-                        let retain = std::time::Duration::from_secs(config.retention_hours * 3600);
-                        let now = cut.wall_ms + retain.as_millis() as i64;
-                        let n = compact::vacuum_table_as_of(
-                            store,
-                            path,
-                            retain,
-                            Some(now),
-                            Some(run_label(t)),
-                        )
-                        .await
-                        .map_err(Error::batch)?;
-                        committed |= n > 0;
-                        n
-                    }
-                };
-                done.files_vacuumed = n as u64;
-            }
-            let mut table = None;
-            let checkpoint = if committed {
-                let reloaded = store.delta_table(path).await.map_err(Error::delta(path))?;
-                let due = reloaded.as_ref().is_some_and(|tb| {
-                    needs_checkpoint(
-                        tb.version().unwrap_or_default(),
-                        plan.last_checkpoint,
-                        config.checkpoint_every,
-                    )
-                });
-                table = reloaded;
-                plan.checkpoint || due
-            } else {
-                plan.checkpoint
-            };
-            if checkpoint {
-                let tb = match table.take() {
-                    Some(tb) => Some(tb),
-                    None => store.delta_table(path).await.map_err(Error::delta(path))?,
-                };
-                if let Some(tb) = tb {
-                    deltalake::checkpoints::create_checkpoint(&tb, None)
-                        .await
-                        .map_err(Error::delta(path))?;
-                    done.checkpoint = tb.version();
-                    table = Some(tb);
-                }
-            }
-            if let Some(keep) = plan.cleanup_logs_to {
-                let tb = match table.take() {
-                    Some(tb) => Some(tb),
-                    None => store.delta_table(path).await.map_err(Error::delta(path))?,
-                };
-                if let Some(tb) = tb {
-                    // A cutoff in the far future: the version alone decides (entries below the
-                    // newest checkpoint at or before `keep`).
-                    let n = deltalake::checkpoints::cleanup_expired_logs_for(
-                        keep,
-                        tb.log_store().as_ref(),
-                        i64::MAX,
-                        None,
-                    )
-                    .await
-                    .map_err(Error::delta(path))?;
-                    done.log_files_removed = n as u64;
-                }
-            }
-            if plan.record_changed {
-                store.put_json(&record_key(path), &plan.record).await?;
-            }
+            let (i, done) = joined.map_err(|e| Error::Batch {
+                source: Box::new(e),
+            })?;
+            finished.push((i, done?));
+        }
+        finished.sort_by_key(|(i, _)| *i);
+        for (_, (path, done)) in finished {
             if !done.is_empty() {
                 log_info(
                     log,
@@ -464,7 +373,7 @@ impl UpkeepPlan {
                         done.files_vacuumed
                     ),
                 );
-                metrics.tables.insert(plan.path.clone(), done);
+                metrics.tables.insert(path, done);
             }
         }
         if metrics.tables.is_empty() {
@@ -478,6 +387,125 @@ impl UpkeepPlan {
         }
         Ok(metrics)
     }
+}
+
+/// Tables upkept at once by a run.
+const TABLES_AT_ONCE: usize = 4;
+
+/// Compacts, vacuums, checkpoints and cleans up one table as planned, then writes its record
+/// if it changed; returns the table's path and what was done.
+async fn upkeep_table(
+    store: &Store,
+    config: &UpkeepConfig,
+    t: DateTime<Utc>,
+    plan: TablePlan,
+) -> Result<(String, TableUpkeep)> {
+    let path = plan.path.as_str();
+    let mut done = TableUpkeep::default();
+    let mut committed = false;
+    // Each partition's small files are merged into one, with a target just above their
+    // bytes: files already merged into larger ones stay as they are until the small
+    // ones add up to their size (size tiers: a row is rewritten a logarithmic number
+    // of times, not once per compaction).
+    let partitions: Vec<Option<String>> = match &plan.compact {
+        None => Vec::new(),
+        Some(dates) if dates.is_empty() => vec![None],
+        Some(dates) => dates.iter().cloned().map(Some).collect(),
+    };
+    for date in partitions {
+        let key = date.clone().unwrap_or_default();
+        let target = plan.merge_bytes.get(&key).copied().unwrap_or_default() + 1;
+        let dates = date.map(|d| vec![d]);
+        if let Some(c) = compact::compact_table_to(
+            store,
+            path,
+            dates.as_deref(),
+            Some(run_label(t)),
+            target.min(TARGET_FILE_BYTES),
+        )
+        .await
+        .map_err(Error::batch)?
+        {
+            done.files_compacted += c.files_removed;
+            done.files_written += c.files_added;
+            committed |= c.files_removed > 0;
+        }
+    }
+    if let Some(cut) = plan.vacuum {
+        // The files removed since the last vacuum; the first vacuum (or one whose
+        // commits are gone from the log) is Delta's, of every expired tombstone.
+        let since_last = match cut.after {
+            Some(after) => compact::delete_removed(store, path, after, cut.version)
+                .await
+                .map_err(Error::batch)?,
+            None => None,
+        };
+        let n = match since_last {
+            Some(n) => n,
+            None => {
+                let retain = std::time::Duration::from_secs(config.retention_hours * 3600);
+                let now = cut.wall_ms + retain.as_millis() as i64;
+                let n =
+                    compact::vacuum_table_as_of(store, path, retain, Some(now), Some(run_label(t)))
+                        .await
+                        .map_err(Error::batch)?;
+                committed |= n > 0;
+                n
+            }
+        };
+        done.files_vacuumed = n as u64;
+    }
+    let mut table = None;
+    let checkpoint = if committed {
+        let reloaded = store.delta_table(path).await.map_err(Error::delta(path))?;
+        let due = reloaded.as_ref().is_some_and(|tb| {
+            needs_checkpoint(
+                tb.version().unwrap_or_default(),
+                plan.last_checkpoint,
+                config.checkpoint_every,
+            )
+        });
+        table = reloaded;
+        plan.checkpoint || due
+    } else {
+        plan.checkpoint
+    };
+    if checkpoint {
+        let tb = match table.take() {
+            Some(tb) => Some(tb),
+            None => store.delta_table(path).await.map_err(Error::delta(path))?,
+        };
+        if let Some(tb) = tb {
+            deltalake::checkpoints::create_checkpoint(&tb, None)
+                .await
+                .map_err(Error::delta(path))?;
+            done.checkpoint = tb.version();
+            table = Some(tb);
+        }
+    }
+    if let Some(keep) = plan.cleanup_logs_to {
+        let tb = match table.take() {
+            Some(tb) => Some(tb),
+            None => store.delta_table(path).await.map_err(Error::delta(path))?,
+        };
+        if let Some(tb) = tb {
+            // A cutoff in the far future: the version alone decides (entries below the
+            // newest checkpoint at or before `keep`).
+            let n = deltalake::checkpoints::cleanup_expired_logs_for(
+                keep,
+                tb.log_store().as_ref(),
+                i64::MAX,
+                None,
+            )
+            .await
+            .map_err(Error::delta(path))?;
+            done.log_files_removed = n as u64;
+        }
+    }
+    if plan.record_changed {
+        store.put_json(&record_key(path), &plan.record).await?;
+    }
+    Ok((plan.path, done))
 }
 
 /// What a run of `upkeep` did to one table.
