@@ -706,6 +706,69 @@ mod tests {
         }
     }
 
+    /// Tables with something to do are upkept several at once, and every one of them is
+    /// reported: in the metrics, and in the log in table order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_table_is_upkept_and_logged_in_table_order() {
+        use deltalake::arrow::array::{Int64Array, RecordBatch};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        // More tables than are upkept at once, each of three small files.
+        let paths: Vec<String> = serving_tables()
+            .into_iter()
+            .filter(|p| p.starts_with("serving/dashboards/"))
+            .collect();
+        assert!(paths.len() > TABLES_AT_ONCE, "{paths:?}");
+        for path in &paths {
+            let mut table = store
+                .delta_table_or_new(path)
+                .await
+                .unwrap()
+                .create()
+                .with_column("n", DeltaType::Primitive(PrimitiveType::Long), true, None)
+                .await
+                .unwrap();
+            for n in 0..3 {
+                let rows = RecordBatch::try_new(
+                    std::sync::Arc::clone(&schema),
+                    vec![std::sync::Arc::new(Int64Array::from(vec![n]))],
+                )
+                .unwrap();
+                table = table.write(vec![rows]).await.unwrap();
+            }
+        }
+        let config = UpkeepConfig {
+            small_file_threshold: 2,
+            ..config()
+        };
+        let log = TaskLog::new(false);
+        let metrics = UpkeepBuilder::new(&store, at("2026-02-01T00:10:00Z"))
+            .with_config(config)
+            .with_log(&log)
+            .await
+            .unwrap();
+        assert_eq!(metrics.tables_checked, paths.len());
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(metrics.tables.keys().cloned().collect::<Vec<_>>(), sorted);
+        for (path, done) in &metrics.tables {
+            assert_eq!((done.files_compacted, done.files_written), (3, 1), "{path}");
+        }
+        let text = log.text();
+        let lines: Vec<usize> = paths
+            .iter()
+            .map(|p| {
+                text.lines()
+                    .position(|l| l.contains(&format!("{p}: 3 small files compacted into 1")))
+                    .unwrap_or_else(|| panic!("{p} not in the log:\n{text}"))
+            })
+            .collect();
+        assert!(lines.is_sorted(), "{lines:?}\n{text}");
+    }
+
     fn state(version: u64, small: &[(&str, u64)], record: Record) -> TableState {
         TableState {
             path: "serving/unified/api_logs".into(),
