@@ -318,22 +318,33 @@ mod tests {
 
     /// A serving commit leaves expired log entries for `upkeep` (which judges expiry in logical
     /// time); delta-rs's own cleanup, which the other commit keeps, removes them.
+    /// One row of the one-column tables of these tests: `n`.
+    pub(super) fn n_row(n: i64) -> RecordBatch {
+        use deltalake::arrow::array::Int64Array;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![n]))]).unwrap()
+    }
+
+    /// The creation of a table of one `long` column `n` at `path`.
+    pub(super) async fn n_table(
+        store: &Store,
+        path: &str,
+    ) -> deltalake::operations::create::CreateBuilder {
+        use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
+        store
+            .delta_table_or_new(path)
+            .await
+            .unwrap()
+            .create()
+            .with_column("n", DeltaType::Primitive(PrimitiveType::Long), true, None)
+    }
+
     #[tokio::test]
     async fn serving_commits_leave_expired_log_entries_to_upkeep() {
         use deltalake::TableProperty;
-        use deltalake::arrow::array::Int64Array;
-        use deltalake::arrow::datatypes::{DataType, Field, Schema};
-        use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::local_store(dir.path()).await;
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
-        let rows = |n: i64| {
-            RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![Arc::new(Int64Array::from(vec![n]))],
-            )
-            .unwrap()
-        };
         let t = parse_utc("2026-02-01T00:00:00Z").unwrap();
         let first_entry_left = |path: &str| {
             dir.path()
@@ -346,12 +357,8 @@ mod tests {
             ("default", CommitProperties::default()),
         ] {
             // Every entry of this table's log expires at once.
-            let mut table = store
-                .delta_table_or_new(path)
+            let mut table = n_table(&store, path)
                 .await
-                .unwrap()
-                .create()
-                .with_column("n", DeltaType::Primitive(PrimitiveType::Long), true, None)
                 .with_configuration_property(
                     TableProperty::LogRetentionDuration,
                     Some("interval 0 seconds"),
@@ -359,13 +366,13 @@ mod tests {
                 .await
                 .unwrap();
             for n in 0..2 {
-                table = table.write(vec![rows(n)]).await.unwrap();
+                table = table.write(vec![n_row(n)]).await.unwrap();
             }
             deltalake::checkpoints::create_checkpoint(&table, None)
                 .await
                 .unwrap();
             table
-                .write(vec![rows(9)])
+                .write(vec![n_row(9)])
                 .with_commit_properties(props)
                 .await
                 .unwrap();

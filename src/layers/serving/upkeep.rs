@@ -710,12 +710,9 @@ mod tests {
     /// reported: in the metrics, and in the log in table order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_table_is_upkept_and_logged_in_table_order() {
-        use deltalake::arrow::array::{Int64Array, RecordBatch};
-        use deltalake::arrow::datatypes::{DataType, Field, Schema};
-        use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
+        use crate::layers::serving::tests::{n_row, n_table};
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::local_store(dir.path()).await;
-        let schema = std::sync::Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
         // More tables than are upkept at once, each of three small files.
         let paths: Vec<String> = serving_tables()
             .into_iter()
@@ -723,21 +720,10 @@ mod tests {
             .collect();
         assert!(paths.len() > TABLES_AT_ONCE, "{paths:?}");
         for path in &paths {
-            let mut table = store
-                .delta_table_or_new(path)
-                .await
-                .unwrap()
-                .create()
-                .with_column("n", DeltaType::Primitive(PrimitiveType::Long), true, None)
-                .await
-                .unwrap();
+            let create = n_table(&store, path).await;
+            let mut table = create.await.unwrap();
             for n in 0..3 {
-                let rows = RecordBatch::try_new(
-                    std::sync::Arc::clone(&schema),
-                    vec![std::sync::Arc::new(Int64Array::from(vec![n]))],
-                )
-                .unwrap();
-                table = table.write(vec![rows]).await.unwrap();
+                table = table.write(vec![n_row(n)]).await.unwrap();
             }
         }
         let config = UpkeepConfig {

@@ -56,11 +56,22 @@ pub async fn commit(
     operation: DeltaOperation,
     props: CommitProperties,
 ) -> DeltaResult<u64> {
-    let finalized = CommitBuilder::from(props)
+    Ok(commit_finalized(table, actions, operation, props)
+        .await?
+        .version())
+}
+
+/// [`commit`], returning the finalized commit (its snapshot brings the table up to date).
+async fn commit_finalized(
+    table: &DeltaTable,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    props: CommitProperties,
+) -> DeltaResult<FinalizedCommit> {
+    CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
-        .await?;
-    Ok(finalized.version())
+        .await
 }
 
 /// What [`write_batches`] replaces.
@@ -149,10 +160,7 @@ pub async fn commit_adds(
             _ => None,
         },
     };
-    CommitBuilder::from(props)
-        .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
-        .await
+    commit_finalized(table, actions, operation, props).await
 }
 
 /// `b`'s columns in `schema`'s order and types: taken by name (the table's order may differ
