@@ -7,7 +7,7 @@ pub mod parquet;
 pub mod plan;
 pub mod stream;
 
-pub use parquet::{TARGET_FILE_BYTES, parquet_properties, parquet_properties_for};
+pub use parquet::{TARGET_FILE_BYTES, parquet_properties_for};
 pub use plan::{Replace, Write, commit, date_partition, replace_dates, write_batches, write_plan};
 pub use stream::{ROWS_HELD, RowKeys, Writes};
 
