@@ -293,3 +293,125 @@ fn added_fields_evolve_the_tables_and_type_changes_are_refused_until_rewritten()
         );
     }
 }
+
+/// The Delta statistics (`add.stats`) of a table's files added by the commits in `log`.
+fn file_stats(log: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut commits: Vec<_> = std::fs::read_dir(log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    commits
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter_map(|a| a["add"]["stats"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .map(|s| serde_json::from_str(&s).unwrap())
+        .collect()
+}
+
+#[test]
+fn unified_tables_keep_file_statistics_of_the_event_time_only() {
+    let t = TestCommand::new();
+    let file = t.path().join("pipeline.toml");
+    let t = t.env("LAKEPIPE_PIPELINE", file.to_str().unwrap());
+    let lake = t.lake();
+    let l = lake.to_str().unwrap();
+    std::fs::create_dir_all(&lake).unwrap();
+    std::fs::write(&file, declaration(FIELDS_V1)).unwrap();
+    let unified = |run: &str| {
+        t.run(&[
+            "--lake",
+            l,
+            "tasks",
+            "run",
+            "4-serving_layer_merge",
+            "unified_orders",
+            "--logical-date",
+            run,
+        ])
+    };
+    let log = lake.join("serving/unified/orders/_delta_log");
+    let first_commit = log.join("00000000000000000000.json");
+    const MADE: &str = r#""configuration":{"delta.dataSkippingStatsColumns":"event_time"}"#;
+
+    // The run that makes the table gives it the property; its files' statistics are of the
+    // event time alone.
+    land(
+        &t,
+        "2026-02-01",
+        &[
+            order("o1", "2026-02-01", 10.5, &[]),
+            order("o2", "2026-02-01", 20.0, &[]),
+        ],
+    );
+    unified("2026-02-01T10:10:00Z").assert_exit_code(0);
+    let made = std::fs::read_to_string(&first_commit).unwrap();
+    assert!(made.contains(MADE), "{made}");
+    let stats = file_stats(&log);
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0]["numRecords"], 2);
+    assert_eq!(
+        stats[0]["minValues"],
+        serde_json::json!({ "event_time": "2026-02-01T10:00:00Z" })
+    );
+
+    // A table made without the property (by an older lakepipe) is given it by its next run,
+    // which appends rows with statistics of the event time alone.
+    std::fs::write(&first_commit, made.replace(MADE, r#""configuration":{}"#)).unwrap();
+    land(&t, "2026-02-02", &[order("o3", "2026-02-02", 30.0, &[])]);
+    unified("2026-02-02T10:10:00Z").assert_exit_code(0);
+    let set: Vec<serde_json::Value> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p != &first_commit && p.extension().is_some_and(|x| x == "json"))
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .filter(|a| a.get("metaData").is_some())
+        .collect();
+    assert_eq!(set.len(), 1, "one metadata commit: {set:?}");
+    assert_eq!(
+        set[0]["metaData"]["configuration"],
+        serde_json::json!({ "delta.dataSkippingStatsColumns": "event_time" })
+    );
+    let said = t.run(&[
+        "--lake",
+        l,
+        "logs",
+        "4-serving_layer_merge",
+        "2026-02-02T10:10:00Z",
+        "unified_orders",
+    ]);
+    assert!(
+        said.stdout()
+            .contains("serving/unified/orders: file statistics limited to event_time"),
+        "{}",
+        said.stdout()
+    );
+    let stats = file_stats(&log);
+    assert_eq!(stats.len(), 2);
+    assert_eq!(
+        stats[1]["maxValues"],
+        serde_json::json!({ "event_time": "2026-02-02T10:00:00Z" })
+    );
+    let ids: Vec<serde_json::Value> = query_rows(
+        &t,
+        l,
+        "SELECT order_id FROM serving_unified_orders ORDER BY order_id",
+    )
+    .into_iter()
+    .map(|r| r["order_id"].clone())
+    .collect();
+    assert_eq!(ids, ["o1", "o2", "o3"]);
+}

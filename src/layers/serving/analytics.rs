@@ -243,6 +243,7 @@ impl AnalyticsPlan {
                     plan,
                     Write::ReplaceDates(&self.dates),
                     run_label(t),
+                    &[],
                 )
                 .await
             }

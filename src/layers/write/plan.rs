@@ -39,6 +39,7 @@ pub async fn replace_dates(
         plan,
         Write::ReplaceDates(dates),
         CommitProperties::default(),
+        &[],
     )
     .await
 }
@@ -196,17 +197,20 @@ pub enum Write<'a> {
 }
 /// Writes the rows of `plan`, planned and run in `df_ctx`, to `table` (see
 /// [`Store::delta_table_or_new`]) in one Delta commit carrying `props`, with
-/// [`parquet_properties_for`] its schema, files rolled at the optimizer's target size.
+/// [`parquet_properties_for`] its schema, files rolled at the optimizer's target size. A
+/// write that creates the table gives it the table properties `created` (`delta.*` keys).
 pub async fn write_plan(
     table: DeltaTable,
     df_ctx: &SessionContext,
     plan: LogicalPlan,
     mode: Write<'_>,
     props: CommitProperties,
+    created: &[(&str, String)],
 ) -> DeltaResult<DeltaTable> {
     let writer_properties = parquet_properties_for(plan.schema().as_arrow()).build();
     let write = table
         .write(Vec::new())
+        .with_configuration(created.iter().map(|(k, v)| (*k, Some(v.as_str()))))
         .with_input_plan(plan)
         .with_session_state(Arc::new(df_ctx.state()))
         .with_commit_properties(props)
