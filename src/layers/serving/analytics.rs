@@ -458,7 +458,7 @@ impl<'a> AnalyticsBuilder<'a> {
         }
         // Later runs: the changed dates' figures, from the windows.
         let dates: Vec<String> = self.changed_dates.iter().cloned().collect();
-        let df_ctx = sql::session().map_err(Error::batch)?;
+        let df_ctx = super::session()?;
         let mut present = Vec::new();
         if !dates.is_empty() {
             for s in &streams {

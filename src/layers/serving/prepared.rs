@@ -80,7 +80,7 @@ struct Prepared {
 impl Prepared {
     /// Plans `sql` over empty tables shaped like `inputs`.
     async fn plan(what: &str, sql_text: &str, inputs: &[Input]) -> Result<Prepared> {
-        let ctx = sql::session().map_err(Error::batch)?;
+        let ctx = super::session()?;
         sql::set_options(&ctx, |o| {
             o.optimizer.enable_dynamic_filter_pushdown = false;
             o.optimizer.enable_topk_dynamic_filter_pushdown = false;

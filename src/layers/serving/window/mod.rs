@@ -41,7 +41,6 @@ use super::unified::unified_path;
 use super::{Error, Result, log_info};
 use crate::clock::rfc3339_secs;
 use crate::layers::batch::lineage::LOOKBACK_DAYS;
-use crate::layers::sql;
 use crate::scheduler::task::TaskLog;
 use crate::store::Store;
 
@@ -438,7 +437,7 @@ pub async fn session(
     t: DateTime<Utc>,
     log: Option<&TaskLog>,
 ) -> Result<(SessionContext, Vec<&'static str>, Watermark, Rows)> {
-    let ctx = sql::session().map_err(Error::batch)?;
+    let ctx = super::session()?;
     let mut present = Vec::new();
     let mut by_stream = Rows::new();
     let mut mark = Watermark::new(t);
