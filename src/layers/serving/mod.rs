@@ -79,7 +79,7 @@ pub fn dates_between(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<String> {
 /// A DataFusion session for a serving run's queries over its windows and figures: one
 /// partition. Their inputs are a few thousand rows in memory and a serving stage runs its tasks'
 /// queries side by side, so splitting a query's rows over the cores only added repartitioning,
-/// partial aggregates and their merge (about 8 % of the CPU time of two simulated days).
+/// partial aggregates and their merge (7–9 % of the user CPU time of two simulated days).
 pub fn session() -> Result<SessionContext> {
     let ctx = sql::session().map_err(Error::batch)?;
     sql::set_options(&ctx, |o| o.execution.target_partitions = 1);
