@@ -4,7 +4,7 @@
 //! `lakepipe pipeline migrate` lists the changes and `--rewrite` rewrites the tables, after
 //! which the batch runs again.
 
-use crate::util::{TestCommand, query_rows};
+use crate::util::{Run, TestCommand, query_rows};
 
 const BATCH: &str = "3-batch_etl_all_streams";
 
@@ -86,14 +86,35 @@ fn order(
     v
 }
 
-#[test]
-fn added_fields_evolve_the_tables_and_type_changes_are_refused_until_rewritten() {
+/// A test command whose pipeline is declared in `pipeline.toml` (returned) of its folder, and
+/// its lake, made.
+fn declared_lake() -> (TestCommand, std::path::PathBuf) {
     let t = TestCommand::new();
     let file = t.path().join("pipeline.toml");
     let t = t.env("LAKEPIPE_PIPELINE", file.to_str().unwrap());
+    std::fs::create_dir_all(t.lake()).unwrap();
+    (t, file)
+}
+
+/// Runs `unified_orders` of the serving DAG at `run` on the lake `l`.
+fn unified_run(t: &TestCommand, l: &str, run: &str) -> Run {
+    t.run(&[
+        "--lake",
+        l,
+        "tasks",
+        "run",
+        "4-serving_layer_merge",
+        "unified_orders",
+        "--logical-date",
+        run,
+    ])
+}
+
+#[test]
+fn added_fields_evolve_the_tables_and_type_changes_are_refused_until_rewritten() {
+    let (t, file) = declared_lake();
     let lake = t.lake();
     let l = lake.to_str().unwrap();
-    std::fs::create_dir_all(&lake).unwrap();
     let batch = |run: &str| {
         t.run(&[
             "--lake",
@@ -109,18 +130,7 @@ fn added_fields_evolve_the_tables_and_type_changes_are_refused_until_rewritten()
             "failed",
         ])
     };
-    let unified = |run: &str| {
-        t.run(&[
-            "--lake",
-            l,
-            "tasks",
-            "run",
-            "4-serving_layer_merge",
-            "unified_orders",
-            "--logical-date",
-            run,
-        ])
-    };
+    let unified = |run: &str| unified_run(&t, l, run);
     // Rows as arrays of the columns named (the JSON output leaves out nulls).
     let rows = |sql: &str, cols: &[&str]| -> Vec<serde_json::Value> {
         query_rows(&t, l, sql)
@@ -294,49 +304,45 @@ fn added_fields_evolve_the_tables_and_type_changes_are_refused_until_rewritten()
     }
 }
 
-/// The Delta statistics (`add.stats`) of a table's files added by the commits in `log`.
-fn file_stats(log: &std::path::Path) -> Vec<serde_json::Value> {
-    let mut commits: Vec<_> = std::fs::read_dir(log)
+/// The actions of the commits in `log` (a `_delta_log` folder) after version `after`, in
+/// version order.
+fn actions(log: &std::path::Path, after: Option<u64>) -> Vec<serde_json::Value> {
+    let mut commits: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(log)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| (p.file_stem().unwrap().to_str().unwrap().parse().unwrap(), p))
+        .filter(|(v, _)| after.is_none_or(|a| *v > a))
         .collect();
     commits.sort();
     commits
         .iter()
-        .flat_map(|p| {
+        .flat_map(|(_, p)| {
             std::fs::read_to_string(p)
                 .unwrap()
                 .lines()
                 .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .filter_map(|a| a["add"]["stats"].as_str().map(str::to_string))
                 .collect::<Vec<_>>()
         })
-        .map(|s| serde_json::from_str(&s).unwrap())
+        .collect()
+}
+
+/// The Delta statistics (`add.stats`) of the files added by the commits in `log`.
+fn file_stats(log: &std::path::Path) -> Vec<serde_json::Value> {
+    actions(log, None)
+        .iter()
+        .filter_map(|a| a["add"]["stats"].as_str())
+        .map(|s| serde_json::from_str(s).unwrap())
         .collect()
 }
 
 #[test]
 fn unified_tables_keep_file_statistics_of_the_event_time_only() {
-    let t = TestCommand::new();
-    let file = t.path().join("pipeline.toml");
-    let t = t.env("LAKEPIPE_PIPELINE", file.to_str().unwrap());
+    let (t, file) = declared_lake();
     let lake = t.lake();
     let l = lake.to_str().unwrap();
-    std::fs::create_dir_all(&lake).unwrap();
     std::fs::write(&file, declaration(FIELDS_V1)).unwrap();
-    let unified = |run: &str| {
-        t.run(&[
-            "--lake",
-            l,
-            "tasks",
-            "run",
-            "4-serving_layer_merge",
-            "unified_orders",
-            "--logical-date",
-            run,
-        ])
-    };
+    let unified = |run: &str| unified_run(&t, l, run);
     let log = lake.join("serving/unified/orders/_delta_log");
     let first_commit = log.join("00000000000000000000.json");
     const MADE: &str = r#""configuration":{"delta.dataSkippingStatsColumns":"event_time"}"#;
@@ -367,17 +373,8 @@ fn unified_tables_keep_file_statistics_of_the_event_time_only() {
     std::fs::write(&first_commit, made.replace(MADE, r#""configuration":{}"#)).unwrap();
     land(&t, "2026-02-02", &[order("o3", "2026-02-02", 30.0, &[])]);
     unified("2026-02-02T10:10:00Z").assert_exit_code(0);
-    let set: Vec<serde_json::Value> = std::fs::read_dir(&log)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p != &first_commit && p.extension().is_some_and(|x| x == "json"))
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
+    let set: Vec<serde_json::Value> = actions(&log, Some(0))
+        .into_iter()
         .filter(|a| a.get("metaData").is_some())
         .collect();
     assert_eq!(set.len(), 1, "one metadata commit: {set:?}");
