@@ -431,16 +431,13 @@ async fn walk_root(
         }
     });
     let offset_key = from.as_ref().map(|p| format!("{root}/{p}"));
-    // On a local lake, a listing from an offset reads only the folders from the offset on
-    // (those unchanged since the last refresh not at all): object_store's local listing
-    // walks the whole tree, all the history, to filter it. S3 starts after the offset itself.
+    // From an offset, the objects of the look-back window: on a local lake only the folders
+    // from the offset on are read (those unchanged since the last refresh not at all), where
+    // object_store's local listing walks the whole history to filter it; S3 starts after it.
     let mut listing = match &offset_key {
-        Some(o) if store.is_local() => {
-            futures::stream::iter(store.list_after_cached(root, o).await?)
-                .map(Ok)
-                .boxed()
-        }
-        Some(o) => store.list_after(root, o),
+        Some(o) => futures::stream::iter(store.list_after_cached(root, o).await?)
+            .map(Ok)
+            .boxed(),
         None => store.list(root),
     };
     // Forget what is about to be listed again.

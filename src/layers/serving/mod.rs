@@ -326,8 +326,6 @@ mod tests {
     use super::*;
     use crate::clock::parse_utc;
 
-    /// A serving commit leaves expired log entries for `upkeep` (which judges expiry in logical
-    /// time); delta-rs's own cleanup, which the other commit keeps, removes them.
     /// One row of the one-column tables of these tests: `n`.
     pub(super) fn n_row(n: i64) -> RecordBatch {
         use deltalake::arrow::array::Int64Array;
@@ -350,6 +348,8 @@ mod tests {
             .with_column("n", DeltaType::Primitive(PrimitiveType::Long), true, None)
     }
 
+    /// A serving commit leaves expired log entries for `upkeep` (which judges expiry in logical
+    /// time); delta-rs's own cleanup, which the other commit keeps, removes them.
     #[tokio::test]
     async fn serving_commits_leave_expired_log_entries_to_upkeep() {
         use deltalake::TableProperty;

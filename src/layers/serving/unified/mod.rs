@@ -577,8 +577,9 @@ impl UnifiedPlan {
         .map_err(Error::delta(path))
     }
 
-    /// `table` with the declared columns of `rows` it lacks added first; a changed or removed
-    /// one is refused before anything is written.
+    /// `table` with the declared columns of `rows` it lacks added first (a changed or removed
+    /// one is refused before anything is written), and the table properties of
+    /// [`stats_columns`] if an older table lacks them.
     async fn evolved(
         &self,
         table: deltalake::DeltaTable,
