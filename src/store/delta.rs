@@ -95,7 +95,9 @@ impl Store {
     pub fn table_builder(&self, path: &str) -> DeltaResult<DeltaTableBuilder> {
         let url = self.table_url(path)?;
         if self.is_local() {
-            return DeltaTableBuilder::from_url(url);
+            // The local file system, with listings of the log from a version that read only
+            // the entries after it.
+            return builder_over(super::offset_listing::OffsetListing::shared(), url);
         }
         // Commits on S3 recognise their own create-only write refused on a retry.
         builder_over(Arc::new(super::own_writes::OwnWrites::for_lake(self)), url)

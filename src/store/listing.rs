@@ -181,7 +181,7 @@ fn read_folder(
 
 /// A part file of an upload still in progress (`name#123`), which object_store's local
 /// listing hides too.
-fn in_progress(name: &str) -> bool {
+pub(super) fn in_progress(name: &str) -> bool {
     name.split_once('#')
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -13,6 +13,7 @@ mod delta;
 mod durable;
 mod listing;
 pub mod metrics;
+mod offset_listing;
 pub mod oplog;
 mod own_writes;
 use own_writes::OwnBytes;
