@@ -278,9 +278,14 @@ impl UnifiedPlan {
             .iter()
             .flat_map(|m| m.files.iter().map(|f| f.key.as_str()))
             .collect();
+        // The window holds the files landed in it and the batch runs that consume them (a
+        // file is consumed by a batch run at or after its landing). A file landed before it,
+        // in a date partition still listed, was consumed by a batch run before it, whose
+        // manifest is not read: it is not taken for a new speed file.
+        let oldest_run = rfc3339_secs(window);
         let unconsumed: Vec<ConsumedFile> = landed
             .into_iter()
-            .filter(|f| !in_silver.contains(f.key.as_str()))
+            .filter(|f| f.ingest_run >= oldest_run && !in_silver.contains(f.key.as_str()))
             .collect();
         let (speed_files, dates, replace) = match plan(exists, &state, &committed, &unconsumed) {
             Plan::Nothing => {
@@ -320,7 +325,6 @@ impl UnifiedPlan {
         state
             .speed_files
             .retain(|k, d| *d >= oldest && !in_silver.contains(k.as_str()));
-        let oldest_run = rfc3339_secs(window);
         state.batch_runs.retain(|r| *r >= oldest_run);
         UnifiedPlan {
             spec,
@@ -1018,6 +1022,32 @@ mod tests {
         state.speed_files.insert(b.key.clone(), b.date.clone());
         let p = UnifiedPlan::new(spec, t + Duration::minutes(10), true, state, &[], vec![b]);
         assert!(p.write.is_none());
+    }
+
+    /// The day after a batch run leaves the look-back window, the files it consumed that are
+    /// still in a listed date partition (landed before the run, after midnight) are not read
+    /// again as new speed files: the table holds their rows from silver.
+    #[test]
+    fn files_landed_before_the_window_are_not_new() {
+        let spec = crate::sources::stream::stream_by_name("api_logs").unwrap();
+        let t = parse_utc("2026-02-06T02:10:00Z").unwrap();
+        let early = ConsumedFile {
+            ingest_run: "2026-02-01T01:55:00Z".into(),
+            ..file("realtime/api_logs/date=2026-02-01/early", "2026-02-01")
+        };
+        let new = ConsumedFile {
+            ingest_run: "2026-02-06T02:10:00Z".into(),
+            ..file("realtime/api_logs/date=2026-02-06/new", "2026-02-06")
+        };
+        let mut state = State::default();
+        state.batch_runs.insert("2026-02-06T02:00:00Z".into());
+        let p = UnifiedPlan::new(spec, t, true, state, &[], vec![early, new.clone()]);
+        let w = p.write.unwrap();
+        assert_eq!((w.speed_files, w.replace), (vec![new.clone()], false));
+        assert_eq!(
+            w.state.speed_files,
+            BTreeMap::from([(new.key.clone(), new.date.clone())])
+        );
     }
 
     #[test]
