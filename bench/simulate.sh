@@ -2,8 +2,8 @@
 # Scheduler benchmark (run by hand, not in CI): `lakepipe simulate` over 7 days of the full
 # schedule (every DAG, scale 1) on a fresh local lake, release build. Prints wall time, runs
 # per second, events landed, the ratio to the target (7 days in <= 180 s on 2 cores), the
-# peak RSS of the process, and per day the serving run's task time in its first and last hour
-# (target: the last hour within 20 % of the first).
+# peak RSS and the user and system CPU of the process, and per day the serving run's task
+# time in its first and last hour (target: the last hour within 20 % of the first).
 #
 #   bench/simulate.sh                 7 days from 2026-02-01
 #   DAYS=1 bench/simulate.sh          a shorter run
@@ -30,7 +30,8 @@ p = subprocess.run([bin_, "--lake", lake, "--json", "--log", "error", "simulate"
 wall = time.monotonic() - start
 if p.returncode != 0:
     print((p.stderr.strip().splitlines() or [""])[-1])
-rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss_mib = usage.ru_maxrss / 1024
 s = json.loads(p.stdout)
 runs = s["executed"] + s["already_done"]
 objects = events = 0
@@ -46,6 +47,9 @@ print(f"by state: {s['by_state']}")
 print(f"target {target:.0f} s for {days} day(s): {target / wall:.2f}x the target speed "
       f"({'met' if wall <= target else 'MISSED'})")
 print(f"peak RSS of simulate: {rss_mib:.0f} MiB")
+# The system time is about a third of the wall time and varies between identical runs with the
+# state of the page cache (docs/performance.md, seventh session): compare builds on user CPU.
+print(f"CPU of simulate: user {usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s")
 # Task durations from the run records, in one pass: per serving run and serving task (the five
 # unified tasks together), for each day's first and last hour, so that a miss says which task
 # grew; and by day and task over every DAG (serving, the batch DAG, ingest, catalog).

@@ -26,8 +26,9 @@ pub struct UpkeepConfig {
     /// every version whose files are still kept can be read.
     ///
     /// 1–87600. Default 48 (Delta's `logRetentionDuration` is 30 days): opening or committing
-    /// to a table on a local lake lists its whole `_delta_log`, so every kept entry costs every
-    /// commit; 30 days of 10-minute runs are 4,320 entries per table.
+    /// to a table lists its `_delta_log` after the current version, and on a local lake that
+    /// listing reads every entry's name (`store/offset_listing.rs`); 30 days of 10-minute runs
+    /// are 4,320 entries per table.
     #[serde(default = "default_log_retention_hours")]
     pub log_retention_hours: u64,
 
