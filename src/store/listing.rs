@@ -95,8 +95,7 @@ fn walk(dir: &FsPath, prefix: &str, offset: &str) -> std::io::Result<Vec<ObjectM
         );
         for name in folder.folders.iter() {
             let sub = format!("{key}/{name}");
-            // A folder is skipped when every key under it sorts at or before `offset`.
-            if sub.as_str() < offset && !offset.starts_with(&format!("{sub}/")) {
+            if !may_hold_keys_after(&sub, offset) {
                 continue;
             }
             pending.push((path.join(name), sub));
@@ -177,6 +176,15 @@ fn read_folder(
         files: Arc::new(files),
         folders: Arc::new(folders),
     }))
+}
+
+/// Whether a folder of key `folder` can hold keys sorting after `offset`: it sorts at or after
+/// the offset, or the offset is inside it. Otherwise every key under it sorts before.
+pub(super) fn may_hold_keys_after(folder: &str, offset: &str) -> bool {
+    folder >= offset
+        || offset
+            .strip_prefix(folder)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// A part file of an upload still in progress (`name#123`), which object_store's local

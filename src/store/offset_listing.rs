@@ -25,7 +25,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
-use super::listing::in_progress;
+use super::listing::{in_progress, may_hold_keys_after};
 
 /// The local file system rooted at `/` (as deltalake's own for a `file://` table), listing
 /// from an offset by name.
@@ -77,12 +77,8 @@ fn objects_after(dir: PathBuf, prefix: Path, offset: &Path) -> std::io::Result<V
                 continue; // not a key the local store lists either
             };
             let child = key.clone().join(name.as_str());
-            let after = child > *offset;
-            let leads_to_offset = offset
-                .as_ref()
-                .strip_prefix(child.as_ref())
-                .is_some_and(|rest| rest.starts_with('/'));
-            if !after && !leads_to_offset {
+            // Neither a file after the offset nor a folder that can hold one: skipped unread.
+            if !may_hold_keys_after(child.as_ref(), offset.as_ref()) {
                 continue;
             }
             // Links are followed, as by the local store's listing.
@@ -94,7 +90,7 @@ fn objects_after(dir: PathBuf, prefix: Path, offset: &Path) -> std::io::Result<V
             };
             if meta.is_dir() {
                 pending.push((entry.path(), child));
-            } else if after && meta.is_file() && !in_progress(&name) {
+            } else if child > *offset && meta.is_file() && !in_progress(&name) {
                 objects.push(described(child, &meta)?);
             }
         }
@@ -220,7 +216,7 @@ mod tests {
 
     /// The listing is the local store's, entry for entry: same keys, sizes, times and ETags,
     /// with part files of uploads in progress hidden, sub-folders entered where they can hold
-    /// keys after the offset, and an offset inside a sub-folder.
+    /// keys after the offset, an offset inside a sub-folder and one naming a sub-folder.
     #[tokio::test]
     async fn a_listing_from_an_offset_is_the_local_stores() {
         let dir = tempfile::tempdir().unwrap();
@@ -243,6 +239,7 @@ mod tests {
             "00000000000000000029.json",
             "00000000000000000031.json",
             "_commits/00000000000000000000.json",
+            "_commits",
             "_last_checkpoint",
             "",
         ] {
