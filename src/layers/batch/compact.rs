@@ -1,7 +1,7 @@
 //! Compaction and retention of the lake's Delta tables: `compact` (the last task of
-//! `3-batch_etl_all_streams`) runs Delta optimize on the date partitions the batch run
-//! rewrote, in every table it rewrote; `lakepipe compact` and `lakepipe vacuum` do the same
-//! for whole tables by hand.
+//! `3-batch_etl_all_streams`) merges the small files ([`merge_tier`]) of the date partitions
+//! the batch run rewrote, in every table it rewrote; `lakepipe compact` (Delta optimize of
+//! every small file) and `lakepipe vacuum` do the same for whole tables by hand.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,6 +88,95 @@ pub async fn compact_table_to(
         files_removed: m.num_files_removed,
         partitions: m.partitions_optimized,
     }))
+}
+
+/// Files of this size or less are always small.
+pub const SMALL_FILE_BYTES: u64 = 1 << 20;
+
+/// The files of a partition (their sizes) that a compaction merges, and their bytes: from the
+/// smallest up, each file no larger than the ones before it together (or than
+/// [`SMALL_FILE_BYTES`]), and below the writers' target size. Merging them into one file of
+/// their total leaves the larger files untouched, so appends every few seconds do not make
+/// each compaction rewrite the whole day, nor a late file the date's batch output.
+pub fn merge_tier(mut sizes: Vec<u64>) -> (u64, u64) {
+    sizes.sort_unstable();
+    let (mut n, mut bytes) = (0, 0u64);
+    for s in sizes {
+        if s >= TARGET_FILE_BYTES || s > bytes.max(SMALL_FILE_BYTES) {
+            break;
+        }
+        n += 1;
+        bytes += s;
+    }
+    (n, bytes)
+}
+
+/// The small-file tier ([`merge_tier`]) of each partition of the table at `snapshot` that has
+/// one, by `date` (`""` for a table not partitioned by date): (files, bytes).
+pub fn small_files(
+    snapshot: &deltalake::table::state::DeltaTableState,
+) -> BTreeMap<String, (u64, u64)> {
+    let by_date = snapshot
+        .metadata()
+        .partition_columns()
+        .iter()
+        .any(|c| c == "date");
+    let mut sizes: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for f in snapshot.log_data().iter() {
+        let date = match by_date {
+            true => f
+                .partition_values_map()
+                .remove("date")
+                .flatten()
+                .unwrap_or_default(),
+            false => String::new(),
+        };
+        sizes
+            .entry(date)
+            .or_default()
+            .push(u64::try_from(f.size()).unwrap_or_default());
+    }
+    sizes
+        .into_iter()
+        .map(|(date, sizes)| (date, merge_tier(sizes)))
+        .filter(|(_, (n, _))| *n > 0)
+        .collect()
+}
+
+/// Merges, in each of the `dates` partitions of the table at `path`, the small files
+/// ([`merge_tier`]) into one, where there are two or more: one Delta optimize per partition,
+/// with a target just above their bytes, so larger files are left as they are (deltalake
+/// merges the files next to each other in the log; a small one with a larger file between
+/// them stays). `None` if there is no table. A date written by two batch runs (its first hours at 02:00 of the date,
+/// the rest the next day) keeps its two files: merging them rewrote the whole day of the
+/// table to add a tenth of it.
+pub async fn compact_small_files(
+    store: &Store,
+    path: &str,
+    dates: &[String],
+) -> Result<Option<Compacted>, Error> {
+    let Some(table) = store.delta_table(path).await.map_err(delta(path))? else {
+        return Ok(None);
+    };
+    let tiers = small_files(table.snapshot().map_err(delta(path))?);
+    let mut out = Compacted::default();
+    for date in dates {
+        let Some((files, bytes)) = tiers.get(date).copied() else {
+            continue;
+        };
+        if files < 2 {
+            continue;
+        }
+        let target = (bytes + 1).min(TARGET_FILE_BYTES);
+        if let Some(c) =
+            compact_table_to(store, path, Some(std::slice::from_ref(date)), None, target).await?
+        {
+            out.files_added += c.files_added;
+            out.files_removed += c.files_removed;
+            out.partitions += c.partitions;
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Deletes files no longer referenced by the table at `path` and older than `retain`;
@@ -286,7 +375,7 @@ impl CompactPlan {
             .tables
             .iter()
             .map(|(path, dates)| async move {
-                Ok::<_, Error>((path, compact_table(store, path, Some(dates), None).await?))
+                Ok::<_, Error>((path, compact_small_files(store, path, dates).await?))
             })
             .collect();
         let mut merges = futures::stream::iter(merges).buffered(TABLES_AT_ONCE);
@@ -537,5 +626,121 @@ mod tests {
         // A commit of the range gone from the log: the caller vacuums the table instead.
         std::fs::remove_file(dir.path().join("t/_delta_log/00000000000000000001.json")).unwrap();
         assert_eq!(delete_removed(&store, "t", 0, 3).await.unwrap(), None);
+    }
+    #[test]
+    fn a_merge_takes_the_small_files_and_leaves_the_larger_tiers() {
+        let mb = 1u64 << 20;
+        // Sixteen appends of 60 kB and a file of 1 MiB merged before: all merge (the 1 MiB
+        // file is no larger than the small ones together).
+        let mut sizes = vec![60_000; 16];
+        sizes.push(mb);
+        assert_eq!(merge_tier(sizes), (17, 16 * 60_000 + mb));
+        // A day's big file stays: it is larger than everything smaller together.
+        let mut sizes = vec![60_000; 16];
+        sizes.extend([8 * mb, 2 * mb]);
+        assert_eq!(merge_tier(sizes), (16, 16 * 60_000));
+        // Files at the writers' target size never merge.
+        assert_eq!(merge_tier(vec![TARGET_FILE_BYTES; 3]), (0, 0));
+        assert_eq!(merge_tier(Vec::new()), (0, 0));
+    }
+
+    /// Rows for date partition `date`: `rows` values from a linear congruential sequence
+    /// (Parquet cannot shrink them much), appended as one file to the table `p`.
+    async fn append_to_date(store: &Store, date: &str, rows: usize, seed: i64) {
+        use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("date", DataType::Utf8, false),
+        ]));
+        let values: Vec<i64> = (0..rows as i64)
+            .map(|i| {
+                (i + seed)
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .rotate_left(17)
+            })
+            .collect();
+        let b = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(values)),
+                Arc::new(StringArray::from(vec![date; rows])),
+            ],
+        )
+        .unwrap();
+        store
+            .delta_table_or_new("p")
+            .await
+            .unwrap()
+            .write(vec![b])
+            .with_partition_columns(["date"])
+            .await
+            .unwrap();
+    }
+
+    /// The live files of `p` in `date`'s partition: (path, size).
+    async fn files_of(store: &Store, date: &str) -> Vec<(String, u64)> {
+        let table = store.delta_table("p").await.unwrap().unwrap();
+        let mut files: Vec<(String, u64)> = table
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .filter(|f| f.path().contains(&format!("date={date}")))
+            .map(|f| (f.path().to_string(), f.size() as u64))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The batch run's `compact` merges a date's small files and leaves its large one: a date
+    /// written by two batch runs keeps its two files (merging them rewrote the whole day), late
+    /// files are merged into one once there are two, and dates not asked for are left alone.
+    #[tokio::test]
+    async fn only_the_small_files_of_the_dates_asked_for_are_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let dates = vec!["2026-02-01".to_string()];
+        // The day's batch output: its first hours, written at 02:00 of the date, and the rest,
+        // written the next day (both above 1 MiB, the second larger than the first).
+        append_to_date(&store, "2026-02-01", 150_000, 0).await;
+        append_to_date(&store, "2026-02-01", 300_000, 1).await;
+        let day = files_of(&store, "2026-02-01").await;
+        assert!(day.iter().all(|(_, s)| *s > SMALL_FILE_BYTES), "{day:?}");
+        let none = compact_small_files(&store, "p", &dates)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(none, Compacted::default());
+        assert_eq!(files_of(&store, "2026-02-01").await, day);
+        // Two late files: merged into one; the day's two files stay.
+        append_to_date(&store, "2026-02-01", 10, 2).await;
+        append_to_date(&store, "2026-02-01", 10, 3).await;
+        // Another date's small files, not asked for.
+        append_to_date(&store, "2026-02-02", 10, 4).await;
+        append_to_date(&store, "2026-02-02", 10, 5).await;
+        let merged = compact_small_files(&store, "p", &dates)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            merged,
+            Compacted {
+                files_added: 1,
+                files_removed: 2,
+                partitions: 1
+            }
+        );
+        let after = files_of(&store, "2026-02-01").await;
+        assert_eq!(after.len(), 3, "{after:?}");
+        assert!(day.iter().all(|f| after.contains(f)), "{after:?}");
+        assert_eq!(files_of(&store, "2026-02-02").await.len(), 2);
+        // No table: nothing to do.
+        assert_eq!(
+            compact_small_files(&store, "missing", &dates)
+                .await
+                .unwrap(),
+            None
+        );
     }
 }

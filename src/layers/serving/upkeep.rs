@@ -127,7 +127,7 @@ pub struct TableState {
     /// Whether the table is partitioned by `date`.
     pub by_date: bool,
     /// Small live files, by `date` partition (`""` when the table is not partitioned): those
-    /// a compaction would merge ([`merge_tier`]).
+    /// a compaction would merge ([`compact::merge_tier`]).
     pub small_files: BTreeMap<String, u64>,
     /// Their bytes, by partition.
     pub small_bytes: BTreeMap<String, u64>,
@@ -186,27 +186,6 @@ impl TablePlan {
             && self.vacuum.is_none()
             && !self.record_changed
     }
-}
-
-/// Files of this size or less are always small.
-const SMALL_FILE_BYTES: u64 = 1 << 20;
-
-/// The files of a partition (their sizes) that a compaction merges, and their bytes: from the
-/// smallest up, each file no larger than the ones before it together (or than
-/// [`SMALL_FILE_BYTES`]), and below the writers' target size. Merging them into one file of
-/// their total leaves the larger files untouched, so appends every few seconds do not make
-/// each compaction rewrite the whole day.
-pub fn merge_tier(mut sizes: Vec<u64>) -> (u64, u64) {
-    sizes.sort_unstable();
-    let (mut n, mut bytes) = (0, 0u64);
-    for s in sizes {
-        if s >= TARGET_FILE_BYTES || s > bytes.max(SMALL_FILE_BYTES) {
-            break;
-        }
-        n += 1;
-        bytes += s;
-    }
-    (n, bytes)
 }
 
 /// Whether a log at `version` whose last checkpoint is `last_checkpoint` is due another.
@@ -585,29 +564,11 @@ impl<'a> UpkeepBuilder<'a> {
             .partition_columns()
             .iter()
             .any(|c| c == "date");
-        let mut sizes: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for f in snapshot.log_data().iter() {
-            let date = match by_date {
-                true => f
-                    .partition_values_map()
-                    .remove("date")
-                    .flatten()
-                    .unwrap_or_default(),
-                false => String::new(),
-            };
-            sizes
-                .entry(date)
-                .or_default()
-                .push(u64::try_from(f.size()).unwrap_or_default());
-        }
         let mut small_files: BTreeMap<String, u64> = BTreeMap::new();
         let mut small_bytes: BTreeMap<String, u64> = BTreeMap::new();
-        for (date, sizes) in sizes {
-            let (n, bytes) = merge_tier(sizes);
-            if n > 0 {
-                small_files.insert(date.clone(), n);
-                small_bytes.insert(date, bytes);
-            }
+        for (date, (n, bytes)) in compact::small_files(snapshot) {
+            small_files.insert(date.clone(), n);
+            small_bytes.insert(date, bytes);
         }
         let last_checkpoint = match store
             .get_opt(&format!("{path}/_delta_log/_last_checkpoint"))
@@ -789,23 +750,6 @@ mod tests {
         );
         assert!(p.is_noop(), "{p:?}");
         assert_eq!(p.compact, None);
-    }
-
-    #[test]
-    fn a_merge_takes_the_small_files_and_leaves_the_larger_tiers() {
-        let mb = 1u64 << 20;
-        // Sixteen appends of 60 kB and a file of 1 MiB merged before: all merge (the 1 MiB
-        // file is no larger than the small ones together).
-        let mut sizes = vec![60_000; 16];
-        sizes.push(mb);
-        assert_eq!(merge_tier(sizes), (17, 16 * 60_000 + mb));
-        // A day's big file stays: it is larger than everything smaller together.
-        let mut sizes = vec![60_000; 16];
-        sizes.extend([8 * mb, 2 * mb]);
-        assert_eq!(merge_tier(sizes), (16, 16 * 60_000));
-        // Files at the writers' target size never merge.
-        assert_eq!(merge_tier(vec![TARGET_FILE_BYTES; 3]), (0, 0));
-        assert_eq!(merge_tier(Vec::new()), (0, 0));
     }
 
     #[test]
