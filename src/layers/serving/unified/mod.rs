@@ -12,7 +12,9 @@
 //!   hold: [`seen`]), and appended. A re-run appends nothing: every id is already there.
 //! - **recompute**: when a batch run has committed silver since the last serving run (or the
 //!   table or its state is new), the dates that run touched — plus the dates of new speed files —
-//!   are replaced (replace-where) by silver ∪ the speed files silver does not hold yet.
+//!   are replaced (replace-where) by silver ∪ the speed files silver does not hold yet — by
+//!   silver's rows as they are when there are no such files and silver holds each id once over
+//!   those dates, as each silver pass leaves them (checked, [`Input::Silver`]).
 //!
 //! Which files unified holds is kept in `_lakepipe/serving/<stream>.json`, written after the
 //! commit; if it is lost, the next run recomputes the look-back window.
@@ -232,6 +234,12 @@ enum Input {
     Speed,
     /// The `dates` of the table registered as `silver` ∪ the speed rows.
     SilverAndSpeed,
+    /// The `dates` of `silver` as they are: a recompute without speed rows, over dates in
+    /// which silver holds each id once ([`silver_ids_unique`]), where keeping the first landed
+    /// row of each id keeps every row. Silver de-duplicates each pass over its dates, so this
+    /// is the usual recompute after a batch run; it reads silver once and sorts nothing, where
+    /// the de-duplication read it twice and sorted its keys.
+    Silver,
 }
 
 /// The commit a run makes.
@@ -369,6 +377,10 @@ impl UnifiedPlan {
                 "SELECT {col_list}, 'batch' AS _source FROM silver WHERE {} UNION ALL SELECT {col_list}, _source FROM ({speed})",
                 sql::in_dates(dates)
             )),
+            Input::Silver => format!(
+                "SELECT {col_list}, 'batch' AS _source FROM silver WHERE {}",
+                sql::in_dates(dates)
+            ),
         }
     }
 
@@ -547,7 +559,17 @@ impl UnifiedPlan {
                     register_delta(&df_ctx, "silver", &silver)
                         .await
                         .map_err(Error::datafusion(format!("registering {silver_path}")))?;
-                    Input::SilverAndSpeed
+                    if write.speed_files.is_empty()
+                        && silver_ids_unique(&df_ctx, self.spec.id_field, &write.dates)
+                            .await
+                            .map_err(Error::datafusion(format!(
+                                "counting the ids of {silver_path}"
+                            )))?
+                    {
+                        Input::Silver
+                    } else {
+                        Input::SilverAndSpeed
+                    }
                 }
                 None => Input::Speed,
             }
@@ -628,6 +650,24 @@ impl UnifiedPlan {
         );
         Ok(table)
     }
+}
+
+/// Whether the table registered as `silver` in `ctx` holds each `id` at most once over
+/// `dates` (one hash aggregate of the ids, stopped at the first id held twice).
+async fn silver_ids_unique(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    id: &str,
+    dates: &[String],
+) -> Result<bool, DataFusionError> {
+    let twice = ctx
+        .sql(&format!(
+            "SELECT \"{id}\" FROM silver WHERE {} GROUP BY \"{id}\" HAVING count(*) > 1 LIMIT 1",
+            sql::in_dates(dates)
+        ))
+        .await?
+        .collect()
+        .await?;
+    Ok(twice.iter().all(|b| b.num_rows() == 0))
 }
 
 /// The table properties of a unified table: Delta file statistics (min, max, null count) of
@@ -1047,6 +1087,79 @@ mod tests {
         assert_eq!(
             w.state.speed_files,
             BTreeMap::from([(new.key.clone(), new.date.clone())])
+        );
+    }
+
+    /// A recompute without speed rows reads silver as it is only where silver holds each id
+    /// once over the dates recomputed: an id twice in one date, or in two of the dates (two
+    /// silver passes), takes the de-duplication; an id twice across a date not recomputed
+    /// does not matter.
+    #[tokio::test]
+    async fn silver_is_taken_as_it_is_only_where_its_ids_are_unique() {
+        use deltalake::arrow::array::StringArray;
+        use deltalake::arrow::datatypes::{DataType, Field, Schema};
+        use deltalake::datafusion::datasource::MemTable;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("log_id", DataType::Utf8, false),
+            Field::new("date", DataType::Utf8, false),
+        ]));
+        let rows = [
+            ("a", "2026-02-01"),
+            ("b", "2026-02-01"),
+            ("c", "2026-02-02"),
+            ("c", "2026-02-03"),
+            ("d", "2026-02-04"),
+            ("d", "2026-02-04"),
+        ];
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap();
+        let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        ctx.register_table(
+            "silver",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        let unique = |dates: &[&str]| {
+            let dates: Vec<String> = dates.iter().map(|d| d.to_string()).collect();
+            let ctx = ctx.clone();
+            async move { silver_ids_unique(&ctx, "log_id", &dates).await.unwrap() }
+        };
+        assert!(unique(&["2026-02-01", "2026-02-02"]).await);
+        assert!(unique(&["2026-02-03"]).await);
+        assert!(!unique(&["2026-02-02", "2026-02-03"]).await);
+        assert!(!unique(&["2026-02-04"]).await);
+        assert!(unique(&["2026-02-05"]).await);
+
+        // Its SQL: the dates' rows, labelled batch, with no de-duplication.
+        let spec = crate::sources::stream::stream_by_name("api_logs").unwrap();
+        let p = UnifiedPlan {
+            spec,
+            t: DateTime::<Utc>::UNIX_EPOCH,
+            path: unified_path(spec.name),
+            write: None,
+        };
+        let dates = ["2026-02-01".to_string()];
+        let sql = p.sql(&dates, Input::Silver);
+        assert!(
+            sql.ends_with("'batch' AS _source FROM silver WHERE date IN ('2026-02-01')"),
+            "{sql}"
+        );
+        assert!(!sql.contains("lag("), "{sql}");
+        // Its columns are those of the de-duplicated recompute, in the same order (then
+        // `_source`).
+        let columns = |sql: &str| {
+            let select = &sql[..sql.find(" FROM ").unwrap()];
+            select[..select.rfind(", ").unwrap()].to_string()
+        };
+        assert_eq!(
+            columns(&sql),
+            columns(&p.sql(&dates, Input::SilverAndSpeed))
         );
     }
 
