@@ -147,9 +147,9 @@ pub fn small_files(
 /// ([`merge_tier`]) into one, where there are two or more: one Delta optimize per partition,
 /// with a target just above their bytes, so larger files are left as they are (deltalake
 /// merges the files next to each other in the log; a small one with a larger file between
-/// them stays). `None` if there is no table. A date written by two batch runs (its first hours at 02:00 of the date,
-/// the rest the next day) keeps its two files: merging them rewrote the whole day of the
-/// table to add a tenth of it.
+/// them stays). `None` if there is no table. A date written by two batch runs (its first
+/// hours at 02:00 of the date, the rest the next day) keeps its two files: merging them
+/// rewrote the whole day of the table to add a tenth of it.
 pub async fn compact_small_files(
     store: &Store,
     path: &str,
@@ -627,6 +627,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("t/_delta_log/00000000000000000001.json")).unwrap();
         assert_eq!(delete_removed(&store, "t", 0, 3).await.unwrap(), None);
     }
+
     #[test]
     fn a_merge_takes_the_small_files_and_leaves_the_larger_tiers() {
         let mb = 1u64 << 20;

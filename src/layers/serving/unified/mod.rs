@@ -653,7 +653,8 @@ impl UnifiedPlan {
 }
 
 /// Whether the table registered as `silver` in `ctx` holds each `id` at most once over
-/// `dates` (one hash aggregate of the ids, stopped at the first id held twice).
+/// `dates`: one hash aggregate of the ids (which spills beyond the session's memory limit),
+/// answering at most one id held twice.
 async fn silver_ids_unique(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     id: &str,
