@@ -111,16 +111,21 @@ pub fn merge_tier(mut sizes: Vec<u64>) -> (u64, u64) {
     (n, bytes)
 }
 
+/// Whether the table at `snapshot` is partitioned by `date`.
+pub fn partitioned_by_date(snapshot: &deltalake::table::state::DeltaTableState) -> bool {
+    snapshot
+        .metadata()
+        .partition_columns()
+        .iter()
+        .any(|c| c == "date")
+}
+
 /// The small-file tier ([`merge_tier`]) of each partition of the table at `snapshot` that has
 /// one, by `date` (`""` for a table not partitioned by date): (files, bytes).
 pub fn small_files(
     snapshot: &deltalake::table::state::DeltaTableState,
 ) -> BTreeMap<String, (u64, u64)> {
-    let by_date = snapshot
-        .metadata()
-        .partition_columns()
-        .iter()
-        .any(|c| c == "date");
+    let by_date = partitioned_by_date(snapshot);
     let mut sizes: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for f in snapshot.log_data().iter() {
         let date = match by_date {
@@ -167,16 +172,31 @@ pub async fn compact_small_files(
         if files < 2 {
             continue;
         }
-        let target = (bytes + 1).min(TARGET_FILE_BYTES);
-        if let Some(c) =
-            compact_table_to(store, path, Some(std::slice::from_ref(date)), None, target).await?
-        {
+        if let Some(c) = merge_small_files(store, path, Some(date), bytes, None).await? {
             out.files_added += c.files_added;
             out.files_removed += c.files_removed;
             out.partitions += c.partitions;
         }
     }
     Ok(Some(out))
+}
+
+/// Merges the small-file tier of `bytes` ([`merge_tier`]) of the `date` partition of the
+/// table at `path` (the whole table if `None`) into one file: Delta optimize with a target
+/// just above their bytes, so the files already merged into larger ones stay as they are
+/// until the small ones add up to their size (a row is rewritten a logarithmic number of
+/// times, not once per compaction). `props` in the commit if given; `None` if there is no
+/// table.
+pub async fn merge_small_files(
+    store: &Store,
+    path: &str,
+    date: Option<&String>,
+    bytes: u64,
+    props: Option<CommitProperties>,
+) -> Result<Option<Compacted>, Error> {
+    let dates = date.map(std::slice::from_ref);
+    let target = (bytes + 1).min(TARGET_FILE_BYTES);
+    compact_table_to(store, path, dates, props, target).await
 }
 
 /// Deletes files no longer referenced by the table at `path` and older than `retain`;

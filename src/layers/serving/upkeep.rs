@@ -38,7 +38,6 @@ use super::{Error, Result, alerts, analytics, dashboards, log_info, run_label, u
 use crate::clock::{parse_utc, rfc3339_secs};
 use crate::config::UpkeepConfig;
 use crate::layers::batch::compact;
-use crate::layers::write::TARGET_FILE_BYTES;
 use crate::scheduler::task::{TaskLog, output};
 use crate::scheduler::{TaskBody, TaskContext, TaskResult};
 use crate::store::Store;
@@ -382,28 +381,22 @@ async fn upkeep_table(
     let path = plan.path.as_str();
     let mut done = TableUpkeep::default();
     let mut committed = false;
-    // Each partition's small files are merged into one, with a target just above their
-    // bytes: files already merged into larger ones stay as they are until the small
-    // ones add up to their size (size tiers: a row is rewritten a logarithmic number
-    // of times, not once per compaction).
+    // Each partition's small-file tier is merged into one file ([`compact::merge_small_files`]).
     let partitions: Vec<Option<String>> = match &plan.compact {
         None => Vec::new(),
         Some(dates) if dates.is_empty() => vec![None],
         Some(dates) => dates.iter().cloned().map(Some).collect(),
     };
     for date in partitions {
-        let key = date.clone().unwrap_or_default();
-        let target = plan.merge_bytes.get(&key).copied().unwrap_or_default() + 1;
-        let dates = date.map(|d| vec![d]);
-        if let Some(c) = compact::compact_table_to(
-            store,
-            path,
-            dates.as_deref(),
-            Some(run_label(t)),
-            target.min(TARGET_FILE_BYTES),
-        )
-        .await
-        .map_err(Error::batch)?
+        let bytes = plan
+            .merge_bytes
+            .get(date.as_deref().unwrap_or_default())
+            .copied()
+            .unwrap_or_default();
+        if let Some(c) =
+            compact::merge_small_files(store, path, date.as_ref(), bytes, Some(run_label(t)))
+                .await
+                .map_err(Error::batch)?
         {
             done.files_compacted += c.files_removed;
             done.files_written += c.files_added;
@@ -559,11 +552,7 @@ impl<'a> UpkeepBuilder<'a> {
         };
         let version = table.version().unwrap_or_default();
         let snapshot = table.snapshot().map_err(Error::delta(path))?;
-        let by_date = snapshot
-            .metadata()
-            .partition_columns()
-            .iter()
-            .any(|c| c == "date");
+        let by_date = compact::partitioned_by_date(snapshot);
         let mut small_files: BTreeMap<String, u64> = BTreeMap::new();
         let mut small_bytes: BTreeMap<String, u64> = BTreeMap::new();
         for (date, (n, bytes)) in compact::small_files(snapshot) {
