@@ -26,12 +26,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{
-    Array as _, ArrayRef, AsArray as _, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
+use deltalake::arrow::array::{Array as _, AsArray as _, RecordBatch};
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::Action;
@@ -572,64 +569,27 @@ pub async fn reading(
     })
 }
 
-/// Per date of `dates`, the figures of `stream`'s unified table (summed over its files), from the
-/// window; `None` if the stream has no unified table.
+/// Per date of `dates` that has rows, the figures of `stream`'s unified table (summed over its
+/// files), from the window; `None` if the stream has no unified table.
 pub async fn date_figures(
     store: &Store,
     stream: &'static str,
     t: DateTime<Utc>,
     dates: &[String],
-) -> Result<Option<RecordBatch>> {
+) -> Result<Option<BTreeMap<String, Figures>>> {
     let slot = slot(store, stream);
     let mut guard = slot.lock().await;
     // Analytics reads a stream's files even when no dashboard or rule reads its rows.
     let lo = window_start(stream, t).unwrap_or(t);
     let (held, _) = advance(store, stream, t, lo, &mut guard).await?;
     let Some(h) = held else { return Ok(None) };
-    let mut by_date: BTreeMap<&str, Figures> = BTreeMap::new();
+    let mut by_date: BTreeMap<String, Figures> = BTreeMap::new();
     for f in h.files.values() {
         if dates.contains(&f.date) {
-            by_date
-                .entry(f.date.as_str())
-                .or_default()
-                .merge(&f.figures);
+            by_date.entry(f.date.clone()).or_default().merge(&f.figures);
         }
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("date", DataType::Utf8, false),
-        Field::new("events", DataType::Int64, false),
-        Field::new("from_batch", DataType::Int64, false),
-        Field::new("from_speed", DataType::Int64, false),
-        Field::new(
-            "last_event_time",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            true,
-        ),
-    ]));
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(by_date.keys())),
-        Arc::new(Int64Array::from_iter_values(
-            by_date.values().map(|f| f.events as i64),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            by_date.values().map(|f| f.from_batch as i64),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            by_date.values().map(|f| f.from_speed as i64),
-        )),
-        Arc::new(
-            TimestampMicrosecondArray::from(
-                by_date
-                    .values()
-                    .map(|f| f.last_event_time)
-                    .collect::<Vec<_>>(),
-            )
-            .with_timezone("UTC"),
-        ),
-    ];
-    RecordBatch::try_new(schema, cols)
-        .map(Some)
-        .map_err(Error::arrow("the figures of the dates"))
+    Ok(Some(by_date))
 }
 
 #[cfg(test)]

@@ -3,19 +3,28 @@
 //! the dates the run's unified tasks changed; and `serving/analytics/master_summary` — per
 //! domain: total_records, latest_date, published_at — rebuilt from that small table, also as
 //! `serving/analytics/master_summary.json`.
+//!
+//! After the first run (SQL over the tables), the figures come from the windows
+//! ([`window::date_figures`]) and the rows of `stream_dates` are held from run to run, so a run
+//! plans no query and reads no table; their SQL stays the definition, which
+//! `LAKEPIPE_SERVING_VERIFY=1` evaluates over the tables every run and compares.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::IntoFuture;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
-use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+mod held;
+mod rows;
+
+use self::held::{held_rows_replaced, quarantined_by_date, stream_dates_held};
+use self::rows::{StreamDate, master_summary_batch, stream_dates_batch};
+use super::window::Figures;
 use super::{
     Error, Result, collect, json_rows, log_info, overwrite_snapshot, put_json, run_label,
     same_columns, ts_sql, unified_session, verify, window,
@@ -71,14 +80,14 @@ fn master_summary_sql(t: DateTime<Utc>) -> String {
     )
 }
 
-/// Where a run reads the figures of the unified tables from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a run takes the figures of the dates it recomputes from.
+#[derive(Debug, Clone, PartialEq)]
 enum Source {
-    /// The tables themselves, registered as `unified_<stream>` (the first run).
+    /// The tables themselves, by SQL ([`AnalyticsPlan::stream_dates_sql`]), registered as
+    /// `unified_<stream>` (the first run).
     Table,
-    /// The windows' figures per date ([`window::date_figures`]), registered as
-    /// `figures_<stream>`.
-    Figures,
+    /// The windows' figures per stream and date ([`window::date_figures`]).
+    Figures(BTreeMap<&'static str, BTreeMap<String, Figures>>),
 }
 
 /// A run of `analytics`, decided without I/O from the unified tables that exist and the dates
@@ -106,41 +115,30 @@ impl AnalyticsPlan {
         AnalyticsPlan { t, dates, streams }
     }
 
-    /// SQL of the recomputed figures of [`Self::streams`], `quarantined[i]` saying whether
-    /// stream i has a quarantine table (registered as `quarantine_<stream>`: the table itself
-    /// with [`Source::Table`], its counts by date with [`Source::Figures`]), from `source`.
-    fn stream_dates_sql(&self, quarantined: &[bool], source: Source) -> String {
+    /// SQL of the recomputed figures of [`Self::streams`] over the unified tables, registered as
+    /// `unified_<stream>`, `quarantined[i]` saying whether stream i has a quarantine table
+    /// (registered as `quarantine_<stream>`): the definition of the rows
+    /// [`Self::stream_dates_rows`] makes from the windows' figures.
+    fn stream_dates_sql(&self, quarantined: &[bool]) -> String {
         let filter = sql::in_dates(&self.dates);
         let mut parts = Vec::new();
         for (s, has_quarantine) in self.streams.iter().zip(quarantined) {
             let q = if *has_quarantine {
-                match source {
-                    Source::Table => format!(
-                        "SELECT date, count(*) AS n FROM quarantine_{s} WHERE {filter} GROUP BY date"
-                    ),
-                    // The counts of the dates ([`quarantined_by_date`]).
-                    Source::Figures => format!("SELECT date, n FROM quarantine_{s}"),
-                }
+                format!(
+                    "SELECT date, count(*) AS n FROM quarantine_{s} WHERE {filter} GROUP BY date"
+                )
             } else {
                 "SELECT CAST(NULL AS VARCHAR) AS date, CAST(0 AS BIGINT) AS n WHERE false"
                     .to_string()
             };
-            let u = match source {
-                Source::Table => format!(
-                    "SELECT CAST(date AS VARCHAR) AS date, count(*) AS events,
-                       sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS from_batch,
-                       sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS from_speed,
-                       max(event_time) AS last_event_time
-                     FROM unified_{s} WHERE {filter} GROUP BY date"
-                ),
-                Source::Figures => format!(
-                    "SELECT date, events, from_batch, from_speed, last_event_time FROM figures_{s}"
-                ),
-            };
             parts.push(format!(
                 "SELECT '{s}' AS stream, u.date, u.events, u.from_batch, u.from_speed,
                    CAST(coalesce(q.n, 0) AS BIGINT) AS quarantined, u.last_event_time
-                 FROM ({u}) u
+                 FROM (SELECT CAST(date AS VARCHAR) AS date, count(*) AS events,
+                         sum(CASE WHEN _source = 'batch' THEN 1 ELSE 0 END) AS from_batch,
+                         sum(CASE WHEN _source = 'speed' THEN 1 ELSE 0 END) AS from_speed,
+                         max(event_time) AS last_event_time
+                       FROM unified_{s} WHERE {filter} GROUP BY date) u
                  LEFT JOIN ({q}) q ON u.date = CAST(q.date AS VARCHAR)"
             ));
         }
@@ -151,9 +149,37 @@ impl AnalyticsPlan {
         )
     }
 
-    /// Recomputes the figures of the dates from `source` (registered in `df_ctx`), then rebuilds
-    /// and publishes the master summary. With `reference`, the figures are also computed from
-    /// the unified tables registered there and must agree ([`verify`]).
+    /// The recomputed rows of `stream_dates` from the windows' figures (`figures`, per stream and
+    /// date) and the quarantined rows of each stream by date (`quarantined`): what
+    /// [`Self::stream_dates_sql`] gives over the tables, without planning a query. Streams by
+    /// [`Self::streams`], dates in order; a date without unified rows has no row.
+    fn stream_dates_rows(
+        &self,
+        figures: &BTreeMap<&'static str, BTreeMap<String, Figures>>,
+        quarantined: &BTreeMap<&'static str, BTreeMap<String, u64>>,
+    ) -> Vec<StreamDate> {
+        let mut rows = Vec::new();
+        for s in &self.streams {
+            let q = quarantined.get(s);
+            for (date, f) in figures.get(s).into_iter().flatten() {
+                rows.push(StreamDate {
+                    stream: s.to_string(),
+                    date: Some(date.clone()),
+                    events: f.events as i64,
+                    from_batch: f.from_batch as i64,
+                    from_speed: f.from_speed as i64,
+                    quarantined: q.and_then(|q| q.get(date)).copied().unwrap_or(0) as i64,
+                    last_event_time: f.last_event_time,
+                });
+            }
+        }
+        rows
+    }
+
+    /// Recomputes the figures of the dates from `source` (the tables registered in `df_ctx`, or
+    /// the windows' figures), then rebuilds and publishes the master summary. With `reference`,
+    /// the figures and the summary are also computed by their SQL over the unified tables
+    /// registered there and must agree ([`verify`]).
     async fn execute(
         self,
         store: &Store,
@@ -163,8 +189,11 @@ impl AnalyticsPlan {
         log: Option<&TaskLog>,
     ) -> Result<AnalyticsMetrics> {
         let t = self.t;
+        // The rows the recomputed dates now hold, when they are known without reading the table.
+        let mut recomputed = None;
         if !self.streams.is_empty() {
             let mut quarantined = Vec::with_capacity(self.streams.len());
+            let mut counts = BTreeMap::new();
             for s in &self.streams {
                 let path = table_path("quarantine", s);
                 let q = store
@@ -173,12 +202,11 @@ impl AnalyticsPlan {
                     .map_err(Error::delta(&path))?;
                 if let Some(q) = &q {
                     match source {
-                        // The counts of the dates, kept per table version.
-                        Source::Figures => {
-                            let counts = quarantined_by_date(store, &path, q, &self.dates).await?;
-                            df_ctx
-                                .register_table(format!("quarantine_{s}"), Arc::new(counts))
-                                .map_err(Error::datafusion(format!("registering {path}")))?;
+                        Source::Figures(_) => {
+                            counts.insert(
+                                *s,
+                                quarantined_by_date(store, &path, q, &self.dates).await?,
+                            );
                         }
                         Source::Table => {
                             register_delta(df_ctx, &format!("quarantine_{s}"), q)
@@ -194,17 +222,27 @@ impl AnalyticsPlan {
                 }
                 quarantined.push(q.is_some());
             }
-            let (schema, rows) = collect(
-                df_ctx
-                    .sql(&self.stream_dates_sql(&quarantined, source))
-                    .await
-                    .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?,
-            )
-            .await?;
+            let (schema, rows) = match &source {
+                Source::Table => {
+                    collect(
+                        df_ctx
+                            .sql(&self.stream_dates_sql(&quarantined))
+                            .await
+                            .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?,
+                    )
+                    .await?
+                }
+                Source::Figures(figures) => {
+                    let rows = self.stream_dates_rows(figures, &counts);
+                    let batch = stream_dates_batch(&rows, t)?;
+                    recomputed = Some(rows);
+                    (batch.schema(), vec![batch])
+                }
+            };
             if let Some(reference) = reference {
                 let (_, expected) = collect(
                     reference
-                        .sql(&self.stream_dates_sql(&quarantined, Source::Table))
+                        .sql(&self.stream_dates_sql(&quarantined))
                         .await
                         .map_err(Error::datafusion(format!("planning {STREAM_DATES_PATH}")))?,
                 )
@@ -223,6 +261,7 @@ impl AnalyticsPlan {
                 .delta_table_or_new(STREAM_DATES_PATH)
                 .await
                 .map_err(Error::delta(STREAM_DATES_PATH))?;
+            let before = table.version();
             let written = if same_columns(&table, &schema) {
                 write::write_batches(table, rows, Replace::Dates(&self.dates), run_label(t)).await
             } else {
@@ -249,6 +288,7 @@ impl AnalyticsPlan {
             }
             .map_err(Error::delta(STREAM_DATES_PATH))?;
             store.keep_table(STREAM_DATES_PATH, &written);
+            held_rows_replaced(store, &written, before, &self.dates, recomputed);
         }
         let dates = self.dates;
         let Some(table) = store
@@ -262,20 +302,30 @@ impl AnalyticsPlan {
                 domains: None,
             });
         };
-        register_delta(df_ctx, "stream_dates", &table)
-            .await
-            .map_err(Error::datafusion(format!(
-                "registering {STREAM_DATES_PATH}"
-            )))?;
-        let (schema, batches) = collect(
-            df_ctx
-                .sql(&master_summary_sql(t))
+        let all = stream_dates_held(store, &table).await?;
+        let batch = master_summary_batch(&all, t)?;
+        if let Some(reference) = reference {
+            register_delta(reference, "stream_dates", &table)
                 .await
-                .map_err(Error::datafusion("the master summary"))?,
-        )
-        .await?;
-        let rows = json_rows(&batches)?;
-        let version = overwrite_snapshot(store, MASTER_SUMMARY_PATH, schema, batches, t).await?;
+                .map_err(Error::datafusion(format!(
+                    "registering {STREAM_DATES_PATH}"
+                )))?;
+            let (_, expected) = collect(
+                reference
+                    .sql(&master_summary_sql(t))
+                    .await
+                    .map_err(Error::datafusion("the master summary"))?,
+            )
+            .await?;
+            verify::same_rows(
+                MASTER_SUMMARY_PATH,
+                &json_rows(std::slice::from_ref(&batch))?,
+                &json_rows(&expected)?,
+            )?;
+        }
+        let rows = json_rows(std::slice::from_ref(&batch))?;
+        let version =
+            overwrite_snapshot(store, MASTER_SUMMARY_PATH, batch.schema(), vec![batch], t).await?;
         put_json(
             store,
             &format!("{MASTER_SUMMARY_PATH}.json"),
@@ -291,87 +341,6 @@ impl AnalyticsPlan {
             domains: Some(rows),
         })
     }
-}
-
-/// Counts by date of quarantine tables, per lake and table, for one table version each: the
-/// quarantine changes only when a batch run commits, while the figures of today are recomputed
-/// at every serving run.
-static QUARANTINED: LazyLock<Mutex<HashMap<String, Counted>>> = LazyLock::new(Default::default);
-
-/// Rows by date of a table at a version.
-type Counted = (Option<u64>, BTreeMap<String, u64>);
-
-/// The quarantined rows of `dates` in `table` (at `path`) as a table `(date, n)`: counted for
-/// the dates this process has not counted at the table's version.
-async fn quarantined_by_date(
-    store: &Store,
-    path: &str,
-    table: &deltalake::DeltaTable,
-    dates: &[String],
-) -> Result<MemTable> {
-    // The table's id too: a table made again starts its versions again.
-    let id = table
-        .snapshot()
-        .map(|s| s.metadata().id().to_string())
-        .unwrap_or_default();
-    let key = format!("{}\u{0}{path}\u{0}{id}", store.url());
-    let version = table.version();
-    let known = {
-        let kept = QUARANTINED.lock().unwrap_or_else(|p| p.into_inner());
-        match kept.get(&key) {
-            Some((v, counts)) if *v == version => counts.clone(),
-            _ => BTreeMap::new(),
-        }
-    };
-    let missing: Vec<String> = dates
-        .iter()
-        .filter(|d| !known.contains_key(*d))
-        .cloned()
-        .collect();
-    let mut counts = known;
-    if !missing.is_empty() {
-        let ctx = SessionContext::new();
-        register_delta(&ctx, "q", table)
-            .await
-            .map_err(Error::datafusion(format!("registering {path}")))?;
-        let (_, batches) = collect(
-            ctx.sql(&format!(
-                "SELECT CAST(date AS VARCHAR) AS date, count(*) AS n FROM q WHERE {} GROUP BY date",
-                sql::in_dates(&missing)
-            ))
-            .await
-            .map_err(Error::datafusion(format!("counting {path}")))?,
-        )
-        .await?;
-        counts.extend(missing.iter().map(|d| (d.clone(), 0)));
-        for r in json_rows(&batches)? {
-            if let (Some(d), Some(n)) = (r["date"].as_str(), r["n"].as_u64()) {
-                counts.insert(d.to_string(), n);
-            }
-        }
-        QUARANTINED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (version, counts.clone()));
-    }
-    let (date, n): (Vec<&str>, Vec<i64>) = dates
-        .iter()
-        .map(|d| (d.as_str(), counts.get(d).copied().unwrap_or(0) as i64))
-        .unzip();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("date", DataType::Utf8, false),
-        Field::new("n", DataType::Int64, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            Arc::new(StringArray::from(date)),
-            Arc::new(Int64Array::from(n)),
-        ],
-    )
-    .map_err(Error::arrow("the quarantined counts"))?;
-    MemTable::try_new(schema, vec![vec![batch]])
-        .map_err(Error::datafusion("the quarantined counts"))
 }
 
 /// What a run of `analytics` did, as it reports it (its task output).
@@ -460,14 +429,11 @@ impl<'a> AnalyticsBuilder<'a> {
         let dates: Vec<String> = self.changed_dates.iter().cloned().collect();
         let df_ctx = super::session()?;
         let mut present = Vec::new();
+        let mut figures = BTreeMap::new();
         if !dates.is_empty() {
             for s in &streams {
-                if let Some(figures) = window::date_figures(store, s, t, &dates).await? {
-                    let table = MemTable::try_new(figures.schema(), vec![vec![figures]])
-                        .map_err(Error::datafusion(format!("the figures of {s}")))?;
-                    df_ctx
-                        .register_table(format!("figures_{s}"), Arc::new(table))
-                        .map_err(Error::datafusion(format!("the figures of {s}")))?;
+                if let Some(f) = window::date_figures(store, s, t, &dates).await? {
+                    figures.insert(*s, f);
                     present.push(*s);
                 }
             }
@@ -480,7 +446,7 @@ impl<'a> AnalyticsBuilder<'a> {
             .execute(
                 store,
                 &df_ctx,
-                Source::Figures,
+                Source::Figures(figures),
                 reference.as_ref(),
                 self.log,
             )
@@ -520,8 +486,11 @@ impl TaskBody for Analytics {
 
 #[cfg(test)]
 mod tests {
+    use super::rows::utc_micros;
     use super::*;
     use crate::clock::parse_utc;
+    use deltalake::arrow::array::{RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
     #[test]
     fn a_run_is_planned_without_the_lake() {
@@ -544,7 +513,7 @@ mod tests {
         let plan = AnalyticsPlan::new(t, &["api_logs", "iot_sensors"], dates);
         assert_eq!(plan.dates, ["2026-02-01", "2026-02-02"]);
         assert_eq!(plan.streams, ["api_logs", "iot_sensors"]);
-        let sql = plan.stream_dates_sql(&[true, false], Source::Table);
+        let sql = plan.stream_dates_sql(&[true, false]);
         assert_eq!(sql.matches(" UNION ALL ").count(), 1);
         assert!(
             sql.contains("FROM quarantine_api_logs WHERE date IN ('2026-02-01', '2026-02-02')")
@@ -558,6 +527,166 @@ mod tests {
         let plan = AnalyticsPlan::new(t, &["api_logs"], BTreeSet::new());
         assert!(plan.dates.is_empty() && plan.streams.is_empty());
         assert!(master_summary_sql(t).contains("('api_logs', 'API Logs')"));
+    }
+
+    /// A table of `rows` registered as `name` in `ctx`.
+    fn register(ctx: &SessionContext, name: &str, rows: RecordBatch) {
+        let table = MemTable::try_new(rows.schema(), vec![vec![rows]]).unwrap();
+        ctx.register_table(name, Arc::new(table)).unwrap();
+    }
+
+    /// `schema` with string views as strings (Delta has one string type; DataFusion plans
+    /// views).
+    fn plain(schema: SchemaRef) -> Schema {
+        Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+                    _ => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Unified rows: (date, event time in micros, source).
+    fn unified(rows: &[(&str, Option<i64>, &str)]) -> RecordBatch {
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("date", DataType::Utf8, true),
+                Field::new("event_time", utc, true),
+                Field::new("_source", DataType::Utf8, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                utc_micros(rows.iter().map(|r| r.1)),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The figures of `rows` (of [`unified`]) by date, as the windows sum them.
+    fn figures_of(rows: &[(&str, Option<i64>, &str)]) -> BTreeMap<String, Figures> {
+        let mut by_date: BTreeMap<String, Figures> = BTreeMap::new();
+        for (date, t, source) in rows {
+            by_date
+                .entry(date.to_string())
+                .or_default()
+                .merge(&Figures {
+                    events: 1,
+                    from_batch: u64::from(*source == "batch"),
+                    from_speed: u64::from(*source == "speed"),
+                    last_event_time: *t,
+                });
+        }
+        by_date
+    }
+
+    #[tokio::test]
+    async fn the_rows_made_from_the_figures_are_those_of_the_sql() {
+        let t = parse_utc("2026-02-03T00:10:00Z").unwrap();
+        let (d1, d2, d3) = ("2026-02-01", "2026-02-02", "2026-02-03");
+        let api = [
+            (d1, Some(10), "batch"),
+            (d1, Some(30), "speed"),
+            (d2, Some(20), "batch"),
+            (d3, Some(5), "speed"),
+        ];
+        // A date without an event time, and one outside the run's dates.
+        let iot = [
+            (d2, None, "speed"),
+            (d2, None, "speed"),
+            (d3, Some(1), "batch"),
+        ];
+        let ctx = SessionContext::new();
+        register(&ctx, "unified_api_logs", unified(&api));
+        register(&ctx, "unified_iot_sensors", unified(&iot));
+        register(
+            &ctx,
+            "quarantine_api_logs",
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("date", DataType::Utf8, true)])),
+                vec![Arc::new(StringArray::from(vec![d1, d1, d2, d3]))],
+            )
+            .unwrap(),
+        );
+        let plan = AnalyticsPlan::new(
+            t,
+            &["api_logs", "iot_sensors"],
+            BTreeSet::from([d1.to_string(), d2.to_string()]),
+        );
+        let (schema, expected) = collect(
+            ctx.sql(&plan.stream_dates_sql(&[true, false]))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        // The windows hold every date of the tables; the plan takes those it recomputes.
+        let dates = |f: BTreeMap<String, Figures>| -> BTreeMap<String, Figures> {
+            f.into_iter()
+                .filter(|(d, _)| plan.dates.contains(d))
+                .collect()
+        };
+        let figures = BTreeMap::from([
+            ("api_logs", dates(figures_of(&api))),
+            ("iot_sensors", dates(figures_of(&iot))),
+        ]);
+        let counts = BTreeMap::from([(
+            "api_logs",
+            BTreeMap::from([(d1.to_string(), 2), (d2.to_string(), 1)]),
+        )]);
+        let rows = plan.stream_dates_rows(&figures, &counts);
+        assert_eq!(rows.len(), 3, "api_logs on two dates, iot_sensors on one");
+        let made = stream_dates_batch(&rows, t).unwrap();
+        assert_eq!(
+            *made.schema(),
+            plain(schema),
+            "the columns, types and nullability of the SQL"
+        );
+        verify::same_rows(
+            "stream_dates",
+            &json_rows(std::slice::from_ref(&made)).unwrap(),
+            &json_rows(&expected).unwrap(),
+        )
+        .unwrap();
+
+        // The summary, over those rows and an older date's, against its SQL; social_media has no
+        // row at all.
+        let mut all = rows.clone();
+        all.push(StreamDate {
+            stream: "api_logs".into(),
+            date: Some("2026-01-31".into()),
+            events: 7,
+            from_batch: 7,
+            from_speed: 0,
+            quarantined: 3,
+            last_event_time: Some(99),
+        });
+        let ctx = SessionContext::new();
+        register(&ctx, "stream_dates", stream_dates_batch(&all, t).unwrap());
+        let (schema, expected) = collect(ctx.sql(&master_summary_sql(t)).await.unwrap())
+            .await
+            .unwrap();
+        let made = master_summary_batch(&all, t).unwrap();
+        assert_eq!(
+            *made.schema(),
+            plain(schema),
+            "the columns, types and nullability of the SQL"
+        );
+        let made = json_rows(std::slice::from_ref(&made)).unwrap();
+        assert_eq!(
+            made,
+            json_rows(&expected).unwrap(),
+            "the same rows in the same order"
+        );
+        assert_eq!(made[0]["stream"], "api_logs");
+        assert_eq!(made[0]["total_records"], 10);
+        assert_eq!(made[0]["latest_date"], d2);
+        assert_eq!(made[0]["quarantined"], 6);
     }
 
     #[test]
