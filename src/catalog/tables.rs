@@ -41,9 +41,10 @@ pub async fn delta_tables(store: &Store) -> Result<Vec<DeltaTable>, crate::store
         for group in groups {
             let (tables, _) = store.list_dir(&group).await?;
             for path in tables {
-                let (inner, _) = store.list_dir(&path).await?;
-                let is_delta = inner.iter().any(|d| d.ends_with("/_delta_log"));
-                if let (true, Some(name)) = (is_delta, delta_table_name(&path)) {
+                if let (true, Some(name)) = (
+                    holds_delta_log(store, &path).await?,
+                    delta_table_name(&path),
+                ) {
                     out.push(DeltaTable { name, path });
                 }
             }
@@ -51,6 +52,18 @@ pub async fn delta_tables(store: &Store) -> Result<Vec<DeltaTable>, crate::store
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Whether the folder `path` holds a `_delta_log` folder: on a local lake one `stat` of it (a
+/// listing of the folder would `stat` each of its data files, hundreds in a serving table kept
+/// for a day), elsewhere one listing of the folder.
+async fn holds_delta_log(store: &Store, path: &str) -> Result<bool, crate::store::Error> {
+    if let Some(root) = store.local_root() {
+        let log = root.join(path).join("_delta_log");
+        return Ok(tokio::fs::metadata(&log).await.is_ok_and(|m| m.is_dir()));
+    }
+    let (inner, _) = store.list_dir(path).await?;
+    Ok(inner.iter().any(|d| d.ends_with("/_delta_log")))
 }
 
 /// How the rows of a text table are read.
@@ -195,6 +208,35 @@ mod tests {
             "serving_unified_api_logs"
         );
         assert_eq!(delta_table_name("batch/x"), None);
+    }
+
+    #[tokio::test]
+    async fn delta_tables_are_the_folders_with_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "batch/silver/iot_sensors/_delta_log",
+            "batch/silver/empty",
+            "batch/bronze/api_logs/date=2026-02-01",
+            "serving/unified/api_logs/_delta_log",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        // A file named like the log is not one.
+        std::fs::write(dir.path().join("batch/silver/empty/_delta_log"), b"").unwrap();
+        let store = crate::store::local_store(dir.path()).await;
+        let found: Vec<String> = delta_tables(&store)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| format!("{} {}", t.name, t.path))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "serving_unified_api_logs serving/unified/api_logs",
+                "silver_iot_sensors batch/silver/iot_sensors",
+            ]
+        );
     }
 
     #[test]
