@@ -8,11 +8,11 @@ use std::sync::{LazyLock, Mutex};
 
 use deltalake::arrow::array::{Array as _, AsArray as _, Int64Array, StringArray};
 use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use deltalake::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use deltalake::datafusion::prelude::SessionContext;
 
 use super::STREAM_DATES_PATH;
-use super::rows::StreamDate;
+use super::rows::{StreamDate, utc};
 use crate::layers::serving::{Error, Result, collect, json_rows};
 use crate::layers::sql;
 use crate::store::{Store, register_delta};
@@ -48,9 +48,9 @@ pub(super) fn held_rows_replaced(
     let key = held_key(store, STREAM_DATES_PATH, written);
     let mut held = STREAM_DATES.lock().unwrap_or_else(|p| p.into_inner());
     let old = held.remove(&key);
-    if let (Some((v, mut rows)), Some(recomputed)) = (old, recomputed)
-        && next_held(Some(v), before, written.version())
-        && let Some(after) = written.version()
+    if let (Some((v, mut rows)), Some(recomputed), Some(after)) =
+        (old, recomputed, written.version())
+        && next_held(v, before, after)
     {
         replace_dates(&mut rows, dates, recomputed);
         held.insert(key, (after, rows));
@@ -58,9 +58,9 @@ pub(super) fn held_rows_replaced(
 }
 
 /// Whether rows held at version `held` are, with a commit's rows replaced, those of `after`: the
-/// commit was made on the version held (`before`) and is the next.
-fn next_held(held: Option<u64>, before: Option<u64>, after: Option<u64>) -> bool {
-    matches!((held, before, after), (Some(h), Some(b), Some(a)) if h == b && a == b + 1)
+/// commit was made on the version held (`before`, `None` for a table it made) and is the next.
+fn next_held(held: u64, before: Option<u64>, after: u64) -> bool {
+    before == Some(held) && after == held + 1
 }
 
 /// `rows` with those of `dates` replaced by `recomputed` (a replace-where of those dates).
@@ -111,11 +111,7 @@ pub(super) async fn stream_dates_held(
         };
         let (stream, date) = (text(0)?, text(1)?);
         let (events, from_batch, from_speed, quarantined) = (int(2)?, int(3)?, int(4)?, int(5)?);
-        let last = cast(
-            b.column(6),
-            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        )
-        .map_err(Error::arrow(STREAM_DATES_PATH))?;
+        let last = cast(b.column(6), &utc()).map_err(Error::arrow(STREAM_DATES_PATH))?;
         let last = last.as_primitive::<TimestampMicrosecondType>();
         for i in 0..b.num_rows() {
             // A row without a stream joins no stream of the summary's.
@@ -225,10 +221,10 @@ mod tests {
             vec![row("2026-02-02", 4)],
         );
         assert_eq!(held, [row("2026-02-01", 5), row("2026-02-02", 4)]);
-        assert!(next_held(Some(3), Some(3), Some(4)));
-        // Another writer's commit between, nothing held, or a table made anew: read it again.
-        assert!(!next_held(Some(3), Some(4), Some(6)));
-        assert!(!next_held(None, Some(3), Some(4)));
-        assert!(!next_held(Some(3), None, Some(0)));
+        assert!(next_held(3, Some(3), 4));
+        // Another writer's commit between, or a table made anew: read it again.
+        assert!(!next_held(3, Some(4), 5));
+        assert!(!next_held(3, Some(3), 5));
+        assert!(!next_held(3, None, 0));
     }
 }

@@ -304,6 +304,7 @@ impl AnalyticsPlan {
         };
         let all = stream_dates_held(store, &table).await?;
         let batch = master_summary_batch(&all, t)?;
+        let rows = json_rows(std::slice::from_ref(&batch))?;
         if let Some(reference) = reference {
             register_delta(reference, "stream_dates", &table)
                 .await
@@ -317,13 +318,8 @@ impl AnalyticsPlan {
                     .map_err(Error::datafusion("the master summary"))?,
             )
             .await?;
-            verify::same_rows(
-                MASTER_SUMMARY_PATH,
-                &json_rows(std::slice::from_ref(&batch))?,
-                &json_rows(&expected)?,
-            )?;
+            verify::same_rows(MASTER_SUMMARY_PATH, &rows, &json_rows(&expected)?)?;
         }
-        let rows = json_rows(std::slice::from_ref(&batch))?;
         let version =
             overwrite_snapshot(store, MASTER_SUMMARY_PATH, batch.schema(), vec![batch], t).await?;
         put_json(
@@ -486,11 +482,11 @@ impl TaskBody for Analytics {
 
 #[cfg(test)]
 mod tests {
-    use super::rows::utc_micros;
+    use super::rows::{utc, utc_micros};
     use super::*;
     use crate::clock::parse_utc;
     use deltalake::arrow::array::{RecordBatch, StringArray};
-    use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
     #[test]
     fn a_run_is_planned_without_the_lake() {
@@ -552,11 +548,10 @@ mod tests {
 
     /// Unified rows: (date, event time in micros, source).
     fn unified(rows: &[(&str, Option<i64>, &str)]) -> RecordBatch {
-        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("date", DataType::Utf8, true),
-                Field::new("event_time", utc, true),
+                Field::new("event_time", utc(), true),
                 Field::new("_source", DataType::Utf8, true),
             ])),
             vec![

@@ -28,7 +28,12 @@ pub(super) struct StreamDate {
     pub(super) last_event_time: Option<i64>,
 }
 
-/// A timestamp column (micros, UTC) of `values`.
+/// The type of the timestamp columns: micros, UTC.
+pub(super) fn utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A timestamp column ([`utc`]) of `values`.
 pub(super) fn utc_micros(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone("UTC"))
 }
@@ -36,7 +41,6 @@ pub(super) fn utc_micros(values: impl IntoIterator<Item = Option<i64>>) -> Array
 /// `rows` as `stream_dates` holds them, published at `t`: the columns, types and nullability of
 /// [`AnalyticsPlan::stream_dates_sql`]'s result.
 pub(super) fn stream_dates_batch(rows: &[StreamDate], t: DateTime<Utc>) -> Result<RecordBatch> {
-    let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let schema = Arc::new(Schema::new(vec![
         Field::new("stream", DataType::Utf8, false),
         Field::new("events", DataType::Int64, false),
@@ -97,7 +101,6 @@ pub(super) fn master_summary_batch(rows: &[StreamDate], t: DateTime<Utc>) -> Res
         }
         sums.push((sum, latest));
     }
-    let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let schema = Arc::new(Schema::new(vec![
         Field::new("domain", DataType::Utf8, false),
         Field::new("stream", DataType::Utf8, false),
