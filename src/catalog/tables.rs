@@ -56,11 +56,19 @@ pub async fn delta_tables(store: &Store) -> Result<Vec<DeltaTable>, crate::store
 
 /// Whether the folder `path` holds a `_delta_log` folder: on a local lake one `stat` of it (a
 /// listing of the folder would `stat` each of its data files, hundreds in a serving table kept
-/// for a day), elsewhere one listing of the folder.
+/// for a day), elsewhere one listing of the folder. A `stat` that fails other than for a missing
+/// folder is an error, as a failed listing is.
 async fn holds_delta_log(store: &Store, path: &str) -> Result<bool, crate::store::Error> {
     if let Some(root) = store.local_root() {
-        let log = root.join(path).join("_delta_log");
-        return Ok(tokio::fs::metadata(&log).await.is_ok_and(|m| m.is_dir()));
+        return match tokio::fs::metadata(root.join(path).join("_delta_log")).await {
+            Ok(m) => Ok(m.is_dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(crate::store::Error::Request {
+                op: "stat",
+                key: format!("{path}/_delta_log"),
+                message: e.to_string(),
+            }),
+        };
     }
     let (inner, _) = store.list_dir(path).await?;
     Ok(inner.iter().any(|d| d.ends_with("/_delta_log")))
