@@ -200,6 +200,11 @@ pub struct Dag {
     /// It generates synthetic events (the speed layer's ingest DAGs): `lakepipe serve`, which
     /// takes real events only, does not schedule it.
     pub generator: bool,
+    /// Of what [`Dag::generator`] DAGs write it reads only the objects landed up to its logical
+    /// date (their keys name the fire time that landed them), and they read nothing it writes
+    /// (the serving DAG): `simulate` lets a run of it finish while the generator runs of the
+    /// next fire time go ([`super::driver::simulate`]).
+    pub as_of: bool,
     /// Tasks in a topological order (upstreams first).
     pub tasks: Vec<TaskSpec>,
 }
@@ -214,6 +219,7 @@ impl Dag {
             max_active_runs,
             max_active_tasks: None,
             generator: false,
+            as_of: false,
             tasks: Vec::new(),
         }
     }
@@ -221,6 +227,12 @@ impl Dag {
     /// Marks the DAG as one that generates synthetic events.
     pub fn generator(mut self) -> Dag {
         self.generator = true;
+        self
+    }
+
+    /// Marks the DAG as reading landed objects as of its logical date ([`Dag::as_of`]).
+    pub fn reading_as_of(mut self) -> Dag {
+        self.as_of = true;
         self
     }
 

@@ -58,6 +58,23 @@ impl DriveSummary {
         }
     }
 
+    /// Adds what another drive counted (its runs ran beside these).
+    fn merge(&mut self, other: DriveSummary) {
+        self.executed += other.executed;
+        self.already_done += other.already_done;
+        for (state, n) in other.by_state {
+            *self.by_state.entry(state).or_default() += n;
+        }
+        for (dag, states) in other.by_dag {
+            let mine = self.by_dag.entry(dag).or_default();
+            for (state, n) in states {
+                *mine.entry(state).or_default() += n;
+            }
+        }
+        let room = 20usize.saturating_sub(self.failures.len());
+        self.failures.extend(other.failures.into_iter().take(room));
+    }
+
     /// Number of executed runs that failed.
     pub fn failed(&self) -> u64 {
         self.by_state.get("failed").copied().unwrap_or(0)
@@ -94,14 +111,15 @@ fn next_tick(
         .min()
 }
 
-/// Executes the scheduled runs of every DAG whose next fire time is `t`, group by group.
-async fn run_tick(
+/// The scheduled runs of every DAG whose next fire time is `t`, by DAG-ID group in order;
+/// moves those DAGs' cursors to `t`. Paused DAGs let their fire times pass without a run (one
+/// listing per tick).
+async fn due_groups(
     runner: &Runner,
     dags: &[&'static Dag],
     cursors: &mut BTreeMap<String, DateTime<Utc>>,
     t: DateTime<Utc>,
-    summary: &mut DriveSummary,
-) -> Result<()> {
+) -> Result<Vec<Vec<&'static Dag>>> {
     let due: Vec<&'static Dag> = dags
         .iter()
         .copied()
@@ -112,7 +130,6 @@ async fn run_tick(
                 == Some(t)
         })
         .collect();
-    // Paused DAGs let their fire times pass without a run (one listing per tick).
     let paused = if due.is_empty() {
         Vec::new()
     } else {
@@ -127,7 +144,17 @@ async fn run_tick(
         }
         groups.entry(d.order_group()).or_default().push(d);
     }
-    for (_, group) in groups {
+    Ok(groups.into_values().collect())
+}
+
+/// Runs the `groups` of fire time `t` one after another, the DAGs of a group concurrently.
+async fn run_groups(
+    runner: &Runner,
+    groups: &[Vec<&'static Dag>],
+    t: DateTime<Utc>,
+    summary: &mut DriveSummary,
+) -> Result<()> {
+    for group in groups {
         let results = futures::future::join_all(
             group
                 .iter()
@@ -142,8 +169,44 @@ async fn run_tick(
     Ok(())
 }
 
+/// Executes the scheduled runs of every DAG whose next fire time is `t`, group by group.
+async fn run_tick(
+    runner: &Runner,
+    dags: &[&'static Dag],
+    cursors: &mut BTreeMap<String, DateTime<Utc>>,
+    t: DateTime<Utc>,
+    summary: &mut DriveSummary,
+) -> Result<()> {
+    let groups = due_groups(runner, dags, cursors, t).await?;
+    run_groups(runner, &groups, t, summary).await
+}
+
+/// The last groups of a fire time that `simulate` runs with the next fire time's runs: those
+/// made of [`Dag::as_of`] DAGs only, after every other group of theirs.
+struct Held {
+    t: DateTime<Utc>,
+    groups: Vec<Vec<&'static Dag>>,
+}
+
+/// Splits the trailing groups of as-of DAGs off `groups`.
+fn split_as_of(groups: &mut Vec<Vec<&'static Dag>>) -> Vec<Vec<&'static Dag>> {
+    let first_held = groups
+        .iter()
+        .rposition(|g| !g.iter().all(|d| d.as_of))
+        .map_or(0, |i| i + 1);
+    groups.split_off(first_held)
+}
+
 /// Runs every scheduled run with fire time in (from, to], in time order (`simulate`). The
 /// runner's clock must be a [`crate::clock::SimClock`]-like clock that this moves forward.
+///
+/// A downstream run sees everything that upstream runs with earlier or equal fire times
+/// produced, as in live mode. One overlap keeps both cores busy: the as-of runs that end a
+/// fire time (the serving DAG, [`Dag::as_of`]) go on while the next fire time's runs go, when
+/// those are generator runs only (the speed layer's ingest, at the 5-minute fire times between
+/// two serving runs). They read nothing of each other's: the serving run takes the objects
+/// landed up to its own logical date, whatever lands meanwhile. A fire time with any other
+/// run waits for the held runs first.
 pub async fn simulate(
     runner: &Runner,
     sim: &crate::clock::SimClock,
@@ -159,13 +222,41 @@ pub async fn simulate(
         .map(|d| (d.dag_id.clone(), from))
         .collect();
     let mut summary = DriveSummary::default();
+    let mut held: Option<Held> = None;
     while let Some(t) = next_tick(dags, &cursors).filter(|t| *t <= to) {
         sim.advance_to(t);
-        run_tick(runner, dags, &mut cursors, t, &mut summary).await?;
+        let mut groups = due_groups(runner, dags, &mut cursors, t).await?;
+        let generators_only = groups.iter().flatten().all(|d| d.generator);
+        match held.take() {
+            Some(h) if generators_only => {
+                let mut theirs = DriveSummary::default();
+                let (a, b) = futures::join!(
+                    run_groups(runner, &h.groups, h.t, &mut theirs),
+                    run_groups(runner, &groups, t, &mut summary)
+                );
+                summary.merge(theirs);
+                a?;
+                b?;
+            }
+            before => {
+                if let Some(h) = before {
+                    run_groups(runner, &h.groups, h.t, &mut summary).await?;
+                }
+                let tail = split_as_of(&mut groups);
+                run_groups(runner, &groups, t, &mut summary).await?;
+                if !tail.is_empty() {
+                    held = Some(Held { t, groups: tail });
+                }
+            }
+        }
         summary.elapsed_s = began.elapsed().as_secs_f64();
         on_run(&summary);
     }
+    if let Some(h) = held.take() {
+        run_groups(runner, &h.groups, h.t, &mut summary).await?;
+    }
     summary.elapsed_s = began.elapsed().as_secs_f64();
+    on_run(&summary);
     Ok(summary)
 }
 
@@ -340,7 +431,9 @@ mod tests {
     use crate::clock::{Clock, SimClock, parse_utc};
     use crate::config::Config;
     use crate::pipeline::dag as dag_by_id;
-    use crate::scheduler::{RunParams, RunStore};
+    use crate::scheduler::{
+        RunParams, RunStore, Schedule, TaskBody, TaskContext, TaskError, TaskPolicy, TaskResult,
+    };
     use crate::store::Store;
 
     async fn runner(dir: &std::path::Path, at: &str) -> (Runner, Arc<SimClock>) {
@@ -365,6 +458,132 @@ mod tests {
             false,
         );
         (r, clock)
+    }
+
+    /// When the task bodies of a test drive started and ended: `"<dag> <HH:MM> start|end"`.
+    #[derive(Default)]
+    struct Events(std::sync::Mutex<Vec<String>>);
+
+    impl Events {
+        fn push(&self, dag: &str, t: DateTime<Utc>, what: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{dag} {} {what}", t.format("%H:%M")));
+        }
+
+        fn at(&self, event: &str) -> usize {
+            let events = self.0.lock().unwrap();
+            events
+                .iter()
+                .position(|e| e == event)
+                .unwrap_or_else(|| panic!("no {event:?} in {events:?}"))
+        }
+    }
+
+    /// Records its start and end; the generator's start is announced on `started`, and the
+    /// serving run at `waits_at` ends only once the next generator run has started (or fails
+    /// after 30 s, so that a drive without the overlap fails instead of hanging).
+    struct Step {
+        events: Arc<Events>,
+        started: tokio::sync::watch::Sender<Option<DateTime<Utc>>>,
+        waits_at: Option<DateTime<Utc>>,
+    }
+
+    #[async_trait::async_trait]
+    impl TaskBody for Step {
+        async fn run(&self, ctx: &TaskContext) -> TaskResult {
+            let t = ctx.logical_date;
+            self.events.push(&ctx.dag_id, t, "start");
+            self.started.send_replace(Some(t));
+            if self.waits_at == Some(t) {
+                let mut started = self.started.subscribe();
+                let next = started.wait_for(|s| s.is_some_and(|s| s > t));
+                if tokio::time::timeout(std::time::Duration::from_secs(30), next)
+                    .await
+                    .is_err()
+                {
+                    return Err(TaskError::fatal("the next generator run did not start"));
+                }
+            }
+            self.events.push(&ctx.dag_id, t, "end");
+            Ok(serde_json::Value::Null)
+        }
+    }
+
+    /// The serving run of 00:10 goes on while the generator run of 00:15 goes (it waits for
+    /// it to start); the run of 00:20 ends before the fire time of 00:25 starts anything, as
+    /// that fire time has a run of another DAG; a downstream run starts after the upstream
+    /// runs of its fire time end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simulate_lets_an_as_of_run_finish_beside_the_next_generator_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = Arc::new(Events::default());
+        let (started, _) = tokio::sync::watch::channel(None);
+        let at = |s: &str| parse_utc(s).unwrap();
+        let step = |waits_at: Option<DateTime<Utc>>| -> Arc<dyn TaskBody> {
+            Arc::new(Step {
+                events: Arc::clone(&events),
+                started: started.clone(),
+                waits_at,
+            })
+        };
+        let policy = TaskPolicy::new(0, 1, 1, 60);
+        let cron = |c: &str| Schedule::cron(c).unwrap();
+        let dags: &'static [Dag] = Box::leak(Box::new([
+            Dag::new("2-gen", "", cron("*/5 * * * *"), 4)
+                .generator()
+                .task("land", &[], policy, step(None))
+                .validated()
+                .unwrap(),
+            Dag::new("3-other", "", cron("25 * * * *"), 1)
+                .task("read", &[], policy, step(None))
+                .validated()
+                .unwrap(),
+            Dag::new("4-serve", "", cron("*/10 * * * *"), 1)
+                .reading_as_of()
+                .task("merge", &[], policy, step(Some(at("2026-02-01T00:10:00Z"))))
+                .validated()
+                .unwrap(),
+        ]));
+        let cfg = Config {
+            lake: dir.path().display().to_string(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        let store = Store::open(&cfg).await.unwrap();
+        let sim = Arc::new(SimClock::new(at("2026-02-01T00:00:00Z")));
+        let r = Runner::new(
+            RunStore::new(store, true),
+            dags,
+            sim.clone(),
+            RunParams::default(),
+            false,
+        );
+        let all: Vec<&'static Dag> = dags.iter().collect();
+        let summary = simulate(
+            &r,
+            &sim,
+            &all,
+            at("2026-02-01T00:00:00Z"),
+            at("2026-02-01T00:25:00Z"),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.by_state.get("success"), Some(&(5 + 1 + 2)));
+        assert_eq!(summary.failed(), 0, "{:?}", summary.failures);
+        let e = &events;
+        // The overlap.
+        assert!(e.at("2-gen 00:15 start") < e.at("4-serve 00:10 end"));
+        // Upstream first within a fire time.
+        assert!(e.at("2-gen 00:10 end") < e.at("4-serve 00:10 start"));
+        assert!(e.at("2-gen 00:20 end") < e.at("4-serve 00:20 start"));
+        // A fire time with another DAG's run waits for the held run.
+        assert!(e.at("4-serve 00:20 end") < e.at("2-gen 00:25 start"));
+        assert!(e.at("4-serve 00:20 end") < e.at("3-other 00:25 start"));
+        assert!(e.at("2-gen 00:25 end") < e.at("3-other 00:25 start"));
     }
 
     /// A lake whose api_logs ingest DAG last ran at 00:05.

@@ -17,7 +17,10 @@ pub fn dag(schedule: &str) -> Result<Dag, String> {
         "serving: unified tables (batch ∪ unconsumed speed), dashboards, analytics, alerts, upkeep",
         Schedule::cron(schedule)?,
         1,
-    );
+    )
+    // `unified_<stream>` takes the speed files landed up to the run's logical date; the other
+    // tasks read the serving and batch tables only.
+    .reading_as_of();
     let mut unified_tasks = Vec::new();
     for spec in all_streams() {
         let task = format!("unified_{}", spec.name);
