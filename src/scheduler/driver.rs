@@ -481,12 +481,14 @@ mod tests {
         }
     }
 
-    /// Records its start and end; the generator's start is announced on `started`, and the
-    /// serving run at `waits_at` ends only once the next generator run has started (or fails
-    /// after 30 s, so that a drive without the overlap fails instead of hanging).
+    /// Records its start and end. A generator's step announces the latest logical date started
+    /// on `started` (never moving it back); the step at `waits_at` ends only once a generator
+    /// run of a later date has started (or fails after 30 s, so that a drive without the
+    /// overlap fails instead of hanging).
     struct Step {
         events: Arc<Events>,
         started: tokio::sync::watch::Sender<Option<DateTime<Utc>>>,
+        announces: bool,
         waits_at: Option<DateTime<Utc>>,
     }
 
@@ -495,7 +497,15 @@ mod tests {
         async fn run(&self, ctx: &TaskContext) -> TaskResult {
             let t = ctx.logical_date;
             self.events.push(&ctx.dag_id, t, "start");
-            self.started.send_replace(Some(t));
+            if self.announces {
+                self.started.send_if_modified(|s| {
+                    let later = *s < Some(t);
+                    if later {
+                        *s = Some(t);
+                    }
+                    later
+                });
+            }
             if self.waits_at == Some(t) {
                 let mut started = self.started.subscribe();
                 let next = started.wait_for(|s| s.is_some_and(|s| s > t));
@@ -521,10 +531,11 @@ mod tests {
         let events = Arc::new(Events::default());
         let (started, _) = tokio::sync::watch::channel(None);
         let at = |s: &str| parse_utc(s).unwrap();
-        let step = |waits_at: Option<DateTime<Utc>>| -> Arc<dyn TaskBody> {
+        let step = |announces: bool, waits_at: Option<DateTime<Utc>>| -> Arc<dyn TaskBody> {
             Arc::new(Step {
                 events: Arc::clone(&events),
                 started: started.clone(),
+                announces,
                 waits_at,
             })
         };
@@ -533,16 +544,21 @@ mod tests {
         let dags: &'static [Dag] = Box::leak(Box::new([
             Dag::new("2-gen", "", cron("*/5 * * * *"), 4)
                 .generator()
-                .task("land", &[], policy, step(None))
+                .task("land", &[], policy, step(true, None))
                 .validated()
                 .unwrap(),
             Dag::new("3-other", "", cron("25 * * * *"), 1)
-                .task("read", &[], policy, step(None))
+                .task("read", &[], policy, step(false, None))
                 .validated()
                 .unwrap(),
             Dag::new("4-serve", "", cron("*/10 * * * *"), 1)
                 .reading_as_of()
-                .task("merge", &[], policy, step(Some(at("2026-02-01T00:10:00Z"))))
+                .task(
+                    "merge",
+                    &[],
+                    policy,
+                    step(false, Some(at("2026-02-01T00:10:00Z"))),
+                )
                 .validated()
                 .unwrap(),
         ]));
