@@ -570,29 +570,32 @@ fn corrupt_value(spec: &StreamSpec, rec: &mut Record, kind: FaultKind, rng: &mut
 }
 
 fn serialise(spec: &StreamSpec, id: Option<&str>, t: DateTime<Utc>, rec: &Record) -> String {
-    let mut s = String::with_capacity(384);
-    s.push('{');
+    // Written straight into the line's bytes: the same text as each value's `Display`, without
+    // a string per value.
+    let mut out = Vec::with_capacity(384);
+    out.push(b'{');
     let mut first = true;
-    let mut put = |s: &mut String, k: &str, v: &Value| {
+    let mut put = |out: &mut Vec<u8>, k: &str, v: &Value| {
         if !first {
-            s.push(',');
+            out.push(b',');
         }
         first = false;
-        s.push('"');
-        s.push_str(k);
-        s.push_str("\":");
-        s.push_str(&v.to_string());
+        out.push(b'"');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"\":");
+        // Writing a JSON value into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
     };
     if let Some(id) = id {
-        put(&mut s, spec.id_field, &Value::from(id));
+        put(&mut out, spec.id_field, &Value::from(id));
     }
-    put(&mut s, "event_time", &Value::from(rfc3339_millis(t)));
+    put(&mut out, "event_time", &Value::from(rfc3339_millis(t)));
     for f in spec.fields {
-        let v = rec.get(f.name).cloned().unwrap_or(Value::Null);
-        put(&mut s, f.name, &v);
+        put(&mut out, f.name, rec.get(f.name).unwrap_or(&Value::Null));
     }
-    s.push('}');
-    s
+    out.push(b'}');
+    // serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Checks a clean event line against its stream's schema (used by tests and the silver rules).

@@ -9,8 +9,9 @@
 //! (48 hours of 10-minute runs: `[upkeep] log_retention_hours`; thousands at a live tick of
 //! seconds), so every commit paid for that many conversions and system calls. [`OffsetListing`]
 //! reads the folder's names (`readdir`), skips those that sort at or before the offset, and
-//! `stat`s only the few after it: a commit costs the entries it has to read. Everything else —
-//! reads, writes, create-only commits, renames, full listings — is the local store's own.
+//! `stat`s only the few after it: a commit costs the entries it has to read. A whole listing
+//! (log clean-up, vacuum) `stat`s each entry once. Everything else — reads, writes, create-only
+//! commits, renames — is the local store's own.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -68,7 +69,15 @@ fn objects_after(dir: PathBuf, prefix: Path, offset: &Path) -> std::io::Result<V
     while let Some((dir, key)) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // As the local store's: nothing under a key that is missing or a file.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         };
         for entry in entries {
@@ -117,6 +126,25 @@ fn described(location: Path, meta: &std::fs::Metadata) -> std::io::Result<Object
     })
 }
 
+/// [`objects_after`] as a stream, read on a blocking thread.
+fn listed(dir: PathBuf, prefix: Path, offset: Path) -> BoxStream<'static, Result<ObjectMeta>> {
+    let shown = dir.display().to_string();
+    stream::once(async move {
+        tokio::task::spawn_blocking(move || objects_after(dir, prefix, &offset))
+            .await
+            .map_err(|e| object_store::Error::JoinError { source: e })?
+            .map_err(|source| object_store::Error::Generic {
+                store: "OffsetListing",
+                source: format!("listing {shown}: {source}").into(),
+            })
+    })
+    .flat_map(|objects| match objects {
+        Ok(objects) => stream::iter(objects.into_iter().map(Ok)).boxed(),
+        Err(e) => stream::once(async { Err(e) }).boxed(),
+    })
+    .boxed()
+}
+
 #[async_trait]
 impl ObjectStore for OffsetListing {
     async fn put_opts(
@@ -155,8 +183,12 @@ impl ObjectStore for OffsetListing {
         self.inner.delete_stream(locations)
     }
 
+    /// A whole listing (the log clean-up's, vacuum's) `stat`s each entry once, not three times.
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        match prefix.and_then(|p| Some((p.clone(), folder_of(p)?))) {
+            Some((prefix, dir)) => listed(dir, prefix, Path::default()),
+            None => self.inner.list(prefix),
+        }
     }
 
     fn list_with_offset(
@@ -164,25 +196,10 @@ impl ObjectStore for OffsetListing {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        let Some((prefix, dir)) = prefix.and_then(|p| Some((p.clone(), folder_of(p)?))) else {
-            return self.inner.list_with_offset(prefix, offset);
-        };
-        let offset = offset.clone();
-        let shown = dir.display().to_string();
-        stream::once(async move {
-            tokio::task::spawn_blocking(move || objects_after(dir, prefix, &offset))
-                .await
-                .map_err(|e| object_store::Error::JoinError { source: e })?
-                .map_err(|source| object_store::Error::Generic {
-                    store: "OffsetListing",
-                    source: format!("listing {shown}: {source}").into(),
-                })
-        })
-        .flat_map(|objects| match objects {
-            Ok(objects) => stream::iter(objects.into_iter().map(Ok)).boxed(),
-            Err(e) => stream::once(async { Err(e) }).boxed(),
-        })
-        .boxed()
+        match prefix.and_then(|p| Some((p.clone(), folder_of(p)?))) {
+            Some((prefix, dir)) => listed(dir, prefix, offset.clone()),
+            None => self.inner.list_with_offset(prefix, offset),
+        }
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -285,5 +302,47 @@ mod tests {
         // A folder that is not there lists nothing, as the local store's.
         let none = Path::from_absolute_path(dir.path().join("absent")).unwrap();
         assert!(keys(ours.as_ref(), &none, &none).await.is_empty());
+    }
+
+    async fn listing(store: &dyn ObjectStore, prefix: &Path) -> Vec<ObjectMeta> {
+        let mut metas: Vec<ObjectMeta> = store.list(Some(prefix)).try_collect().await.unwrap();
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        metas
+    }
+
+    /// A whole listing is the local store's too: same keys, sizes, times and ETags, in
+    /// sub-folders, without parts of uploads in progress; nothing under a missing key or a
+    /// file.
+    #[tokio::test]
+    async fn a_whole_listing_is_the_local_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("t");
+        std::fs::create_dir_all(table.join("_delta_log/_commits")).unwrap();
+        std::fs::create_dir_all(table.join("date=2026-02-01")).unwrap();
+        for v in 0..12u64 {
+            let log = table.join(format!("_delta_log/{v:020}.json"));
+            std::fs::write(log, vec![b'x'; v as usize]).unwrap();
+        }
+        std::fs::write(table.join("_delta_log/00000000000000000012.json#3"), b"p").unwrap();
+        std::fs::write(table.join("_delta_log/_commits/a.json"), b"s").unwrap();
+        std::fs::write(table.join("date=2026-02-01/part-0.parquet"), b"data").unwrap();
+
+        let local = LocalFileSystem::new();
+        let ours = OffsetListing::shared();
+        let at = |p: &std::path::Path| Path::from_absolute_path(p).unwrap();
+        for prefix in [table.clone(), table.join("_delta_log")] {
+            let expected = listing(&local, &at(&prefix)).await;
+            assert!(!expected.is_empty());
+            assert_eq!(listing(ours.as_ref(), &at(&prefix)).await, expected);
+        }
+        let whole = listing(ours.as_ref(), &at(&table)).await;
+        assert_eq!(whole.len(), 12 + 1 + 1, "{whole:?}");
+        for empty in [
+            dir.path().join("absent"),
+            table.join("_delta_log/00000000000000000003.json"),
+        ] {
+            assert_eq!(listing(&local, &at(&empty)).await, Vec::new());
+            assert_eq!(listing(ours.as_ref(), &at(&empty)).await, Vec::new());
+        }
     }
 }
