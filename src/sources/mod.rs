@@ -90,10 +90,30 @@ pub fn scaled(base: usize, scale: f64) -> usize {
     ((base as f64 * scale).round() as usize).max(1)
 }
 
+/// Where a malformed-line fault cuts `line`: at three fifths of its bytes, moved back to the
+/// start of a character so that the cut never splits one.
+pub(crate) fn malformed_cut(line: &str) -> usize {
+    (0..=line.len() * 3 / 5)
+        .rev()
+        .find(|&i| line.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::Rng as _;
+
+    #[test]
+    fn a_malformed_cut_never_splits_a_character() {
+        assert_eq!(malformed_cut("abcdefghij"), 6);
+        // Byte 6 is inside the two-byte "é" (bytes 5–6): the cut moves back to its start.
+        let line = "abcdeé1234";
+        assert_eq!(line.len(), 11);
+        assert_eq!(malformed_cut(line), 5);
+        assert_eq!(&line[..malformed_cut(line)], "abcde");
+        assert_eq!(malformed_cut(""), 0);
+    }
 
     #[test]
     fn rng_depends_on_every_input_and_nothing_else() {
@@ -150,12 +170,7 @@ impl LineFaults {
         for line in lines.drain(..) {
             if rng.random_bool(rate.min(1.0)) {
                 if rng.random_bool(0.5) {
-                    let cut = line.len() * 3 / 5;
-                    let cut = (0..=cut)
-                        .rev()
-                        .find(|&i| line.is_char_boundary(i))
-                        .unwrap_or(0);
-                    out.push(line[..cut].to_string());
+                    out.push(line[..malformed_cut(&line)].to_string());
                     self.malformed += 1;
                 } else {
                     out.push(line.clone());

@@ -496,7 +496,7 @@ pub fn generate_interval(
         let mut line = serialise(spec, keep_id.then_some(id.as_str()), t, &rec);
         match fault {
             Some(FaultKind::Malformed) => {
-                line.truncate(line.len() * 3 / 5);
+                line.truncate(super::malformed_cut(&line));
                 faults.bump(FaultKind::Malformed);
             }
             Some(FaultKind::Duplicate) => {
