@@ -53,11 +53,14 @@ impl fmt::Display for OffsetListing {
     }
 }
 
-/// The folder of key `prefix` of a store rooted at `/`, if the key needs no decoding (a part
-/// percent-encoded by `object_store` is left to the local store's own listing).
-fn folder_of(prefix: &Path) -> Option<PathBuf> {
+/// A listing's `prefix` with its folder in a store rooted at `/`, if there is a prefix and
+/// its key needs no decoding (a part percent-encoded by `object_store` is left to the local
+/// store's own listing).
+fn folder_of(prefix: Option<&Path>) -> Option<(Path, PathBuf)> {
+    let prefix = prefix?;
     let key = prefix.as_ref();
-    (!key.is_empty() && !key.contains('%')).then(|| PathBuf::from(format!("/{key}")))
+    (!key.is_empty() && !key.contains('%'))
+        .then(|| (prefix.clone(), PathBuf::from(format!("/{key}"))))
 }
 
 /// The objects under `prefix` (whose folder is `dir`) sorting after `offset`, described as
@@ -185,7 +188,7 @@ impl ObjectStore for OffsetListing {
 
     /// A whole listing (the log clean-up's, vacuum's) `stat`s each entry once, not three times.
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        match prefix.and_then(|p| Some((p.clone(), folder_of(p)?))) {
+        match folder_of(prefix) {
             Some((prefix, dir)) => listed(dir, prefix, Path::default()),
             None => self.inner.list(prefix),
         }
@@ -196,7 +199,7 @@ impl ObjectStore for OffsetListing {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
-        match prefix.and_then(|p| Some((p.clone(), folder_of(p)?))) {
+        match folder_of(prefix) {
             Some((prefix, dir)) => listed(dir, prefix, offset.clone()),
             None => self.inner.list_with_offset(prefix, offset),
         }
