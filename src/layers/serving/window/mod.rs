@@ -20,6 +20,7 @@
 //! (`LAKEPIPE_SERVING_VERIFY=1` compares every run with the same SQL over the Delta table).
 
 mod read;
+mod today;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -42,6 +43,7 @@ use crate::scheduler::task::TaskLog;
 use crate::store::Store;
 
 pub use self::read::Figures;
+use self::today::TodayFilter;
 
 /// Commit-info key of the newest speed-layer object a unified commit includes.
 pub const NEWEST_OBJECT_KEY: &str = "lakepipe.newest_object";
@@ -103,6 +105,9 @@ struct FileRows {
     rows: Vec<RecordBatch>,
     /// Figures of all its rows.
     figures: Figures,
+    /// Its rows with event time before this (micros) are only those `today` may read
+    /// ([`TodayFilter`]); `i64::MIN` until it is pruned.
+    pruned_to: i64,
 }
 
 /// The window of one stream, as of a version of its unified table.
@@ -119,6 +124,11 @@ struct Held {
     files: BTreeMap<String, FileRows>,
     /// The rows' schema (the table's, as scanned).
     schema: SchemaRef,
+    /// What the stream's dashboards read of `today`, if they do not read all of it.
+    today: Option<TodayFilter>,
+    /// The newest boundary it was pruned to ([`Held::prune`]): a run whose windows start
+    /// earlier rebuilds it.
+    pruned_to: Option<DateTime<Utc>>,
     /// The newest speed-layer object the table's commits name.
     newest: (Option<String>, Option<String>),
     /// When the log was last listed for its newest version (see [`Held::follow`]).
@@ -191,6 +201,35 @@ pub fn window_start(stream: &str, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     start
 }
 
+/// The start of the rows a run at `t` may read of `stream` other than through `today`: its
+/// longest window (dashboards and rules). Older rows are read only through `today`.
+fn full_start(stream: &str, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let p = crate::pipeline::active();
+    let dashboards = p.dashboards.iter().filter(|d| d.stream == stream);
+    let rules = p.rules.iter().filter(|r| r.stream == stream);
+    dashboards
+        .map(|d| d.minutes)
+        .chain(rules.map(|r| r.minutes))
+        .max()
+        .map(|m| t - Duration::minutes(m))
+}
+
+/// What the dashboards of `stream` that read `today` read of it ([`TodayFilter`]); `None` if
+/// none reads it or one may read all of it.
+async fn today_filter(stream: &str, schema: &SchemaRef) -> Option<TodayFilter> {
+    let p = crate::pipeline::active();
+    let sqls: Vec<&str> = p
+        .dashboards
+        .iter()
+        .filter(|d| d.stream == stream && reads_today(d.sql))
+        .map(|d| d.sql)
+        .collect();
+    if sqls.is_empty() {
+        return None;
+    }
+    TodayFilter::of(&sqls, schema).await
+}
+
 /// Midnight (UTC) of `t`'s date.
 pub fn midnight(t: DateTime<Utc>) -> DateTime<Utc> {
     t.date_naive()
@@ -231,6 +270,7 @@ impl Held {
         let since = figures_since(t);
         let (schema, files) = read::files(&table, None, lo, &since).await?;
         let newest = read::newest_object(&table).await;
+        let today = today_filter(stream, &schema).await;
         Ok(Some(Held {
             table,
             version,
@@ -238,6 +278,8 @@ impl Held {
             since,
             files,
             schema,
+            today,
+            pruned_to: None,
             newest,
             listed: std::time::Instant::now(),
         }))
@@ -307,9 +349,11 @@ impl Held {
                             date: f.date.clone(),
                             rows: Vec::new(),
                             figures: Figures::default(),
+                            pruned_to: i64::MAX,
                         });
                         m.rows.extend(f.rows);
                         m.figures.merge(&f.figures);
+                        m.pruned_to = m.pruned_to.min(f.pruned_to);
                     }
                     Some(_) => {}
                     None if !data_change => return Ok(Some("a compaction of files not held")),
@@ -384,6 +428,35 @@ impl Held {
         Ok(())
     }
 
+    /// Keeps, of the rows older than `full_from` (the start of every window but `today`), only
+    /// those `today` may read ([`TodayFilter`]). A file is pruned again only when the boundary
+    /// has passed some of its rows: each run reads the rows of its windows, not of the day.
+    fn prune(&mut self, full_from: DateTime<Utc>) -> Result<()> {
+        let Some(today) = &self.today else {
+            return Ok(());
+        };
+        self.pruned_to = self.pruned_to.max(Some(full_from));
+        let full_from = full_from.timestamp_micros();
+        for f in self.files.values_mut() {
+            if f.pruned_to >= full_from {
+                continue;
+            }
+            let all_pruned = f.figures.last_event_time.is_some_and(|l| l < f.pruned_to);
+            if !all_pruned {
+                let mut kept = Vec::with_capacity(f.rows.len());
+                for b in f.rows.drain(..) {
+                    let b = today.keep(&b, full_from)?;
+                    if b.num_rows() > 0 {
+                        kept.push(b);
+                    }
+                }
+                f.rows = kept;
+            }
+            f.pruned_to = full_from;
+        }
+        Ok(())
+    }
+
     fn mark(&self) -> StreamMark {
         StreamMark {
             unified_version: self.version,
@@ -404,14 +477,18 @@ async fn advance<'a>(
 ) -> Result<(Option<&'a Held>, Advance)> {
     let since = figures_since(t);
     let path = unified_path(stream);
-    let usable = guard
-        .as_ref()
-        .is_some_and(|h| h.lo <= lo && h.since.as_str() <= since.as_str());
+    let full_from = full_start(stream, t).unwrap_or(lo).max(lo);
+    let usable = guard.as_ref().is_some_and(|h| {
+        h.lo <= lo
+            && h.since.as_str() <= since.as_str()
+            && h.pruned_to.is_none_or(|p| p <= full_from)
+    });
     if usable && let Some(h) = guard.as_mut() {
         let before = h.version;
         match h.follow(&path).await? {
             None => {
                 h.evict(lo, &since)?;
+                h.prune(full_from)?;
                 let how = match h.version == before {
                     true => Advance::Current,
                     false => Advance::Advanced,
@@ -422,6 +499,9 @@ async fn advance<'a>(
         }
     }
     *guard = Held::build(store, stream, t, lo).await?;
+    if let Some(h) = guard.as_mut() {
+        h.prune(full_from)?;
+    }
     Ok((guard.as_ref(), Advance::Rebuilt))
 }
 

@@ -105,6 +105,7 @@ pub(super) async fn files(
                 FileRows {
                     date: d.value(i).to_string(),
                     rows: Vec::new(),
+                    pruned_to: i64::MIN,
                     figures: Figures {
                         events: n.value(i).max(0) as u64,
                         from_batch: nb.value(i).max(0) as u64,
@@ -156,6 +157,7 @@ pub(super) async fn files(
                 date: lo_date.clone(),
                 rows: Vec::new(),
                 figures: Figures::default(),
+                pruned_to: i64::MIN,
             });
             entry.rows.push(part);
         }
@@ -234,6 +236,7 @@ fn decode(
         date: date.to_string(),
         rows: Vec::new(),
         figures: Figures::default(),
+        pruned_to: i64::MIN,
     };
     for b in reader {
         let b = b.map_err(Error::arrow("reading a unified data file"))?;
