@@ -431,9 +431,9 @@ impl Held {
     /// Keeps, of the rows older than `full_from` (the start of every window but `today`), only
     /// those `today` may read ([`TodayFilter`]). A file is pruned again only when the boundary
     /// has passed some of its rows: each run reads the rows of its windows, not of the day.
-    fn prune(&mut self, full_from: DateTime<Utc>) -> Result<()> {
+    fn prune(&mut self, full_from: DateTime<Utc>) {
         let Some(today) = &self.today else {
-            return Ok(());
+            return;
         };
         self.pruned_to = self.pruned_to.max(Some(full_from));
         let full_from = full_from.timestamp_micros();
@@ -445,7 +445,7 @@ impl Held {
             if !all_pruned {
                 let mut kept = Vec::with_capacity(f.rows.len());
                 for b in f.rows.drain(..) {
-                    let b = today.keep(&b, full_from)?;
+                    let b = today.keep(&b, full_from);
                     if b.num_rows() > 0 {
                         kept.push(b);
                     }
@@ -454,7 +454,6 @@ impl Held {
             }
             f.pruned_to = full_from;
         }
-        Ok(())
     }
 
     fn mark(&self) -> StreamMark {
@@ -488,7 +487,7 @@ async fn advance<'a>(
         match h.follow(&path).await? {
             None => {
                 h.evict(lo, &since)?;
-                h.prune(full_from)?;
+                h.prune(full_from);
                 let how = match h.version == before {
                     true => Advance::Current,
                     false => Advance::Advanced,
@@ -500,7 +499,7 @@ async fn advance<'a>(
     }
     *guard = Held::build(store, stream, t, lo).await?;
     if let Some(h) = guard.as_mut() {
-        h.prune(full_from)?;
+        h.prune(full_from);
     }
     Ok((guard.as_ref(), Advance::Rebuilt))
 }

@@ -32,8 +32,6 @@ use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::physical_plan::empty::EmptyExec;
 use deltalake::datafusion::prelude::SessionContext;
 
-use crate::layers::serving::{Error, Result};
-
 /// The rows of `today` that the queries reading it can read (see the module).
 #[derive(Debug, Clone)]
 pub(super) struct TodayFilter {
@@ -62,26 +60,36 @@ impl TodayFilter {
 
     /// The rows of `b` that a window at a time whose other windows start at `full_from`
     /// (micros) keeps: those with event time at or after it, and the older ones that pass the
-    /// predicate.
-    pub(super) fn keep(&self, b: &RecordBatch, full_from: i64) -> Result<RecordBatch> {
-        let passed = self
+    /// predicate. Pruning only saves work: a batch it cannot judge (no microsecond event time,
+    /// a predicate that fails on its rows) is kept whole, as the queries would read it.
+    pub(super) fn keep(&self, b: &RecordBatch, full_from: i64) -> RecordBatch {
+        let Some(recent) = b
+            .column_by_name("event_time")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        else {
+            return b.clone();
+        };
+        let passed = match self
             .predicate
             .evaluate(b)
             .and_then(|v| v.into_array(b.num_rows()))
-            .map_err(Error::datafusion("the rows a window keeps of today"))?;
-        let Some(passed) = passed.as_any().downcast_ref::<BooleanArray>() else {
-            return Ok(b.clone());
+        {
+            Ok(passed) => passed,
+            Err(e) => {
+                tracing::debug!(error = %e, "today's predicate failed on window rows: kept whole");
+                return b.clone();
+            }
         };
-        let recent = b
-            .column_by_name("event_time")
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
+        let Some(passed) = passed.as_any().downcast_ref::<BooleanArray>() else {
+            return b.clone();
+        };
         let mask: BooleanArray = (0..b.num_rows())
             .map(|i| {
-                let is_recent = recent.is_some_and(|ts| ts.is_valid(i) && ts.value(i) >= full_from);
+                let is_recent = recent.is_valid(i) && recent.value(i) >= full_from;
                 Some(is_recent || (passed.is_valid(i) && passed.value(i)))
             })
             .collect();
-        filter_record_batch(b, &mask).map_err(Error::arrow("the rows a window keeps of today"))
+        filter_record_batch(b, &mask).unwrap_or_else(|_| b.clone())
     }
 }
 
@@ -242,9 +250,9 @@ mod tests {
             .await
             .expect("a predicate");
         // Before 4 only the checkout is kept; from 4 on every row.
-        assert_eq!(times(&f.keep(&rows(), 4).unwrap()), vec![2, 4]);
-        assert_eq!(times(&f.keep(&rows(), 3).unwrap()), vec![2, 3, 4]);
-        assert_eq!(times(&f.keep(&rows(), 0).unwrap()), vec![1, 2, 3, 4]);
+        assert_eq!(times(&f.keep(&rows(), 4)), vec![2, 4]);
+        assert_eq!(times(&f.keep(&rows(), 3)), vec![2, 3, 4]);
+        assert_eq!(times(&f.keep(&rows(), 0)), vec![1, 2, 3, 4]);
     }
 
     #[tokio::test]
@@ -281,6 +289,40 @@ mod tests {
         let f = TodayFilter::of(&[sql], &schema())
             .await
             .expect("a predicate");
-        assert_eq!(times(&f.keep(&rows(), 100).unwrap()), vec![1, 2]);
+        assert_eq!(times(&f.keep(&rows(), 100)), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn rows_the_predicate_cannot_judge_are_kept() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "event_time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let sql = "SELECT count(*) AS c FROM today WHERE 10 / n > 1";
+        let f = TodayFilter::of(&[sql], &schema).await.expect("a predicate");
+        let b = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![1, 2, 3]).with_timezone("UTC")),
+                Arc::new(deltalake::arrow::array::Int64Array::from(vec![1, 20, 5])),
+            ],
+        )
+        .unwrap();
+        // 10 / 20 = 0 fails the predicate: dropped.
+        assert_eq!(times(&f.keep(&b, 100)), vec![1, 3]);
+        // A division by zero fails the predicate's evaluation: the batch is kept whole.
+        let zero = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![1, 2]).with_timezone("UTC")),
+                Arc::new(deltalake::arrow::array::Int64Array::from(vec![0, 20])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(times(&f.keep(&zero, 100)), vec![1, 2]);
     }
 }
