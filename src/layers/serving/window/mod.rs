@@ -186,19 +186,11 @@ pub fn reads_today(sql: &str) -> bool {
 /// The start of the rows a run at `t` needs of `stream`: its longest window (dashboards and
 /// rules), and midnight if a dashboard of the stream reads `today`. `None` if nothing reads it.
 pub fn window_start(stream: &str, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let p = crate::pipeline::active();
-    let mut start: Option<DateTime<Utc>> = None;
-    let mut earliest = |s: DateTime<Utc>| start = Some(start.map_or(s, |x| x.min(s)));
-    for d in p.dashboards.iter().filter(|d| d.stream == stream) {
-        earliest(t - Duration::minutes(d.minutes));
-        if reads_today(d.sql) {
-            earliest(midnight(t));
-        }
-    }
-    for r in p.rules.iter().filter(|r| r.stream == stream) {
-        earliest(t - Duration::minutes(r.minutes));
-    }
-    start
+    let full = full_start(stream, t)?;
+    Some(match today_sqls(stream).is_empty() {
+        true => full,
+        false => full.min(midnight(t)),
+    })
 }
 
 /// The start of the rows a run at `t` may read of `stream` other than through `today`: its
@@ -214,16 +206,20 @@ fn full_start(stream: &str, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         .map(|m| t - Duration::minutes(m))
 }
 
-/// What the dashboards of `stream` that read `today` read of it ([`TodayFilter`]); `None` if
-/// none reads it or one may read all of it.
-async fn today_filter(stream: &str, schema: &SchemaRef) -> Option<TodayFilter> {
-    let p = crate::pipeline::active();
-    let sqls: Vec<&str> = p
+/// The SQL of the dashboards of `stream` that read `today`.
+fn today_sqls(stream: &str) -> Vec<&'static str> {
+    crate::pipeline::active()
         .dashboards
         .iter()
         .filter(|d| d.stream == stream && reads_today(d.sql))
         .map(|d| d.sql)
-        .collect();
+        .collect()
+}
+
+/// What the dashboards of `stream` that read `today` read of it ([`TodayFilter`]); `None` if
+/// none reads it or one may read all of it.
+async fn today_filter(stream: &str, schema: &SchemaRef) -> Option<TodayFilter> {
+    let sqls = today_sqls(stream);
     if sqls.is_empty() {
         return None;
     }
